@@ -1,0 +1,205 @@
+import avro from 'avsc';
+import { KIND_BY_NAME, RECORD_KINDS, TYPES, topicFor, type RecordKind, type RecordOf } from '../schemas/index.ts';
+import { TickflowError, messageOf } from './errors.ts';
+
+/**
+ * The Avro codec of the Kafka values, in the two framings of DESIGN.md:
+ * - Confluent wire format (magic 0x00 + 4-byte big-endian schema id) when a Confluent-compatible
+ *   schema registry is configured;
+ * - Avro single-object encoding (0xC3 0x01 + 8-byte little-endian CRC-64-AVRO fingerprint of
+ *   the schema's Parsing Canonical Form) otherwise.
+ * Decoding reads both, resolving an older writer schema into the current reader schema.
+ */
+
+// ---- CRC-64-AVRO (the Rabin fingerprint of the Avro specification) ----
+const EMPTY = 0xc15d213aa4d7a795n;
+const MASK = 0xffffffffffffffffn;
+const FP_TABLE: bigint[] = Array.from({ length: 256 }, (_, i) => {
+  let fp = BigInt(i);
+  for (let j = 0; j < 8; j++) fp = (fp >> 1n) ^ (EMPTY & (-(fp & 1n) & MASK));
+  return fp;
+});
+
+export function crc64Avro(data: Uint8Array): bigint {
+  let fp = EMPTY;
+  for (const b of data) fp = (fp >> 8n) ^ FP_TABLE[Number((fp ^ BigInt(b)) & 0xffn)]!;
+  return fp;
+}
+
+/** Parsing Canonical Form of a type (avsc's getSchema without attributes is exactly that). */
+export function canonicalForm(type: avro.Type): string {
+  return JSON.stringify(type.getSchema({ exportAttrs: false }));
+}
+
+/** The 8 fingerprint bytes as they appear in a single-object header (little-endian). */
+export function fingerprintBytes(type: avro.Type): Buffer {
+  const buf = Buffer.alloc(8);
+  buf.writeBigUInt64LE(crc64Avro(Buffer.from(canonicalForm(type), 'utf8')));
+  return buf;
+}
+
+// ---- schema registry ----
+export interface SchemaRegistry {
+  /** Registers (or finds) a schema under a subject; returns its global id. */
+  register(subject: string, schema: string): Promise<number>;
+  /** The schema text of a global id. */
+  getById(id: number): Promise<string>;
+}
+
+/** Client of the Confluent schema registry REST API (subjects use the TopicNameStrategy). */
+export class ConfluentRegistry implements SchemaRegistry {
+  constructor(private readonly baseUrl: string, private readonly timeoutMs = 10_000) {}
+
+  private async call(pathname: string, init: RequestInit = {}): Promise<unknown> {
+    const url = new URL(pathname, this.baseUrl.endsWith('/') ? this.baseUrl : `${this.baseUrl}/`);
+    let res: Response;
+    try {
+      res = await fetch(url, {
+        ...init,
+        headers: { 'content-type': 'application/vnd.schemaregistry.v1+json', accept: 'application/vnd.schemaregistry.v1+json, application/json' },
+        signal: AbortSignal.timeout(this.timeoutMs),
+      });
+    } catch (e) {
+      throw new TickflowError('KAFKA_UNREACHABLE', `SCHEMA_REGISTRY_URL=${this.baseUrl} is unreachable: ${messageOf(e)}`, { retriable: true, cause: e });
+    }
+    const body = await res.text();
+    if (!res.ok) {
+      throw new TickflowError('AVRO_ENCODE', `schema registry ${url.pathname} answered ${res.status}: ${body.slice(0, 300)}`, { retriable: res.status >= 500 });
+    }
+    return JSON.parse(body);
+  }
+
+  async register(subject: string, schema: string): Promise<number> {
+    const r = (await this.call(`subjects/${encodeURIComponent(subject)}/versions`, { method: 'POST', body: JSON.stringify({ schema }) })) as { id: number };
+    return r.id;
+  }
+
+  async getById(id: number): Promise<string> {
+    const r = (await this.call(`schemas/ids/${id}`)) as { schema: string };
+    return r.schema;
+  }
+}
+
+// ---- codec ----
+export const SINGLE_OBJECT_MAGIC = Buffer.from([0xc3, 0x01]);
+export const CONFLUENT_MAGIC = 0x00;
+
+export interface Decoded<K extends RecordKind = RecordKind> {
+  readonly kind: K;
+  readonly value: RecordOf[K];
+  readonly framing: 'single-object' | 'confluent';
+}
+
+interface WriterEntry {
+  readonly kind: RecordKind;
+  readonly resolver: avro.Resolver | undefined; // undefined: writer == reader
+}
+
+export interface CodecOptions {
+  readonly topicPrefix: string;
+  /** When set, values are written in the Confluent wire format with ids from this registry. */
+  readonly registry?: SchemaRegistry;
+  /** Older schema versions this process should still read in single-object encoding. */
+  readonly writerSchemas?: readonly avro.Schema[];
+}
+
+export class AvroCodec {
+  private readonly byFingerprint = new Map<string, WriterEntry>();
+  private readonly byId = new Map<number, WriterEntry>();
+  private readonly idOfKind = new Map<RecordKind, number>();
+  private readonly headerOfKind = new Map<RecordKind, Buffer>();
+
+  constructor(private readonly opts: CodecOptions) {
+    for (const kind of RECORD_KINDS) {
+      const fp = fingerprintBytes(TYPES[kind]);
+      this.byFingerprint.set(fp.toString('hex'), { kind, resolver: undefined });
+      if (!opts.registry) this.headerOfKind.set(kind, Buffer.concat([SINGLE_OBJECT_MAGIC, fp]));
+    }
+    for (const schema of opts.writerSchemas ?? []) {
+      const writer = avro.Type.forSchema(schema);
+      this.byFingerprint.set(fingerprintBytes(writer).toString('hex'), this.entryForWriter(writer));
+    }
+  }
+
+  get framing(): 'single-object' | 'confluent' {
+    return this.opts.registry ? 'confluent' : 'single-object';
+  }
+
+  /** Registers the schemas with the registry (Confluent framing); a no-op otherwise. */
+  async prepare(): Promise<void> {
+    const registry = this.opts.registry;
+    if (!registry) return;
+    for (const kind of RECORD_KINDS) {
+      const id = await registry.register(`${topicFor(this.opts.topicPrefix, kind)}-value`, canonicalForm(TYPES[kind]));
+      this.idOfKind.set(kind, id);
+      this.byId.set(id, { kind, resolver: undefined });
+      const header = Buffer.alloc(5);
+      header.writeUInt8(CONFLUENT_MAGIC, 0);
+      header.writeUInt32BE(id, 1);
+      this.headerOfKind.set(kind, header);
+    }
+  }
+
+  encode<K extends RecordKind>(kind: K, record: RecordOf[K]): Buffer {
+    const header = this.headerOfKind.get(kind);
+    if (!header) throw new TickflowError('AVRO_ENCODE', 'AvroCodec.prepare() must run before encode() when a schema registry is configured');
+    let body: Buffer;
+    try {
+      body = TYPES[kind].toBuffer(record);
+    } catch (e) {
+      const errors: string[] = [];
+      TYPES[kind].isValid(record, { errorHook: (p) => errors.push(p.join('.') || '(root)') });
+      throw new TickflowError('AVRO_ENCODE', `${kind} record does not match its schema at ${errors.join(', ') || '?'}: ${messageOf(e)}`, { cause: e });
+    }
+    return Buffer.concat([header, body], header.length + body.length);
+  }
+
+  /** Decodes either framing; async only when a Confluent id must be fetched from the registry. */
+  async decode(buf: Buffer): Promise<Decoded> {
+    if (buf.length >= 5 && buf[0] === CONFLUENT_MAGIC) {
+      const id = buf.readUInt32BE(1);
+      let entry = this.byId.get(id);
+      if (!entry) {
+        if (!this.opts.registry) throw new TickflowError('AVRO_DECODE', `Confluent-framed record with schema id ${id}, but no schema registry is configured (SCHEMA_REGISTRY_URL)`);
+        const schema = await this.opts.registry.getById(id);
+        entry = this.entryForWriter(avro.Type.forSchema(JSON.parse(schema) as avro.Schema));
+        this.byId.set(id, entry);
+      }
+      return { ...this.read(entry, buf, 5), framing: 'confluent' };
+    }
+    return this.decodeSingleObject(buf);
+  }
+
+  decodeSingleObject(buf: Buffer): Decoded {
+    if (buf.length < 10 || buf[0] !== 0xc3 || buf[1] !== 0x01) {
+      throw new TickflowError('AVRO_DECODE', `not an Avro record: expected a single-object header (C3 01) or Confluent magic byte 0, got ${buf.subarray(0, 2).toString('hex') || 'an empty value'}`);
+    }
+    const fp = buf.subarray(2, 10).toString('hex');
+    const entry = this.byFingerprint.get(fp);
+    if (!entry) throw new TickflowError('AVRO_DECODE', `unknown writer schema fingerprint ${fp}`);
+    return { ...this.read(entry, buf, 10), framing: 'single-object' };
+  }
+
+  private entryForWriter(writer: avro.Type): WriterEntry {
+    const kind = KIND_BY_NAME.get(writer.name ?? '');
+    if (!kind) throw new TickflowError('AVRO_DECODE', `writer schema ${writer.name ?? '(anonymous)'} is not a tickflow record`);
+    return { kind, resolver: TYPES[kind].createResolver(writer) };
+  }
+
+  private read(entry: WriterEntry, buf: Buffer, offset: number): { kind: RecordKind; value: RecordOf[RecordKind] } {
+    try {
+      const body = buf.subarray(offset);
+      const value = entry.resolver ? TYPES[entry.kind].fromBuffer(body, entry.resolver) : TYPES[entry.kind].fromBuffer(body);
+      return { kind: entry.kind, value: value as RecordOf[RecordKind] };
+    } catch (e) {
+      throw new TickflowError('AVRO_DECODE', `${entry.kind} record body is corrupt: ${messageOf(e)}`, { cause: e });
+    }
+  }
+}
+
+export function createCodec(kafka: { topicPrefix: string; schemaRegistryUrl?: string | undefined }): AvroCodec {
+  return new AvroCodec({
+    topicPrefix: kafka.topicPrefix,
+    ...(kafka.schemaRegistryUrl ? { registry: new ConfluentRegistry(kafka.schemaRegistryUrl) } : {}),
+  });
+}

@@ -1,0 +1,44 @@
+/**
+ * The one error type that crosses part boundaries. Third-party errors (ccxt, kafkajs, pg) are
+ * translated at the edge into a TickflowError with a stable `code`, a `retriable` flag and the
+ * original as `cause`, so callers decide on retry without knowing which library failed.
+ */
+export const ERROR_CODES = [
+  'CONFIG_INVALID',
+  'CONFIG_NOT_FOUND',
+  'KAFKA_UNREACHABLE',
+  'DATABASE_UNREACHABLE',
+  'MIGRATION_FAILED',
+  'AVRO_DECODE',
+  'AVRO_ENCODE',
+  'INFRA',
+  'EXCHANGE_NETWORK',
+  'EXCHANGE_REJECTED',
+  'EXCHANGE_UNKNOWN',
+  'SYMBOL_UNKNOWN',
+  'CHANNEL_UNSUPPORTED',
+  'INTERNAL',
+] as const;
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+export class TickflowError extends Error {
+  override readonly name = 'TickflowError';
+  readonly code: ErrorCode;
+  readonly retriable: boolean;
+
+  constructor(code: ErrorCode, message: string, opts: { retriable?: boolean; cause?: unknown } = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.code = code;
+    this.retriable = opts.retriable ?? false;
+  }
+}
+
+export function isTickflowError(e: unknown, code?: ErrorCode): e is TickflowError {
+  return e instanceof TickflowError && (code === undefined || e.code === code);
+}
+
+/** The message of any thrown value, for logs and error records. */
+export function messageOf(e: unknown): string {
+  if (e instanceof Error) return e.message || e.name;
+  return String(e);
+}

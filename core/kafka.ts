@@ -1,0 +1,129 @@
+/**
+ * The one module that knows kafkajs. kafkajs is unmaintained since 2023 and speaks the Kafka 3.x
+ * protocol; keeping it behind this small surface lets it be swapped without touching the parts.
+ */
+import {
+  Kafka,
+  logLevel as LogLevel,
+  CompressionTypes,
+  type Admin,
+  type Consumer,
+  type ConsumerConfig,
+  type Producer,
+  type ITopicConfig,
+  type LogEntry,
+} from 'kafkajs';
+import { RECORD_KINDS, topicFor, type RecordKind } from '../schemas/index.ts';
+import { TickflowError, messageOf } from './errors.ts';
+import { logger } from './log.ts';
+
+export type { Admin, Consumer, Producer };
+export { CompressionTypes };
+
+export interface KafkaSettings {
+  readonly brokers: readonly string[];
+  readonly clientId: string;
+  readonly topicPrefix: string;
+  readonly partitions: number;
+  readonly replicationFactor: number;
+  readonly retentionMs: number;
+  readonly connectionTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+}
+
+const log = logger('kafka');
+
+const toPino = (level: LogLevel) => {
+  switch (level) {
+    case LogLevel.ERROR: return 'error' as const;
+    case LogLevel.WARN: return 'warn' as const;
+    case LogLevel.INFO: return 'info' as const;
+    default: return 'debug' as const;
+  }
+};
+
+/** kafkajs logs through our structured logger; its INFO chatter is kept at debug. */
+function logCreator() {
+  return ({ namespace, level, log: entry }: LogEntry) => {
+    const { message, ...extra } = entry;
+    const lvl = level === LogLevel.INFO ? 'debug' : toPino(level);
+    log[lvl]({ namespace, ...extra }, message);
+  };
+}
+
+export function createKafka(s: Pick<KafkaSettings, 'brokers' | 'clientId' | 'connectionTimeoutMs' | 'requestTimeoutMs'>, retries = 8): Kafka {
+  if (s.brokers.length === 0) throw new TickflowError('KAFKA_UNREACHABLE', 'no Kafka brokers configured (KAFKA_BROKERS or kafka.brokers)');
+  return new Kafka({
+    clientId: s.clientId,
+    brokers: [...s.brokers],
+    connectionTimeout: s.connectionTimeoutMs,
+    requestTimeout: s.requestTimeoutMs,
+    logLevel: LogLevel.WARN,
+    logCreator,
+    retry: { retries, initialRetryTime: 200, maxRetryTime: 10_000 },
+  });
+}
+
+/**
+ * Connects an admin client and asks for the cluster, failing fast (not hanging) with a message
+ * naming KAFKA_BROKERS when the brokers can't be reached.
+ */
+export async function probeKafka(brokers: readonly string[], timeoutMs = 10_000): Promise<void> {
+  const kafka = createKafka({ brokers, clientId: 'tickflow-probe', connectionTimeoutMs: Math.min(3000, timeoutMs), requestTimeoutMs: timeoutMs }, 2);
+  const admin = kafka.admin();
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      (async () => {
+        await admin.connect();
+        await admin.describeCluster();
+      })(),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+      }),
+    ]);
+  } catch (e) {
+    throw new TickflowError('KAFKA_UNREACHABLE', `KAFKA_BROKERS=${brokers.join(',')} is unreachable: ${messageOf(e)}`, { retriable: true, cause: e });
+  } finally {
+    clearTimeout(timer);
+    await admin.disconnect().catch(() => undefined);
+  }
+}
+
+/** Creates the per-channel topics when missing (partitions and retention from config). */
+export async function ensureTopics(kafka: Kafka, s: Pick<KafkaSettings, 'topicPrefix' | 'partitions' | 'replicationFactor' | 'retentionMs'>, kinds: readonly RecordKind[] = RECORD_KINDS): Promise<string[]> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const existing = new Set(await admin.listTopics());
+    const wanted: ITopicConfig[] = kinds
+      .map((k) => topicFor(s.topicPrefix, k))
+      .filter((t) => !existing.has(t))
+      .map((topic) => ({
+        topic,
+        numPartitions: s.partitions,
+        replicationFactor: s.replicationFactor,
+        configEntries: topic.endsWith('.instruments')
+          ? [{ name: 'cleanup.policy', value: 'compact' }]
+          : [{ name: 'retention.ms', value: String(s.retentionMs) }],
+      }));
+    if (wanted.length > 0) await admin.createTopics({ topics: wanted, waitForLeaders: true });
+    return wanted.map((t) => t.topic);
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/** Idempotent, batched, compressed: a send failure is retried by kafkajs, never dropped silently. */
+export function createProducer(kafka: Kafka): Producer {
+  return kafka.producer({ idempotent: true, maxInFlightRequests: 5, allowAutoTopicCreation: false });
+}
+
+export function createConsumer(kafka: Kafka, config: ConsumerConfig): Consumer {
+  return kafka.consumer({ allowAutoTopicCreation: false, ...config });
+}
+
+/** The key of a record: `exchange:symbol`, so each instrument stays ordered within a partition. */
+export function recordKey(r: { exchange: string; symbol: string }): string {
+  return `${r.exchange}:${r.symbol}`;
+}
