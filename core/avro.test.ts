@@ -1,7 +1,8 @@
 import avro from 'avsc';
 import { describe, expect, it } from 'vitest';
 import { schemaJson, TYPES, type Trade } from '../schemas/index.ts';
-import { AvroCodec, crc64Avro, fingerprintBytes, type SchemaRegistry } from './avro.ts';
+import { MemoryRegistry } from '../test/harness/memory-registry.ts';
+import { AvroCodec, crc64Avro, fingerprintBytes } from './avro.ts';
 
 const trade: Trade = {
   exchange: 'binance',
@@ -13,22 +14,6 @@ const trade: Trade = {
   price: 37_000.5,
   amount: 0.0125,
 };
-
-/** An in-memory registry: isolates the codec unit from the HTTP registry client. */
-export class MemoryRegistry implements SchemaRegistry {
-  private readonly schemas: string[] = [];
-  async register(_subject: string, schema: string): Promise<number> {
-    const i = this.schemas.indexOf(schema);
-    if (i >= 0) return i + 1;
-    this.schemas.push(schema);
-    return this.schemas.length;
-  }
-  async getById(id: number): Promise<string> {
-    const s = this.schemas[id - 1];
-    if (!s) throw new Error(`no schema ${id}`);
-    return s;
-  }
-}
 
 describe('CRC-64-AVRO fingerprints', () => {
   // Expected values computed independently with fastavro (Python) from the same .avsc files.

@@ -28,7 +28,7 @@ export function crc64Avro(data: Uint8Array): bigint {
 
 /** Parsing Canonical Form of a type (avsc's getSchema without attributes is exactly that). */
 export function canonicalForm(type: avro.Type): string {
-  return JSON.stringify(type.getSchema({ exportAttrs: false }));
+  return JSON.stringify(type.schema({ exportAttrs: false }));
 }
 
 /** The 8 fingerprint bytes as they appear in a single-object header (little-endian). */

@@ -157,7 +157,7 @@ export async function migrate(pool: Pool, opts: { flavour?: Flavour; dir?: strin
 }
 
 async function applyOne(client: PoolClient, m: Migration, flavour: Flavour): Promise<void> {
-  const record = ['insert into tickflow_migrations (version, name, flavour, checksum) values ($1, $2, $3, $4)', [m.version, m.name, flavour, m.checksum]] as const;
+  const record = () => client.query('insert into tickflow_migrations (version, name, flavour, checksum) values ($1, $2, $3, $4)', [m.version, m.name, flavour, m.checksum]);
   let current = '';
   try {
     if (m.transactional) {
@@ -166,7 +166,7 @@ async function applyOne(client: PoolClient, m: Migration, flavour: Flavour): Pro
         current = stmt;
         await client.query(stmt);
       }
-      await client.query(...record);
+      await record();
       await client.query('commit');
     } else {
       // Outside a transaction each statement commits by itself; statements must be idempotent
@@ -175,7 +175,7 @@ async function applyOne(client: PoolClient, m: Migration, flavour: Flavour): Pro
         current = stmt;
         await client.query(stmt);
       }
-      await client.query(...record);
+      await record();
     }
   } catch (e) {
     if (m.transactional) await client.query('rollback').catch(() => undefined);

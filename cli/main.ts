@@ -1,0 +1,241 @@
+/**
+ * `tickflow <command>`: the one entry point of every part. Each command loads the config once,
+ * builds what it needs and handles signals; the parts themselves live in gateways/, sink/, api/.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, openSync } from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { loadConfig, resolveDir, REPO_ROOT, type Config } from '../core/config.ts';
+import { isTickflowError, messageOf, TickflowError } from '../core/errors.ts';
+import { createKafka, ensureTopics, probeKafka } from '../core/kafka.ts';
+import { sleep } from '../core/retry.ts';
+import { embeddedServerStatus, openDatabase, pidAlive, startEmbeddedOnDataDir } from '../infra/database.ts';
+import { ensureKafkaJars, kafkaStatus, startKafka, stopKafkaAt, type KafkaBroker } from '../infra/kafka.ts';
+import { migrate } from '../migrations/runner.ts';
+
+const USAGE = `tickflow <command> [--config FILE]
+
+commands:
+  start                 run everything on this machine: local Kafka and the embedded TimescaleDB
+                        (unless KAFKA_BROKERS / DATABASE_URL are set), migrations, then the parts
+  infra up|down|status  the local Kafka broker and embedded TimescaleDB server, in the background
+  migrate               apply the database migrations (a re-run applies nothing)
+  gateway               the exchange gateways (ccxt -> Kafka)
+  sink                  the Kafka -> TimescaleDB sink
+  api                   the query API
+  sim                   the offline exchange (Binance spot formats) for demos and tests
+
+options:
+  --config FILE         config file (default config/tickflow.yaml, or TICKFLOW_CONFIG)
+  -h, --help            this text
+
+environment: KAFKA_BROKERS, DATABASE_URL, SCHEMA_REGISTRY_URL, TICKFLOW_CONFIG, TICKFLOW_DB_DIR, LOG_LEVEL`;
+
+const out = (s: string) => process.stdout.write(`${s}\n`);
+
+/** Resolves when SIGINT or SIGTERM arrives. */
+function untilSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const on = (sig: NodeJS.Signals) => {
+      process.off('SIGINT', on);
+      process.off('SIGTERM', on);
+      resolve(sig);
+    };
+    process.on('SIGINT', on);
+    process.on('SIGTERM', on);
+  });
+}
+
+/** The brokers to use: configured ones (probed), else the local broker from `infra up`. */
+async function resolveBrokers(config: Config): Promise<string[]> {
+  if (config.kafka.brokers.length > 0) {
+    await probeKafka(config.kafka.brokers, config.kafka.connectionTimeoutMs * 2);
+    return [...config.kafka.brokers];
+  }
+  const status = await kafkaStatus(resolveDir(config.infra.kafkaDataDir));
+  if (status.running && status.brokers) return status.brokers;
+  throw new TickflowError('KAFKA_UNREACHABLE', 'no Kafka: set KAFKA_BROKERS, or start the local broker with `tickflow infra up`');
+}
+
+async function infra(config: Config, action: string | undefined): Promise<number> {
+  const kafkaDir = resolveDir(config.infra.kafkaDataDir);
+  const dbDir = resolveDir(config.database.dataDir);
+  switch (action) {
+    case 'up': {
+      if (config.kafka.brokers.length > 0) {
+        out(`kafka: using KAFKA_BROKERS=${config.kafka.brokers.join(',')}; nothing started`);
+      } else {
+        const st = await kafkaStatus(kafkaDir);
+        if (st.running) out(`kafka: already running (pid ${st.pid}) at ${st.brokers?.join(',')}`);
+        else {
+          out('kafka: resolving the broker jars (first run downloads them through Maven)...');
+          await ensureKafkaJars();
+          mkdirSync(kafkaDir, { recursive: true });
+          const b = await startKafka({ dataDir: kafkaDir, port: config.infra.kafkaPort, detached: true });
+          out(`kafka: started (pid ${b.pid}) at ${b.brokers.join(',')}, data in ${kafkaDir}`);
+        }
+      }
+      if (config.database.url) {
+        out('database: using DATABASE_URL; nothing started');
+      } else {
+        const rec = embeddedServerStatus(dbDir);
+        if (rec) out(`database: embedded TimescaleDB already running (pid ${rec.pid}) at ${rec.url}`);
+        else {
+          mkdirSync(path.dirname(dbDir), { recursive: true });
+          const logFd = openSync(`${dbDir}.log`, 'a');
+          const args = [path.join(REPO_ROOT, 'bin', 'tickflow.js'), 'infra', 'serve-db', ...(config.source ? ['--config', config.source] : [])];
+          const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', logFd, logFd], env: process.env });
+          child.unref();
+          const deadline = Date.now() + 120_000;
+          let started = embeddedServerStatus(dbDir);
+          while (!started) {
+            if (child.exitCode !== null || !pidAlive(child.pid!)) throw new TickflowError('INFRA', `the embedded TimescaleDB server exited at start; see ${dbDir}.log`);
+            if (Date.now() > deadline) throw new TickflowError('INFRA', `the embedded TimescaleDB server did not start within 120 s; see ${dbDir}.log`);
+            await sleep(200);
+            started = embeddedServerStatus(dbDir);
+          }
+          out(`database: embedded TimescaleDB started (pid ${started.pid}) at ${started.url} (one client process at a time), data in ${dbDir}`);
+        }
+      }
+      return 0;
+    }
+    case 'serve-db': {
+      const db = await startEmbeddedOnDataDir(config, { record: true });
+      out(`embedded TimescaleDB serving ${db.url}`);
+      await untilSignal();
+      await db.stop();
+      return 0;
+    }
+    case 'down': {
+      const stopped = await stopKafkaAt(kafkaDir);
+      out(stopped ? 'kafka: stopped' : 'kafka: was not running');
+      const rec = embeddedServerStatus(dbDir);
+      if (rec) {
+        process.kill(rec.pid, 'SIGTERM');
+        const deadline = Date.now() + 30_000;
+        while (pidAlive(rec.pid) && Date.now() < deadline) await sleep(100);
+        if (pidAlive(rec.pid)) process.kill(rec.pid, 'SIGKILL');
+        out('database: embedded TimescaleDB stopped');
+      } else out('database: embedded TimescaleDB was not running');
+      return 0;
+    }
+    case 'status': {
+      const st = await kafkaStatus(kafkaDir);
+      out(config.kafka.brokers.length ? `kafka: KAFKA_BROKERS=${config.kafka.brokers.join(',')}` : st.running ? `kafka: running (pid ${st.pid}) at ${st.brokers?.join(',')}` : 'kafka: not running');
+      const rec = embeddedServerStatus(dbDir);
+      out(config.database.url ? 'database: DATABASE_URL is set' : rec ? `database: embedded TimescaleDB running (pid ${rec.pid}) at ${rec.url}` : 'database: embedded TimescaleDB not running (commands start it in-process)');
+      return 0;
+    }
+    default:
+      throw new TickflowError('CONFIG_INVALID', `infra: expected up, down or status, got ${action ?? 'nothing'}`);
+  }
+}
+
+async function runMigrate(config: Config): Promise<number> {
+  const db = await openDatabase(config, { applicationName: 'tickflow-migrate' });
+  try {
+    const r = await migrate(db.pool);
+    out(`migrations (${r.flavour}): ${r.applied.length ? `applied ${r.applied.join(', ')}` : 'nothing to apply'}; ${r.skipped} already applied`);
+  } finally {
+    await db.close();
+  }
+  return 0;
+}
+
+/** Everything on this machine in one process; Ctrl-C stops it all. */
+async function start(config: Config): Promise<number> {
+  const closers: Array<() => Promise<void>> = [];
+  const stopAll = async () => {
+    for (const c of closers.reverse()) await c().catch((e) => process.stderr.write(`stop: ${messageOf(e)}\n`));
+  };
+  try {
+    let brokers: string[];
+    if (config.kafka.brokers.length > 0) {
+      await probeKafka(config.kafka.brokers, config.kafka.connectionTimeoutMs * 2);
+      brokers = [...config.kafka.brokers];
+      out(`kafka: ${brokers.join(',')} (KAFKA_BROKERS)`);
+    } else {
+      const kafkaDir = resolveDir(config.infra.kafkaDataDir);
+      const st = await kafkaStatus(kafkaDir);
+      if (st.running && st.brokers) {
+        brokers = st.brokers;
+        out(`kafka: local broker from \`tickflow infra up\` at ${brokers.join(',')}`);
+      } else {
+        out('kafka: starting the local broker (the first run downloads its jars through Maven)...');
+        await ensureKafkaJars();
+        mkdirSync(kafkaDir, { recursive: true });
+        const broker: KafkaBroker = await startKafka({ dataDir: kafkaDir, port: config.infra.kafkaPort });
+        closers.push(() => broker.stop());
+        brokers = broker.brokers;
+        out(`kafka: local broker at ${brokers.join(',')}, data in ${kafkaDir}`);
+      }
+    }
+    const kafka = createKafka({ ...config.kafka, brokers });
+    const created = await ensureTopics(kafka, config.kafka);
+    if (created.length) out(`kafka: created topics ${created.join(', ')}`);
+
+    const db = await openDatabase(config, { applicationName: 'tickflow' });
+    closers.push(() => db.close());
+    out(`database: ${db.kind === 'embedded' ? `embedded TimescaleDB at ${db.url}, data in ${resolveDir(config.database.dataDir)}` : 'DATABASE_URL'}`);
+    const m = await migrate(db.pool);
+    out(`migrations (${m.flavour}): ${m.applied.length ? `applied ${m.applied.length}` : 'up to date'}`);
+
+    out('not built yet: the gateways, the sink and the query API (see the open issues); the infrastructure is up.');
+    out('press Ctrl-C to stop');
+    await untilSignal();
+    out('stopping...');
+    await stopAll();
+    return 0;
+  } catch (e) {
+    await stopAll();
+    throw e;
+  }
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    options: { config: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    allowPositionals: true,
+    strict: false,
+  });
+  const [command, ...rest] = positionals;
+  if (values.help || !command) {
+    out(USAGE);
+    return command || values.help ? 0 : 2;
+  }
+  const config = loadConfig({ path: typeof values.config === 'string' ? values.config : undefined });
+  switch (command) {
+    case 'start':
+      return start(config);
+    case 'infra':
+      return infra(config, rest[0]);
+    case 'migrate':
+      return runMigrate(config);
+    case 'sim': {
+      const simMain = path.join(REPO_ROOT, 'sim', 'main.ts');
+      if (!existsSync(simMain)) throw new TickflowError('INTERNAL', 'sim: not built yet');
+      const mod = (await import(simMain)) as { main: (argv: string[]) => Promise<number> };
+      return mod.main(argv.filter((a) => a !== 'sim'));
+    }
+    case 'gateway':
+    case 'sink':
+    case 'api':
+      out(`${command}: not built yet (see the open issues)`);
+      return 1;
+    default:
+      out(`unknown command: ${command}\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+export async function run(argv: string[]): Promise<void> {
+  try {
+    process.exitCode = await main(argv);
+  } catch (e) {
+    // Expected failures (bad config, unreachable services) print one clear line, no stack.
+    process.stderr.write(`tickflow: ${isTickflowError(e) ? e.message : (e as Error).stack ?? messageOf(e)}\n`);
+    process.exitCode = 1;
+  }
+}

@@ -1,0 +1,124 @@
+/**
+ * Finds or starts the database a command uses:
+ * 1. DATABASE_URL / database.url: any PostgreSQL or TimescaleDB server (probed, fails fast);
+ * 2. else an embedded TimescaleDB server already running for the data folder (`tickflow infra up`);
+ * 3. else the embedded TimescaleDB started in this process on the data folder.
+ * The embedded database serves one connection: its pool has size 1, and a lock file keeps a
+ * second process from opening the same data folder.
+ */
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { resolveDir, type Config } from '../core/config.ts';
+import { createPool, unreachable, type Pool } from '../core/db.ts';
+import { TickflowError } from '../core/errors.ts';
+import { logger } from '../core/log.ts';
+import { startEmbeddedDb, type EmbeddedDb } from './embedded-db.ts';
+import { probeDatabase } from './probe-db.ts';
+
+const log = logger('database');
+
+export interface OpenDatabase {
+  readonly url: string;
+  readonly pool: Pool;
+  readonly kind: 'server' | 'embedded';
+  close(): Promise<void>;
+}
+
+export interface EmbeddedServerRecord {
+  readonly pid: number;
+  readonly url: string;
+  readonly dataDir: string;
+}
+
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+const recordFile = (dataDir: string) => `${dataDir}.server.json`;
+const lockFile = (dataDir: string) => `${dataDir}.lock`;
+
+/** The embedded server that `tickflow infra up` left running for this data folder, if any. */
+export function embeddedServerStatus(dataDir: string): EmbeddedServerRecord | undefined {
+  const f = recordFile(dataDir);
+  if (!existsSync(f)) return undefined;
+  const rec = JSON.parse(readFileSync(f, 'utf8')) as EmbeddedServerRecord;
+  if (pidAlive(rec.pid)) return rec;
+  rmSync(f, { force: true });
+  return undefined;
+}
+
+/** Takes the data folder for this process; refuses when a live process holds it. */
+function lockDataDir(dataDir: string): () => void {
+  mkdirSync(path.dirname(dataDir), { recursive: true });
+  const f = lockFile(dataDir);
+  if (existsSync(f)) {
+    const pid = Number(readFileSync(f, 'utf8').trim());
+    if (pid !== process.pid && pidAlive(pid)) {
+      throw new TickflowError('DATABASE_UNREACHABLE', `the embedded TimescaleDB in ${dataDir} is in use by process ${pid}; it serves one process at a time (stop that process, or set DATABASE_URL)`);
+    }
+  }
+  writeFileSync(f, String(process.pid));
+  return () => rmSync(f, { force: true });
+}
+
+/** Starts the embedded TimescaleDB on the configured data folder, holding its lock. */
+export async function startEmbeddedOnDataDir(config: Config, opts: { port?: number; record?: boolean } = {}): Promise<EmbeddedDb> {
+  const dataDir = resolveDir(config.database.dataDir);
+  const unlock = lockDataDir(dataDir);
+  let db: EmbeddedDb;
+  try {
+    db = await startEmbeddedDb({ dataDir, port: opts.port ?? config.database.embeddedPort });
+  } catch (e) {
+    unlock();
+    throw e;
+  }
+  if (opts.record) writeFileSync(recordFile(dataDir), JSON.stringify({ pid: process.pid, url: db.url, dataDir } satisfies EmbeddedServerRecord));
+  return {
+    ...db,
+    stop: async () => {
+      await db.stop();
+      if (opts.record) rmSync(recordFile(dataDir), { force: true });
+      unlock();
+    },
+  };
+}
+
+export async function openDatabase(config: Config, opts: { applicationName?: string } = {}): Promise<OpenDatabase> {
+  const applicationName = opts.applicationName ?? 'tickflow';
+  const url = config.database.url;
+  if (url) {
+    await probeDatabase(url, config.database.connectTimeoutMs);
+    const pool = createPool(url, { max: config.database.poolMax, connectTimeoutMs: config.database.connectTimeoutMs, applicationName });
+    return { url, pool, kind: 'server', close: () => pool.end() };
+  }
+  const dataDir = resolveDir(config.database.dataDir);
+  const running = embeddedServerStatus(dataDir);
+  if (running) {
+    log.info({ url: running.url, pid: running.pid }, 'using the running embedded TimescaleDB');
+    const pool = createPool(running.url, { max: 1, applicationName });
+    try {
+      await pool.query('select 1');
+    } catch (e) {
+      await pool.end();
+      throw unreachable(running.url, e);
+    }
+    return { url: running.url, pool, kind: 'embedded', close: () => pool.end() };
+  }
+  const db = await startEmbeddedOnDataDir(config);
+  log.info({ dataDir, url: db.url }, 'embedded TimescaleDB started');
+  const pool = createPool(db.url, { max: 1, applicationName });
+  return {
+    url: db.url,
+    pool,
+    kind: 'embedded',
+    close: async () => {
+      await pool.end();
+      await db.stop();
+    },
+  };
+}

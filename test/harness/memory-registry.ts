@@ -1,0 +1,25 @@
+import type { SchemaRegistry } from '../../core/avro.ts';
+
+/**
+ * An in-memory schema registry with the Confluent semantics the codec relies on (one global id
+ * per distinct schema). It isolates the codec from the HTTP registry client: no
+ * Confluent-compatible registry can run on the development machines.
+ */
+export class MemoryRegistry implements SchemaRegistry {
+  private readonly schemas: string[] = [];
+  readonly subjects = new Map<string, number[]>();
+
+  async register(subject: string, schema: string): Promise<number> {
+    let i = this.schemas.indexOf(schema);
+    if (i < 0) i = this.schemas.push(schema) - 1;
+    const ids = this.subjects.get(subject) ?? [];
+    if (!ids.includes(i + 1)) this.subjects.set(subject, [...ids, i + 1]);
+    return i + 1;
+  }
+
+  async getById(id: number): Promise<string> {
+    const s = this.schemas[id - 1];
+    if (!s) throw new Error(`no schema with id ${id}`);
+    return s;
+  }
+}
