@@ -65,28 +65,60 @@ export function createKafka(s: Pick<KafkaSettings, 'brokers' | 'clientId' | 'con
 }
 
 /**
- * Connects an admin client and asks for the cluster, failing fast (not hanging) with a message
- * naming KAFKA_BROKERS when the brokers can't be reached.
+ * One admin connection and DescribeCluster, bounded by timeoutMs; kafkajs logs silenced. kafkajs's
+ * own timeouts are set below timeoutMs and it does not retry, so it normally fails by itself; the
+ * timer is a safety net. Disconnecting while kafkajs is still connecting can leave a socket
+ * behind, so the disconnect runs once the attempt is over, whatever the outcome.
  */
-export async function probeKafka(brokers: readonly string[], timeoutMs = 10_000): Promise<void> {
-  const kafka = createKafka({ brokers, clientId: 'tickflow-probe', connectionTimeoutMs: Math.min(3000, timeoutMs), requestTimeoutMs: timeoutMs }, 2);
-  const admin = kafka.admin();
+async function describeCluster(brokers: readonly string[], timeoutMs: number): Promise<{ brokers: number }> {
+  const clamp = (v: number, lo: number, hi: number) => Math.round(Math.max(lo, Math.min(hi, v)));
+  const kafka = new Kafka({
+    clientId: 'tickflow-probe',
+    brokers: [...brokers],
+    connectionTimeout: clamp(timeoutMs / 3, 100, 3_000),
+    requestTimeout: clamp(timeoutMs / 2, 200, 5_000),
+    authenticationTimeout: clamp(timeoutMs / 2, 200, 5_000),
+    enforceRequestTimeout: true,
+    retry: { retries: 0 },
+    logLevel: LogLevel.NOTHING,
+  });
+  const admin = kafka.admin({ retry: { retries: 0 } });
+  const work = (async () => {
+    await admin.connect();
+    const cluster = await admin.describeCluster();
+    return { brokers: cluster.brokers.length };
+  })();
+  const cleanup = work.then(
+    () => admin.disconnect(),
+    () => admin.disconnect(),
+  ).catch(() => undefined);
   let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+  });
   try {
-    await Promise.race([
-      (async () => {
-        await admin.connect();
-        await admin.describeCluster();
-      })(),
-      new Promise((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
-      }),
-    ]);
-  } catch (e) {
-    throw new TickflowError('KAFKA_UNREACHABLE', `KAFKA_BROKERS=${brokers.join(',')} is unreachable: ${messageOf(e)}`, { retriable: true, cause: e });
+    const result = await Promise.race([work, timeout]);
+    await cleanup;
+    return result;
   } finally {
     clearTimeout(timer);
-    await admin.disconnect().catch(() => undefined);
+  }
+}
+
+/**
+ * Connects to the brokers and asks for the cluster's metadata; rejects with
+ * TickflowError('KAFKA_UNREACHABLE') within timeoutMs (plus a moment) if they do not answer.
+ */
+export async function probeKafka(brokers: readonly string[], timeoutMs = 10_000): Promise<void> {
+  const value = brokers.join(',');
+  try {
+    if (brokers.length === 0) throw new Error('no brokers given');
+    await describeCluster(brokers, timeoutMs);
+  } catch (e) {
+    throw new TickflowError('KAFKA_UNREACHABLE', `KAFKA_BROKERS=${value} is unreachable: ${messageOf(e)}`, {
+      retriable: true,
+      cause: e,
+    });
   }
 }
 
