@@ -40,7 +40,6 @@ export function pidAlive(pid: number): boolean {
 }
 
 const recordFile = (dataDir: string) => `${dataDir}.server.json`;
-const lockFile = (dataDir: string) => `${dataDir}.lock`;
 
 /** The embedded server that `tickflow infra up` left running for this data folder, if any. */
 export function embeddedServerStatus(dataDir: string): EmbeddedServerRecord | undefined {
@@ -52,38 +51,16 @@ export function embeddedServerStatus(dataDir: string): EmbeddedServerRecord | un
   return undefined;
 }
 
-/** Takes the data folder for this process; refuses when a live process holds it. */
-function lockDataDir(dataDir: string): () => void {
-  mkdirSync(path.dirname(dataDir), { recursive: true });
-  const f = lockFile(dataDir);
-  if (existsSync(f)) {
-    const pid = Number(readFileSync(f, 'utf8').trim());
-    if (pid !== process.pid && pidAlive(pid)) {
-      throw new TickflowError('DATABASE_UNREACHABLE', `the embedded TimescaleDB in ${dataDir} is in use by process ${pid}; it serves one process at a time (stop that process, or set DATABASE_URL)`);
-    }
-  }
-  writeFileSync(f, String(process.pid));
-  return () => rmSync(f, { force: true });
-}
-
-/** Starts the embedded TimescaleDB on the configured data folder, holding its lock. */
+/** Starts the embedded TimescaleDB on the configured data folder (embedded-db.ts locks it). */
 export async function startEmbeddedOnDataDir(config: Config, opts: { port?: number; record?: boolean } = {}): Promise<EmbeddedDb> {
   const dataDir = resolveDir(config.database.dataDir);
-  const unlock = lockDataDir(dataDir);
-  let db: EmbeddedDb;
-  try {
-    db = await startEmbeddedDb({ dataDir, port: opts.port ?? config.database.embeddedPort });
-  } catch (e) {
-    unlock();
-    throw e;
-  }
+  const db = await startEmbeddedDb({ dataDir, port: opts.port ?? config.database.embeddedPort });
   if (opts.record) writeFileSync(recordFile(dataDir), JSON.stringify({ pid: process.pid, url: db.url, dataDir } satisfies EmbeddedServerRecord));
   return {
     ...db,
     stop: async () => {
       await db.stop();
       if (opts.record) rmSync(recordFile(dataDir), { force: true });
-      unlock();
     },
   };
 }

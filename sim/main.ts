@@ -1,0 +1,116 @@
+/**
+ * Runs the sim exchange on its own: `tsx sim/main.ts --port 9000 --rate 20 --symbols BTC/USDT,ETH/USDT`.
+ * Prints one JSON line on stdout, `{"url", "wsUrl", "ccxtOptions"}`, once it listens (logs go to
+ * stderr), and closes cleanly on SIGINT/SIGTERM. `tickflow sim` builds the same thing from
+ * `parseSimArgs` + `buildSim`.
+ */
+import { pathToFileURL } from 'node:url';
+import { TickflowError } from '../core/errors.ts';
+import { buildSim, type SimOptions } from './index.ts';
+
+export const SIM_USAGE = `usage: sim [options]
+  --host <addr>            interface to bind (default 127.0.0.1)
+  --port <n>               port, 0 = any free one (default 0)
+  --seed <n>               seed of prices, trades, history and book (default 1)
+  --rate <n>               trades per second per symbol (default 5)
+  --symbols <a,b>          unified spot symbols (default BTC/USDT,ETH/USDT)
+  --history-days <n>       days of synthetic 1m klines before the start (default 7)
+  --book-depth <n>         order book levels per side (default 100)
+  --speed <x>              virtual clock speed, 60 = a minute per second (default 1)
+  --start-time <ms|iso>    virtual start time (default now)
+  --tick-ms <n>            generation/send tick in real ms (default 10)
+  --max-stored-trades <n>  trades kept per symbol for REST refills (default 2000000)`;
+
+const NUMERIC: Record<string, keyof SimOptions> = {
+  '--port': 'port',
+  '--seed': 'seed',
+  '--rate': 'tradesPerSecond',
+  '--history-days': 'historyDays',
+  '--book-depth': 'bookDepth',
+  '--speed': 'speed',
+  '--tick-ms': 'tickIntervalMs',
+  '--max-stored-trades': 'maxStoredTrades',
+};
+
+/** Parses CLI arguments (without node and script) into SimOptions; `help` when -h/--help was given. */
+export function parseSimArgs(argv: readonly string[]): SimOptions & { help?: boolean } {
+  const out: Record<string, unknown> = {};
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '-h' || arg === '--help') {
+      out.help = true;
+      continue;
+    }
+    const eq = arg.indexOf('=');
+    const flag = eq > 0 ? arg.slice(0, eq) : arg;
+    const takeValue = (): string => {
+      const v = eq > 0 ? arg.slice(eq + 1) : argv[++i];
+      if (v === undefined || v === '') throw bad(flag, 'needs a value');
+      return v;
+    };
+    if (flag in NUMERIC) {
+      const raw = takeValue();
+      const n = Number(raw);
+      if (!Number.isFinite(n)) throw bad(flag, `expects a number, got "${raw}"`);
+      out[NUMERIC[flag]!] = n;
+    } else if (flag === '--host') {
+      out.host = takeValue();
+    } else if (flag === '--symbols') {
+      out.symbols = takeValue()
+        .split(',')
+        .map((s) => s.trim().toUpperCase())
+        .filter((s) => s.length > 0);
+    } else if (flag === '--start-time') {
+      const raw = takeValue();
+      const t = /^\d+$/.test(raw) ? Number(raw) : Date.parse(raw);
+      if (!Number.isFinite(t)) throw bad(flag, `expects epoch ms or an ISO time, got "${raw}"`);
+      out.startTime = t;
+    } else {
+      throw bad(flag, 'is not an option (see --help)');
+    }
+  }
+  return out as SimOptions & { help?: boolean };
+}
+
+function bad(flag: string, why: string): TickflowError {
+  return new TickflowError('CONFIG_INVALID', `sim: ${flag} ${why}`);
+}
+
+async function main(): Promise<void> {
+  let opts: ReturnType<typeof parseSimArgs>;
+  try {
+    opts = parseSimArgs(process.argv.slice(2));
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n${SIM_USAGE}\n`);
+    process.exit(2);
+  }
+  if (opts.help) {
+    process.stdout.write(`${SIM_USAGE}\n`);
+    return;
+  }
+  const { help: _help, ...simOpts } = opts;
+  const sim = buildSim(simOpts);
+  await sim.start();
+  process.stdout.write(`${JSON.stringify({ url: sim.url, wsUrl: sim.wsUrl, ccxtOptions: sim.ccxtOptions() })}\n`);
+  let closing = false;
+  const shutdown = (signal: string): void => {
+    if (closing) return;
+    closing = true;
+    sim.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        process.stderr.write(`sim: close failed after ${signal}: ${String(err)}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGINT', () => shutdown('SIGINT'));
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main().catch((err: unknown) => {
+    process.stderr.write(`sim: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,117 @@
+/**
+ * Bounded, columnar store of every trade one symbol generated. Ids are contiguous, so a trade is
+ * found by id in O(1) and by time by binary search; memory grows in 64k-trade chunks and the
+ * oldest chunk is dropped once `maxTrades` is exceeded (REST can then no longer refill that far).
+ */
+const CHUNK_BITS = 16;
+const CHUNK = 1 << CHUNK_BITS;
+const MASK = CHUNK - 1;
+
+interface Chunk {
+  readonly t: Float64Array; // time, ms
+  readonly p: Float64Array; // price, ticks
+  readonly q: Float64Array; // quantity, steps
+  readonly m: Uint8Array; // 1 = buyer is maker (the taker sold)
+}
+
+function newChunk(): Chunk {
+  return { t: new Float64Array(CHUNK), p: new Float64Array(CHUNK), q: new Float64Array(CHUNK), m: new Uint8Array(CHUNK) };
+}
+
+export class TradeStore {
+  /** Id of slot 0 of chunks[0]. */
+  private baseId: number;
+  private readonly chunks: Chunk[] = [];
+  /** Next id to assign. */
+  nextId: number;
+  private readonly maxChunks: number;
+
+  constructor(firstId: number, maxTrades: number) {
+    this.baseId = firstId;
+    this.nextId = firstId;
+    this.maxChunks = Math.max(2, Math.ceil(maxTrades / CHUNK) + 1);
+  }
+
+  /** Oldest id still held. */
+  get firstId(): number {
+    return this.baseId;
+  }
+
+  get lastId(): number {
+    return this.nextId - 1;
+  }
+
+  get count(): number {
+    return this.nextId - this.firstId;
+  }
+
+  push(time: number, priceTicks: number, qtySteps: number, buyerIsMaker: boolean): number {
+    const id = this.nextId;
+    const pos = id - this.baseId;
+    const ci = pos >>> CHUNK_BITS;
+    if (ci === this.chunks.length) {
+      if (this.chunks.length >= this.maxChunks) {
+        this.chunks.shift();
+        this.baseId += CHUNK;
+        return this.push(time, priceTicks, qtySteps, buyerIsMaker);
+      }
+      this.chunks.push(newChunk());
+    }
+    const c = this.chunks[ci]!;
+    const s = pos & MASK;
+    c.t[s] = time;
+    c.p[s] = priceTicks;
+    c.q[s] = qtySteps;
+    c.m[s] = buyerIsMaker ? 1 : 0;
+    this.nextId = id + 1;
+    return id;
+  }
+
+  has(id: number): boolean {
+    return id >= this.baseId && id < this.nextId;
+  }
+
+  private chunkOf(id: number): Chunk {
+    return this.chunks[(id - this.baseId) >>> CHUNK_BITS]!;
+  }
+
+  time(id: number): number {
+    return this.chunkOf(id).t[(id - this.baseId) & MASK]!;
+  }
+
+  price(id: number): number {
+    return this.chunkOf(id).p[(id - this.baseId) & MASK]!;
+  }
+
+  qty(id: number): number {
+    return this.chunkOf(id).q[(id - this.baseId) & MASK]!;
+  }
+
+  buyerIsMaker(id: number): boolean {
+    return this.chunkOf(id).m[(id - this.baseId) & MASK] === 1;
+  }
+
+  /** First held id with time >= t (nextId when none). */
+  lowerBoundTime(t: number): number {
+    let lo = this.baseId;
+    let hi = this.nextId;
+    while (lo < hi) {
+      const mid = lo + Math.floor((hi - lo) / 2);
+      if (this.time(mid) < t) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  /** First held id with time > t (nextId when none). */
+  upperBoundTime(t: number): number {
+    let lo = this.baseId;
+    let hi = this.nextId;
+    while (lo < hi) {
+      const mid = lo + Math.floor((hi - lo) / 2);
+      if (this.time(mid) <= t) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+}
