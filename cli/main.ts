@@ -47,17 +47,6 @@ function untilSignal(): Promise<NodeJS.Signals> {
   });
 }
 
-/** The brokers to use: configured ones (probed), else the local broker from `infra up`. */
-async function resolveBrokers(config: Config): Promise<string[]> {
-  if (config.kafka.brokers.length > 0) {
-    await probeKafka(config.kafka.brokers, config.kafka.connectionTimeoutMs * 2);
-    return [...config.kafka.brokers];
-  }
-  const status = await kafkaStatus(resolveDir(config.infra.kafkaDataDir));
-  if (status.running && status.brokers) return status.brokers;
-  throw new TickflowError('KAFKA_UNREACHABLE', 'no Kafka: set KAFKA_BROKERS, or start the local broker with `tickflow infra up`');
-}
-
 async function infra(config: Config, action: string | undefined): Promise<number> {
   const kafkaDir = resolveDir(config.infra.kafkaDataDir);
   const dbDir = resolveDir(config.database.dataDir);

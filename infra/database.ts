@@ -6,11 +6,9 @@
  * The embedded database serves one connection: its pool has size 1, and a lock file keeps a
  * second process from opening the same data folder.
  */
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { resolveDir, type Config } from '../core/config.ts';
 import { createPool, unreachable, type Pool } from '../core/db.ts';
-import { TickflowError } from '../core/errors.ts';
 import { logger } from '../core/log.ts';
 import { startEmbeddedDb, type EmbeddedDb } from './embedded-db.ts';
 import { probeDatabase } from './probe-db.ts';
