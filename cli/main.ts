@@ -10,7 +10,8 @@ import { loadConfig, resolveDir, REPO_ROOT, type Config } from '../core/config.t
 import { isTickflowError, messageOf, TickflowError } from '../core/errors.ts';
 import { createKafka, ensureTopics, probeKafka } from '../core/kafka.ts';
 import { sleep } from '../core/retry.ts';
-import { embeddedServerStatus, openDatabase, pidAlive, startEmbeddedOnDataDir } from '../infra/database.ts';
+import { embeddedServerStatus, openDatabase, startEmbeddedOnDataDir } from '../infra/database.ts';
+import { isAlive } from '../infra/process.ts';
 import { ensureKafkaJars, kafkaStatus, startKafka, stopKafkaAt, type KafkaBroker } from '../infra/kafka.ts';
 import { migrate } from '../migrations/runner.ts';
 
@@ -79,7 +80,7 @@ async function infra(config: Config, action: string | undefined): Promise<number
           const deadline = Date.now() + 120_000;
           let started = embeddedServerStatus(dbDir);
           while (!started) {
-            if (child.exitCode !== null || !pidAlive(child.pid!)) throw new TickflowError('INFRA', `the embedded TimescaleDB server exited at start; see ${dbDir}.log`);
+            if (child.exitCode !== null || !isAlive(child.pid!)) throw new TickflowError('INFRA', `the embedded TimescaleDB server exited at start; see ${dbDir}.log`);
             if (Date.now() > deadline) throw new TickflowError('INFRA', `the embedded TimescaleDB server did not start within 120 s; see ${dbDir}.log`);
             await sleep(200);
             started = embeddedServerStatus(dbDir);
@@ -103,8 +104,8 @@ async function infra(config: Config, action: string | undefined): Promise<number
       if (rec) {
         process.kill(rec.pid, 'SIGTERM');
         const deadline = Date.now() + 30_000;
-        while (pidAlive(rec.pid) && Date.now() < deadline) await sleep(100);
-        if (pidAlive(rec.pid)) process.kill(rec.pid, 'SIGKILL');
+        while (isAlive(rec.pid) && Date.now() < deadline) await sleep(100);
+        if (isAlive(rec.pid)) process.kill(rec.pid, 'SIGKILL');
         out('database: embedded TimescaleDB stopped');
       } else out('database: embedded TimescaleDB was not running');
       return 0;

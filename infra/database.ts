@@ -12,6 +12,7 @@ import { createPool, unreachable, type Pool } from '../core/db.ts';
 import { logger } from '../core/log.ts';
 import { startEmbeddedDb, type EmbeddedDb } from './embedded-db.ts';
 import { probeDatabase } from './probe-db.ts';
+import { isAlive } from './process.ts';
 
 const log = logger('database');
 
@@ -28,14 +29,6 @@ export interface EmbeddedServerRecord {
   readonly dataDir: string;
 }
 
-export function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 const recordFile = (dataDir: string) => `${dataDir}.server.json`;
 
@@ -44,7 +37,7 @@ export function embeddedServerStatus(dataDir: string): EmbeddedServerRecord | un
   const f = recordFile(dataDir);
   if (!existsSync(f)) return undefined;
   const rec = JSON.parse(readFileSync(f, 'utf8')) as EmbeddedServerRecord;
-  if (pidAlive(rec.pid)) return rec;
+  if (isAlive(rec.pid)) return rec;
   rmSync(f, { force: true });
   return undefined;
 }

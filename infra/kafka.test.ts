@@ -5,16 +5,9 @@ import { Kafka, logLevel } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isTickflowError } from '../core/errors.ts';
 import { probeKafka } from '../core/kafka.ts';
-import { freePort, kafkaStatus, startKafka, stopKafkaAt, type KafkaBroker } from './kafka.ts';
+import { freePort, isAlive } from './process.ts';
+import { kafkaStatus, startKafka, stopKafkaAt, type KafkaBroker } from './kafka.ts';
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe('infra/kafka: a real Kafka 3.9 broker from its Maven jars', () => {
   let dataDir: string;
@@ -65,7 +58,7 @@ describe('infra/kafka: a real Kafka 3.9 broker from its Maven jars', () => {
     expect(got).toEqual({ key: 'binance:BTC/USDT', value: 'hello' });
 
     await broker.stop();
-    expect(pidAlive(broker.pid)).toBe(false);
+    expect(isAlive(broker.pid)).toBe(false);
     expect((await kafkaStatus(dataDir)).running).toBe(false);
   }, 180_000);
 
@@ -81,7 +74,7 @@ describe('infra/kafka: a real Kafka 3.9 broker from its Maven jars', () => {
     await admin.disconnect();
 
     expect(await stopKafkaAt(dataDir)).toBe(true);
-    expect(pidAlive(broker.pid)).toBe(false);
+    expect(isAlive(broker.pid)).toBe(false);
     expect(await kafkaStatus(dataDir)).toEqual({ running: false });
     expect(await stopKafkaAt(dataDir)).toBe(false);
   }, 120_000);

@@ -12,10 +12,10 @@ import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { probeKafka } from '../core/kafka.ts';
+import { freePort, isAlive } from './process.ts';
 import { resolveDir, type Config } from '../core/config.ts';
 import { TickflowError, messageOf } from '../core/errors.ts';
 import { logger } from '../core/log.ts';
@@ -191,17 +191,6 @@ function paths(dataDir: string) {
   };
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolvePromise, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr ? resolvePromise(addr.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 function serverProperties(p: ReturnType<typeof paths>, port: number, controllerPort: number, autoCreate: boolean): string {
   return [
@@ -427,21 +416,6 @@ async function waitReady(brokers: string[], timeoutMs: number, exit: Promise<str
 // ---------------------------------------------------------------------------------------------
 // Processes
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-  try {
-    // A zombie (exited, not yet reaped) counts as gone.
-    const st = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = st.slice(st.lastIndexOf(')') + 2, st.lastIndexOf(')') + 3);
-    return state !== 'Z' && state !== 'X';
-  } catch {
-    return true;
-  }
-}
 
 /** Whether pid is a kafka.Kafka JVM started with this data directory's server.properties. */
 function isOurBroker(pid: number, propsPath: string): boolean {

@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { createServer, type AddressInfo, type Server } from 'node:net';
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isTickflowError } from '../core/errors.ts';
@@ -115,13 +115,22 @@ describe('PostgreSQL server for tests', () => {
 describe('probeDatabase', () => {
   let mute: Server;
   let mutePort: number;
+  const sockets = new Set<Socket>();
   beforeAll(async () => {
-    // Accepts TCP, never says a word.
-    mute = createServer(() => {});
+    // Accepts TCP, reads, never says a word.
+    mute = createServer((socket) => {
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+      socket.resume();
+    });
     await new Promise<void>((r) => mute.listen(0, '127.0.0.1', r));
     mutePort = (mute.address() as AddressInfo).port;
   });
-  afterAll(() => new Promise<void>((r) => mute.close(() => r())));
+  afterAll(async () => {
+    const closed = new Promise<void>((r) => mute.close(() => r()));
+    for (const s of sockets) s.destroy();
+    await closed;
+  });
 
   it('fails fast on a port that accepts but never answers, with the password masked', async () => {
     const t0 = Date.now();
@@ -132,6 +141,9 @@ describe('probeDatabase', () => {
     expect(msg).toContain(`DATABASE_URL=postgres://app:***@127.0.0.1:${mutePort}/tick is unreachable:`);
     expect(msg).not.toContain('s3cret');
     expect((err as { retriable: boolean }).retriable).toBe(true);
+    // and let go of the connection
+    for (let i = 0; i < 50 && sockets.size > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(sockets.size).toBe(0);
   }, T);
 
   it('fails fast on a refused connection', async () => {

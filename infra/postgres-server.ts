@@ -21,14 +21,14 @@
  * shutdown (`kill()`) lost transactions committed just before it, which outage tests would read
  * as lost data; with fsync off it costs next to nothing.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { TickflowError, messageOf } from '../core/errors.ts';
 import { logger } from '../core/log.ts';
+import { freePort, isAlive } from './process.ts';
 import { sleep } from '../core/retry.ts';
 
 const log = logger('postgres-server');
@@ -136,16 +136,6 @@ function run(cmd: string, args: string[], cwd: string, timeoutMs: number, extra?
   });
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 function tail(file: string, lines = 30): string {
   try {
@@ -163,24 +153,6 @@ function readPid(dataDir: string): number {
   }
 }
 
-/**
- * Whether the process runs. A zombie counts as gone: pg_ctl's daemon is reparented to pid 1,
- * which on some machines (these VMs) never reaps it, so kill(pid, 0) alone says "alive".
- */
-function alive(pid: number): boolean {
-  if (pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return true; // no /proc: trust kill(0)
-  }
-}
 
 function sleepSync(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
@@ -197,14 +169,14 @@ let hooksInstalled = false;
 function emergencyCleanup(): void {
   for (const s of live) {
     const pid = s.pid();
-    if (alive(pid)) {
+    if (isAlive(pid)) {
       try {
         process.kill(pid, 'SIGQUIT'); // postmaster: immediate shutdown
       } catch {
         // gone
       }
-      for (let waited = 0; alive(pid) && waited < 5000; waited += 50) sleepSync(50);
-      if (alive(pid)) {
+      for (let waited = 0; isAlive(pid) && waited < 5000; waited += 50) sleepSync(50);
+      if (isAlive(pid)) {
         try {
           process.kill(pid, 'SIGKILL');
         } catch {
@@ -345,7 +317,7 @@ export async function startPostgresServer(opts: PostgresServerOptions = {}): Pro
       }
     }
   } catch (err) {
-    if (alive(pid)) await pgCtlStop('immediate').catch(() => undefined);
+    if (isAlive(pid)) await pgCtlStop('immediate').catch(() => undefined);
     live.delete(handle);
     fail(err);
   }
@@ -376,7 +348,7 @@ export async function startPostgresServer(opts: PostgresServerOptions = {}): Pro
     },
     async start() {
       if (removed) throw new TickflowError('INFRA', 'PostgreSQL server was stopped for good (stop() without keepData)');
-      if (pid !== 0 && alive(pid)) return;
+      if (pid !== 0 && isAlive(pid)) return;
       await pgCtlStart();
     },
     async createDatabase(name: string) {

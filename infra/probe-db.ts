@@ -5,6 +5,7 @@
  * TCP but never speaks, a busy embedded database holding its one connection).
  */
 import pg from 'pg';
+import { maskUrl } from '../core/db.ts';
 import { TickflowError, messageOf } from '../core/errors.ts';
 
 export interface DatabaseProbe {
@@ -14,16 +15,6 @@ export interface DatabaseProbe {
   version: string;
 }
 
-/** The URL fit for logs and error messages: any password replaced by ***. */
-export function maskDatabaseUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return url.replace(/(:\/\/[^:/@]*:)[^@]*@/, '$1***@').replace(/(password=)[^&\s]*/gi, '$1***');
-  }
-}
 
 /** Wrong credentials or a missing database: retrying the same URL won't help. */
 function isPermanent(err: unknown): boolean {
@@ -68,7 +59,7 @@ export async function probeDatabase(url: string, timeoutMs = 10_000): Promise<Da
     failed = true;
     throw new TickflowError(
       'DATABASE_UNREACHABLE',
-      `DATABASE_URL=${maskDatabaseUrl(url)} is unreachable: ${reasonOf(err, timeoutMs)}`,
+      `DATABASE_URL=${maskUrl(url)} is unreachable: ${reasonOf(err, timeoutMs)}`,
       { retriable: !isPermanent(err), cause: err },
     );
   } finally {
