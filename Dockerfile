@@ -1,0 +1,19 @@
+# One image for every tickflow part; the command picks the part (tickflow gateway|sink|api|migrate).
+FROM node:20-bookworm-slim
+ENV NODE_ENV=production
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+COPY bin ./bin
+COPY cli ./cli
+COPY core ./core
+COPY schemas ./schemas
+COPY migrations ./migrations
+COPY infra ./infra
+COPY gateways ./gateways
+COPY sink ./sink
+COPY api ./api
+COPY sim ./sim
+COPY config ./config
+USER node
+ENTRYPOINT ["node", "bin/tickflow.js"]
