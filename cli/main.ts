@@ -22,7 +22,10 @@ commands:
                         (unless KAFKA_BROKERS / DATABASE_URL are set), migrations, then the parts
   infra up|down|status  the local Kafka broker and embedded TimescaleDB server, in the background
   migrate               apply the database migrations (a re-run applies nothing)
-  gateway               the exchange gateways (ccxt -> Kafka)
+  gateway [--exchange a,b]  the exchange gateways (ccxt -> Kafka); --exchange runs only the named
+                        entries, so several processes can split the exchanges
+  backfill <exchange> <symbol> <timeframe> --from ISO [--to ISO]
+                        candle history over REST into Kafka, on demand
   sink                  the Kafka -> TimescaleDB sink
   api                   the query API
   sim                   the offline exchange (Binance spot formats) for demos and tests
@@ -209,11 +212,16 @@ export async function main(argv: string[]): Promise<number> {
       const mod = (await import(simMain)) as { main: (argv: string[]) => Promise<number> };
       return mod.main(argv.filter((a) => a !== 'sim'));
     }
-    case 'gateway':
     case 'sink':
-    case 'api':
-      out(`${command}: not built yet (see the open issues)`);
-      return 1;
+      return (await import('../sink/cli.ts')).sinkCommand(config, rest);
+    case 'api': {
+      const { runApi } = await import('../api/main.ts');
+      return runApi(config, out);
+    }
+    case 'gateway':
+      return (await import('../gateways/cli.ts')).gatewayCommand(config, argv);
+    case 'backfill':
+      return (await import('../gateways/cli.ts')).backfillCommand(config, argv);
     default:
       out(`unknown command: ${command}\n\n${USAGE}`);
       return 2;

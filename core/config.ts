@@ -1,8 +1,11 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import cron from 'node-cron';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
+import { apiSchema } from '../api/config.ts';
 import { TickflowError } from './errors.ts';
+import { sinkSchema } from '../sink/config.ts';
 
 /**
  * The configuration: one YAML file, validated once at start-up against this schema, then
@@ -55,7 +58,32 @@ const infraSchema = z
   })
   .prefault({});
 
-const channelBase = { mode: z.enum(CHANNEL_MODES).default('ws'), schedule: z.string().min(1).optional() };
+/** A cron expression with seconds (node-cron: `sec min hour day month weekday`). */
+const cronSchedule = z
+  .string()
+  .min(1)
+  .refine((s) => cron.validate(s), 'expected a cron expression with seconds, e.g. "*/10 * * * * *"');
+
+/**
+ * Per channel: `mode` ws (ccxt pro watch*) or poll (REST on `schedule`). A ws channel the
+ * exchange cannot stream falls back to polling when it has a `schedule`; a poll channel without
+ * one uses DEFAULT_POLL_SCHEDULES. `silenceTimeoutMs`: a ws stream without a message for this
+ * long is treated as dropped (reconnect + gap); trades check REST first, so a quiet market is
+ * not mistaken for a dead stream.
+ */
+const channelBase = (silenceTimeoutMs: number) => ({
+  mode: z.enum(CHANNEL_MODES).default('ws'),
+  schedule: cronSchedule.optional(),
+  silenceTimeoutMs: z.int().min(1_000).default(silenceTimeoutMs),
+});
+
+/** Poll schedules used when a poll channel names none (cron with seconds). */
+export const DEFAULT_POLL_SCHEDULES: Readonly<Record<Channel, string>> = {
+  trades: '*/10 * * * * *',
+  ticker: '*/10 * * * * *',
+  ohlcv: '*/30 * * * * *',
+  book: '*/10 * * * * *',
+};
 
 export const exchangeEntrySchema = z.strictObject({
   /** Any ccxt exchange id. */
@@ -66,14 +94,19 @@ export const exchangeEntrySchema = z.strictObject({
   symbols: z.array(z.string().regex(/^[^/\s]+\/[^/\s]+(:\S+)?$/, 'expected a ccxt unified symbol like BTC/USDT')).min(1),
   channels: z
     .strictObject({
-      trades: z.strictObject({ ...channelBase }).optional(),
-      ticker: z.strictObject({ ...channelBase }).optional(),
-      ohlcv: z.strictObject({ ...channelBase, timeframes: z.array(z.string().regex(/^\d+[smhdwM]$/)).min(1).default(['1m']) }).optional(),
-      book: z.strictObject({ ...channelBase, depth: z.int().min(1).max(1000).default(10), intervalMs: z.int().min(10).default(1000) }).optional(),
+      trades: z.strictObject({ ...channelBase(60_000) }).optional(),
+      ticker: z.strictObject({ ...channelBase(30_000) }).optional(),
+      ohlcv: z.strictObject({ ...channelBase(60_000), timeframes: z.array(z.string().regex(/^\d+[smhdwM]$/)).min(1).default(['1m']) }).optional(),
+      book: z.strictObject({ ...channelBase(30_000), depth: z.int().min(1).max(1000).default(10), intervalMs: z.int().min(10).default(1000) }).optional(),
     })
     .refine((c) => Object.keys(c).length > 0, 'expected at least one channel'),
   /** Candle history fetched on start, in minutes back from now. */
   backfillLookbackMinutes: z.int().min(0).default(24 * 60),
+  /**
+   * Records this entry may hold in memory while Kafka is unreachable; past it the oldest are
+   * dropped and the loss is published as a `gap` record (channel `kafka`) once Kafka is back.
+   */
+  maxBufferedRecords: z.int().min(10).default(250_000),
   /** Free-form ccxt constructor options: keys, urls overrides, proxies, rateLimit, options. */
   options: z.record(z.string(), z.unknown()).default({}),
 });
@@ -86,8 +119,8 @@ export const configSchema = z.strictObject({
   /** Validated entry by entry (see loadConfig): one bad entry doesn't stop the others. */
   exchanges: z.array(z.unknown()).default([]),
   /** Later parts (sink, api) add their sections here; unknown keys are refused until then. */
-  sink: z.record(z.string(), z.unknown()).optional(),
-  api: z.record(z.string(), z.unknown()).optional(),
+  sink: sinkSchema,
+  api: apiSchema,
 });
 
 export interface ExchangeEntryError {
@@ -111,6 +144,7 @@ export const ENV_OVERRIDES = {
   KAFKA_TOPIC_PREFIX: 'kafka.topicPrefix',
   DATABASE_URL: 'database.url',
   TICKFLOW_DB_DIR: 'database.dataDir',
+  SINK_API_TOKEN: 'sink.apiToken',
 } as const;
 
 function formatPath(p: readonly PropertyKey[]): string {

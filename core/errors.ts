@@ -17,6 +17,9 @@ export const ERROR_CODES = [
   'EXCHANGE_UNKNOWN',
   'SYMBOL_UNKNOWN',
   'CHANNEL_UNSUPPORTED',
+  'SINK_WRITE',
+  'DEAD_LETTER',
+  'CONNECTOR_FAILED',
   'INTERNAL',
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];

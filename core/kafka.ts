@@ -7,8 +7,13 @@ import {
   logLevel as LogLevel,
   CompressionTypes,
   type Admin,
+  type Batch,
   type Consumer,
   type ConsumerConfig,
+  type EachBatchPayload,
+  type IHeaders,
+  type KafkaMessage,
+  type Message,
   type Producer,
   type ITopicConfig,
   type LogEntry,
@@ -17,7 +22,7 @@ import { RECORD_KINDS, topicFor, type RecordKind } from '../schemas/index.ts';
 import { TickflowError, messageOf } from './errors.ts';
 import { logger } from './log.ts';
 
-export type { Admin, Consumer, Producer };
+export type { Admin, Batch, Consumer, ConsumerConfig, EachBatchPayload, IHeaders, Kafka, KafkaMessage, Message, Producer };
 export { CompressionTypes };
 
 export interface KafkaSettings {
@@ -158,4 +163,37 @@ export function createConsumer(kafka: Kafka, config: ConsumerConfig): Consumer {
 /** The key of a record: `exchange:symbol`, so each instrument stays ordered within a partition. */
 export function recordKey(r: { exchange: string; symbol: string }): string {
   return `${r.exchange}:${r.symbol}`;
+}
+
+/** Creates these topics when missing (e.g. dead-letter topics); returns the ones created. */
+export async function ensureNamedTopics(kafka: Kafka, topics: readonly string[], s: Pick<KafkaSettings, 'partitions' | 'replicationFactor' | 'retentionMs'>): Promise<string[]> {
+  if (topics.length === 0) return [];
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const existing = new Set(await admin.listTopics());
+    const wanted = [...new Set(topics)].filter((t) => !existing.has(t));
+    if (wanted.length > 0) {
+      await admin.createTopics({
+        topics: wanted.map((topic) => ({ topic, numPartitions: s.partitions, replicationFactor: s.replicationFactor, configEntries: [{ name: 'retention.ms', value: String(s.retentionMs) }] })),
+        waitForLeaders: true,
+      });
+    }
+    return wanted;
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/** A header's value as a string (kafkajs gives Buffers, or arrays of them when repeated: the last wins). */
+export function headerString(headers: IHeaders | undefined, name: string): string | undefined {
+  const v = headers?.[name];
+  const one = Array.isArray(v) ? v[v.length - 1] : v;
+  return one === undefined ? undefined : Buffer.isBuffer(one) ? one.toString('utf8') : String(one);
+}
+
+/** Per partition: the first offset still in the log and the next offset to be written (high watermark). */
+export async function partitionOffsets(admin: Admin, topic: string): Promise<Map<number, { low: number; high: number }>> {
+  const r = await admin.fetchTopicOffsets(topic);
+  return new Map(r.map((p) => [p.partition, { low: Number(p.low), high: Number(p.high) }]));
 }

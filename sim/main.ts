@@ -8,9 +8,12 @@ import { pathToFileURL } from 'node:url';
 import { TickflowError } from '../core/errors.ts';
 import { buildSim, type SimOptions } from './index.ts';
 
+/** The standalone sim's port: config/tickflow.yaml's `sim` exchange entry points here. */
+export const SIM_DEFAULT_PORT = 9500;
+
 export const SIM_USAGE = `usage: sim [options]
   --host <addr>            interface to bind (default 127.0.0.1)
-  --port <n>               port, 0 = any free one (default 0)
+  --port <n>               port, 0 = any free one (default 9500, where config/tickflow.yaml expects it)
   --seed <n>               seed of prices, trades, history and book (default 1)
   --rate <n>               trades per second per symbol (default 5)
   --symbols <a,b>          unified spot symbols (default BTC/USDT,ETH/USDT)
@@ -89,7 +92,7 @@ async function main(): Promise<void> {
     return;
   }
   const { help: _help, ...simOpts } = opts;
-  const sim = buildSim(simOpts);
+  const sim = buildSim({ port: SIM_DEFAULT_PORT, ...simOpts });
   await sim.start();
   process.stdout.write(`${JSON.stringify({ url: sim.url, wsUrl: sim.wsUrl, ccxtOptions: sim.ccxtOptions() })}\n`);
   let closing = false;

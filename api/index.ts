@@ -1,0 +1,132 @@
+/**
+ * The query API: `buildApi(config, deps)` returns a startable, closable API around a fastify
+ * instance (`api.app`, for `app.inject()` in tests). Resources are plugins closed with the app:
+ * the database (plugins/database.ts) and the live stream's Kafka consumer (plugins/stream.ts).
+ * Routes, one plugin per group, all under /v1 except the page and the operations routes:
+ *   GET /v1/ohlcv, /v1/trades, /v1/sample      market data over a range (routes/ohlcv, trades, sample)
+ *   GET /v1/tickers/latest, /v1/instruments,
+ *       /v1/coverage                           what is held (routes/reference)
+ *   GET /v1/stream (websocket)                 live records, replayed from `since` (routes/stream)
+ *   GET /docs, /docs/json                      OpenAPI UI and document
+ *   GET /healthz, /readyz, /metrics            operations (routes/ops)
+ *   GET /                                      the live chart page (routes/page, public/)
+ */
+import websocket from '@fastify/websocket';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import type { AvroCodec } from '../core/avro.ts';
+import type { Config } from '../core/config.ts';
+import type { Pool } from '../core/db.ts';
+import { logger } from '../core/log.ts';
+import { histogram } from '../core/metrics.ts';
+import { ApiError, describeValidation, errorBody, isFastifyValidation, translateDbError } from './errors.ts';
+import { databasePlugin } from './plugins/database.ts';
+import { streamPlugin } from './plugins/stream.ts';
+import { ohlcvRoutes } from './routes/ohlcv.ts';
+import { opsRoutes } from './routes/ops.ts';
+import { pageRoutes } from './routes/page.ts';
+import { referenceRoutes } from './routes/reference.ts';
+import { sampleRoutes } from './routes/sample.ts';
+import { streamRoutes } from './routes/stream.ts';
+import { tradesRoutes } from './routes/trades.ts';
+import { addSharedSchemas } from './schemas.ts';
+
+export interface ApiDeps {
+  /** A pool to query (not closed by the API; size 1 is fine); absent: the configured database, opened and migrated here. */
+  readonly pool?: Pool;
+  /** Kafka brokers for /v1/stream; absent: the configured ones or the local broker; false: no live stream. */
+  readonly brokers?: readonly string[] | false;
+  /** The Avro codec of the Kafka values; absent: from config.kafka. */
+  readonly codec?: AvroCodec;
+}
+
+export interface Api {
+  readonly app: FastifyInstance;
+  /** Listens on api.host:api.port; resolves with the base URL. */
+  start(): Promise<string>;
+  close(): Promise<void>;
+}
+
+const requestDuration = histogram('tickflow_api_request_duration_seconds', 'HTTP requests of the query API, by route, method and status', ['route', 'method', 'status'], [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]);
+
+export function buildApi(config: Config, deps: ApiDeps = {}): Api {
+  const cfg = config.api;
+  const app = Fastify({
+    loggerInstance: logger('api') as FastifyBaseLogger,
+    // Requests are measured (tickflow_api_request_duration_seconds), not logged one by one.
+    logController: new LogController({ disableRequestLogging: true }),
+    forceCloseConnections: true,
+    return503OnClosing: true,
+    // Unknown query parameters are refused by name, not silently dropped.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
+  });
+
+  addSharedSchemas(app);
+  if (cfg.docs) {
+    void app.register(swagger, {
+      openapi: {
+        openapi: '3.1.0',
+        info: {
+          title: 'tickflow query API',
+          version: '1',
+          description:
+            'Market data collected by tickflow: OHLCV at any interval, trades, latest tickers, instruments, coverage, generic sampling, and a live websocket. JSON `{ "data": [rows], "next": cursor-or-null }` by default; CSV on `Accept: text/csv` (or `format=csv`). Times are ISO 8601 UTC; symbols are ccxt unified (URL-encode the slash). Every refused parameter gets a 400 naming it.',
+        },
+        tags: [
+          { name: 'market data', description: 'Records and aggregates over a time range' },
+          { name: 'reference', description: 'What is held' },
+          { name: 'stream', description: 'Live records' },
+          { name: 'operations', description: 'Health and metrics' },
+        ],
+      },
+      refResolver: { buildLocalReference: (json, _base, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
+    });
+    void app.register(swaggerUi, { routePrefix: '/docs' });
+  }
+  void app.register(websocket, { options: { maxPayload: 64 * 1024 } });
+  void app.register(databasePlugin, { config, pool: deps.pool });
+  void app.register(streamPlugin, { config, brokers: deps.brokers, codec: deps.codec });
+
+  app.addHook('onResponse', async (req, reply) => {
+    requestDuration.observe({ route: req.routeOptions.url ?? 'unmatched', method: req.method, status: String(reply.statusCode) }, reply.elapsedTime / 1000);
+  });
+
+  app.setErrorHandler((err: FastifyError, req, reply) => {
+    if (isFastifyValidation(err)) {
+      const d = describeValidation(err.validation, err.validationContext);
+      return reply.code(400).type('application/json; charset=utf-8').send(errorBody(400, d.message, d.parameter));
+    }
+    const e = translateDbError(err, cfg.statementTimeoutMs);
+    if (e instanceof ApiError) {
+      if (e.statusCode >= 500) req.log.warn({ err: e.message, url: req.url }, 'request answered with 503');
+      return reply.code(e.statusCode).type('application/json; charset=utf-8').send(errorBody(e.statusCode, e.message, e.parameter));
+    }
+    if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
+      return reply.code(err.statusCode).type('application/json; charset=utf-8').send(errorBody(err.statusCode, err.message));
+    }
+    req.log.error({ err, url: req.url }, 'request failed');
+    return reply.code(500).type('application/json; charset=utf-8').send(errorBody(500, 'internal error (logged on the server)'));
+  });
+  app.setNotFoundHandler((req, reply) => reply.code(404).send(errorBody(404, `no route ${req.method} ${req.url.split('?')[0]} (see /docs)`)));
+
+  void app.register(ohlcvRoutes, { config: cfg });
+  void app.register(tradesRoutes, { config: cfg });
+  void app.register(sampleRoutes, { config: cfg });
+  void app.register(referenceRoutes, { config: cfg });
+  void app.register(streamRoutes, { config: cfg });
+  void app.register(opsRoutes);
+  void app.register(pageRoutes);
+
+  return {
+    app,
+    async start() {
+      await app.listen({ host: cfg.host, port: cfg.port });
+      const addr = app.server.address();
+      const port = typeof addr === 'object' && addr ? addr.port : cfg.port;
+      const host = cfg.host === '0.0.0.0' || cfg.host === '::' ? '127.0.0.1' : cfg.host.includes(':') ? `[${cfg.host}]` : cfg.host;
+      return `http://${host}:${port}`;
+    },
+    close: () => app.close(),
+  };
+}

@@ -1,0 +1,228 @@
+/* global document, window, location, WebSocket, URLSearchParams, LightweightCharts */
+// The live chart: history from /v1/ohlcv (closed buckets), then the current and later buckets
+// built here from the trades of /v1/stream, subscribed with `since` = the start of the current
+// bucket — the server replays that bucket's trades from the database and continues live, so
+// the forming candle is exact (no double counting with the history, no missed trade).
+'use strict';
+
+const ORIGIN_MS = Date.UTC(2000, 0, 3); // the server's bucket grid: weeks start on Monday
+const INTERVALS = { '1m': 60e3, '5m': 300e3, '15m': 900e3, '1h': 3600e3, '4h': 14400e3, '1d': 86400e3 };
+const HISTORY_BARS = 300;
+const UP = '#26a69a';
+const DOWN = '#ef5350';
+
+/** What the page shows, for people and for the browser test. */
+const state = (window.tickflow = { status: 'loading', instrument: null, interval: '1m', bars: 0, updates: 0, trades: 0, last: null, error: null });
+
+const $ = (id) => document.getElementById(id);
+const chart = LightweightCharts.createChart($('chart'), {
+  autoSize: true,
+  layout: { background: { color: '#0e1117' }, textColor: '#c9d1d9' },
+  grid: { vertLines: { color: '#161b22' }, horzLines: { color: '#161b22' } },
+  timeScale: { timeVisible: true, secondsVisible: false, borderColor: '#30363d', rightOffset: 6 },
+  rightPriceScale: { borderColor: '#30363d', scaleMargins: { top: 0.08, bottom: 0.28 } },
+});
+const candleSeries = chart.addSeries(LightweightCharts.CandlestickSeries, { upColor: UP, downColor: DOWN, borderVisible: false, wickUpColor: UP, wickDownColor: DOWN });
+const volumeSeries = chart.addSeries(LightweightCharts.HistogramSeries, { priceFormat: { type: 'volume' }, priceScaleId: 'volume', lastValueVisible: false, priceLineVisible: false });
+chart.priceScale('volume').applyOptions({ scaleMargins: { top: 0.8, bottom: 0 } });
+
+const floorMs = (ms, width) => ms - ((((ms - ORIGIN_MS) % width) + width) % width);
+const iso = (ms) => new Date(ms).toISOString();
+
+let gen = 0; // bumps on every instrument/interval switch: stale callbacks check it
+let socket = null;
+let bars = new Map(); // bucket start (s) -> { time, open, high, low, close, volume, firstTs, lastTs }
+let liveFrom = 0; // ms: bars from here on are built from trades
+let rendered = 0; // time (s) of the newest bar drawn
+
+function setStatus(text) {
+  state.status = text;
+  renderStatus();
+}
+
+function renderStatus() {
+  const text = state.status;
+  const last = state.last;
+  $('status').innerHTML = `${text}${last ? ` · last <span class="price">${last.close}</span> · ${state.trades} trades live` : ''}`;
+}
+
+function message(text) {
+  $('message').textContent = text || '';
+}
+
+function volumeBar(b) {
+  return { time: b.time, value: b.volume, color: b.close >= b.open ? 'rgba(38,166,154,0.5)' : 'rgba(239,83,80,0.5)' };
+}
+
+function redrawAll() {
+  const list = [...bars.values()].sort((a, b) => a.time - b.time);
+  candleSeries.setData(list.map(({ time, open, high, low, close }) => ({ time, open, high, low, close })));
+  volumeSeries.setData(list.map(volumeBar));
+  rendered = list.length ? list[list.length - 1].time : 0;
+  state.bars = list.length;
+  state.last = list.length ? { ...list[list.length - 1] } : null;
+}
+
+function draw(touched) {
+  const times = [...touched].sort((a, b) => a - b);
+  if (times.length && times[0] < rendered) return redrawAll(); // a late trade in an older bar
+  for (const t of times) {
+    const b = bars.get(t);
+    candleSeries.update({ time: b.time, open: b.open, high: b.high, low: b.low, close: b.close });
+    volumeSeries.update(volumeBar(b));
+    rendered = t;
+  }
+  state.bars = bars.size;
+  const last = bars.get(rendered);
+  if (last) state.last = { ...last };
+  state.updates++;
+  renderStatus();
+}
+
+function applyTrades(rows, width) {
+  const touched = new Set();
+  for (const r of rows) {
+    const ts = Date.parse(r.ts);
+    if (ts < liveFrom) continue;
+    const time = floorMs(ts, width) / 1000;
+    let b = bars.get(time);
+    if (!b) {
+      b = { time, open: r.price, high: r.price, low: r.price, close: r.price, volume: 0, firstTs: ts, lastTs: ts };
+      bars.set(time, b);
+    }
+    if (ts < b.firstTs) {
+      b.open = r.price;
+      b.firstTs = ts;
+    }
+    if (ts >= b.lastTs) {
+      b.close = r.price;
+      b.lastTs = ts;
+    }
+    b.high = Math.max(b.high, r.price);
+    b.low = Math.min(b.low, r.price);
+    b.volume += r.amount;
+    touched.add(time);
+    state.trades++;
+  }
+  if (touched.size) draw(touched);
+}
+
+async function fetchJson(url) {
+  const res = await fetch(url);
+  const body = await res.json();
+  if (!res.ok) throw new Error(body.message || `${res.status} ${res.statusText}`);
+  return body;
+}
+
+async function loadHistory(inst, interval, to, my) {
+  const width = INTERVALS[interval];
+  const params = new URLSearchParams({ exchange: inst.exchange, symbol: inst.symbol, interval, from: iso(to - HISTORY_BARS * width), to: iso(to) });
+  const rows = [];
+  for (let cursor = null; ; ) {
+    if (cursor) params.set('cursor', cursor);
+    const page = await fetchJson(`/v1/ohlcv?${params}`);
+    if (my !== gen) return null;
+    rows.push(...page.data);
+    if (!page.next) break;
+    cursor = page.next;
+  }
+  return rows;
+}
+
+function subscribe(inst, interval, my, attempt = 0) {
+  const width = INTERVALS[interval];
+  const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/v1/stream`);
+  socket = ws;
+  ws.onopen = () => {
+    // Bars from liveFrom on are rebuilt from the replayed and live trades.
+    for (const t of [...bars.keys()]) if (t * 1000 >= liveFrom) bars.delete(t);
+    redrawAll();
+    ws.send(JSON.stringify({ op: 'subscribe', channels: ['trades'], instruments: [inst], since: iso(liveFrom) }));
+    setStatus('replaying…');
+  };
+  ws.onmessage = (ev) => {
+    if (my !== gen) return;
+    const msg = JSON.parse(ev.data);
+    if (msg.type === 'data' && msg.channel === 'trades') applyTrades(msg.data, width);
+    else if (msg.type === 'live') {
+      attempt = 0;
+      setStatus('live');
+    } else if (msg.type === 'error') {
+      state.error = msg.message;
+      setStatus(`stream error: ${msg.message}`);
+    }
+  };
+  ws.onclose = () => {
+    if (my !== gen) return;
+    setStatus('reconnecting…');
+    // Complete bars stay; the newest one is rebuilt on resubscribe.
+    if (rendered) liveFrom = Math.max(liveFrom, rendered * 1000);
+    window.setTimeout(() => my === gen && subscribe(inst, interval, my, attempt + 1), Math.min(10_000, 500 * 2 ** attempt));
+  };
+}
+
+async function show(inst, interval) {
+  const my = ++gen;
+  if (socket) socket.close();
+  socket = null;
+  state.instrument = inst;
+  state.interval = interval;
+  state.trades = 0;
+  state.updates = 0;
+  state.error = null;
+  bars = new Map();
+  rendered = 0;
+  redrawAll();
+  setStatus('loading…');
+  message('');
+  const width = INTERVALS[interval];
+  liveFrom = floorMs(Date.now(), width);
+  try {
+    const rows = await loadHistory(inst, interval, liveFrom, my);
+    if (rows === null) return;
+    for (const r of rows) {
+      const time = Date.parse(r.bucket) / 1000;
+      bars.set(time, { time, open: r.open, high: r.high, low: r.low, close: r.close, volume: r.volume, firstTs: -Infinity, lastTs: Infinity });
+    }
+    redrawAll();
+    chart.timeScale().fitContent();
+    if (!rows.length) message('no candles yet for this instrument — waiting for trades');
+    subscribe(inst, interval, my);
+  } catch (e) {
+    state.error = String(e.message || e);
+    setStatus(`error: ${state.error}`);
+  }
+}
+
+async function main() {
+  const params = new URLSearchParams(location.search);
+  const select = $('instrument');
+  const intervalSelect = $('interval');
+  if (INTERVALS[params.get('interval')]) intervalSelect.value = params.get('interval');
+  let list = [];
+  try {
+    list = (await fetchJson('/v1/instruments?active=true')).data;
+  } catch (e) {
+    setStatus(`error: ${e.message}`);
+    return;
+  }
+  if (!list.length) {
+    message('no instruments yet: start the gateways (tickflow start)');
+    setStatus('idle');
+    return;
+  }
+  for (const i of list) {
+    const o = document.createElement('option');
+    o.value = JSON.stringify({ exchange: i.exchange, symbol: i.symbol });
+    o.textContent = `${i.exchange} ${i.symbol}`;
+    select.appendChild(o);
+  }
+  const wanted = list.find((i) => i.exchange === params.get('exchange') && i.symbol === params.get('symbol'));
+  if (wanted) select.value = JSON.stringify({ exchange: wanted.exchange, symbol: wanted.symbol });
+  const go = () => show(JSON.parse(select.value), intervalSelect.value);
+  select.onchange = go;
+  intervalSelect.onchange = go;
+  go();
+}
+
+main();

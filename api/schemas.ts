@@ -1,0 +1,147 @@
+/**
+ * The JSON schemas of the API: rows named like the table columns, registered once with `$id`
+ * (they become the OpenAPI document's components and drive fast-json-stringify), the page
+ * envelope `{ data, next }`, the error body, and the query parameters shared by the routes.
+ */
+import type { FastifyInstance } from 'fastify';
+import { FILLS } from './fill.ts';
+
+const str = { type: 'string' } as const;
+const strN = { type: ['string', 'null'] } as const;
+const num = { type: 'number' } as const;
+const numN = { type: ['number', 'null'] } as const;
+const intN = { type: ['integer', 'null'] } as const;
+const time = { type: 'string', format: 'date-time', description: 'ISO 8601, UTC' } as const;
+const timeN = { type: ['string', 'null'], format: 'date-time', description: 'ISO 8601, UTC' } as const;
+
+/** Row shapes; the property order is the CSV column order. */
+export const ROWS = {
+  Candle: {
+    description: 'One OHLCV bucket. Empty buckets produced by a fill have volume 0 and trades 0 (null from exchange candles) and null or filled prices.',
+    properties: { exchange: str, symbol: str, bucket: time, open: numN, high: numN, low: numN, close: numN, volume: num, trades: intN },
+  },
+  Trade: {
+    description: 'One trade (table trades).',
+    properties: { exchange: str, symbol: str, ts: time, id: str, side: { type: 'string', enum: ['buy', 'sell', 'unknown'] }, price: num, amount: num, received_at: time },
+  },
+  Ticker: {
+    description: 'A ticker record (table tickers).',
+    properties: {
+      exchange: str,
+      symbol: str,
+      ts: time,
+      received_at: time,
+      bid: numN,
+      bid_size: numN,
+      ask: numN,
+      ask_size: numN,
+      last: numN,
+      open_24h: numN,
+      high_24h: numN,
+      low_24h: numN,
+      base_volume_24h: numN,
+      quote_volume_24h: numN,
+    },
+  },
+  Instrument: {
+    description: 'Market metadata from ccxt (table instruments).',
+    properties: {
+      exchange: str,
+      symbol: str,
+      base: str,
+      quote: str,
+      type: str,
+      active: { type: 'boolean' },
+      price_increment: numN,
+      amount_increment: numN,
+      min_amount: numN,
+      exchange_symbol: str,
+      ts: time,
+      received_at: time,
+    },
+  },
+  Coverage: {
+    description:
+      'A stretch of time of one instrument and channel: `data` from the first to the last record held (split around gaps), or a `gap` from the gaps table (a stream outage, with the reason and how many records were refilled; an open gap has no to_ts).',
+    properties: {
+      exchange: str,
+      symbol: str,
+      channel: { type: 'string', enum: ['trades', 'tickers', 'candles', 'books'] },
+      timeframe: strN,
+      kind: { type: 'string', enum: ['data', 'gap'] },
+      from_ts: time,
+      to_ts: timeN,
+      reason: strN,
+      refilled: intN,
+    },
+  },
+  Sample: {
+    description: 'One bucket of a sampled field.',
+    properties: { exchange: str, symbol: str, bucket: time, value: numN },
+  },
+} as const;
+export type RowName = keyof typeof ROWS;
+
+export function columnsOf(name: RowName): readonly string[] {
+  return Object.keys(ROWS[name].properties);
+}
+
+export const pageRef = (name: RowName) => ({ $ref: `${name}Page#` });
+export const errorRef = { $ref: 'Error#' } as const;
+
+/** Registers the shared schemas once, on the root instance. */
+export function addSharedSchemas(app: FastifyInstance): void {
+  app.addSchema({
+    $id: 'Error',
+    type: 'object',
+    description: 'Why the request was refused; `parameter` names the query parameter at fault.',
+    properties: { statusCode: { type: 'integer' }, error: str, message: str, parameter: str },
+    required: ['statusCode', 'error', 'message'],
+  });
+  for (const [name, row] of Object.entries(ROWS)) {
+    app.addSchema({ $id: name, type: 'object', description: row.description, properties: row.properties, required: Object.keys(row.properties) });
+    app.addSchema({
+      $id: `${name}Page`,
+      type: 'object',
+      description: `A page of ${name} rows; \`next\` is the cursor of the following page, null on the last one.`,
+      properties: { data: { type: 'array', items: { $ref: `${name}#` } }, next: { type: ['string', 'null'] } },
+      required: ['data', 'next'],
+    });
+  }
+}
+
+/** A JSON page or, on `Accept: text/csv` (or format=csv), the same columns as CSV. */
+export function pageResponses(name: RowName) {
+  return {
+    200: {
+      description: `JSON page of ${name} rows, or CSV (header row, same columns; the next cursor in the X-Next-Cursor header).`,
+      content: {
+        'application/json': { schema: pageRef(name) },
+        'text/csv': { schema: { type: 'string' } },
+      },
+    },
+    400: errorRef,
+    503: errorRef,
+  };
+}
+
+// ---- query parameters ----
+
+export const exchangeParam = { type: 'string', pattern: '^[a-z0-9_-]{1,64}$', description: 'ccxt exchange id (or the config entry name), e.g. binance' } as const;
+export const symbolParam = {
+  type: 'string',
+  maxLength: 100,
+  pattern: '^[^/\\s\\x00-\\x1f]+/[^/\\s\\x00-\\x1f]+(:[^\\s\\x00-\\x1f]+)?$',
+  description: 'ccxt unified symbol, e.g. BTC/USDT (URL-encoded: BTC%2FUSDT)',
+} as const;
+export const timeParam = (what: string) => ({ type: 'string', format: 'date-time', description: `${what} (ISO 8601 with a zone, e.g. 2024-01-31T00:00:00Z)` }) as const;
+export const limitParam = (maxRows: number) => ({ type: 'integer', minimum: 1, maximum: maxRows, description: `rows per page (default and maximum ${maxRows})` }) as const;
+export const cursorParam = { type: 'string', maxLength: 512, description: 'the `next` value of the previous page' } as const;
+export const fillParam = {
+  type: 'string',
+  enum: FILLS,
+  default: 'none',
+  description:
+    'none: only buckets with data; null: every bucket, empty ones null; prev: empty buckets take the previous bucket\'s value (a flat candle at the previous close); linear: interpolated in time between the nearest buckets with data (null when one side has none). Neighbours are looked up beyond the range, so values never depend on where a range or page starts.',
+} as const;
+export const formatParam = { type: 'string', enum: ['json', 'csv'], description: 'overrides the Accept header (for tools that cannot set it)' } as const;

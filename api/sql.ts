@@ -1,0 +1,206 @@
+/**
+ * The SQL of the bucketed routes (/v1/ohlcv, /v1/sample). Identifiers come only from the
+ * allow-lists below (tables, time columns, field expressions, aggregates); every value is a
+ * parameter. Times cross the wire as ISO strings with microseconds (exact) and come back as
+ * int8 microseconds.
+ */
+import { formatTimeParam, type Interval } from './time.ts';
+
+/** `(extract(epoch from x) * 1e6)::int8`: a timestamptz as exact microseconds. */
+export const us = (expr: string): string => `(extract(epoch from ${expr}) * 1000000)::int8`;
+
+/** Allocates `$n` placeholders by name, so one value used twice is one parameter. */
+export class Params {
+  readonly values: unknown[] = [];
+  private readonly slots = new Map<string, string>();
+
+  ref(name: string, value: unknown, cast?: string): string {
+    let slot = this.slots.get(name);
+    if (!slot) {
+      this.values.push(value);
+      slot = `$${this.values.length}`;
+      this.slots.set(name, slot);
+    }
+    return cast ? `${slot}::${cast}` : slot;
+  }
+}
+
+export const ROLLUPS = [
+  { table: 'ohlcv_1d', seconds: 86_400 },
+  { table: 'ohlcv_1h', seconds: 3_600 },
+  { table: 'ohlcv_1m', seconds: 60 },
+] as const;
+export type RollupTable = (typeof ROLLUPS)[number]['table'];
+
+/** The coarsest rollup whose bucket divides the interval (every Nm/Nh/Nd/Nw has one: 1m). */
+export function rollupFor(iv: Interval): (typeof ROLLUPS)[number] | undefined {
+  return ROLLUPS.find((r) => iv.seconds % r.seconds === 0);
+}
+
+export const SOURCE_TABLES = ['ohlcv_1m', 'ohlcv_1h', 'ohlcv_1d', 'trades', 'tickers', 'candles', 'books'] as const;
+export type SourceTable = (typeof SOURCE_TABLES)[number];
+export type KeyColumn = 'exchange' | 'symbol' | 'timeframe';
+
+export interface BucketSource {
+  readonly table: SourceTable;
+  readonly time: 'bucket' | 'ts';
+  /** Equality filters, in this order, with their values. */
+  readonly keys: ReadonlyArray<readonly [KeyColumn, string]>;
+}
+
+export interface Aggregate {
+  readonly name: string;
+  /** Over the source rows of one output bucket. */
+  readonly rebucket: string;
+  /** When one source row is one output bucket. */
+  readonly direct: string;
+}
+
+export interface BucketQuery {
+  readonly source: BucketSource;
+  readonly aggregates: readonly Aggregate[];
+  readonly interval: Interval;
+  /** One source row per output bucket: select the columns, no grouping. */
+  readonly direct: boolean;
+  /** A row counts only where this expression is not null (raw sampling). */
+  readonly nonNull?: string | undefined;
+  readonly start: number;
+  readonly end: number;
+  readonly limit: number;
+  /** Also the nearest bucket with data before `start` (k = -1) and at or after `end` (k = 1). */
+  readonly lookback: boolean;
+  readonly lookahead: boolean;
+}
+
+export interface BucketRow {
+  /** -1: the bucket before the window, 0: inside, 1: the bucket after. */
+  readonly k: number;
+  /** Bucket start, µs. */
+  readonly b: number;
+  readonly [aggregate: string]: number | null;
+}
+
+/** One statement: the window's buckets plus, when asked, the nearest ones on either side. */
+export function bucketQuery(q: BucketQuery): { text: string; values: unknown[] } {
+  const p = new Params();
+  const t = q.source.time;
+  const table = q.source.table;
+  const keys = q.source.keys.map(([col, v]) => `${col} = ${p.ref(col, v)}`).join(' and ');
+  const nn = q.nonNull ? ` and (${q.nonNull}) is not null` : '';
+  const start = p.ref('start', formatTimeParam(q.start), 'timestamptz');
+  const end = p.ref('end', formatTimeParam(q.end), 'timestamptz');
+  const parts: string[] = [];
+  if (q.direct) {
+    const cols = q.aggregates.map((a) => `${a.direct} as ${a.name}`).join(', ');
+    if (q.lookback) parts.push(`(select -1 as k, ${us(t)} as b, ${cols} from ${table} where ${keys} and ${t} < ${start}${nn} order by ${t} desc limit 1)`);
+    parts.push(`(select 0 as k, ${us(t)} as b, ${cols} from ${table} where ${keys} and ${t} >= ${start} and ${t} < ${end}${nn} order by ${t} limit ${p.ref('limit', q.limit)})`);
+    if (q.lookahead) parts.push(`(select 1 as k, ${us(t)} as b, ${cols} from ${table} where ${keys} and ${t} >= ${end}${nn} order by ${t} limit 1)`);
+  } else {
+    const iv = p.ref('interval', q.interval.sql, 'interval');
+    const aggs = q.aggregates.map((a) => `${a.rebucket} as ${a.name}`).join(', ');
+    const bucket = `time_bucket(${iv}, ${t})`;
+    const side = (k: number, where: string, dir: 'asc' | 'desc') =>
+      `(select ${k} as k, ${us('n.b')} as b, ${aggs} from ${table}, ` +
+      `(select ${bucket} as b from ${table} where ${keys} and ${where}${nn} order by ${t} ${dir} limit 1) n ` +
+      `where ${keys} and ${t} >= n.b and ${t} < n.b + ${iv}${nn} group by n.b)`;
+    if (q.lookback) parts.push(side(-1, `${t} < ${start}`, 'desc'));
+    parts.push(`(select 0 as k, ${us(bucket)} as b, ${aggs} from ${table} where ${keys} and ${t} >= ${start} and ${t} < ${end}${nn} group by ${bucket} order by ${bucket} limit ${p.ref('limit', q.limit)})`);
+    if (q.lookahead) parts.push(side(1, `${t} >= ${end}`, 'asc'));
+  }
+  return { text: parts.join('\nunion all\n'), values: p.values };
+}
+
+/**
+ * The time of the (maxRows+1)-th source row of a window (or nothing when the window holds no
+ * more): where a page of raw sampling must end to read at most maxRows rows.
+ */
+export function scanProbeQuery(source: BucketSource, nonNull: string | undefined, start: number, end: number, maxRows: number): { text: string; values: unknown[] } {
+  const p = new Params();
+  const t = source.time;
+  const keys = source.keys.map(([col, v]) => `${col} = ${p.ref(col, v)}`).join(' and ');
+  const nn = nonNull ? ` and (${nonNull}) is not null` : '';
+  return {
+    text: `select ${us(t)} as t from ${source.table} where ${keys} and ${t} >= ${p.ref('start', formatTimeParam(start), 'timestamptz')} and ${t} < ${p.ref('end', formatTimeParam(end), 'timestamptz')}${nn} order by ${t} offset ${p.ref('offset', maxRows)} limit 1`,
+    values: p.values,
+  };
+}
+
+// ---- /v1/ohlcv ----
+
+/** Candles from a rollup (columns bucket, open, high, low, close, volume, trades). */
+export const OHLCV_FROM_ROLLUP: readonly Aggregate[] = [
+  { name: 'open', rebucket: 'first(open, bucket)', direct: 'open' },
+  { name: 'high', rebucket: 'max(high)', direct: 'high' },
+  { name: 'low', rebucket: 'min(low)', direct: 'low' },
+  { name: 'close', rebucket: 'last(close, bucket)', direct: 'close' },
+  { name: 'volume', rebucket: 'sum(volume)', direct: 'volume' },
+  { name: 'trades', rebucket: 'sum(trades)::int8', direct: 'trades::int8' },
+];
+
+/** Candles from the exchange's own candles (table candles, one timeframe); no trade count. */
+export const OHLCV_FROM_EXCHANGE: readonly Aggregate[] = [
+  { name: 'open', rebucket: 'first(open, ts)', direct: 'open' },
+  { name: 'high', rebucket: 'max(high)', direct: 'high' },
+  { name: 'low', rebucket: 'min(low)', direct: 'low' },
+  { name: 'close', rebucket: 'last(close, ts)', direct: 'close' },
+  { name: 'volume', rebucket: 'sum(volume)', direct: 'volume' },
+  { name: 'trades', rebucket: 'null::int8', direct: 'null::int8' },
+];
+
+// ---- /v1/sample ----
+
+export const SAMPLE_CHANNELS = ['trades', 'tickers', 'candles', 'books'] as const;
+export type SampleChannel = (typeof SAMPLE_CHANNELS)[number];
+export const AGGS = ['first', 'last', 'min', 'max', 'avg', 'sum', 'count'] as const;
+export type Agg = (typeof AGGS)[number];
+
+const bookLevel = (side: 'bids' | 'asks', key: 'price' | 'amount') => `(${side} -> 0 ->> '${key}')::float8`;
+
+/** The numeric fields of each channel: a column, or an expression derived from columns. */
+export const SAMPLE_FIELDS: Readonly<Record<SampleChannel, Readonly<Record<string, string>>>> = {
+  trades: { price: 'price', amount: 'amount', notional: '(price * amount)' },
+  tickers: {
+    bid: 'bid',
+    bid_size: 'bid_size',
+    ask: 'ask',
+    ask_size: 'ask_size',
+    last: 'last',
+    open_24h: 'open_24h',
+    high_24h: 'high_24h',
+    low_24h: 'low_24h',
+    base_volume_24h: 'base_volume_24h',
+    quote_volume_24h: 'quote_volume_24h',
+    mid: '((bid + ask) / 2)',
+    spread: '(ask - bid)',
+  },
+  candles: { open: 'open', high: 'high', low: 'low', close: 'close', volume: 'volume' },
+  // Top of book, derived from the first level of each side.
+  books: {
+    best_bid: bookLevel('bids', 'price'),
+    best_bid_size: bookLevel('bids', 'amount'),
+    best_ask: bookLevel('asks', 'price'),
+    best_ask_size: bookLevel('asks', 'amount'),
+    mid: `((${bookLevel('bids', 'price')} + ${bookLevel('asks', 'price')}) / 2)`,
+    spread: `(${bookLevel('asks', 'price')} - ${bookLevel('bids', 'price')})`,
+  },
+};
+
+export function rawAggregate(agg: Agg, expr: string, time: string): Aggregate {
+  const sql = agg === 'first' || agg === 'last' ? `${agg}(${expr}, ${time})` : agg === 'count' ? `count(${expr})::int8` : `${agg}(${expr})::float8`;
+  return { name: 'value', rebucket: sql, direct: sql };
+}
+
+/**
+ * Samples of trades the OHLCV rollups answer exactly: (field, agg) → the rollup's aggregate.
+ * The rest (avg, notional, amount's first/last/min/max) read the raw trades.
+ */
+export const TRADES_FROM_ROLLUP: Readonly<Record<string, Aggregate>> = {
+  'price:first': { name: 'value', rebucket: 'first(open, bucket)', direct: 'open' },
+  'price:last': { name: 'value', rebucket: 'last(close, bucket)', direct: 'close' },
+  'price:max': { name: 'value', rebucket: 'max(high)', direct: 'high' },
+  'price:min': { name: 'value', rebucket: 'min(low)', direct: 'low' },
+  'amount:sum': { name: 'value', rebucket: 'sum(volume)', direct: 'volume' },
+  'price:count': { name: 'value', rebucket: 'sum(trades)::int8', direct: 'trades::int8' },
+  'amount:count': { name: 'value', rebucket: 'sum(trades)::int8', direct: 'trades::int8' },
+  'notional:count': { name: 'value', rebucket: 'sum(trades)::int8', direct: 'trades::int8' },
+};

@@ -1,0 +1,246 @@
+/**
+ * The API process's one Kafka consumer, fanning records out to every websocket subscription.
+ *
+ * - Its consumer group is unique to the process (nothing is committed, nothing shared) and is
+ *   deleted on close. Once joined, it seeks every partition back to the first record of the last
+ *   `recentWindowMs` (by Kafka timestamp), so from its first moment the hub holds the recent
+ *   past: what the sink may not have written to the database yet.
+ * - It keeps those recent records (a window by Kafka timestamp, capped in count) for the seam of
+ *   `since` subscriptions (see session.ts), and tracks its position per partition, so a
+ *   subscription can tell when the consumer has passed a fence of offsets.
+ * - Records are decoded once and delivered to each interested subscription per Kafka batch.
+ */
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { AvroCodec } from '../../core/avro.ts';
+import { messageOf } from '../../core/errors.ts';
+import { createConsumer, createKafka, ensureTopics, type Admin, type Consumer, type KafkaSettings } from '../../core/kafka.ts';
+import type { Logger } from '../../core/log.ts';
+import { counter } from '../../core/metrics.ts';
+import { retry, sleep } from '../../core/retry.ts';
+import { topicFor } from '../../schemas/index.ts';
+import { CHANNEL_OF_KIND, CHANNEL_SPECS, STREAM_CHANNELS, toStreamRecord, type StreamChannel, type StreamRecord } from './records.ts';
+
+export type HubState = 'starting' | 'live' | 'closed';
+
+export interface HubListener {
+  readonly channels: ReadonlySet<StreamChannel>;
+  /** Instrument keys, or null for every instrument. */
+  readonly instruments: ReadonlySet<string> | null;
+  deliver(records: readonly StreamRecord[]): void;
+}
+
+export interface HubOptions {
+  readonly kafka: Pick<KafkaSettings, 'brokers' | 'clientId' | 'topicPrefix' | 'partitions' | 'replicationFactor' | 'retentionMs' | 'connectionTimeoutMs' | 'requestTimeoutMs'>;
+  readonly codec: AvroCodec;
+  readonly recentWindowMs: number;
+  readonly recentMaxRecords: number;
+  readonly log: Logger;
+}
+
+/** topic:partition → offset. */
+export type Fence = ReadonlyMap<string, number>;
+
+const consumed = counter('tickflow_api_stream_consumed_records_total', 'Records the API consumed from Kafka for /v1/stream, by channel', ['channel']);
+const undecodable = counter('tickflow_api_stream_decode_errors_total', 'Kafka records the API could not decode (skipped)', ['topic']);
+
+interface Held {
+  readonly rec: StreamRecord;
+  /** Kafka timestamp, ms. */
+  readonly at: number;
+}
+
+export class StreamHub {
+  state: HubState = 'starting';
+  readonly groupId: string;
+  /** Resolves once the consumer has caught up with the topics' ends as of its start. */
+  readonly ready: Promise<void>;
+  private markReady!: () => void;
+  private readonly topics: string[];
+  private readonly channelOfTopic = new Map<string, StreamChannel>();
+  private readonly listeners = new Set<HubListener>();
+  private readonly recent: Held[] = [];
+  private head = 0;
+  private readonly position = new Map<string, number>();
+  private consumer: Consumer | undefined;
+  private admin: Admin | undefined;
+  private readonly abort = new AbortController();
+
+  constructor(private readonly o: HubOptions) {
+    this.groupId = `${o.kafka.clientId}-api-${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`;
+    this.ready = new Promise((resolve) => (this.markReady = resolve));
+    for (const channel of STREAM_CHANNELS) {
+      const topic = topicFor(o.kafka.topicPrefix, CHANNEL_SPECS[channel].kind);
+      this.channelOfTopic.set(topic, channel);
+    }
+    this.topics = [...this.channelOfTopic.keys()];
+  }
+
+  /** Connects in the background, retrying with backoff until it works or the hub closes. */
+  startInBackground(): void {
+    void retry(() => this.start(), { attempts: Number.MAX_SAFE_INTEGER, initialDelayMs: 1_000, maxDelayMs: 30_000, signal: this.abort.signal, onRetry: (err, attempt, delayMs) => this.o.log.warn({ err: messageOf(err), attempt, delayMs }, 'live stream: Kafka not reachable yet; retrying') }).catch((e) => {
+      if (this.state !== 'closed') this.o.log.error({ err: messageOf(e) }, 'live stream: gave up connecting to Kafka');
+    });
+  }
+
+  async start(): Promise<void> {
+    if (this.state === 'closed') return;
+    const kafka = createKafka(this.o.kafka, 2);
+    await ensureTopics(kafka, this.o.kafka, STREAM_CHANNELS.map((c) => CHANNEL_SPECS[c].kind));
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      const since = Date.now() - this.o.recentWindowMs;
+      const ends = new Map<string, number>();
+      const starts: Array<{ topic: string; partition: number; offset: number }> = [];
+      for (const topic of this.topics) {
+        const bounds = await admin.fetchTopicOffsets(topic);
+        const byTime = this.o.recentWindowMs > 0 ? await admin.fetchTopicOffsetsByTimestamp(topic, since) : [];
+        for (const b of bounds) {
+          const high = Number(b.high);
+          const t = Number(byTime.find((x) => x.partition === b.partition)?.offset ?? -1);
+          const offset = t >= 0 ? Math.max(Number(b.low), Math.min(t, high)) : high;
+          ends.set(`${topic}:${b.partition}`, high);
+          this.position.set(`${topic}:${b.partition}`, offset);
+          starts.push({ topic, partition: b.partition, offset });
+        }
+      }
+      const consumer = createConsumer(kafka, { groupId: this.groupId, maxWaitTimeInMs: 200, sessionTimeout: 30_000, heartbeatInterval: 3_000 });
+      await consumer.connect();
+      await consumer.subscribe({ topics: this.topics, fromBeginning: false });
+      // Batches fetched before the seeks below (from the topics' ends) are dropped unprocessed;
+      // kafkajs marks those fetched while a seek is pending as stale.
+      let seeking = true;
+      await consumer.run({
+        autoCommit: false,
+        eachBatch: async ({ batch, isStale }) => {
+          if (seeking || isStale()) return;
+          const tp = `${batch.topic}:${batch.partition}`;
+          const channel = this.channelOfTopic.get(batch.topic);
+          const pos = this.position.get(tp) ?? 0;
+          const fresh: StreamRecord[] = [];
+          for (const m of batch.messages) {
+            const offset = Number(m.offset);
+            if (offset < pos || !channel || !m.value) continue; // redelivered after a rebalance, or a tombstone
+            try {
+              const d = await this.o.codec.decode(m.value);
+              if (CHANNEL_OF_KIND.get(d.kind) !== channel) throw new Error(`a ${d.kind} record in ${batch.topic}`);
+              const rec = toStreamRecord(channel, d.value as unknown as Record<string, unknown>);
+              fresh.push(rec);
+              this.recent.push({ rec, at: Number(m.timestamp) });
+            } catch (e) {
+              undecodable.inc({ topic: batch.topic });
+              this.o.log.warn({ topic: batch.topic, partition: batch.partition, offset, err: messageOf(e) }, 'live stream: skipped a record it cannot decode');
+            }
+          }
+          const last = batch.messages[batch.messages.length - 1];
+          if (last) this.position.set(tp, Math.max(pos, Number(last.offset) + 1));
+          if (channel && fresh.length) {
+            consumed.inc({ channel }, fresh.length);
+            this.trim();
+            for (const l of this.listeners) {
+              if (!l.channels.has(channel)) continue;
+              const mine = l.instruments === null ? fresh : fresh.filter((r) => l.instruments!.has(r.instrument));
+              if (mine.length) l.deliver(mine);
+            }
+          }
+          if (this.state === 'starting' && this.passed(ends)) this.goLive();
+        },
+      });
+      for (const st of starts) consumer.seek({ topic: st.topic, partition: st.partition, offset: String(st.offset) });
+      seeking = false;
+      this.consumer = consumer;
+      this.admin = admin;
+      if ((this.state as HubState) === 'closed') {
+        // Closed while connecting: close() found nothing to stop yet.
+        this.state = 'starting';
+        await this.close();
+        return;
+      }
+      if (this.passed(ends)) this.goLive();
+      void this.liveAfter(30_000);
+    } catch (e) {
+      await admin.disconnect().catch(() => undefined);
+      throw e;
+    }
+  }
+
+  private goLive(): void {
+    if (this.state !== 'starting') return;
+    this.state = 'live';
+    this.o.log.info({ groupId: this.groupId, recent: this.recent.length - this.head }, 'live stream: consuming');
+    this.markReady();
+  }
+
+  /** A quiet or slow start still goes live after a while: subscriptions should not wait forever. */
+  private async liveAfter(ms: number): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (this.state === 'starting' && Date.now() < deadline) await sleep(100);
+    if (this.state === 'starting') {
+      this.o.log.warn({ groupId: this.groupId }, 'live stream: not caught up with the topics after 30 s; going live anyway');
+      this.goLive();
+    }
+  }
+
+  private trim(): void {
+    const oldest = Date.now() - this.o.recentWindowMs;
+    while (this.head < this.recent.length && (this.recent[this.head]!.at < oldest || this.recent.length - this.head > this.o.recentMaxRecords)) this.head++;
+    if (this.head > 50_000 && this.head * 2 > this.recent.length) {
+      this.recent.splice(0, this.head);
+      this.head = 0;
+    }
+  }
+
+  /**
+   * Adds a listener and returns, in the same tick (so nothing falls between the two), the held
+   * recent records it would have received, in consumption order.
+   */
+  subscribe(l: HubListener): { recent: StreamRecord[]; unsubscribe: () => void } {
+    const recent: StreamRecord[] = [];
+    for (let i = this.head; i < this.recent.length; i++) {
+      const r = this.recent[i]!.rec;
+      if (l.channels.has(r.channel) && (l.instruments === null || l.instruments.has(r.instrument))) recent.push(r);
+    }
+    this.listeners.add(l);
+    return { recent, unsubscribe: () => this.listeners.delete(l) };
+  }
+
+  /** The end offsets of the channels' topics now: every record the database holds lies before them. */
+  async fence(channels: Iterable<StreamChannel>): Promise<Fence> {
+    const admin = this.admin;
+    const out = new Map<string, number>();
+    if (!admin) return out;
+    for (const c of channels) {
+      const topic = topicFor(this.o.kafka.topicPrefix, CHANNEL_SPECS[c].kind);
+      for (const b of await admin.fetchTopicOffsets(topic)) out.set(`${topic}:${b.partition}`, Number(b.high));
+    }
+    return out;
+  }
+
+  /** True once the consumer has processed every record before the fence. */
+  passed(fence: Fence): boolean {
+    for (const [tp, offset] of fence) if ((this.position.get(tp) ?? 0) < offset) return false;
+    return true;
+  }
+
+  get listenerCount(): number {
+    return this.listeners.size;
+  }
+
+  async close(): Promise<void> {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.abort.abort();
+    this.listeners.clear();
+    const consumer = this.consumer;
+    const admin = this.admin;
+    this.consumer = undefined;
+    this.admin = undefined;
+    await consumer?.disconnect().catch((e) => this.o.log.warn({ err: messageOf(e) }, 'live stream: consumer disconnect failed'));
+    if (admin) {
+      // The group was this process's alone: leave nothing behind in the broker.
+      await admin.deleteGroups([this.groupId]).catch(() => undefined);
+      await admin.disconnect().catch(() => undefined);
+    }
+  }
+}

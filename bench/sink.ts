@@ -1,0 +1,250 @@
+/**
+ * `npm run bench:sink`: the sink's throughput from a pre-filled topic into `trades`, beside the
+ * limit of the same database measured in the same run (the same rows, the same batch size,
+ * inserted directly with the sink's own set-based statement: the fastest one measured, see
+ * sink/tables.ts), on the PostgreSQL server and on the embedded TimescaleDB, with the sink's
+ * RSS at 25/50/75/100% of the topic (bounded memory: it must not grow with the topic).
+ *
+ *   npm run bench:sink [-- --records 1000000 --batch 5000 --partitions 3 --only postgres|embedded]
+ *
+ * Kafka: KAFKA_BROKERS, else a throwaway local broker. PostgreSQL: a throwaway Debian server
+ * (infra/postgres-server.ts). Each database is measured in a child process of its own (the
+ * embedded database lives in the process that uses it), so RSS figures are the sink's.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { AvroCodec } from '../core/avro.ts';
+import { parseConfig } from '../core/config.ts';
+import { createPool, type Pool } from '../core/db.ts';
+import { CompressionTypes, createKafka, createProducer, ensureTopics } from '../core/kafka.ts';
+import { startEmbeddedDb } from '../infra/embedded-db.ts';
+import { ensureKafkaJars, startKafka } from '../infra/kafka.ts';
+import { startPostgresServer } from '../infra/postgres-server.ts';
+import { migrate } from '../migrations/runner.ts';
+import { topicFor, type Trade } from '../schemas/index.ts';
+import { buildSink } from '../sink/index.ts';
+import { rowCodec, upsertSql } from '../sink/tables.ts';
+
+const SYMBOLS = ['BTC/USDT', 'ETH/USDT', 'SOL/USDT', 'XRP/USDT', 'BNB/USDT', 'ADA/USDT', 'DOGE/USDT', 'TRX/USDT'];
+const START_US = Date.UTC(2025, 0, 6) * 1000;
+
+/** Trade number i of the benchmark: realistic field sizes, distinct keys, ~1 ms apart. */
+function trade(i: number): Trade {
+  const ts = START_US + i * 997;
+  return {
+    exchange: i % 4 === 0 ? 'okx' : 'binance',
+    symbol: SYMBOLS[i % SYMBOLS.length]!,
+    ts,
+    received_at: ts + 1_234,
+    id: String(3_000_000_000 + i),
+    side: i % 2 ? 'buy' : 'sell',
+    price: 40_000 + ((i * 7_919) % 100_000) / 100,
+    amount: ((i * 104_729) % 100_000) / 100_000 + 0.00001,
+  };
+}
+
+const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
+
+interface WorkerResult {
+  database: string;
+  records: number;
+  batch: number;
+  limitRowsPerSec: number;
+  sinkRowsPerSec: number;
+  rssMb: number[];
+  peakRssMb: number;
+  rssAtStartMb: number;
+}
+
+// ---- the worker: one database, limit then sink ----
+
+async function worker(opts: { kind: 'postgres' | 'embedded'; url?: string; brokers: string[]; prefix: string; records: number; batch: number }): Promise<WorkerResult> {
+  let url = opts.url;
+  let stopEmbedded: (() => Promise<void>) | undefined;
+  if (opts.kind === 'embedded') {
+    const db = await startEmbeddedDb();
+    url = db.url;
+    stopEmbedded = db.stop;
+  }
+  const pool: Pool = createPool(url!, { max: 1 });
+  await migrate(pool);
+
+  // The limit: the same rows, the same batch size, the sink's statement, nothing else.
+  const codec = rowCodec('trades');
+  const sql = upsertSql('trades', codec.keyFields, 'insert');
+  await pool.query('truncate trades');
+  let t0 = performance.now();
+  for (let i = 0; i < opts.records; i += opts.batch) {
+    const rows: Trade[] = [];
+    for (let j = i; j < Math.min(opts.records, i + opts.batch); j++) rows.push(trade(j));
+    await pool.query(sql, codec.columns(rows));
+  }
+  const limitRowsPerSec = opts.records / ((performance.now() - t0) / 1000);
+  await pool.query('truncate trades');
+  process.stderr.write(`  ${opts.kind}: limit ${fmt(limitRowsPerSec)} rows/s; now the sink...\n`);
+
+  // The sink, from the pre-filled topic.
+  const config = parseConfig(
+    {
+      kafka: { brokers: opts.brokers, topicPrefix: opts.prefix, clientId: `${opts.prefix}-${opts.kind}` },
+      sink: { apiPort: 0, connectors: [{ name: `bench-${opts.kind}`, table: 'trades', insertMode: 'insert', batchMaxRows: opts.batch }], refreshSchedule: '0 0 1 1 *' },
+    },
+    { env: {} },
+  );
+  const sink = buildSink(config, { pool, listen: false, schedule: false });
+  const next = new Map<string, number>();
+  let committed = 0;
+  const rss: number[] = [];
+  let peak = 0;
+  const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 100);
+  const done = new Promise<void>((resolve) => {
+    sink.events.on('commit', (e) => {
+      for (const o of e.offsets) next.set(`${o.topic}:${o.partition}`, o.nextOffset);
+      committed = [...next.values()].reduce((a, b) => a + b, 0);
+      const quarter = Math.floor((committed / opts.records) * 4);
+      while (rss.length < quarter) rss.push(process.memoryUsage().rss);
+      if (committed >= opts.records) resolve();
+    });
+  });
+  const rssAtStart = process.memoryUsage().rss;
+  await sink.start();
+  t0 = performance.now();
+  await done;
+  const sinkRowsPerSec = opts.records / ((performance.now() - t0) / 1000);
+  clearInterval(sampler);
+  await sink.close();
+  const n = (await pool.query<{ n: number }>('select count(*)::int as n from trades')).rows[0]!.n;
+  if (n !== opts.records) throw new Error(`${opts.kind}: the sink wrote ${n} rows, expected ${opts.records}`);
+  await pool.end();
+  await stopEmbedded?.();
+  return {
+    database: opts.kind === 'embedded' ? 'embedded TimescaleDB' : 'PostgreSQL server',
+    records: opts.records,
+    batch: opts.batch,
+    limitRowsPerSec,
+    sinkRowsPerSec,
+    rssMb: rss.map((b) => Math.round(b / 1048576)),
+    peakRssMb: Math.round(Math.max(peak, ...rss) / 1048576),
+    rssAtStartMb: Math.round(rssAtStart / 1048576),
+  };
+}
+
+// ---- the driver ----
+
+async function prefill(brokers: string[], prefix: string, records: number, partitions: number): Promise<void> {
+  const kafka = createKafka({ brokers, clientId: `${prefix}-fill`, connectionTimeoutMs: 5_000, requestTimeoutMs: 60_000 });
+  await ensureTopics(kafka, { topicPrefix: prefix, partitions, replicationFactor: 1, retentionMs: 24 * 3_600_000 }, ['trade']);
+  const codec = new AvroCodec({ topicPrefix: prefix });
+  const producer = createProducer(kafka);
+  await producer.connect();
+  const topic = topicFor(prefix, 'trade');
+  const t0 = performance.now();
+  let next = 0.1;
+  const chunk = 10_000;
+  // A few sends in flight: the producer is idempotent, order per partition is kept.
+  const inflight: Promise<unknown>[] = [];
+  for (let i = 0; i < records; i += chunk) {
+    const messages = [];
+    for (let j = i; j < Math.min(records, i + chunk); j++) {
+      const t = trade(j);
+      messages.push({ key: `${t.exchange}:${t.symbol}`, value: codec.encode('trade', t) });
+    }
+    // Compressed like the gateways' batches (GZIP).
+    inflight.push(producer.send({ topic, acks: -1, compression: CompressionTypes.GZIP, messages }));
+    if (inflight.length >= 4) await inflight.shift();
+    const done = Math.min(records, i + chunk) / records;
+    if (done >= next || done === 1) {
+      process.stderr.write(`  filling ${topic}: ${Math.round(done * 100)}% (${fmt(Math.min(records, i + chunk))} records, ${fmt(Math.min(records, i + chunk) / ((performance.now() - t0) / 1000))}/s)\n`);
+      next = Math.floor(done * 10 + 1) / 10;
+    }
+  }
+  await Promise.all(inflight);
+  await producer.disconnect();
+}
+
+function runWorker(args: string[]): Promise<WorkerResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, 'sink.ts'), '--worker', ...args], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn', KAFKAJS_NO_PARTITIONER_WARNING: '1' },
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.on('exit', (code) => {
+      const line = out.trim().split('\n').pop() ?? '';
+      if (code === 0 && line.startsWith('{')) resolve(JSON.parse(line) as WorkerResult);
+      else reject(new Error(`benchmark worker ${args.join(' ')} exited with ${code}: ${out.slice(-2000)}`));
+    });
+  });
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      worker: { type: 'boolean' },
+      kind: { type: 'string' },
+      url: { type: 'string' },
+      brokers: { type: 'string' },
+      prefix: { type: 'string' },
+      records: { type: 'string', default: process.env.BENCH_RECORDS ?? '1000000' },
+      batch: { type: 'string', default: '5000' },
+      partitions: { type: 'string', default: '3' },
+      only: { type: 'string' },
+    },
+  });
+  const records = Number(values.records);
+  const batch = Number(values.batch);
+  if (values.worker) {
+    const r = await worker({ kind: values.kind as 'postgres' | 'embedded', ...(values.url ? { url: values.url } : {}), brokers: values.brokers!.split(','), prefix: values.prefix!, records, batch });
+    process.stdout.write(`${JSON.stringify(r)}\n`);
+    return;
+  }
+
+  const cleanups: Array<() => Promise<void>> = [];
+  try {
+    let brokers = process.env.KAFKA_BROKERS?.split(',').map((s) => s.trim()).filter(Boolean) ?? [];
+    if (brokers.length === 0) {
+      process.stderr.write('starting a throwaway Kafka broker (KAFKA_BROKERS is not set)...\n');
+      await ensureKafkaJars();
+      const dir = await mkdtemp(path.join(tmpdir(), 'tickflow-bench-kafka-'));
+      const broker = await startKafka({ dataDir: dir, port: 0 });
+      cleanups.push(async () => {
+        await broker.stop();
+        await rm(dir, { recursive: true, force: true });
+      });
+      brokers = broker.brokers;
+    }
+    const prefix = `bench${Date.now().toString(36)}`;
+    process.stderr.write(`pre-filling ${fmt(records)} trade records (${values.partitions} partitions)...\n`);
+    await prefill(brokers, prefix, records, Number(values.partitions));
+
+    const results: WorkerResult[] = [];
+    const common = ['--brokers', brokers.join(','), '--prefix', prefix, '--records', String(records), '--batch', String(batch)];
+    if (values.only !== 'embedded') {
+      const server = await startPostgresServer();
+      cleanups.push(() => server.stop());
+      process.stderr.write('measuring on the PostgreSQL server...\n');
+      results.push(await runWorker(['--kind', 'postgres', '--url', server.url, ...common]));
+    }
+    if (values.only !== 'postgres') {
+      process.stderr.write('measuring on the embedded TimescaleDB...\n');
+      results.push(await runWorker(['--kind', 'embedded', ...common]));
+    }
+
+    const rows = [
+      ['database', 'records', 'batch', 'limit rows/s', 'sink rows/s', 'sink/limit', 'RSS at start', 'RSS 25/50/75/100%', 'peak RSS'],
+      ...results.map((r) => [r.database, fmt(r.records), fmt(r.batch), fmt(r.limitRowsPerSec), fmt(r.sinkRowsPerSec), `${Math.round((r.sinkRowsPerSec / r.limitRowsPerSec) * 100)}%`, `${r.rssAtStartMb} MB`, r.rssMb.map((x) => `${x}`).join(' / ') + ' MB', `${r.peakRssMb} MB`]),
+    ];
+    const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+    const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+    process.stdout.write(`\n${line(rows[0]!)}\n${widths.map((w) => '-'.repeat(w)).join('  ')}\n${rows.slice(1).map(line).join('\n')}\n`);
+    process.stdout.write(`\nlimit: the same rows inserted directly, ${fmt(batch)} per statement, with the sink's statement (insert ... select from unnest ... on conflict do nothing).\n`);
+  } finally {
+    for (const c of cleanups.reverse()) await c().catch(() => undefined);
+  }
+}
+
+await main();

@@ -1,0 +1,78 @@
+/**
+ * The ccxt edge: errors translated (retriable or not, nothing of ccxt kept but the cause),
+ * constructor options merged with the gateway's defaults, unknown ids named with suggestions,
+ * and a silent stream's connection ended the way ccxt ends one that misses its keep-alive.
+ */
+import http from 'node:http';
+import ccxt from 'ccxt';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildSim, type Sim } from '../sim/index.ts';
+import { createExchange, endSilentConnections, exchangeOptions, translateError } from './ccxt.ts';
+
+describe('translateError', () => {
+  it('network-ish errors are retriable, exchange refusals are not, bugs are INTERNAL', () => {
+    const cases: [unknown, string, boolean][] = [
+      [new ccxt.NetworkError('x'), 'EXCHANGE_NETWORK', true],
+      [new ccxt.DDoSProtection('429'), 'EXCHANGE_NETWORK', true],
+      [new ccxt.RateLimitExceeded('x'), 'EXCHANGE_NETWORK', true],
+      [new ccxt.RequestTimeout('x'), 'EXCHANGE_NETWORK', true],
+      [new ccxt.ExchangeNotAvailable('503'), 'EXCHANGE_NETWORK', true],
+      [new ccxt.BadResponse('x'), 'EXCHANGE_NETWORK', true],
+      [new ccxt.BadSymbol('x'), 'SYMBOL_UNKNOWN', false],
+      [new ccxt.NotSupported('x'), 'CHANNEL_UNSUPPORTED', false],
+      [new ccxt.AuthenticationError('x'), 'EXCHANGE_REJECTED', false],
+      [new ccxt.ExchangeError('x'), 'EXCHANGE_REJECTED', false],
+      [new TypeError('x is undefined'), 'INTERNAL', false],
+    ];
+    for (const [e, code, retriable] of cases) {
+      const t = translateError(e, 'fetchTrades(BTC/USDT)');
+      expect([t.name, t.code, t.retriable, t.cause]).toEqual(['TickflowError', code, retriable, e]);
+      expect(t.message).toMatch(/^fetchTrades\(BTC\/USDT\): \w+: x|^fetchTrades\(BTC\/USDT\): \w+: (429|503)/);
+    }
+  });
+});
+
+describe('exchange construction', () => {
+  it('deep-merges the entry options over the gateway and exchange-file defaults, without touching the config', () => {
+    const entryOptions = Object.freeze({ options: Object.freeze({ tradesLimit: 777, ws: Object.freeze({ backoff: Object.freeze({ base: 100 }) }) }) });
+    const o = exchangeOptions({ options: entryOptions }, { options: { watchTrades: { name: 'aggTrade' } } });
+    expect(o).toMatchObject({ enableRateLimit: true, options: { tradesLimit: 777, OHLCVLimit: 1000, watchTrades: { name: 'aggTrade' }, ws: { backoff: { base: 100 } } } });
+    expect(Object.isFrozen((o.options as Record<string, unknown>).ws)).toBe(false);
+    expect(o.httpAgent).toBeUndefined(); // no plain URLs: ccxt's own TLS endpoints
+    const local = exchangeOptions({ options: { enableRateLimit: false, urls: { api: { ws: { spot: 'ws://127.0.0.1:9500/stream/ws' } } } } });
+    expect(local.httpAgent).toBeInstanceOf(http.Agent);
+    expect(local.enableRateLimit).toBe(false);
+  });
+
+  it('names an unknown ccxt id, with the ids it may have meant', () => {
+    expect(() => createExchange({ id: 'binanse', options: {} })).toThrow(/unknown exchange id "binanse": ccxt has no such exchange \(did you mean binance/);
+    expect(createExchange({ id: 'kraken', options: {} }).id).toBe('kraken');
+  });
+});
+
+describe('ending a silent stream', () => {
+  let sim: Sim;
+  beforeAll(async () => {
+    sim = buildSim({ seed: 2, symbols: ['BTC/USDT', 'ETH/USDT'], tradesPerSecond: 0, historyDays: 0, tickerPushIntervalMs: 60_000 });
+    await sim.start();
+  });
+  afterAll(async () => {
+    await sim.close();
+  });
+
+  it("rejects the pending watch of that (symbol, channel) only, and the next call reconnects", async () => {
+    const ex = createExchange({ id: 'binance', options: { ...sim.ccxtOptions(), enableRateLimit: false } });
+    await ex.loadMarkets();
+    const trades = ex.watchTrades('BTC/USDT'); // no trades at rate 0: waits
+    const eth = ex.watchTrades('ETH/USDT');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(endSilentConnections(ex, 'BTC/USDT', 'trades', 'no message for 30s')).toBe(1);
+    await expect(trades).rejects.toBeInstanceOf(ccxt.RequestTimeout);
+    await expect(trades).rejects.toThrow(/no message for 30s/);
+    // ETH's stream is another connection: still pending.
+    expect(await Promise.race([eth.then(() => 'resolved', () => 'rejected'), new Promise((r) => setTimeout(() => r('pending'), 200))])).toBe('pending');
+    sim.setTradeRate(20);
+    await expect(ex.watchTrades('BTC/USDT')).resolves.not.toHaveLength(0);
+    await ex.close();
+  });
+});

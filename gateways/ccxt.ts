@@ -1,0 +1,216 @@
+/**
+ * The gateway's edge with ccxt: building an exchange instance from a config entry, translating
+ * ccxt's error classes into TickflowError (nothing of ccxt crosses into Kafka), and the few
+ * places where the gateway reaches into ccxt pro's websocket clients.
+ */
+import http from 'node:http';
+import ccxt, { type Exchange } from 'ccxt';
+import type { Channel, ExchangeEntry } from '../core/config.ts';
+import { TickflowError, messageOf, type ErrorCode } from '../core/errors.ts';
+
+export type { Exchange };
+
+/**
+ * What the gateway puts under every entry's own `options` (the entry wins, deep-merged).
+ * - tradesLimit: ccxt's trade cache per symbol. The trade loop removes what it consumed after
+ *   every call (releaseConsumedTrades), so the cache only ever holds trades not yet taken and
+ *   this is the backlog a stall may build before trades are lost (the loop detects that and
+ *   refills over REST). Without the release, a full cache costs O(tradesLimit) per trade
+ *   (ArrayCache.append shifts the array) and per call (watchTrades copies it): sim/README.
+ * - OHLCVLimit: buckets kept per symbol and timeframe; the candle loop only needs the newest few.
+ */
+export const CCXT_DEFAULTS = {
+  enableRateLimit: true,
+  options: { tradesLimit: 20_000, OHLCVLimit: 1_000 },
+} as const;
+
+/**
+ * Removes from ccxt's trade cache of `symbol` everything up to the last trade of `batch` (what
+ * `watchTrades` just returned), keeping trades that arrived after it. ccxt's watchTrades
+ * returns the newest N entries of that cache, so those are the same objects, at its end.
+ */
+export function releaseConsumedTrades(ex: Exchange, symbol: string, batch: readonly unknown[]): void {
+  const cache = (ex.trades as Record<string, unknown[] | undefined> | undefined)?.[symbol];
+  const last = batch[batch.length - 1];
+  if (!Array.isArray(cache) || last === undefined) return;
+  let idx = -1;
+  for (let i = cache.length - 1; i >= 0; i--) {
+    if (cache[i] === last) {
+      idx = i;
+      break;
+    }
+  }
+  if (idx < 0) return;
+  const keep = cache.length - idx - 1;
+  for (let j = 0; j < keep; j++) cache[j] = cache[idx + 1 + j];
+  cache.length = keep;
+}
+
+type Plain = Record<string, unknown>;
+const isPlain = (v: unknown): v is Plain => typeof v === 'object' && v !== null && !Array.isArray(v) && Object.getPrototypeOf(v) === Object.prototype;
+
+/** Deep merge into fresh objects (the config is frozen; ccxt writes into its options). */
+export function deepMerge(base: Plain, over: Plain): Plain {
+  const out: Plain = {};
+  for (const [k, v] of Object.entries(base)) out[k] = isPlain(v) ? deepMerge(v, {}) : Array.isArray(v) ? [...(v as unknown[])] : v;
+  for (const [k, v] of Object.entries(over)) {
+    const cur = out[k];
+    out[k] = isPlain(v) ? deepMerge(isPlain(cur) ? cur : {}, v) : Array.isArray(v) ? [...(v as unknown[])] : v;
+  }
+  return out;
+}
+
+function hasPlainUrl(v: unknown): boolean {
+  if (typeof v === 'string') return /^(ws|http):\/\//i.test(v);
+  if (v && typeof v === 'object') return Object.values(v).some(hasPlainUrl);
+  return false;
+}
+
+/** The constructor options of an entry: gateway defaults, the exchange file's, then the entry's own. */
+export function exchangeOptions(entry: Pick<ExchangeEntry, 'options'>, exchangeDefaults: Plain = {}): Plain {
+  const merged = deepMerge(deepMerge(CCXT_DEFAULTS as unknown as Plain, exchangeDefaults), entry.options as Plain);
+  // ccxt refuses ws:// URLs without an agent (NotSupported); plain URLs mean a local server,
+  // a testnet proxy or the sim.
+  if (merged.httpAgent === undefined && hasPlainUrl(merged.urls)) merged.httpAgent = new http.Agent({ keepAlive: true });
+  return merged;
+}
+
+type ExchangeClass = new (config?: Plain) => Exchange;
+
+/** Whether ccxt knows the id at all, and whether it has a websocket (pro) class for it. */
+export function ccxtClassFor(id: string): { cls: ExchangeClass; pro: boolean } | undefined {
+  if (!(ccxt.exchanges as readonly string[]).includes(id)) return undefined;
+  const pro = (ccxt.pro as unknown as Record<string, ExchangeClass | undefined>)[id];
+  if (pro) return { cls: pro, pro: true };
+  const rest = (ccxt as unknown as Record<string, ExchangeClass | undefined>)[id];
+  return rest ? { cls: rest, pro: false } : undefined;
+}
+
+/** Up to three known ids close to a mistyped one, for the error message. */
+export function suggestIds(id: string): string[] {
+  const dist = (a: string, b: string): number => {
+    const d = Array.from({ length: b.length + 1 }, (_, j) => j);
+    for (let i = 1; i <= a.length; i++) {
+      let prev = d[0]!;
+      d[0] = i;
+      for (let j = 1; j <= b.length; j++) {
+        const tmp = d[j]!;
+        d[j] = Math.min(d[j]! + 1, d[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+        prev = tmp;
+      }
+    }
+    return d[b.length]!;
+  };
+  return (ccxt.exchanges as readonly string[])
+    .map((x) => ({ x, d: x.startsWith(id) || id.startsWith(x) ? 1 : dist(id, x) }))
+    .filter((c) => c.d <= 2)
+    .sort((a, b) => a.d - b.d || a.x.localeCompare(b.x))
+    .slice(0, 3)
+    .map((c) => c.x);
+}
+
+export function createExchange(entry: Pick<ExchangeEntry, 'id' | 'options'>, exchangeDefaults: Plain = {}): Exchange {
+  const found = ccxtClassFor(entry.id);
+  if (!found) {
+    const near = suggestIds(entry.id);
+    throw new TickflowError('EXCHANGE_UNKNOWN', `unknown exchange id "${entry.id}": ccxt has no such exchange${near.length ? ` (did you mean ${near.join(', ')}?)` : ''}`);
+  }
+  return new found.cls(exchangeOptions(entry, exchangeDefaults));
+}
+
+/** A TickflowError that may carry how long a rate-limit answer asked to wait (core/retry honours it). */
+export class ExchangeCallError extends TickflowError {
+  readonly retryAfterMs: number | undefined;
+  readonly ccxtClass: string;
+  constructor(code: ErrorCode, message: string, opts: { retriable: boolean; cause: unknown; retryAfterMs?: number; ccxtClass: string }) {
+    super(code, message, opts);
+    this.retryAfterMs = opts.retryAfterMs;
+    this.ccxtClass = opts.ccxtClass;
+  }
+}
+
+function retryAfterOf(ex: Exchange | undefined): number | undefined {
+  const h = (ex as unknown as { last_response_headers?: Record<string, string> } | undefined)?.last_response_headers;
+  const v = h?.['Retry-After'] ?? h?.['retry-after'];
+  return v !== undefined && /^\d+$/.test(v) ? Math.min(Number(v) * 1000, 120_000) : undefined;
+}
+
+/**
+ * ccxt error → TickflowError, at the edge. NetworkError (DDoSProtection, RateLimitExceeded,
+ * ExchangeNotAvailable, RequestTimeout, InvalidNonce) and other OperationFailed (bad or empty
+ * responses) are retriable; ExchangeError (BadSymbol, BadRequest, NotSupported,
+ * AuthenticationError, ...) is not; anything else is a bug (INTERNAL, not retriable).
+ */
+export function translateError(e: unknown, where: string, ex?: Exchange): TickflowError {
+  if (e instanceof TickflowError) return e;
+  const cls = e instanceof Error ? e.constructor.name : typeof e;
+  const msg = `${where}: ${cls}: ${messageOf(e).slice(0, 400)}`;
+  const mk = (code: ErrorCode, retriable: boolean, retryAfterMs?: number) =>
+    new ExchangeCallError(code, msg, { retriable, cause: e, ccxtClass: cls, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) });
+  if (e instanceof ccxt.DDoSProtection || e instanceof ccxt.RateLimitExceeded) return mk('EXCHANGE_NETWORK', true, retryAfterOf(ex));
+  if (e instanceof ccxt.NetworkError) return mk('EXCHANGE_NETWORK', true);
+  if (e instanceof ccxt.OperationFailed) return mk('EXCHANGE_NETWORK', true);
+  if (e instanceof ccxt.BadSymbol) return mk('SYMBOL_UNKNOWN', false);
+  if (e instanceof ccxt.NotSupported) return mk('CHANNEL_UNSUPPORTED', false);
+  if (e instanceof ccxt.BaseError) return mk('EXCHANGE_REJECTED', false);
+  return mk('INTERNAL', false);
+}
+
+/** True for the error ccxt gives pending watches when we close the exchange ourselves. */
+export function isClosedByUser(e: unknown): boolean {
+  const cause = e instanceof TickflowError ? e.cause : e;
+  return cause instanceof ccxt.ExchangeClosedByUser;
+}
+
+/** The ccxt capability behind each channel, per mode. */
+export const CAPABILITY: Readonly<Record<Channel, { ws: string; poll: string }>> = {
+  trades: { ws: 'watchTrades', poll: 'fetchTrades' },
+  ticker: { ws: 'watchTicker', poll: 'fetchTicker' },
+  ohlcv: { ws: 'watchOHLCV', poll: 'fetchOHLCV' },
+  book: { ws: 'watchOrderBook', poll: 'fetchOrderBook' },
+};
+
+export function has(ex: Exchange, capability: string): boolean {
+  const v = (ex.has as Record<string, unknown>)[capability];
+  return v === true || v === 'emulated';
+}
+
+interface WsClientLike {
+  url: string;
+  subscriptions: Record<string, unknown>;
+  futures: Record<string, unknown>;
+  onError(error: Error): void;
+}
+
+const CHANNEL_WORDS: Readonly<Record<Channel, RegExp>> = {
+  trades: /trade/i,
+  ticker: /ticker/i,
+  ohlcv: /ohlcv|kline|candle/i,
+  book: /book|depth/i,
+};
+
+/**
+ * Ends the websocket connections that carry a silent stream, the way ccxt ends one whose
+ * keep-alive pong is missing: `client.onError(RequestTimeout)` rejects the pending watches and
+ * drops the client, and the next watch call dials again. ccxt keeps no index from a
+ * (symbol, channel) to its connection, so clients are matched by their subscription and
+ * message hashes, which name the unified symbol or the market id on every exchange checked
+ * (binance `trade::BTC/USDT`, okx `trades:BTC-USDT`, kraken `trade:BTC/USD`). Returns the
+ * number of connections ended.
+ */
+export function endSilentConnections(ex: Exchange, symbol: string, channel: Channel, reason: string): number {
+  const clients = Object.values((ex as unknown as { clients?: Record<string, WsClientLike> }).clients ?? {});
+  let marketId = symbol;
+  try {
+    marketId = ex.market(symbol).id ?? symbol;
+  } catch {
+    // unknown market: match by the unified symbol only
+  }
+  const needles = [symbol, marketId, marketId.toLowerCase()];
+  const keysOf = (c: WsClientLike) => [...Object.keys(c.subscriptions ?? {}), ...Object.keys(c.futures ?? {}), c.url];
+  const bySymbol = clients.filter((c) => keysOf(c).some((k) => needles.some((n) => k.includes(n))));
+  const byChannel = bySymbol.filter((c) => keysOf(c).some((k) => needles.some((n) => k.includes(n)) && CHANNEL_WORDS[channel].test(k)));
+  const victims = byChannel.length > 0 ? byChannel : bySymbol;
+  for (const c of victims) c.onError(new ccxt.RequestTimeout(`${ex.id} ${reason}`));
+  return victims.length;
+}

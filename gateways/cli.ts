@@ -1,0 +1,134 @@
+/**
+ * `tickflow gateway [--exchange a,b]` and `tickflow backfill <exchange> <symbol> <timeframe>
+ * --from ISO [--to ISO]`. Problems with exchange entries go to stderr, one line each, naming
+ * the entry; the good entries run until SIGINT/SIGTERM.
+ */
+import { parseArgs } from 'node:util';
+import type { Config } from '../core/config.ts';
+import { TickflowError } from '../core/errors.ts';
+import { resolveBrokers } from '../infra/kafka.ts';
+import { runBackfill } from './backfill.ts';
+import { buildGateway, type Problem } from './index.ts';
+import { entryName } from './worker.ts';
+
+const out = (s: string) => process.stdout.write(`${s}\n`);
+const err = (s: string) => process.stderr.write(`${s}\n`);
+
+function untilSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const on = (sig: NodeJS.Signals) => {
+      process.off('SIGINT', on);
+      process.off('SIGTERM', on);
+      resolve(sig);
+    };
+    process.on('SIGINT', on);
+    process.on('SIGTERM', on);
+  });
+}
+
+const problemLine = (p: Problem) => `tickflow gateway: ${p.severity}: ${p.message}`;
+
+export async function gatewayCommand(config: Config, argv: readonly string[]): Promise<number> {
+  const { values } = parseArgs({ args: [...argv], options: { exchange: { type: 'string' }, config: { type: 'string' } }, allowPositionals: true, strict: false });
+  const only = typeof values.exchange === 'string' ? values.exchange.split(',').map((s) => s.trim()).filter(Boolean) : undefined;
+  if (only) {
+    const names = new Set([...config.exchanges.map(entryName), ...config.exchangeErrors.map((e) => e.id ?? '')]);
+    const unknown = only.filter((n) => !names.has(n));
+    if (unknown.length > 0) {
+      err(`tickflow gateway: --exchange names no entry of the config: ${unknown.join(', ')} (configured: ${[...names].filter(Boolean).join(', ') || 'none'})`);
+      return 2;
+    }
+  }
+  if (config.exchanges.length === 0 && config.exchangeErrors.length === 0) {
+    err(`tickflow gateway: no exchanges configured in ${config.source ?? 'the config'} (add an entry under exchanges:)`);
+    return 2;
+  }
+  const brokers = await resolveBrokers(config);
+  const gw = buildGateway(config, { brokers, ...(only ? { only } : {}) });
+  // Problems found later (an exchange that answers only after a while) are reported the same way.
+  let startedUp = false;
+  gw.events.on('problem', (p) => {
+    if (startedUp) err(problemLine(p));
+  });
+  const report = await gw.start();
+  startedUp = true;
+  for (const p of report.problems) err(problemLine(p));
+  const running = report.workers.filter((w) => w.status === 'running' || w.status === 'starting');
+  if (running.length === 0) {
+    err('tickflow gateway: no exchange entry could start; see the errors above');
+    await gw.close();
+    return 1;
+  }
+  for (const w of running) out(`gateway: ${w.name} ${w.status === 'running' ? `running ${w.symbols.join(', ')} (${w.channels.join(', ')})` : 'waiting for the exchange to answer'}`);
+  out(`gateway: producing to ${brokers.join(',')}, topics ${config.kafka.topicPrefix}.*; Ctrl-C to stop`);
+  await untilSignal();
+  out('gateway: stopping (sending what is buffered)...');
+  await gw.close();
+  // kafkajs may keep a retry timer alive after a failed last flush; do not hang on it.
+  setTimeout(() => process.exit(process.exitCode ?? 0), 2_000).unref();
+  return 0;
+}
+
+function parseTime(flag: string, v: unknown): number | undefined {
+  if (v === undefined) return undefined;
+  const t = typeof v === 'string' ? (/^\d+$/.test(v) ? Number(v) : Date.parse(v)) : NaN;
+  if (!Number.isFinite(t)) throw new TickflowError('CONFIG_INVALID', `backfill: ${flag} expects an ISO time (2024-01-01T00:00:00Z) or epoch ms, got ${String(v)}`);
+  return t;
+}
+
+const BACKFILL_USAGE = 'usage: tickflow backfill <exchange> <symbol> <timeframe> --from ISO [--to ISO]   e.g. tickflow backfill sim BTC/USDT 1m --from 2024-01-01T00:00:00Z';
+
+export async function backfillCommand(config: Config, argv: readonly string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: [...argv],
+    options: { from: { type: 'string' }, to: { type: 'string' }, config: { type: 'string' } },
+    allowPositionals: true,
+    strict: false,
+  });
+  const [, exchange, symbol, timeframe] = positionals;
+  if (!exchange || !symbol || !timeframe || values.from === undefined) {
+    err(BACKFILL_USAGE);
+    return 2;
+  }
+  if (!/^\d+[smhdwM]$/.test(timeframe)) {
+    err(`tickflow backfill: not a timeframe: ${timeframe} (expected like 1m, 1h, 1d)\n${BACKFILL_USAGE}`);
+    return 2;
+  }
+  const from = parseTime('--from', values.from)!;
+  const to = parseTime('--to', values.to);
+  const brokers = await resolveBrokers(config);
+  const t0 = Date.now();
+  let latest = { candles: 0, fraction: 0, at: from };
+  let shownAt = 0;
+  const show = (final = false) => {
+    const s = (Date.now() - t0) / 1000;
+    const rate = s > 0 ? Math.round(latest.candles / s) : 0;
+    out(`backfill ${exchange} ${symbol} ${timeframe}: ${(latest.fraction * 100).toFixed(1)}% (${latest.candles} candles, up to ${new Date(latest.at).toISOString()}), ${rate} candles/s${final ? ', done' : ''}`);
+  };
+  // A line at least every 2 s while pages come in, and one while a slow page is awaited.
+  const timer = setInterval(() => {
+    if (Date.now() - shownAt >= 2_000) {
+      shownAt = Date.now();
+      show();
+    }
+  }, 500);
+  try {
+    const r = await runBackfill(config, { exchange, symbol, timeframe, from, ...(to !== undefined ? { to } : {}) }, {
+      brokers,
+      onProgress: (p) => {
+        latest = p;
+      },
+    });
+    clearInterval(timer);
+    latest = { ...latest, fraction: 1 };
+    show(true);
+    out(`backfill: ${r.candles} closed candles in ${r.seconds.toFixed(1)} s (${Math.round(r.candles / Math.max(r.seconds, 0.001))} candles/s), ${r.acked} acknowledged by Kafka (${config.kafka.topicPrefix}.candles)`);
+    if (r.undelivered > 0) {
+      err(`tickflow backfill: ${r.undelivered} candles were not delivered (Kafka unreachable); run the same command again`);
+      return 1;
+    }
+    return 0;
+  } finally {
+    clearInterval(timer);
+  }
+}

@@ -1,0 +1,149 @@
+/**
+ * gateways/: config-driven ccxt workers that put normalized trades, tickers, candles, book tops,
+ * instruments and gap records into Kafka as Avro.
+ *
+ *   buildGateway(config) ── one Publisher (outbox per entry → batched idempotent producer)
+ *                        └─ one ExchangeWorker per exchange entry (worker.ts)
+ *                              ├─ validation: ccxt id, listed symbols, supported channels
+ *                              ├─ instruments, candle history (history.ts)
+ *                              ├─ ws loops per (symbol, channel) with gaps and refills (streams.ts)
+ *                              └─ cron polls (poll.ts)
+ *
+ * Exchange-specific behaviour lives in exchanges/<ccxt id>.ts; ccxt → records in normalize.ts;
+ * `closed` for candles in candles.ts; metrics and logs from one event map (events.ts,
+ * instrument.ts).
+ */
+import { createCodec } from '../core/avro.ts';
+import type { Config } from '../core/config.ts';
+import { logger, type Logger } from '../core/log.ts';
+import type { Exchange } from './ccxt.ts';
+import { GatewayEvents, type Problem } from './events.ts';
+import { instrument } from './instrument.ts';
+import { kafkaTransport, Publisher, type Transport } from './publisher.ts';
+import { entryName, ExchangeWorker, type WorkerStatus } from './worker.ts';
+import type { ExchangeEntry } from '../core/config.ts';
+
+export { GatewayEvents, type Problem } from './events.ts';
+
+export interface GatewayDeps {
+  /** Brokers to use instead of config.kafka.brokers (e.g. the local broker the CLI found). */
+  readonly brokers?: readonly string[];
+  /** Replaces Kafka altogether (unit tests). */
+  readonly transport?: Transport;
+  readonly events?: GatewayEvents;
+  /** Run only the entries with these names (`name`, else id); several processes can split the exchanges. */
+  readonly only?: readonly string[];
+  readonly lingerMs?: number;
+  readonly batchMaxRecords?: number;
+  /** How long close() keeps sending what is buffered. */
+  readonly flushTimeoutMs?: number;
+  readonly createExchange?: (entry: ExchangeEntry, exchangeDefaults: Record<string, unknown>) => Exchange;
+  readonly log?: Logger;
+  /** Metrics and logs from the events (default true). */
+  readonly instrument?: boolean;
+}
+
+export interface WorkerSummary {
+  readonly name: string;
+  readonly status: WorkerStatus;
+  readonly symbols: readonly string[];
+  readonly channels: readonly string[];
+}
+
+export interface GatewayReport {
+  /** Every problem found at start-up, by entry name; errors stop what they name, warnings do not. */
+  readonly problems: readonly Problem[];
+  readonly workers: readonly WorkerSummary[];
+}
+
+export interface Gateway {
+  readonly events: GatewayEvents;
+  readonly publisher: Publisher;
+  /** Starts every entry; resolves once each is validated (and running) or reported. */
+  start(): Promise<GatewayReport>;
+  /** Stops the streams, sends what is buffered (up to flushTimeoutMs), disconnects. */
+  close(): Promise<void>;
+  report(): GatewayReport;
+}
+
+export function buildGateway(config: Config, deps: GatewayDeps = {}): Gateway {
+  const log = deps.log ?? logger('gateway');
+  const events = deps.events ?? new GatewayEvents();
+  const detach = deps.instrument === false ? () => undefined : instrument(events, log);
+  const brokers = deps.brokers ?? config.kafka.brokers;
+  const codec = createCodec(config.kafka);
+  const transport = deps.transport ?? kafkaTransport({ ...config.kafka, brokers }, codec);
+  const publisher = new Publisher({
+    topicPrefix: config.kafka.topicPrefix,
+    codec,
+    transport,
+    events,
+    ...(deps.lingerMs !== undefined ? { lingerMs: deps.lingerMs } : {}),
+    ...(deps.batchMaxRecords !== undefined ? { batchMaxRecords: deps.batchMaxRecords } : {}),
+  });
+
+  const problems: Problem[] = [];
+  const report = (p: Problem) => {
+    problems.push(p);
+    events.emit('problem', p);
+  };
+  const only = deps.only ? new Set(deps.only) : undefined;
+
+  // Entries that failed schema validation, by the name the user gave them.
+  for (const e of config.exchangeErrors) {
+    if (only && !(e.id && only.has(e.id))) continue;
+    report({ exchange: e.id ?? `exchanges[${e.index}]`, index: e.index, severity: 'error', code: 'CONFIG_INVALID', message: `${e.message} (entry skipped)` });
+  }
+  // The position of each valid entry in the file (bad ones were taken out of config.exchanges).
+  const bad = new Set(config.exchangeErrors.map((e) => e.index));
+  const positions: number[] = [];
+  for (let i = 0; positions.length < config.exchanges.length; i++) if (!bad.has(i)) positions.push(i);
+
+  const workers: ExchangeWorker[] = [];
+  const seen = new Map<string, number>();
+  config.exchanges.forEach((entry, k) => {
+    const name = entryName(entry);
+    const index = positions[k]!;
+    if (only && !only.has(name)) return;
+    if (!entry.enabled) {
+      log.info({ exchange: name }, 'exchange entry disabled in config');
+      return;
+    }
+    const prev = seen.get(name);
+    if (prev !== undefined) {
+      report({ exchange: name, index, severity: 'error', code: 'CONFIG_INVALID', message: `exchanges[${index}] (${name}): the name ${name} is already used by exchanges[${prev}]; give one of them a distinct \`name\` (entry skipped)` });
+      return;
+    }
+    seen.set(name, index);
+    workers.push(new ExchangeWorker(entry, index, { publisher, events, log, ...(deps.createExchange ? { createExchange: deps.createExchange } : {}) }));
+  });
+
+  const snapshot = (): GatewayReport => ({
+    problems: [...problems, ...workers.flatMap((w) => w.problems)],
+    workers: workers.map((w) => ({ name: w.name, status: w.status, symbols: [...w.symbols], channels: w.channels.map((c) => `${c.channel}:${c.mode}`) })),
+  });
+
+  let started = false;
+  let closed = false;
+  return {
+    events,
+    publisher,
+    report: snapshot,
+    async start() {
+      if (started) return snapshot();
+      started = true;
+      publisher.start();
+      for (const w of workers) void w.start();
+      await Promise.all(workers.map((w) => w.settled));
+      return snapshot();
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      await Promise.all(workers.map((w) => w.close()));
+      const undelivered = await publisher.close(deps.flushTimeoutMs ?? 10_000);
+      if (undelivered > 0) log.error({ undelivered }, `closing with ${undelivered} records Kafka did not take (unreachable); they are lost`);
+      detach();
+    },
+  };
+}

@@ -1,0 +1,65 @@
+/**
+ * Gateway events → Prometheus metrics (`tickflow_gateway_<what>_<unit>`) and structured logs.
+ * Returns a function that detaches the listeners.
+ */
+import type { Logger } from '../core/log.ts';
+import { counter, gauge, histogram } from '../core/metrics.ts';
+import type { GatewayEventMap, GatewayEvents } from './events.ts';
+
+const messages = counter('tickflow_gateway_messages_total', 'Records received from exchanges (stream batches and polls), per exchange and channel', ['exchange', 'channel']);
+const reconnects = counter('tickflow_gateway_reconnects_total', 'Failed stream attempts followed by a reconnect, per exchange and channel', ['exchange', 'channel']);
+const gaps = counter('tickflow_gateway_gaps_total', 'Stream outages (gap records opened), per exchange and channel', ['exchange', 'channel']);
+const refilled = counter('tickflow_gateway_refilled_records_total', 'Records recovered over REST after an outage (trades refilled, candles filled)', ['exchange', 'channel']);
+const produced = counter('tickflow_gateway_produced_records_total', 'Records acknowledged by Kafka, per record kind', ['kind']);
+const latency = histogram('tickflow_gateway_produce_latency_seconds', 'Receive-to-ack latency of each record (gateway receive time to Kafka acknowledgement)', [], [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]);
+const buffered = gauge('tickflow_gateway_buffered_records', 'Records held in memory waiting for Kafka, per exchange', ['exchange']);
+const dropped = gauge('tickflow_gateway_dropped_records', 'Records dropped from a full buffer since start (each loss published as a kafka gap record), per exchange', ['exchange']);
+const kafkaErrors = counter('tickflow_gateway_kafka_errors_total', 'Failed Kafka connects and sends (retried)');
+
+export function instrument(events: GatewayEvents, log: Logger): () => void {
+  const progressAt = new Map<string, number>();
+  const handlers: { [K in keyof GatewayEventMap]?: (...args: GatewayEventMap[K]) => void } = {
+    problem: (p) => (p.severity === 'error' ? log.error(p, p.message) : log.warn(p, p.message)),
+    'exchange.ready': (e) => log.info(e, `${e.exchange}: running ${e.symbols.join(', ')} (${e.channels.join(', ')})`),
+    'stream.messages': (e) => messages.inc({ exchange: e.exchange, channel: e.channel }, e.count),
+    'stream.down': (e) => {
+      gaps.inc({ exchange: e.exchange, channel: e.channel });
+      log.warn(e, `${e.exchange} ${e.symbol} ${e.channel}${e.timeframe ? ` ${e.timeframe}` : ''} stream down: ${e.reason}`);
+    },
+    'stream.retry': (e) => {
+      reconnects.inc({ exchange: e.exchange, channel: e.channel });
+      log.debug(e, 'stream retry');
+    },
+    'stream.resumed': (e) => log.info(e, `${e.exchange} ${e.symbol} ${e.channel} resumed after ${(e.downMs / 1000).toFixed(1)}s, ${e.refilled} refilled`),
+    refill: (e) => refilled.inc({ exchange: e.exchange, channel: e.channel }, e.count),
+    'kafka.connected': (e) => log.info(e, 'connected to Kafka'),
+    'kafka.error': (e) => {
+      kafkaErrors.inc();
+      log[e.attempt <= 1 || e.attempt % 10 === 0 ? 'warn' : 'debug'](e, `Kafka: ${e.reason}`);
+    },
+    'produce.ack': (e) => {
+      const byKind = new Map<string, number>();
+      for (const r of e.records) {
+        latency.observe(Math.max(0, e.ackedAtUs - r.receivedAtUs) / 1e6);
+        byKind.set(r.kind, (byKind.get(r.kind) ?? 0) + 1);
+      }
+      for (const [kind, n] of byKind) produced.inc({ kind }, n);
+    },
+    'buffer.size': (e) => buffered.set({ exchange: e.exchange }, e.size),
+    'buffer.drop': (e) => {
+      dropped.set({ exchange: e.exchange }, e.count);
+      log.error(e, `${e.exchange}: buffer full while Kafka is unreachable, dropped ${e.count} records so far (reported as kafka gap records)`);
+    },
+    'backfill.progress': (e) => {
+      const k = `${e.exchange}\u0000${e.symbol}\u0000${e.timeframe}`;
+      const now = Date.now();
+      if (e.fraction < 1 && now - (progressAt.get(k) ?? 0) < 5_000) return;
+      progressAt.set(k, now);
+      log.info(e, `${e.exchange} ${e.symbol} ${e.timeframe} history: ${e.candles} candles, ${(e.fraction * 100).toFixed(0)}%`);
+    },
+  };
+  for (const [name, fn] of Object.entries(handlers)) events.on(name as keyof GatewayEventMap, fn as never);
+  return () => {
+    for (const [name, fn] of Object.entries(handlers)) events.off(name as keyof GatewayEventMap, fn as never);
+  };
+}

@@ -1,0 +1,438 @@
+/**
+ * The way to Kafka: records are encoded (Avro) as they are handed over, held per exchange entry
+ * in a bounded in-memory outbox, and sent by one loop in batches (a few ms of linger or a full
+ * batch, GZIP, idempotent producer, keyed `exchange:symbol`).
+ *
+ * One batch is in flight at a time: kafkajs serializes idempotent requests per broker anyway,
+ * and a single in-flight batch keeps each key's order across retries. While Kafka is down the
+ * in-flight batch is retried (by kafkajs, then by this loop after a reconnect) and the outboxes
+ * fill; past an entry's `maxBufferedRecords` the oldest records are dropped and the loss is
+ * published as a `gap` record (channel `kafka`: symbol, time range, counts) as soon as Kafka
+ * takes records again. Gap and instrument records are never dropped.
+ */
+import type { AvroCodec } from '../core/avro.ts';
+import { TickflowError, messageOf } from '../core/errors.ts';
+import { CompressionTypes, createKafka, createProducer, ensureTopics, recordKey, type KafkaSettings, type Producer } from '../core/kafka.ts';
+import { backoffDelay } from '../core/retry.ts';
+import { topicFor, type Gap, type RecordKind, type RecordOf } from '../schemas/index.ts';
+import type { GatewayEvents, QueuedRecord } from './events.ts';
+
+export interface TopicBatch {
+  readonly topic: string;
+  readonly messages: { key: string; value: Buffer }[];
+}
+
+/** What the publisher needs from Kafka (the real one is kafkaTransport; tests pass fakes). */
+export interface Transport {
+  connect(): Promise<void>;
+  send(batch: readonly TopicBatch[]): Promise<void>;
+  disconnect(): Promise<void>;
+  readonly brokers: readonly string[];
+}
+
+/** kafkajs through core/kafka.ts: topics created when missing, idempotent GZIP producer. */
+export function kafkaTransport(settings: KafkaSettings, codec: AvroCodec): Transport {
+  // kafkajs's own retries are kept short (the client's count also bounds the idempotent
+  // producer's): the publisher's loop backs off, reconnects and resends the same batch.
+  let kafka: ReturnType<typeof createKafka> | undefined;
+  let producer: Producer | undefined;
+  let topicsReady = false;
+  let connected = false;
+  return {
+    brokers: settings.brokers,
+    async connect() {
+      kafka ??= createKafka(settings, 2);
+      if (!topicsReady) {
+        await ensureTopics(kafka, settings);
+        await codec.prepare();
+        topicsReady = true;
+      }
+      producer ??= createProducer(kafka);
+      await producer.connect();
+      connected = true;
+    },
+    async send(batch) {
+      if (!producer || !connected) throw new TickflowError('KAFKA_UNREACHABLE', 'producer not connected', { retriable: true });
+      await producer.sendBatch({ compression: CompressionTypes.GZIP, acks: -1, topicMessages: batch as TopicBatch[] });
+    },
+    async disconnect() {
+      connected = false;
+      await producer?.disconnect().catch(() => undefined);
+    },
+  };
+}
+
+interface Loss {
+  count: number;
+  fromTs: number;
+  toTs: number;
+  readonly byKind: Map<RecordKind, number>;
+}
+
+/** One exchange entry's bounded buffer. */
+export class Outbox {
+  private items: QueuedRecord[] = [];
+  private head = 0;
+  /** Gap and instrument records: small, never dropped. */
+  private priority: QueuedRecord[] = [];
+  private readonly losses = new Map<string, Loss>();
+  private roomWaiters: Array<() => void> = [];
+  dropped = 0;
+
+  constructor(
+    readonly exchange: string,
+    readonly maxRecords: number,
+    private readonly publisher: Publisher,
+  ) {}
+
+  get size(): number {
+    return this.items.length - this.head + this.priority.length;
+  }
+
+  /** Encodes and queues a record; the oldest droppable record goes when the buffer is full. */
+  add<K extends RecordKind>(kind: K, record: RecordOf[K] & { exchange: string; symbol: string; ts: number; received_at: number }): void {
+    const q = this.publisher.encode(kind, record);
+    if (kind === 'gap' || kind === 'instrument') this.priority.push(q);
+    else {
+      this.items.push(q);
+      if (this.items.length - this.head > this.maxRecords) this.dropOldest();
+    }
+    this.publisher.wake();
+  }
+
+  private dropOldest(): void {
+    const r = this.items[this.head]!;
+    this.items[this.head] = undefined as unknown as QueuedRecord;
+    this.head++;
+    this.dropped++;
+    let loss = this.losses.get(r.symbol);
+    if (!loss) {
+      loss = { count: 0, fromTs: r.ts, toTs: r.ts, byKind: new Map() };
+      this.losses.set(r.symbol, loss);
+    }
+    loss.count++;
+    if (r.ts < loss.fromTs) loss.fromTs = r.ts;
+    if (r.ts > loss.toTs) loss.toTs = r.ts;
+    loss.byKind.set(r.kind, (loss.byKind.get(r.kind) ?? 0) + 1);
+    if (this.dropped % 1000 === 1) this.publisher.events.emit('buffer.drop', { exchange: this.exchange, count: this.dropped });
+    this.compact();
+  }
+
+  private compact(): void {
+    if (this.head > 4096 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+  }
+
+  /** Takes up to `n` records, oldest first: loss reports, then status records, then data. */
+  take(n: number, nowUs: number): QueuedRecord[] {
+    const out: QueuedRecord[] = [];
+    for (const [symbol, loss] of this.losses) {
+      const kinds = [...loss.byKind].map(([k, c]) => `${c} ${k}`).join(', ');
+      const gap: Gap = {
+        exchange: this.exchange,
+        symbol,
+        ts: nowUs,
+        received_at: nowUs,
+        channel: 'kafka',
+        from_ts: loss.fromTs,
+        to_ts: loss.toTs,
+        reason: `kafka unreachable: buffer full (maxBufferedRecords=${this.maxRecords}), dropped ${loss.count} records (${kinds}), oldest first`,
+        refilled: 0,
+      };
+      out.push(this.publisher.encode('gap', gap));
+    }
+    this.losses.clear();
+    if (this.priority.length > 0) {
+      const p = this.priority.splice(0, Math.max(0, n - out.length));
+      for (const r of p) out.push(r);
+    }
+    const avail = this.items.length - this.head;
+    const k = Math.min(avail, Math.max(0, n - out.length));
+    for (let i = 0; i < k; i++) {
+      out.push(this.items[this.head]!);
+      this.items[this.head] = undefined as unknown as QueuedRecord;
+      this.head++;
+    }
+    if (this.head === this.items.length) {
+      this.items = [];
+      this.head = 0;
+    } else this.compact();
+    this.notifyRoom();
+    return out;
+  }
+
+  get pendingLoss(): boolean {
+    return this.losses.size > 0;
+  }
+
+  /** Resolves once the buffer is at most half full: REST backfills wait here instead of overflowing it. */
+  waitForRoom(): Promise<void> {
+    if (this.size <= this.maxRecords / 2) return Promise.resolve();
+    return new Promise((resolve) => this.roomWaiters.push(resolve));
+  }
+
+  notifyRoom(): void {
+    if (this.roomWaiters.length === 0 || this.size > this.maxRecords / 2) return;
+    const w = this.roomWaiters;
+    this.roomWaiters = [];
+    for (const f of w) f();
+  }
+}
+
+export interface PublisherOptions {
+  readonly topicPrefix: string;
+  readonly codec: AvroCodec;
+  readonly transport: Transport;
+  readonly events: GatewayEvents;
+  /** How long the first record of an idle period waits for company. */
+  readonly lingerMs?: number;
+  /** Records per Kafka request at most (default 2,000). */
+  readonly batchMaxRecords?: number;
+  /** Backoff between failed connects/sends (ms): first delay and cap. */
+  readonly retryInitialMs?: number;
+  readonly retryMaxMs?: number;
+  readonly now?: () => number;
+}
+
+export class Publisher {
+  private readonly outboxes: Outbox[] = [];
+  private readonly topics: Readonly<Record<RecordKind, string>>;
+  private readonly keys = new Map<string, string>();
+  private readonly lingerMs: number;
+  private readonly batchMaxRecords: number;
+  private dataWaiter: (() => void) | undefined;
+  private stopWaiter: (() => void) | undefined;
+  private running: Promise<void> | undefined;
+  private stopping = false;
+  private deadline = Infinity;
+  private connected = false;
+  private pending: QueuedRecord[] | undefined;
+  private rotation = 0;
+  readonly events: GatewayEvents;
+  /** Records acknowledged by Kafka since start. */
+  acked = 0;
+
+  constructor(private readonly o: PublisherOptions) {
+    this.events = o.events;
+    this.lingerMs = o.lingerMs ?? 5;
+    // kafkajs groups a batch per partition by copying arrays (quadratic in the batch): a few
+    // thousand records per request keeps that small and the single in-flight request busy.
+    this.batchMaxRecords = o.batchMaxRecords ?? 2_000;
+    this.topics = {
+      trade: topicFor(o.topicPrefix, 'trade'),
+      ticker: topicFor(o.topicPrefix, 'ticker'),
+      candle: topicFor(o.topicPrefix, 'candle'),
+      book: topicFor(o.topicPrefix, 'book'),
+      gap: topicFor(o.topicPrefix, 'gap'),
+      instrument: topicFor(o.topicPrefix, 'instrument'),
+    };
+  }
+
+  outbox(exchange: string, maxRecords: number): Outbox {
+    const box = new Outbox(exchange, maxRecords, this);
+    this.outboxes.push(box);
+    return box;
+  }
+
+  encode<K extends RecordKind>(kind: K, record: RecordOf[K] & { exchange: string; symbol: string; ts: number; received_at: number }): QueuedRecord {
+    const ks = `${record.exchange}\u0000${record.symbol}`;
+    let key = this.keys.get(ks);
+    if (key === undefined) {
+      key = recordKey(record);
+      this.keys.set(ks, key);
+    }
+    return {
+      kind,
+      topic: this.topics[kind],
+      key,
+      value: this.o.codec.encode(kind, record),
+      exchange: record.exchange,
+      symbol: record.symbol,
+      ts: record.ts,
+      receivedAtUs: record.received_at,
+    };
+  }
+
+  get buffered(): number {
+    return this.outboxes.reduce((n, b) => n + b.size, 0) + (this.pending?.length ?? 0);
+  }
+
+  get isConnected(): boolean {
+    return this.connected;
+  }
+
+  /** New data: ends an idle wait (not a backoff after a failure). */
+  wake(): void {
+    const w = this.dataWaiter;
+    if (w) {
+      this.dataWaiter = undefined;
+      w();
+    }
+  }
+
+  /** Waits `ms`; data cuts it short when `onData`, closing always does. */
+  private sleep(ms: number, onData: boolean): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(t);
+        if (this.dataWaiter === done) this.dataWaiter = undefined;
+        if (this.stopWaiter === done) this.stopWaiter = undefined;
+        resolve();
+      };
+      const t = setTimeout(done, ms);
+      if (onData) this.dataWaiter = done;
+      this.stopWaiter = done;
+    });
+  }
+
+  private hasData(): boolean {
+    return this.outboxes.some((b) => b.size > 0 || b.pendingLoss);
+  }
+
+  private takeBatch(): QueuedRecord[] {
+    const nowUs = (this.o.now ?? Date.now)() * 1000;
+    const out: QueuedRecord[] = [];
+    const n = this.outboxes.length;
+    for (let i = 0; i < n && out.length < this.batchMaxRecords; i++) {
+      const box = this.outboxes[(this.rotation + i) % n]!;
+      const share = i === n - 1 ? this.batchMaxRecords - out.length : Math.max(1, Math.ceil((this.batchMaxRecords - out.length) / (n - i)));
+      for (const r of box.take(share, nowUs)) out.push(r);
+    }
+    this.rotation++;
+    return out;
+  }
+
+  start(): void {
+    this.running ??= this.loop();
+  }
+
+  private async loop(): Promise<void> {
+    let attempt = 0;
+    for (;;) {
+      const draining = this.stopping;
+      if (draining && (Date.now() >= this.deadline || (!this.pending && !this.hasData()))) return;
+      if (!this.connected) {
+        try {
+          await this.o.transport.connect();
+          this.connected = true;
+          attempt = 0;
+          this.events.emit('kafka.connected', { brokers: this.o.transport.brokers });
+        } catch (e) {
+          attempt++;
+          const delayMs = backoffDelay(attempt, this.o.retryInitialMs ?? 250, this.o.retryMaxMs ?? 10_000);
+          this.events.emit('kafka.error', { reason: messageOf(e), attempt, delayMs });
+          await this.o.transport.disconnect().catch(() => undefined);
+          await this.sleep(draining ? Math.min(delayMs, Math.max(0, this.deadline - Date.now())) : delayMs, false);
+          continue;
+        }
+      }
+      if (!this.pending) {
+        if (!this.hasData()) {
+          if (draining) return;
+          await this.sleep(1_000, true);
+          continue;
+        }
+        // Linger: let a trickle become a batch, unless a full batch is already waiting.
+        if (!draining && this.buffered < this.batchMaxRecords && this.lingerMs > 0) await this.sleep(this.lingerMs, false);
+        this.pending = this.takeBatch();
+        for (const b of this.outboxes) this.events.emit('buffer.size', { exchange: b.exchange, size: b.size });
+        if (this.pending.length === 0) {
+          this.pending = undefined;
+          continue;
+        }
+      }
+      const batch = this.pending;
+      try {
+        await this.o.transport.send(group(batch));
+        this.pending = undefined;
+        this.acked += batch.length;
+        attempt = 0;
+        this.events.emit('produce.ack', { records: batch, ackedAtUs: Date.now() * 1000 });
+      } catch (e) {
+        attempt++;
+        const retriable = !rejectedByKafka(e);
+        const delayMs = backoffDelay(attempt, this.o.retryInitialMs ?? 250, this.o.retryMaxMs ?? 10_000);
+        this.events.emit('kafka.error', { reason: `send of ${batch.length} records failed: ${messageOf(e)}`, attempt, delayMs });
+        if (!retriable) {
+          // Kafka refused the records themselves (too large, invalid): they cannot be delivered
+          // by retrying, so they are reported like an overflow and the rest goes on.
+          this.pending = undefined;
+          this.reportRejected(batch, messageOf(e));
+        } else {
+          this.connected = false;
+          await this.o.transport.disconnect().catch(() => undefined);
+        }
+        await this.sleep(draining ? Math.min(delayMs, Math.max(0, this.deadline - Date.now())) : delayMs, false);
+      }
+    }
+  }
+
+  private reportRejected(batch: readonly QueuedRecord[], why: string): void {
+    const bySymbol = new Map<string, QueuedRecord[]>();
+    for (const r of batch) {
+      if (r.kind === 'gap') continue;
+      const k = `${r.exchange}\u0000${r.symbol}`;
+      let list = bySymbol.get(k);
+      if (!list) bySymbol.set(k, (list = []));
+      list.push(r);
+    }
+    const nowUs = Date.now() * 1000;
+    for (const list of bySymbol.values()) {
+      const first = list[0]!;
+      const box = this.outboxes.find((b) => b.exchange === first.exchange);
+      box?.add('gap', {
+        exchange: first.exchange,
+        symbol: first.symbol,
+        ts: nowUs,
+        received_at: nowUs,
+        channel: 'kafka',
+        from_ts: Math.min(...list.map((r) => r.ts)),
+        to_ts: Math.max(...list.map((r) => r.ts)),
+        reason: `kafka rejected ${list.length} records: ${why}`.slice(0, 500),
+        refilled: 0,
+      });
+    }
+  }
+
+  /**
+   * Sends what is buffered (until `timeoutMs`), then disconnects. Returns how many records were
+   * not delivered (Kafka down past the deadline); the caller logs them, nothing else can be done.
+   */
+  async close(timeoutMs = 10_000): Promise<number> {
+    this.stopping = true;
+    this.deadline = Date.now() + timeoutMs;
+    this.stopWaiter?.();
+    if (this.running) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([this.running, new Promise<void>((r) => (timer = setTimeout(r, timeoutMs + 50)))]);
+      clearTimeout(timer);
+    }
+    const undelivered = this.buffered;
+    await this.o.transport.disconnect().catch(() => undefined);
+    return undelivered;
+  }
+}
+
+/** Kafka refused the records themselves: retrying the same batch cannot succeed. */
+const REJECTED_TYPES = new Set(['MESSAGE_TOO_LARGE', 'INVALID_RECORD', 'CORRUPT_MESSAGE', 'RECORD_LIST_TOO_LARGE']);
+
+function rejectedByKafka(e: unknown): boolean {
+  for (let c: unknown = e, i = 0; c && i < 5; c = (c as { cause?: unknown }).cause, i++) {
+    const type = (c as { type?: unknown }).type;
+    if (typeof type === 'string' && REJECTED_TYPES.has(type)) return true;
+  }
+  return false;
+}
+
+/** Records → one message list per topic, order kept. */
+export function group(records: readonly QueuedRecord[]): TopicBatch[] {
+  const by = new Map<string, TopicBatch>();
+  for (const r of records) {
+    let b = by.get(r.topic);
+    if (!b) by.set(r.topic, (b = { topic: r.topic, messages: [] }));
+    b.messages.push({ key: r.key, value: r.value });
+  }
+  return [...by.values()];
+}

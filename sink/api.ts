@@ -1,0 +1,177 @@
+import { timingSafeEqual } from 'node:crypto';
+import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
+import { describeIssues } from '../core/config.ts';
+import { messageOf } from '../core/errors.ts';
+import { logger } from '../core/log.ts';
+import { registry } from '../core/metrics.ts';
+import { connectorSchema } from './config.ts';
+import type { Connector } from './connector.ts';
+import { CONNECTOR_STATES } from './events.ts';
+import { ManagerError, type ConnectorManager } from './manager.ts';
+
+/**
+ * The sink's REST API, shaped like Kafka Connect's: `/connectors` (list, create), and per
+ * connector its config, status (state, lag per partition, counts, last error), pause, resume,
+ * restart and delete. With a token configured every `/connectors` request needs
+ * `Authorization: Bearer <token>`; `/metrics` (Prometheus) and `/healthz` stay open.
+ */
+
+export interface ApiOptions {
+  readonly token: string | undefined;
+  /** The running connectors (throws until the sink has started). */
+  readonly manager: () => ConnectorManager;
+}
+
+const nameParams = {
+  type: 'object',
+  required: ['name'],
+  properties: { name: { type: 'string', minLength: 1, maxLength: 100 } },
+} as const;
+
+const errorBody = { type: 'object', properties: { error: { type: 'string' } } } as const;
+
+const connectorInfo = {
+  type: 'object',
+  properties: {
+    name: { type: 'string' },
+    type: { type: 'string' },
+    source: { type: 'string', enum: ['config', 'api'] },
+    config: { type: 'object', additionalProperties: true },
+  },
+} as const;
+
+const statusBody = {
+  type: 'object',
+  properties: {
+    name: { type: 'string' },
+    state: { type: 'string', enum: [...CONNECTOR_STATES] },
+    table: { type: 'string' },
+    topics: { type: 'array', items: { type: 'string' } },
+    rowsWritten: { type: 'integer' },
+    messagesProcessed: { type: 'integer' },
+    deadLettered: { type: 'integer' },
+    retries: { type: 'integer' },
+    lastError: { type: ['string', 'null'] },
+    lastErrorAt: { type: ['string', 'null'] },
+    lastBatchAt: { type: ['string', 'null'] },
+    lag: { type: ['integer', 'null'] },
+    partitions: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          topic: { type: 'string' },
+          partition: { type: 'integer' },
+          nextOffset: { type: ['integer', 'null'] },
+          highWatermark: { type: 'integer' },
+          lag: { type: 'integer' },
+          assigned: { type: 'boolean' },
+        },
+      },
+    },
+    partitionsError: { type: 'string' },
+  },
+} as const;
+
+function info(c: Connector) {
+  const { name, ...config } = c.config;
+  return { name, type: 'sink', source: c.source, config };
+}
+
+function bearerOk(header: string | undefined, token: string): boolean {
+  const want = Buffer.from(`Bearer ${token}`);
+  const got = Buffer.from(header ?? '');
+  return got.length === want.length && timingSafeEqual(got, want);
+}
+
+export const connectorRoutes: FastifyPluginAsync<ApiOptions> = async (app, { manager: mgr }) => {
+  app.get('/connectors', { schema: { response: { 200: { type: 'array', items: { type: 'string' } } } } }, async () => mgr().names());
+
+  app.post<{ Body: { name: string; config: Record<string, unknown> } }>(
+    '/connectors',
+    {
+      schema: {
+        body: {
+          type: 'object',
+          required: ['name', 'config'],
+          additionalProperties: false,
+          properties: { name: { type: 'string' }, config: { type: 'object' } },
+        },
+        response: { 201: connectorInfo, 400: errorBody, 409: errorBody },
+      },
+    },
+    async (req, reply) => {
+      const { name, config } = req.body;
+      if ('name' in config && config.name !== name) return reply.code(400).send({ error: 'config.name: differs from name' });
+      const parsed = connectorSchema.safeParse({ ...config, name });
+      if (!parsed.success) {
+        // Paths as in the request body: `name`, or `config.<key>`.
+        const issues = describeIssues(parsed.error).map((l) => (l.startsWith('name:') ? l : `config.${l}`));
+        return reply.code(400).send({ error: issues.join('; ') });
+      }
+      const c = await mgr().create(parsed.data);
+      return reply.code(201).send(info(c));
+    },
+  );
+
+  app.get<{ Params: { name: string } }>('/connectors/:name', { schema: { params: nameParams, response: { 200: connectorInfo, 404: errorBody } } }, async (req) => info(mgr().get(req.params.name)));
+
+  app.get<{ Params: { name: string } }>('/connectors/:name/status', { schema: { params: nameParams, response: { 200: statusBody, 404: errorBody } } }, async (req) => {
+    const c = mgr().get(req.params.name);
+    const status = c.status();
+    try {
+      const partitions = await c.partitions();
+      return { ...status, lag: partitions.reduce((n, p) => n + p.lag, 0), partitions };
+    } catch (e) {
+      // Kafka or the database unreachable: the connector's own view still answers.
+      return { ...status, lag: null, partitions: [], partitionsError: messageOf(e) };
+    }
+  });
+
+  const action = (path: string, method: 'PUT' | 'POST', run: (name: string) => Promise<void>, code: number) =>
+    app.route<{ Params: { name: string } }>({
+      method,
+      url: `/connectors/:name/${path}`,
+      schema: { params: nameParams, response: { 404: errorBody } },
+      handler: async (req, reply) => {
+        await run(req.params.name);
+        return reply.code(code).send();
+      },
+    });
+  action('pause', 'PUT', (n) => mgr().pause(n), 202);
+  action('resume', 'PUT', (n) => mgr().resume(n), 202);
+  action('restart', 'POST', (n) => mgr().restart(n), 204);
+
+  app.delete<{ Params: { name: string } }>('/connectors/:name', { schema: { params: nameParams, response: { 404: errorBody, 409: errorBody } } }, async (req, reply) => {
+    await mgr().remove(req.params.name);
+    return reply.code(204).send();
+  });
+};
+
+export function buildApi(opts: ApiOptions): FastifyInstance {
+  const log = logger('sink').child({ module: 'api' });
+  const app = Fastify({ logger: false });
+
+  app.addHook('onRequest', async (req, reply) => {
+    if (!opts.token || !req.url.startsWith('/connectors')) return;
+    if (!bearerOk(req.headers.authorization, opts.token)) {
+      return reply.code(401).header('www-authenticate', 'Bearer').send({ error: 'missing or wrong bearer token (Authorization: Bearer <token>)' });
+    }
+  });
+
+  app.setErrorHandler((err: Error & { validation?: unknown; statusCode?: number }, _req, reply) => {
+    if (err instanceof ManagerError) return reply.code(err.status).send({ error: err.message });
+    // Schema validation and unparsable JSON: a 400 naming what was wrong.
+    if (err.validation || (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500)) {
+      return reply.code(err.statusCode ?? 400).send({ error: err.message });
+    }
+    log.error({ err: messageOf(err) }, 'sink API request failed');
+    return reply.code(500).send({ error: messageOf(err) });
+  });
+  app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: `no route ${req.method} ${req.url}` }));
+
+  app.get('/healthz', async () => ({ ok: true }));
+  app.get('/metrics', async (_req, reply) => reply.type(registry.contentType).send(await registry.metrics()));
+  void app.register(connectorRoutes, opts);
+  return app;
+}

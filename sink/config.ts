@@ -1,0 +1,151 @@
+import cron from 'node-cron';
+import { z } from 'zod';
+import { TABLE_NAMES, type TableName } from './tables.ts';
+
+/**
+ * The `sink` section of the config: connectors (Kafka Connect-like: topics → table), the
+ * aggregate refresh and retention schedules, the TimescaleDB policies and the REST API.
+ * Intervals use the API's notation (`Nm`, `Nh`, `Nd`, `Nw`); null turns a policy off.
+ */
+
+export const INSERT_MODES = ['insert', 'upsert'] as const;
+export type InsertMode = (typeof INSERT_MODES)[number];
+export const ERROR_TOLERANCES = ['none', 'all'] as const;
+export type ErrorTolerance = (typeof ERROR_TOLERANCES)[number];
+
+const INTERVAL = /^(\d+)([mhdw])$/;
+const UNIT_MS = { m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 } as const;
+const UNIT_SQL = { m: 'minutes', h: 'hours', d: 'days', w: 'weeks' } as const;
+
+const interval = z.string().regex(INTERVAL, 'expected an interval like 30m, 6h, 7d or 2w');
+const optionalInterval = interval.nullable();
+
+/** `7d` → milliseconds. */
+export function intervalMs(v: string): number {
+  const m = INTERVAL.exec(v);
+  if (!m) throw new RangeError(`not an interval: ${v}`);
+  return Number(m[1]) * UNIT_MS[m[2] as keyof typeof UNIT_MS];
+}
+
+/** `7d` → `7 days`, a PostgreSQL interval literal. */
+export function intervalSql(v: string): string {
+  const m = INTERVAL.exec(v);
+  if (!m) throw new RangeError(`not an interval: ${v}`);
+  return `${m[1]} ${UNIT_SQL[m[2] as keyof typeof UNIT_SQL]}`;
+}
+
+const cronExpr = z.string().refine((s) => cron.validate(s), 'expected a cron expression (5 fields, or 6 with seconds first)');
+
+export const CONNECTOR_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
+
+/** One connector, as declared in the config file or POSTed to the REST API. */
+export const connectorSchema = z.strictObject({
+  name: z.string().regex(CONNECTOR_NAME, 'expected 1-100 letters, digits, ".", "_" or "-", starting with a letter or digit'),
+  /** Default: the table's own topic, `<kafka.topicPrefix>.<table>`. */
+  topics: z.array(z.string().regex(/^[A-Za-z0-9._-]{1,249}$/, 'expected a Kafka topic name')).min(1).optional(),
+  table: z.enum(TABLE_NAMES),
+  /** insert: the first version of a key wins (on conflict do nothing); upsert: the latest wins. */
+  insertMode: z.enum(INSERT_MODES).default('upsert'),
+  /** The conflict key; default the table's primary key. Needs a unique index on exactly these columns. */
+  keyFields: z.array(z.string().min(1)).min(1).optional(),
+  /** Rows per database transaction (also sizes the Kafka fetch). */
+  batchMaxRows: z.int().min(1).max(100_000).default(5_000),
+  /** How long a Kafka fetch may wait on the broker for a batch to fill. */
+  lingerMs: z.int().min(0).max(60_000).default(100),
+  /** none: a bad record stops the connector (FAILED); all: it goes to the dead-letter topic. */
+  errorTolerance: z.enum(ERROR_TOLERANCES).default('all'),
+  /** A consumer silent this long leaves the group and its partitions move (Kafka's session.timeout.ms). */
+  sessionTimeoutMs: z.int().min(6_000).max(300_000).default(30_000),
+  /** Default `<kafka.topicPrefix>.dlq`. */
+  deadLetterTopic: z.string().regex(/^[A-Za-z0-9._-]{1,249}$/, 'expected a Kafka topic name').optional(),
+});
+export type ConnectorInput = z.input<typeof connectorSchema>;
+export type ConnectorSpec = z.infer<typeof connectorSchema>;
+
+/** A connector with every default filled in (topics and dead-letter topic resolved). */
+export type ConnectorConfig = Readonly<Required<Omit<ConnectorSpec, 'topics' | 'keyFields'>>> & {
+  readonly topics: readonly string[];
+  readonly keyFields: readonly string[] | undefined;
+};
+
+const refreshPolicy = (startOffset: string, endOffset: string, scheduleInterval: string) =>
+  z
+    .strictObject({ startOffset: optionalInterval.default(startOffset), endOffset: interval.default(endOffset), scheduleInterval: interval.default(scheduleInterval) })
+    .prefault({});
+
+const policiesSchema = z
+  .strictObject({
+    /** TimescaleDB columnstore (compression) of chunks older than this; null: none. */
+    compressAfter: optionalInterval.default('7d'),
+    /** Raw rows (TimescaleDB: whole chunks) older than this are dropped; null keeps them. */
+    retention: z
+      .strictObject({
+        trades: optionalInterval.default(null),
+        tickers: optionalInterval.default(null),
+        candles: optionalInterval.default(null),
+        books: optionalInterval.default(null),
+        gaps: optionalInterval.default(null),
+        ohlcv_1m: optionalInterval.default(null),
+        ohlcv_1h: optionalInterval.default(null),
+        ohlcv_1d: optionalInterval.default(null),
+      })
+      .prefault({}),
+    /** TimescaleDB refresh policies of the continuous aggregates (run by a server's background jobs). */
+    refresh: z
+      .strictObject({
+        ohlcv_1m: refreshPolicy('3h', '1m', '1m'),
+        ohlcv_1h: refreshPolicy('3d', '1h', '30m'),
+        ohlcv_1d: refreshPolicy('30d', '1d', '1h'),
+      })
+      .prefault({}),
+  })
+  .prefault({});
+
+export const sinkSchema = z
+  .strictObject({
+    /** Absent: one connector per record topic (trades, tickers, candles, books, gaps, instruments). */
+    connectors: z.array(connectorSchema).optional(),
+    /** Refreshes the OHLCV aggregates (node-cron; 6 fields = with seconds). */
+    refreshSchedule: cronExpr.default('*/30 * * * * *'),
+    /** Plain PostgreSQL: deletes rows past their retention (TimescaleDB uses its policies). */
+    retentionSchedule: cronExpr.default('7 * * * *'),
+    policies: policiesSchema,
+    /** The REST API (Kafka Connect-like): host, port (0: a free one), bearer token (SINK_API_TOKEN). */
+    apiHost: z.string().min(1).default('127.0.0.1'),
+    apiPort: z.int().min(0).max(65535).default(8083),
+    apiToken: z.string().min(8, 'expected at least 8 characters').optional(),
+  })
+  .superRefine((s, ctx) => {
+    const seen = new Set<string>();
+    s.connectors?.forEach((c, i) => {
+      if (seen.has(c.name)) ctx.addIssue({ code: 'custom', path: ['connectors', i, 'name'], message: `duplicate connector name ${c.name}` });
+      seen.add(c.name);
+    });
+  })
+  .prefault({});
+export type SinkConfig = z.infer<typeof sinkSchema>;
+
+/** The default connectors: one per record table, reading its topic. */
+export function defaultConnectors(): ConnectorSpec[] {
+  const mode: Record<TableName, 'insert' | 'upsert'> = {
+    // Trades, tickers and books are immutable facts: the first copy wins, a replay writes nothing.
+    trades: 'insert',
+    tickers: 'insert',
+    books: 'insert',
+    // A forming candle, a gap being closed and re-loaded markets update in place.
+    candles: 'upsert',
+    gaps: 'upsert',
+    instruments: 'upsert',
+  };
+  return TABLE_NAMES.map((table) => connectorSchema.parse({ name: table, table, insertMode: mode[table] }));
+}
+
+/** Fills in what depends on the rest of the config (the topic prefix). */
+export function resolveConnector(spec: ConnectorSpec, topicPrefix: string): ConnectorConfig {
+  return Object.freeze({
+    ...spec,
+    topics: Object.freeze([...(spec.topics ?? [`${topicPrefix}.${spec.table}`])]),
+    keyFields: spec.keyFields ? Object.freeze([...spec.keyFields]) : undefined,
+    deadLetterTopic: spec.deadLetterTopic ?? `${topicPrefix}.dlq`,
+  });
+}

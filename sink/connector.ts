@@ -1,0 +1,475 @@
+import type { AvroCodec } from '../core/avro.ts';
+import type { Pool } from '../core/db.ts';
+import { TickflowError, messageOf } from '../core/errors.ts';
+import { createConsumer, partitionOffsets, type Admin, type Consumer, type EachBatchPayload, type IHeaders, type Kafka, type KafkaMessage, type Producer } from '../core/kafka.ts';
+import { logger } from '../core/log.ts';
+import { retry, sleep } from '../core/retry.ts';
+import type { ConnectorConfig } from './config.ts';
+import type { ConnectorState, SinkEmitter } from './events.ts';
+import { rowCodec, TABLES, type RowCodec, type TableName } from './tables.ts';
+import { dbError, writeBatch, type Chunk, type DeadLetter, type Item } from './writer.ts';
+
+/**
+ * One connector: a kafkajs consumer group reading its topics, and a writer that puts each batch
+ * into the database in one transaction with the partitions' next offsets (see writer.ts).
+ *
+ * The consumer side decodes and validates each fetched batch and hands it, split into chunks of
+ * at most batchMaxRows messages, to a small bounded queue; the writer drains the queue, several
+ * chunks per transaction up to batchMaxRows. So the next fetch and its decoding overlap the
+ * previous write, and memory stays bounded (two batches queued, one in flight). Offsets are
+ * resolved in kafkajs as soon as a chunk is queued, which only moves the fetch position: Kafka's
+ * committed offsets follow the database, after each commit, best effort. The database is the
+ * source of truth: on every group join (start, rebalance) the queue is dropped, the write in
+ * flight is awaited, and each assigned partition is sought to the offset stored in the database.
+ *
+ * A database outage: the write is retried with backoff (core/retry.ts) while the consumer is
+ * paused (the queue is full anyway, and the batch callback keeps heartbeating), then resumes.
+ */
+
+export interface ConnectorDeps {
+  readonly kafka: Kafka;
+  readonly pool: Pool;
+  readonly codec: AvroCodec;
+  /** The dead-letter producer (idempotent), shared by the sink's connectors. */
+  readonly producer: Producer;
+  readonly admin: Admin;
+  readonly events: SinkEmitter;
+  /** Kafka client id: the consumer group is `<clientId>-sink-<name>`. */
+  readonly clientId: string;
+  /** After each commit: the table and the oldest time written, for the aggregate refresh. */
+  readonly onWritten?: (table: TableName, minTimeUs: number) => void;
+}
+
+export interface PartitionStatus {
+  readonly topic: string;
+  readonly partition: number;
+  /** The next offset to write, as stored in the database; null before the first batch. */
+  readonly nextOffset: number | null;
+  readonly highWatermark: number;
+  readonly lag: number;
+  /** Whether this sink instance currently consumes the partition. */
+  readonly assigned: boolean;
+}
+
+export interface ConnectorStatus {
+  readonly name: string;
+  readonly state: ConnectorState;
+  readonly table: TableName;
+  readonly topics: readonly string[];
+  readonly rowsWritten: number;
+  readonly messagesProcessed: number;
+  readonly deadLettered: number;
+  readonly retries: number;
+  readonly lastError: string | null;
+  readonly lastErrorAt: string | null;
+  readonly lastBatchAt: string | null;
+}
+
+export const DLQ_HEADERS = {
+  reason: 'dlq.reason',
+  stage: 'dlq.stage',
+  topic: 'dlq.topic',
+  partition: 'dlq.partition',
+  offset: 'dlq.offset',
+  connector: 'dlq.connector',
+} as const;
+
+/** Chunks queued per connector (each at most batchMaxRows messages). */
+const QUEUE_CHUNKS = 3;
+const COMMIT_INTERVAL_MS = 1_000;
+const HEARTBEAT_EVERY_MS = 2_000;
+
+export class Connector {
+  readonly name: string;
+  private readonly codecRows: RowCodec;
+  private readonly log;
+  private consumer: Consumer | undefined;
+  private state: ConnectorState = 'STOPPED';
+  private wanted: 'RUNNING' | 'PAUSED' = 'RUNNING';
+  private lastError: { message: string; at: Date } | undefined;
+  private lastBatchAt: Date | undefined;
+  private counts = { rows: 0, messages: 0, deadLettered: 0, retries: 0 };
+
+  // The pipeline between the batch callback and the writer.
+  private queue: Chunk[] = [];
+  private generation = 0;
+  private positioned: Promise<void> = Promise.resolve();
+  private wake: (() => void) | undefined;
+  private spaceWaiters: (() => void)[] = [];
+  private writing: Promise<void> | undefined;
+  private writerDone: Promise<void> = Promise.resolve();
+  private stopping = false;
+  private abort = new AbortController();
+  private pausedForOutage = false;
+  private assigned = new Map<string, number[]>();
+  private toCommit = new Map<string, { topic: string; partition: number; offset: string }>();
+  private commitTimer: NodeJS.Timeout | undefined;
+  private committing: Promise<void> | undefined;
+
+  constructor(
+    readonly config: ConnectorConfig,
+    private readonly deps: ConnectorDeps,
+    readonly source: 'config' | 'api',
+  ) {
+    this.name = config.name;
+    this.codecRows = rowCodec(config.table, config.keyFields);
+    this.log = logger('sink').child({ connector: config.name });
+  }
+
+  get groupId(): string {
+    return `${this.deps.clientId}-sink-${this.name}`;
+  }
+
+  get currentState(): ConnectorState {
+    return this.state;
+  }
+
+  /** Starts consuming (or stays PAUSED when asked); a failure to start leaves the connector FAILED. */
+  async start(paused = false): Promise<void> {
+    if (this.state === 'RUNNING' || this.state === 'PAUSED') return;
+    this.wanted = paused ? 'PAUSED' : 'RUNNING';
+    this.stopping = false;
+    this.abort = new AbortController();
+    this.queue = [];
+    this.pausedForOutage = false;
+    try {
+      await this.checkConflictKey();
+      const c = this.config;
+      const consumer = createConsumer(this.deps.kafka, {
+        groupId: this.groupId,
+        // lingerMs: the broker holds a fetch until it has about a batch, or lingerMs passed.
+        maxWaitTimeInMs: Math.max(10, c.lingerMs),
+        minBytes: Math.min(1 << 20, c.batchMaxRows * 64),
+        maxBytesPerPartition: Math.max(1 << 20, c.batchMaxRows * 256),
+        maxBytes: 16 << 20,
+        sessionTimeout: c.sessionTimeoutMs,
+        heartbeatInterval: Math.min(3_000, Math.floor(c.sessionTimeoutMs / 3)),
+        retry: { retries: 10, initialRetryTime: 300, maxRetryTime: 10_000 },
+      });
+      this.consumer = consumer;
+      consumer.on(consumer.events.GROUP_JOIN, (e) => this.onGroupJoin(e.payload.memberAssignment));
+      consumer.on(consumer.events.CRASH, (e) => {
+        if (!e.payload.restart && !this.stopping) void this.fail(new TickflowError('KAFKA_UNREACHABLE', `consumer crashed: ${messageOf(e.payload.error)}`, { cause: e.payload.error }));
+      });
+      await consumer.connect();
+      await consumer.subscribe({ topics: [...c.topics], fromBeginning: true });
+      this.writerDone = this.writerLoop();
+      await consumer.run({
+        autoCommit: false,
+        eachBatchAutoResolve: false,
+        partitionsConsumedConcurrently: 1,
+        eachBatch: (p) => this.eachBatch(p),
+      });
+      if (this.wanted === 'PAUSED') consumer.pause(c.topics.map((topic) => ({ topic })));
+      this.commitTimer = setInterval(() => void this.commitKafka(), COMMIT_INTERVAL_MS);
+      this.setState(this.wanted);
+    } catch (e) {
+      await this.fail(e);
+    }
+  }
+
+  /** Stops consuming; the write in flight finishes, queued batches are re-read next time. */
+  async stop(): Promise<void> {
+    if (this.state === 'STOPPED' && !this.consumer) return;
+    this.stopping = true;
+    this.abort.abort(new TickflowError('INTERNAL', 'connector stopping'));
+    this.queue = [];
+    this.wake?.();
+    for (const w of this.spaceWaiters.splice(0)) w();
+    clearInterval(this.commitTimer);
+    await this.writerDone.catch(() => undefined);
+    await this.commitKafka();
+    const consumer = this.consumer;
+    this.consumer = undefined;
+    if (consumer) await consumer.disconnect().catch((e) => this.log.warn({ err: messageOf(e) }, 'consumer disconnect failed'));
+    this.assigned.clear();
+    if (this.state !== 'FAILED') this.setState('STOPPED');
+  }
+
+  async restart(): Promise<void> {
+    await this.stop();
+    this.lastError = undefined;
+    this.state = 'STOPPED';
+    await this.start(this.wanted === 'PAUSED');
+  }
+
+  pause(): void {
+    this.wanted = 'PAUSED';
+    if (this.state !== 'RUNNING') return;
+    this.consumer?.pause(this.config.topics.map((topic) => ({ topic })));
+    this.setState('PAUSED');
+  }
+
+  resume(): void {
+    this.wanted = 'RUNNING';
+    if (this.state !== 'PAUSED') return;
+    if (!this.pausedForOutage) this.consumer?.resume(this.config.topics.map((topic) => ({ topic })));
+    this.setState('RUNNING');
+  }
+
+  status(): ConnectorStatus {
+    return {
+      name: this.name,
+      state: this.state,
+      table: this.config.table,
+      topics: this.config.topics,
+      rowsWritten: this.counts.rows,
+      messagesProcessed: this.counts.messages,
+      deadLettered: this.counts.deadLettered,
+      retries: this.counts.retries,
+      lastError: this.lastError?.message ?? null,
+      lastErrorAt: this.lastError?.at.toISOString() ?? null,
+      lastBatchAt: this.lastBatchAt?.toISOString() ?? null,
+    };
+  }
+
+  /** Per partition of the connector's topics: stored offset, high watermark, lag. */
+  async partitions(): Promise<PartitionStatus[]> {
+    const stored = new Map<string, number>();
+    const r = await this.deps.pool.query<{ topic: string; partition: number; next_offset: number }>('select topic, partition, next_offset from sink_offsets where connector = $1', [this.name]);
+    for (const row of r.rows) stored.set(`${row.topic}\u0000${row.partition}`, Number(row.next_offset));
+    const out: PartitionStatus[] = [];
+    for (const topic of this.config.topics) {
+      const offsets = await partitionOffsets(this.deps.admin, topic);
+      for (const [partition, { low, high }] of [...offsets].sort((a, b) => a[0] - b[0])) {
+        const next = stored.get(`${topic}\u0000${partition}`);
+        out.push({ topic, partition, nextOffset: next ?? null, highWatermark: high, lag: Math.max(0, high - Math.max(next ?? low, low)), assigned: this.assigned.get(topic)?.includes(partition) ?? false });
+      }
+    }
+    return out;
+  }
+
+  // ---- internals ----
+
+  private setState(state: ConnectorState, reason?: string): void {
+    if (this.state === state) return;
+    this.state = state;
+    this.deps.events.emit('state', { connector: this.name, state, ...(reason ? { reason } : {}) });
+  }
+
+  private async fail(e: unknown): Promise<void> {
+    const message = messageOf(e);
+    this.lastError = { message, at: new Date() };
+    this.setState('FAILED', message);
+    if (!this.stopping) {
+      // Stop consuming; status keeps FAILED and the reason until a restart.
+      await this.stop().catch(() => undefined);
+    }
+  }
+
+  /** A conflict key other than the primary key needs a unique index on exactly those columns. */
+  private async checkConflictKey(): Promise<void> {
+    if (!this.config.keyFields) return;
+    const r = await this.deps.pool.query(
+      `select 1 from pg_index i
+       where i.indrelid = to_regclass($1) and i.indisunique
+         and (select array_agg(a.attname::text order by a.attname) from pg_attribute a
+              where a.attrelid = i.indrelid and a.attnum = any(i.indkey)) = $2::text[]`,
+      [this.config.table, [...this.config.keyFields].sort()],
+    );
+    if (!r.rowCount) {
+      throw new TickflowError('CONFIG_INVALID', `connector ${this.name}: keyFields (${this.config.keyFields.join(', ')}) match no unique index of ${this.config.table}; use its primary key (${TABLES[this.config.table].primaryKey.join(', ')})`);
+    }
+  }
+
+  /** Group join (start or rebalance): drop what is queued, then seek to the database's offsets. */
+  private onGroupJoin(assignment: Record<string, number[]>): void {
+    const gen = ++this.generation;
+    this.queue = [];
+    for (const w of this.spaceWaiters.splice(0)) w();
+    this.assigned = new Map(Object.entries(assignment));
+    this.positioned = (async () => {
+      await this.writing?.catch(() => undefined);
+      const topics = [...this.assigned.keys()];
+      const rows = await retry(
+        async () => {
+          try {
+            return (await this.deps.pool.query<{ topic: string; partition: number; next_offset: number }>('select topic, partition, next_offset from sink_offsets where connector = $1 and topic = any($2::text[])', [this.name, topics])).rows;
+          } catch (e) {
+            throw dbError(e, 'reading the stored offsets failed');
+          }
+        },
+        { attempts: Number.MAX_SAFE_INTEGER, initialDelayMs: 200, maxDelayMs: 5_000, signal: this.abort.signal },
+      );
+      if (gen !== this.generation || !this.consumer) return;
+      const stored = new Map(rows.map((r) => [`${r.topic}\u0000${r.partition}`, Number(r.next_offset)]));
+      const partitions: { topic: string; partition: number; offset: number | null }[] = [];
+      for (const [topic, ps] of this.assigned) {
+        for (const partition of ps) {
+          const offset = stored.get(`${topic}\u0000${partition}`);
+          if (offset !== undefined) this.consumer.seek({ topic, partition, offset: String(offset) });
+          partitions.push({ topic, partition, offset: offset ?? null });
+        }
+      }
+      this.deps.events.emit('assigned', { connector: this.name, partitions });
+    })();
+    this.positioned.catch(() => undefined);
+  }
+
+  private async eachBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
+    const gen = this.generation;
+    // Wait for the seek of this generation; a batch fetched before it is stale.
+    for (;;) {
+      const done = await Promise.race([this.positioned.then(() => true, () => true), sleep(HEARTBEAT_EVERY_MS).then(() => false)]);
+      if (done) break;
+      await heartbeat();
+    }
+    const live = () => isRunning() && !isStale() && !this.stopping && gen === this.generation;
+    if (!live() || batch.messages.length === 0) return;
+    const max = this.config.batchMaxRows;
+    for (let from = 0; from < batch.messages.length; from += max) {
+      const messages = batch.messages.slice(from, from + max);
+      const items = await this.decode(messages);
+      const last = messages[messages.length - 1]!;
+      const chunk: Chunk = { topic: batch.topic, partition: batch.partition, items, nextOffset: Number(last.offset) + 1, highWatermark: Number(batch.highWatermark) };
+      while (this.queue.length >= QUEUE_CHUNKS) {
+        await Promise.race([new Promise<void>((r) => this.spaceWaiters.push(r)), sleep(HEARTBEAT_EVERY_MS)]);
+        if (!live()) return;
+        await heartbeat();
+        if (!live()) return;
+      }
+      if (!live()) return;
+      this.queue.push(chunk);
+      this.wake?.();
+      resolveOffset(last.offset);
+    }
+  }
+
+  private async decode(messages: readonly KafkaMessage[]): Promise<Item[]> {
+    const items: Item[] = [];
+    const kind = this.codecRows.spec.kind;
+    for (const message of messages) {
+      const offset = Number(message.offset);
+      if (!message.value || message.value.length === 0) {
+        items.push({ offset, message, error: { stage: 'decode', reason: 'the message has no value' } });
+        continue;
+      }
+      let record;
+      try {
+        const d = await this.deps.codec.decode(message.value);
+        if (d.kind !== kind) {
+          items.push({ offset, message, error: { stage: 'decode', reason: `a ${d.kind} record, but connector ${this.name} writes ${kind} records into ${this.config.table}` } });
+          continue;
+        }
+        record = d.value;
+      } catch (e) {
+        items.push({ offset, message, error: { stage: 'decode', reason: messageOf(e) } });
+        continue;
+      }
+      const why = this.codecRows.validate(record);
+      items.push(why ? { offset, message, error: { stage: 'validate', reason: why } } : { offset, message, record });
+    }
+    return items;
+  }
+
+  private async writerLoop(): Promise<void> {
+    while (!this.stopping) {
+      if (this.queue.length === 0) {
+        await new Promise<void>((r) => (this.wake = r));
+        this.wake = undefined;
+        continue;
+      }
+      // Several queued chunks (any partitions) in one transaction, up to batchMaxRows messages.
+      const take: Chunk[] = [this.queue.shift()!];
+      let n = take[0]!.items.length;
+      while (this.queue.length > 0 && n + this.queue[0]!.items.length <= this.config.batchMaxRows) {
+        n += this.queue[0]!.items.length;
+        take.push(this.queue.shift()!);
+      }
+      for (const w of this.spaceWaiters.splice(0)) w();
+      const run = this.writeWithRetry(take);
+      this.writing = run;
+      try {
+        await run;
+      } catch (e) {
+        // Not awaited: fail() stops the connector, and stop() waits for this loop to end.
+        if (!this.stopping) void this.fail(e);
+        break;
+      } finally {
+        this.writing = undefined;
+      }
+    }
+  }
+
+  private async writeWithRetry(chunks: Chunk[]): Promise<void> {
+    const t0 = performance.now();
+    const result = await retry(
+      () =>
+        writeBatch(
+          this.deps.pool,
+          { connector: this.name, codec: this.codecRows, mode: this.config.insertMode, errorTolerance: this.config.errorTolerance, deadLetter: (l) => this.deadLetter(l) },
+          chunks,
+        ),
+      {
+        attempts: Number.MAX_SAFE_INTEGER,
+        initialDelayMs: 200,
+        maxDelayMs: 5_000,
+        signal: this.abort.signal,
+        onRetry: (err, attempt, delayMs) => {
+          this.counts.retries++;
+          this.lastError = { message: messageOf(err), at: new Date() };
+          if (!this.pausedForOutage) {
+            this.pausedForOutage = true;
+            this.consumer?.pause(this.config.topics.map((topic) => ({ topic })));
+          }
+          this.deps.events.emit('retry', { connector: this.name, attempt, delayMs, error: messageOf(err) });
+        },
+      },
+    );
+    if (this.pausedForOutage) {
+      this.pausedForOutage = false;
+      if (this.wanted === 'RUNNING') this.consumer?.resume(this.config.topics.map((topic) => ({ topic })));
+    }
+    this.counts.rows += result.rows;
+    this.counts.messages += result.messages - result.skipped;
+    this.counts.deadLettered += result.deadLettered;
+    this.lastBatchAt = new Date();
+    const seconds = (performance.now() - t0) / 1000;
+    this.deps.events.emit('batch', { connector: this.name, table: this.config.table, messages: result.messages, rows: result.rows, skipped: result.skipped, deadLettered: result.deadLettered, seconds });
+    this.deps.events.emit('commit', { connector: this.name, offsets: result.offsets });
+    if (result.minTimeUs !== undefined) this.deps.onWritten?.(this.config.table, result.minTimeUs);
+    for (const o of result.offsets) this.toCommit.set(`${o.topic}\u0000${o.partition}`, { topic: o.topic, partition: o.partition, offset: String(o.nextOffset) });
+  }
+
+  private async deadLetter(letters: readonly DeadLetter[]): Promise<void> {
+    const topic = this.config.deadLetterTopic;
+    try {
+      await this.deps.producer.send({
+        topic,
+        acks: -1,
+        messages: letters.map((l) => ({
+          key: l.item.message.key,
+          value: l.item.message.value,
+          headers: {
+            ...(l.item.message.headers as IHeaders | undefined),
+            [DLQ_HEADERS.reason]: l.reason.slice(0, 2000),
+            [DLQ_HEADERS.stage]: l.stage,
+            [DLQ_HEADERS.topic]: l.topic,
+            [DLQ_HEADERS.partition]: String(l.partition),
+            [DLQ_HEADERS.offset]: String(l.item.offset),
+            [DLQ_HEADERS.connector]: this.name,
+          },
+        })),
+      });
+    } catch (e) {
+      throw new TickflowError('DEAD_LETTER', `producing ${letters.length} record(s) to the dead-letter topic ${topic} failed: ${messageOf(e)}`, { retriable: true, cause: e });
+    }
+    for (const l of letters) {
+      this.deps.events.emit('deadLetter', { connector: this.name, topic: l.topic, partition: l.partition, offset: String(l.item.offset), stage: l.stage, reason: l.reason });
+    }
+  }
+
+  /** Kafka's committed offsets follow the database's, best effort (monitoring, a fresh database). */
+  private commitKafka(): Promise<void> {
+    if (this.committing || this.toCommit.size === 0 || !this.consumer) return this.committing ?? Promise.resolve();
+    const offsets = [...this.toCommit.values()].filter((o) => this.assigned.get(o.topic)?.includes(o.partition));
+    this.toCommit.clear();
+    if (offsets.length === 0) return Promise.resolve();
+    const consumer = this.consumer;
+    this.committing = consumer
+      .commitOffsets(offsets)
+      .catch((e) => this.log.debug({ err: messageOf(e) }, 'committing offsets to Kafka failed (the database has them)'))
+      .finally(() => (this.committing = undefined));
+    return this.committing;
+  }
+}

@@ -1,0 +1,226 @@
+import type { AnyRecord, RecordKind } from '../schemas/index.ts';
+
+/**
+ * The sink's view of the tables of migrations/002_tables.sql: which record kind fills each,
+ * its columns in order with their types, and its primary key. Every identifier in the sink's
+ * SQL comes from here, never from user input (key fields are checked against these lists).
+ */
+
+export const TABLE_NAMES = ['trades', 'tickers', 'candles', 'books', 'gaps', 'instruments'] as const;
+export type TableName = (typeof TABLE_NAMES)[number];
+
+export const COLUMN_TYPES = ['text', 'timestamptz', 'float8', 'bool', 'int4', 'int8', 'jsonb'] as const;
+export type ColumnType = (typeof COLUMN_TYPES)[number];
+
+export interface Column {
+  readonly name: string;
+  readonly type: ColumnType;
+  readonly nullable: boolean;
+}
+
+export interface TableSpec {
+  readonly table: TableName;
+  readonly kind: RecordKind;
+  readonly columns: readonly Column[];
+  readonly primaryKey: readonly string[];
+}
+
+const col = (name: string, type: ColumnType, nullable = false): Column => ({ name, type, nullable });
+const common = [col('exchange', 'text'), col('symbol', 'text')];
+
+export const TABLES: Readonly<Record<TableName, TableSpec>> = {
+  trades: {
+    table: 'trades',
+    kind: 'trade',
+    columns: [...common, col('ts', 'timestamptz'), col('id', 'text'), col('side', 'text'), col('price', 'float8'), col('amount', 'float8'), col('received_at', 'timestamptz')],
+    primaryKey: ['exchange', 'symbol', 'ts', 'id'],
+  },
+  tickers: {
+    table: 'tickers',
+    kind: 'ticker',
+    columns: [
+      ...common,
+      col('ts', 'timestamptz'),
+      col('received_at', 'timestamptz'),
+      ...['bid', 'bid_size', 'ask', 'ask_size', 'last', 'open_24h', 'high_24h', 'low_24h', 'base_volume_24h', 'quote_volume_24h'].map((n) => col(n, 'float8', true)),
+    ],
+    primaryKey: ['exchange', 'symbol', 'ts'],
+  },
+  candles: {
+    table: 'candles',
+    kind: 'candle',
+    columns: [
+      ...common,
+      col('timeframe', 'text'),
+      col('ts', 'timestamptz'),
+      col('received_at', 'timestamptz'),
+      ...['open', 'high', 'low', 'close', 'volume'].map((n) => col(n, 'float8')),
+      col('closed', 'bool'),
+    ],
+    primaryKey: ['exchange', 'symbol', 'timeframe', 'ts'],
+  },
+  books: {
+    table: 'books',
+    kind: 'book',
+    columns: [...common, col('ts', 'timestamptz'), col('received_at', 'timestamptz'), col('depth', 'int4'), col('bids', 'jsonb'), col('asks', 'jsonb'), col('sequence', 'int8', true)],
+    primaryKey: ['exchange', 'symbol', 'ts'],
+  },
+  gaps: {
+    table: 'gaps',
+    kind: 'gap',
+    columns: [
+      ...common,
+      col('channel', 'text'),
+      col('from_ts', 'timestamptz'),
+      col('to_ts', 'timestamptz', true),
+      col('reason', 'text'),
+      col('refilled', 'int8'),
+      col('ts', 'timestamptz'),
+      col('received_at', 'timestamptz'),
+    ],
+    primaryKey: ['exchange', 'symbol', 'channel', 'from_ts'],
+  },
+  instruments: {
+    table: 'instruments',
+    kind: 'instrument',
+    columns: [
+      ...common,
+      col('base', 'text'),
+      col('quote', 'text'),
+      col('type', 'text'),
+      col('active', 'bool'),
+      col('price_increment', 'float8', true),
+      col('amount_increment', 'float8', true),
+      col('min_amount', 'float8', true),
+      col('exchange_symbol', 'text'),
+      col('ts', 'timestamptz'),
+      col('received_at', 'timestamptz'),
+    ],
+    primaryKey: ['exchange', 'symbol'],
+  },
+};
+
+/** The time column a table is partitioned by (the aggregates' dirty window follows it). */
+export const TIME_COLUMN: Readonly<Record<TableName, string>> = {
+  trades: 'ts',
+  tickers: 'ts',
+  candles: 'ts',
+  books: 'ts',
+  gaps: 'from_ts',
+  instruments: 'ts',
+};
+
+const INT4_MAX = 2_147_483_647;
+
+/**
+ * Why a value cannot go into its column, or undefined when it can. Catches in JS what the
+ * database would reject (or accept but should not: NaN, a NUL in text) so one bad record does
+ * not cost a failed statement; what only the database knows (a check constraint added later)
+ * is still caught by the writer's bisection.
+ */
+function checkValue(c: Column, v: unknown, inKey: boolean): string | undefined {
+  if (v === null || v === undefined) return c.nullable && !inKey ? undefined : `${c.name} is null`;
+  switch (c.type) {
+    case 'text':
+      if (typeof v !== 'string') return `${c.name} is not a string`;
+      if (v.includes('\u0000')) return `${c.name} contains a NUL character`;
+      if (inKey && v.length === 0) return `${c.name} is empty`;
+      return undefined;
+    case 'timestamptz':
+      return Number.isSafeInteger(v) ? undefined : `${c.name} is not a timestamp in microseconds: ${String(v)}`;
+    case 'float8':
+      return typeof v === 'number' && Number.isFinite(v) ? undefined : `${c.name} is not a finite number: ${String(v)}`;
+    case 'bool':
+      return typeof v === 'boolean' ? undefined : `${c.name} is not a boolean`;
+    case 'int4':
+      return Number.isInteger(v) && Math.abs(v as number) <= INT4_MAX ? undefined : `${c.name} is not a 32-bit integer: ${String(v)}`;
+    case 'int8':
+      return Number.isSafeInteger(v) ? undefined : `${c.name} is not an integer: ${String(v)}`;
+    case 'jsonb': {
+      if (!Array.isArray(v)) return `${c.name} is not an array of levels`;
+      for (const l of v as { price?: unknown; amount?: unknown }[]) {
+        if (!Number.isFinite(l?.price) || !Number.isFinite(l?.amount)) return `${c.name} holds a level without a finite price and amount`;
+      }
+      return undefined;
+    }
+  }
+}
+
+/** Compiled per (table, key): validation, key extraction, column arrays. */
+export interface RowCodec {
+  readonly spec: TableSpec;
+  readonly keyFields: readonly string[];
+  /** Why the record cannot be written, or undefined. */
+  validate(r: AnyRecord): string | undefined;
+  /** A string that is equal for two records exactly when their key fields are. */
+  key(r: AnyRecord): string;
+  /** One array per column, in column order, as the unnest statement takes them. */
+  columns(rows: readonly AnyRecord[]): unknown[][];
+}
+
+/** Microseconds since the epoch → ISO 8601 UTC with 6 fractional digits, exact. */
+export function microsToIso(us: number): string {
+  const ms = Math.floor(us / 1000);
+  const iso = new Date(ms).toISOString(); // ...T12:34:56.789Z
+  const micro = us - ms * 1000;
+  return `${iso.slice(0, 23)}${micro < 10 ? '00' : micro < 100 ? '0' : ''}${micro}Z`;
+}
+
+export function rowCodec(table: TableName, keyFields?: readonly string[]): RowCodec {
+  const spec = TABLES[table];
+  const key = keyFields ?? spec.primaryKey;
+  const names = spec.columns.map((c) => c.name);
+  for (const k of key) if (!names.includes(k)) throw new RangeError(`key field ${k} is not a column of ${table} (columns: ${names.join(', ')})`);
+  const keySet = new Set(key);
+  const cols = spec.columns.map((c) => ({ c, inKey: keySet.has(c.name) }));
+  return {
+    spec,
+    keyFields: key,
+    validate(r) {
+      const rec = r as unknown as Record<string, unknown>;
+      for (const { c, inKey } of cols) {
+        const why = checkValue(c, rec[c.name], inKey);
+        if (why) return why;
+      }
+      return undefined;
+    },
+    key(r) {
+      const rec = r as unknown as Record<string, unknown>;
+      let s = '';
+      for (const k of key) s += `${String(rec[k])}\u0000`;
+      return s;
+    },
+    columns(rows) {
+      return spec.columns.map((c) => {
+        const out = new Array<unknown>(rows.length);
+        for (let i = 0; i < rows.length; i++) {
+          const v = (rows[i] as unknown as Record<string, unknown>)[c.name];
+          if (v === null || v === undefined) out[i] = null;
+          else if (c.type === 'jsonb') out[i] = JSON.stringify(v);
+          else out[i] = v;
+        }
+        return out;
+      });
+    },
+  };
+}
+
+/**
+ * The one set-based statement of a table: every row of the batch through `unnest` of one array
+ * per column. upsert updates the non-key columns when they differ (a replayed identical row
+ * writes nothing); insert keeps the first version of a key.
+ *
+ * Times travel as int8 microseconds and become timestamptz in SQL: exact (integers below 2^53
+ * times an interval), and measured faster than ISO strings (trades, 5k-row batches: 145-150k
+ * vs 123-130k rows/s on PostgreSQL 15, 66-68k vs 52k on the embedded TimescaleDB).
+ */
+export function upsertSql(table: TableName, keyFields: readonly string[], mode: 'insert' | 'upsert'): string {
+  const spec = TABLES[table];
+  const cols = spec.columns.map((c) => c.name);
+  const params = spec.columns.map((c, i) => `$${i + 1}::${c.type === 'timestamptz' ? 'int8' : c.type}[]`).join(', ');
+  const select = spec.columns.map((c) => (c.type === 'timestamptz' ? `timestamptz 'epoch' + u.${c.name} * interval '1 microsecond'` : `u.${c.name}`)).join(', ');
+  const head = `insert into ${table} (${cols.join(', ')}) select ${select} from unnest(${params}) as u(${cols.join(', ')}) on conflict (${keyFields.join(', ')})`;
+  const rest = cols.filter((c) => !keyFields.includes(c));
+  if (mode === 'insert' || rest.length === 0) return `${head} do nothing`;
+  return `${head} do update set ${rest.map((c) => `${c} = excluded.${c}`).join(', ')} where (${rest.map((c) => `${table}.${c}`).join(', ')}) is distinct from (${rest.map((c) => `excluded.${c}`).join(', ')})`;
+}
