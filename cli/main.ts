@@ -3,7 +3,7 @@
  * builds what it needs and handles signals; the parts themselves live in gateways/, sink/, api/.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, openSync } from 'node:fs';
+import { mkdirSync, openSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig, resolveDir, REPO_ROOT, type Config } from '../core/config.ts';
@@ -207,10 +207,9 @@ export async function main(argv: string[]): Promise<number> {
     case 'migrate':
       return runMigrate(config);
     case 'sim': {
-      const simMain = path.join(REPO_ROOT, 'sim', 'main.ts');
-      if (!existsSync(simMain)) throw new TickflowError('INTERNAL', 'sim: not built yet');
-      const mod = (await import(simMain)) as { main: (argv: string[]) => Promise<number> };
-      return mod.main(argv.filter((a) => a !== 'sim'));
+      // The sim takes its own flags; --config is tickflow's.
+      const simArgs = argv.filter((a, i) => a !== 'sim' && a !== '--config' && argv[i - 1] !== '--config' && !a.startsWith('--config='));
+      return (await import('../sim/main.ts')).main(simArgs);
     }
     case 'sink':
       return (await import('../sink/cli.ts')).sinkCommand(config, rest);

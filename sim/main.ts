@@ -79,41 +79,42 @@ function bad(flag: string, why: string): TickflowError {
   return new TickflowError('CONFIG_INVALID', `sim: ${flag} ${why}`);
 }
 
-async function main(): Promise<void> {
+/** `tickflow sim [options]`: runs until SIGINT/SIGTERM; resolves to the exit code. */
+export async function main(argv: readonly string[]): Promise<number> {
   let opts: ReturnType<typeof parseSimArgs>;
   try {
-    opts = parseSimArgs(process.argv.slice(2));
+    opts = parseSimArgs(argv);
   } catch (err) {
     process.stderr.write(`${(err as Error).message}\n${SIM_USAGE}\n`);
-    process.exit(2);
+    return 2;
   }
   if (opts.help) {
     process.stdout.write(`${SIM_USAGE}\n`);
-    return;
+    return 0;
   }
   const { help: _help, ...simOpts } = opts;
   const sim = buildSim({ port: SIM_DEFAULT_PORT, ...simOpts });
   await sim.start();
   process.stdout.write(`${JSON.stringify({ url: sim.url, wsUrl: sim.wsUrl, ccxtOptions: sim.ccxtOptions() })}\n`);
-  let closing = false;
-  const shutdown = (signal: string): void => {
-    if (closing) return;
-    closing = true;
-    sim.close().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        process.stderr.write(`sim: close failed after ${signal}: ${String(err)}\n`);
-        process.exit(1);
-      },
-    );
-  };
-  process.once('SIGINT', () => shutdown('SIGINT'));
-  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  const signal = await new Promise<string>((resolve) => {
+    process.once('SIGINT', () => resolve('SIGINT'));
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+  });
+  try {
+    await sim.close();
+    return 0;
+  } catch (err) {
+    process.stderr.write(`sim: close failed after ${signal}: ${String(err)}\n`);
+    return 1;
+  }
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().catch((err: unknown) => {
-    process.stderr.write(`sim: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exit(1);
-  });
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      process.stderr.write(`sim: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.exit(1);
+    },
+  );
 }
