@@ -6,6 +6,7 @@ import {
   Kafka,
   logLevel as LogLevel,
   CompressionTypes,
+  Partitioners,
   type Admin,
   type Batch,
   type Consumer,
@@ -51,7 +52,11 @@ const toPino = (level: LogLevel) => {
 function logCreator() {
   return ({ namespace, level, log: entry }: LogEntry) => {
     const { message, ...extra } = entry;
-    const lvl = level === LogLevel.INFO ? 'debug' : toPino(level);
+    // kafkajs warns once per producer that limited retries weaken EoS (the gateway buffers and
+    // resends itself; the sink's upserts absorb duplicates) and logs every failed reconnect as
+    // an error: outages are reported by the parts (gap records, retries metric), not per socket.
+    const noisy = /Limiting retries|Connection error|Closed connection|Connection timeout|ECONNREFUSED/.test(String(message));
+    const lvl = level === LogLevel.INFO || (noisy && level <= LogLevel.WARN) ? 'debug' : toPino(level);
     log[lvl]({ namespace, ...extra }, message);
   };
 }
@@ -153,7 +158,8 @@ export async function ensureTopics(kafka: Kafka, s: Pick<KafkaSettings, 'topicPr
 
 /** Idempotent, batched, compressed: a send failure is retried by kafkajs, never dropped silently. */
 export function createProducer(kafka: Kafka): Producer {
-  return kafka.producer({ idempotent: true, maxInFlightRequests: 5, allowAutoTopicCreation: false });
+  // The Java client's partitioner (murmur2 of the key), so keys land where other Kafka clients put them.
+  return kafka.producer({ idempotent: true, maxInFlightRequests: 5, allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
 }
 
 export function createConsumer(kafka: Kafka, config: ConsumerConfig): Consumer {
