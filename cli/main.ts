@@ -10,6 +10,8 @@ import { loadConfig, resolveDir, REPO_ROOT, type Config } from '../core/config.t
 import { isTickflowError, messageOf, TickflowError } from '../core/errors.ts';
 import { createKafka, ensureTopics, probeKafka } from '../core/kafka.ts';
 import { sleep } from '../core/retry.ts';
+import { untilSignal } from '../core/lifecycle.ts';
+import { maskUrl } from '../core/db.ts';
 import { embeddedServerStatus, openDatabase, startEmbeddedOnDataDir } from '../infra/database.ts';
 import { isAlive } from '../infra/process.ts';
 import { ensureKafkaJars, kafkaStatus, startKafka, stopKafkaAt, type KafkaBroker } from '../infra/kafka.ts';
@@ -38,18 +40,6 @@ environment: KAFKA_BROKERS, DATABASE_URL, SCHEMA_REGISTRY_URL, TICKFLOW_CONFIG, 
 
 const out = (s: string) => process.stdout.write(`${s}\n`);
 
-/** Resolves when SIGINT or SIGTERM arrives. */
-function untilSignal(): Promise<NodeJS.Signals> {
-  return new Promise((resolve) => {
-    const on = (sig: NodeJS.Signals) => {
-      process.off('SIGINT', on);
-      process.off('SIGTERM', on);
-      resolve(sig);
-    };
-    process.on('SIGINT', on);
-    process.on('SIGTERM', on);
-  });
-}
 
 async function infra(config: Config, action: string | undefined): Promise<number> {
   const kafkaDir = resolveDir(config.infra.kafkaDataDir);
@@ -136,49 +126,90 @@ async function runMigrate(config: Config): Promise<number> {
   return 0;
 }
 
-/** Everything on this machine in one process; Ctrl-C stops it all. */
+/**
+ * Everything on this machine in one process: the local Kafka broker and the embedded TimescaleDB
+ * (unless KAFKA_BROKERS / DATABASE_URL are set), migrations, the offline exchange when the config
+ * runs on it, then the gateways, the sink and the API sharing one database pool (the embedded
+ * database serves one connection). Ctrl-C stops every part, newest first.
+ */
 async function start(config: Config): Promise<number> {
-  const closers: Array<() => Promise<void>> = [];
+  const closers: Array<[string, () => Promise<void>]> = [];
   const stopAll = async () => {
-    for (const c of closers.reverse()) await c().catch((e) => process.stderr.write(`stop: ${messageOf(e)}\n`));
+    for (const [name, close] of closers.reverse()) {
+      await close().catch((e) => process.stderr.write(`tickflow: stopping ${name}: ${messageOf(e)}\n`));
+    }
   };
+  const stopping = untilSignal();
   try {
     let brokers: string[];
     if (config.kafka.brokers.length > 0) {
       await probeKafka(config.kafka.brokers, config.kafka.connectionTimeoutMs * 2);
       brokers = [...config.kafka.brokers];
-      out(`kafka: ${brokers.join(',')} (KAFKA_BROKERS)`);
+      out(`kafka:    ${brokers.join(',')} (KAFKA_BROKERS)`);
     } else {
       const kafkaDir = resolveDir(config.infra.kafkaDataDir);
       const st = await kafkaStatus(kafkaDir);
       if (st.running && st.brokers) {
         brokers = st.brokers;
-        out(`kafka: local broker from \`tickflow infra up\` at ${brokers.join(',')}`);
+        out(`kafka:    local broker from \`tickflow infra up\` at ${brokers.join(',')}`);
       } else {
-        out('kafka: starting the local broker (the first run downloads its jars through Maven)...');
+        out('kafka:    starting the local broker (the first run downloads its jars through Maven)...');
         await ensureKafkaJars();
         mkdirSync(kafkaDir, { recursive: true });
         const broker: KafkaBroker = await startKafka({ dataDir: kafkaDir, port: config.infra.kafkaPort });
-        closers.push(() => broker.stop());
+        closers.push(['kafka', () => broker.stop()]);
         brokers = broker.brokers;
-        out(`kafka: local broker at ${brokers.join(',')}, data in ${kafkaDir}`);
+        out(`kafka:    local broker at ${brokers.join(',')}, data in ${kafkaDir}`);
       }
     }
-    const kafka = createKafka({ ...config.kafka, brokers });
-    const created = await ensureTopics(kafka, config.kafka);
-    if (created.length) out(`kafka: created topics ${created.join(', ')}`);
+    const created = await ensureTopics(createKafka({ ...config.kafka, brokers }), config.kafka);
+    if (created.length) out(`kafka:    created topics ${created.join(', ')}`);
 
     const db = await openDatabase(config, { applicationName: 'tickflow' });
-    closers.push(() => db.close());
-    out(`database: ${db.kind === 'embedded' ? `embedded TimescaleDB at ${db.url}, data in ${resolveDir(config.database.dataDir)}` : 'DATABASE_URL'}`);
+    closers.push(['database', () => db.close()]);
+    out(`database: ${db.kind === 'embedded' ? `embedded TimescaleDB at ${db.url}, data in ${resolveDir(config.database.dataDir)}` : `DATABASE_URL=${maskUrl(db.url)}`}`);
     const m = await migrate(db.pool);
-    out(`migrations (${m.flavour}): ${m.applied.length ? `applied ${m.applied.length}` : 'up to date'}`);
+    out(`database: migrations (${m.flavour}) ${m.applied.length ? `applied ${m.applied.length}` : 'up to date'}`);
 
-    out('not built yet: the gateways, the sink and the query API (see the open issues); the infrastructure is up.');
+    const simEntry = config.exchanges.find((e) => e.enabled && (e.name ?? e.id) === 'sim');
+    if (config.sim.enabled === true || (config.sim.enabled === 'auto' && simEntry)) {
+      const { buildSim } = await import('../sim/index.ts');
+      const sim = buildSim({ port: config.sim.port, seed: config.sim.seed, tradesPerSecond: config.sim.tradesPerSecond, ...(simEntry ? { symbols: [...simEntry.symbols] } : {}) });
+      await sim.start();
+      closers.push(['sim', () => sim.close()]);
+      out(`sim:      offline exchange (Binance spot formats) at ${sim.url}, ${config.sim.tradesPerSecond} trades/s per symbol`);
+    }
+
+    const { buildSink } = await import('../sink/index.ts');
+    const sink = buildSink(config, { pool: db.pool, brokers });
+    await sink.start();
+    closers.push(['sink', () => sink.close()]);
+    out(`sink:     consuming ${config.kafka.topicPrefix}.* into the database${sink.url ? `; connectors at ${sink.url}/connectors` : ''}`);
+
+    const { buildApi } = await import('../api/index.ts');
+    const api = buildApi(config, { pool: db.pool, brokers });
+    const apiUrl = await api.start();
+    closers.push(['api', () => api.close()]);
+
+    if (config.exchanges.length > 0 || config.exchangeErrors.length > 0) {
+      const { buildGateway } = await import('../gateways/index.ts');
+      const gw = buildGateway(config, { brokers });
+      closers.push(['gateway', () => gw.close()]);
+      const report = await gw.start();
+      for (const p of report.problems) process.stderr.write(`tickflow gateway: ${p.severity}: ${p.message}\n`);
+      const running = report.workers.filter((w) => w.status === 'running' || w.status === 'starting');
+      out(`gateway:  ${running.length ? running.map((w) => `${w.name} (${w.symbols.join(', ')})`).join('; ') : 'no exchange entry could start'}`);
+    } else out('gateway:  no exchanges configured (add entries under exchanges:)');
+
+    out('');
+    out(`chart:    ${apiUrl}/`);
+    out(`api docs: ${apiUrl}/docs`);
+    out(`metrics:  ${apiUrl}/metrics`);
     out('press Ctrl-C to stop');
-    await untilSignal();
-    out('stopping...');
+    const sig = await stopping;
+    out(`${sig}: stopping...`);
     await stopAll();
+    out('stopped');
     return 0;
   } catch (e) {
     await stopAll();

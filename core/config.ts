@@ -58,6 +58,21 @@ const infraSchema = z
   })
   .prefault({});
 
+const simSchema = z
+  .strictObject({
+    /**
+     * Whether `tickflow start` runs the offline exchange (sim/): auto = when an enabled exchange
+     * entry is named `sim` (the default config's), so a config of live exchanges runs without it.
+     */
+    enabled: z.union([z.boolean(), z.literal('auto')]).default('auto'),
+    /** The port the `sim` exchange entry's urls point at. */
+    port: z.int().min(0).max(65535).default(9500),
+    seed: z.int().default(1),
+    /** Trades per second per symbol. */
+    tradesPerSecond: z.number().positive().max(1_000_000).default(5),
+  })
+  .prefault({});
+
 /** A cron expression with seconds (node-cron: `sec min hour day month weekday`). */
 const cronSchedule = z
   .string()
@@ -116,6 +131,7 @@ export const configSchema = z.strictObject({
   kafka: kafkaSchema,
   database: databaseSchema,
   infra: infraSchema,
+  sim: simSchema,
   /** Validated entry by entry (see loadConfig): one bad entry doesn't stop the others. */
   exchanges: z.array(z.unknown()).default([]),
   /** Later parts (sink, api) add their sections here; unknown keys are refused until then. */
