@@ -55,7 +55,7 @@ function logCreator() {
     // kafkajs warns once per producer that limited retries weaken EoS (the gateway buffers and
     // resends itself; the sink's upserts absorb duplicates) and logs every failed reconnect as
     // an error: outages are reported by the parts (gap records, retries metric), not per socket.
-    const noisy = /Limiting retries|Connection error|Closed connection|Connection timeout|ECONNREFUSED/.test(String(message));
+    const noisy = /Limiting retries|Connection error|Closed connection|Connection timeout|ECONNREFUSED|coordinator is not available|GroupCoordinator/.test(`${String(message)} ${String((extra as { error?: unknown }).error ?? '')}`);
     const lvl = level === LogLevel.INFO || (noisy && level <= LogLevel.WARN) ? 'debug' : toPino(level);
     log[lvl]({ namespace, ...extra }, message);
   };

@@ -314,7 +314,9 @@ export async function startKafka(opts: StartKafkaOptions): Promise<KafkaBroker> 
     child = spawn(javaBin(), [...jvmArgs(jars, p, heapMb), 'kafka.Kafka', p.props], {
       cwd: p.dir,
       stdio: ['ignore', fd, fd],
-      detached,
+      // Always its own process group: a terminal's Ctrl-C reaches only the Node process, which
+      // stops its parts first (the gateways flush into this broker) and the broker last.
+      detached: true,
     });
   } finally {
     closeSync(fd);
@@ -352,9 +354,11 @@ export async function startKafka(opts: StartKafkaOptions): Promise<KafkaBroker> 
     }
   };
   const onSignal = (sig: NodeJS.Signals) => {
-    onExit();
-    // If nobody else handles the signal, keep its default meaning: terminate.
+    // If nobody else handles the signal, keep its default meaning: terminate, broker included.
+    // Otherwise the handler's owner stops the broker in its own order (stop()); 'exit' is the
+    // backstop.
     if (process.listenerCount(sig) === 1) {
+      onExit();
       process.removeListener(sig, onSignal);
       process.kill(process.pid, sig);
     }
