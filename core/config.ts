@@ -58,6 +58,15 @@ const infraSchema = z
   })
   .prefault({});
 
+const gatewaySchema = z
+  .strictObject({
+    /** Where `tickflow gateway` serves /metrics for Prometheus (the API and sink serve theirs). */
+    metricsHost: z.string().min(1).default('127.0.0.1'),
+    /** 0 picks a free port; the docker-compose deployment uses 9464. */
+    metricsPort: z.int().min(0).max(65535).default(9464),
+  })
+  .prefault({});
+
 const simSchema = z
   .strictObject({
     /**
@@ -132,6 +141,7 @@ export const configSchema = z.strictObject({
   database: databaseSchema,
   infra: infraSchema,
   sim: simSchema,
+  gateway: gatewaySchema,
   /** Validated entry by entry (see loadConfig): one bad entry doesn't stop the others. */
   exchanges: z.array(z.unknown()).default([]),
   /** Later parts (sink, api) add their sections here; unknown keys are refused until then. */

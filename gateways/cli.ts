@@ -6,6 +6,7 @@
 import { parseArgs } from 'node:util';
 import type { Config } from '../core/config.ts';
 import { TickflowError } from '../core/errors.ts';
+import { serveMetrics } from '../core/metrics-server.ts';
 import { resolveBrokers } from '../infra/kafka.ts';
 import { runBackfill } from './backfill.ts';
 import { buildGateway, type Problem } from './index.ts';
@@ -52,6 +53,7 @@ export async function gatewayCommand(config: Config, argv: readonly string[]): P
   });
   const report = await gw.start();
   startedUp = true;
+  const metrics = await serveMetrics(config.gateway.metricsHost, config.gateway.metricsPort);
   for (const p of report.problems) err(problemLine(p));
   const running = report.workers.filter((w) => w.status === 'running' || w.status === 'starting');
   if (running.length === 0) {
@@ -60,10 +62,11 @@ export async function gatewayCommand(config: Config, argv: readonly string[]): P
     return 1;
   }
   for (const w of running) out(`gateway: ${w.name} ${w.status === 'running' ? `running ${w.symbols.join(', ')} (${w.channels.join(', ')})` : 'waiting for the exchange to answer'}`);
-  out(`gateway: producing to ${brokers.join(',')}, topics ${config.kafka.topicPrefix}.*; Ctrl-C to stop`);
+  out(`gateway: producing to ${brokers.join(',')}, topics ${config.kafka.topicPrefix}.*; metrics at ${metrics.url}/metrics; Ctrl-C to stop`);
   await untilSignal();
   out('gateway: stopping (sending what is buffered)...');
   await gw.close();
+  await metrics.close();
   // kafkajs may keep a retry timer alive after a failed last flush; do not hang on it.
   setTimeout(() => process.exit(process.exitCode ?? 0), 2_000).unref();
   return 0;

@@ -72,7 +72,7 @@ describe('bad exchange entries', () => {
   it('`tickflow gateway` prints one line per problem on stderr and runs the good entry until Ctrl-C', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'tickflow-gw-'));
     const file = path.join(dir, 'tickflow.yaml');
-    writeFileSync(file, stringify({ exchanges: entries(sim) }));
+    writeFileSync(file, stringify({ exchanges: entries(sim), gateway: { metricsPort: 0 } }));
     const p = spawn(process.execPath, [BIN, 'gateway', '--config', file], {
       env: { ...process.env, KAFKA_BROKERS: brokers.join(','), KAFKA_TOPIC_PREFIX: `${prefix}cli`, LOG_LEVEL: 'fatal' },
     });
