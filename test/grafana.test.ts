@@ -62,6 +62,12 @@ async function load(db: TestDb): Promise<void> {
      on conflict do nothing`,
     [tickers.map((t) => t.symbol), tickers.map((t) => iso(t.timestamp)), tickers.map((t) => t.bid), tickers.map((t) => t.bidVolume), tickers.map((t) => t.ask), tickers.map((t) => t.askVolume), tickers.map((t) => t.last)],
   );
+  // An outage as the gateway records it: the trade stream dropped for a while and was refilled.
+  await db.pool.query(
+    `insert into gaps (exchange, symbol, channel, from_ts, to_ts, reason, refilled, ts, received_at)
+     values ('sim', 'BTC/USDT', 'trades', $1, $2, 'connection closed (1006)', 12, $2, $2)`,
+    [iso(windowFrom.getTime() + 60_000), iso(windowFrom.getTime() + 120_000)],
+  );
   for (const symbol of sim.symbols) {
     const [base, quote] = symbol.split('/');
     await db.pool.query(
