@@ -7,7 +7,7 @@
 import type { ApiDatabase } from './plugins/database.ts';
 import { badRequest } from './errors.ts';
 import { fillGrid, type Fill } from './fill.ts';
-import { bucketQuery, scanProbeQuery, type Aggregate, type BucketRow, type BucketSource } from './sql.ts';
+import { bucketJsonQuery, bucketQuery, scanProbeQuery, type Aggregate, type BucketRow, type BucketSource } from './sql.ts';
 import { floorTo, type Interval } from './time.ts';
 
 export interface BucketPageRequest {
@@ -26,12 +26,16 @@ export interface BucketPageRequest {
   readonly maxScanRows: number;
   valueOf(row: BucketRow): number | null;
   empty(bucket: number, value: number | null): BucketRow;
+  /** The rows are wanted as JSON (the route's JSON answer): the database writes them when it can. */
+  readonly asJson?: { readonly exchange: string; readonly symbol: string } | undefined;
 }
 
 export interface BucketPage {
   readonly rows: readonly BucketRow[];
   /** Start of the next page, or undefined on the last. */
   readonly next: number | undefined;
+  /** With `asJson` and fill none: the page's rows as JSON text (comma-joined objects), `rows` empty. */
+  readonly json?: string;
 }
 
 export async function bucketPage(db: ApiDatabase, r: BucketPageRequest): Promise<BucketPage> {
@@ -54,6 +58,13 @@ export async function bucketPage(db: ApiDatabase, r: BucketPageRequest): Promise
     }
   }
 
+  const moreAfterWindow = end < r.endAll ? end : undefined;
+  if (r.fill === 'none' && r.asJson) {
+    const q = bucketJsonQuery({ source: r.source, aggregates: r.aggregates, interval: iv, direct, nonNull: r.nonNull, start: r.start, end, limit: r.limit, lookback: false, lookahead: false }, r.asJson);
+    const [row] = await db.query<{ data: string | null; next_b: number | null }>(`${r.label}_json`, q.text, q.values);
+    return { rows: [], json: row?.data ?? '', next: row?.next_b ?? moreAfterWindow };
+  }
+
   const gridBuckets = Math.round((end - r.start) / iv.us);
   const wantNeighbours = r.fill === 'prev' || r.fill === 'linear';
   const q = bucketQuery({
@@ -72,7 +83,6 @@ export async function bucketPage(db: ApiDatabase, r: BucketPageRequest): Promise
   const inside = all.filter((x) => x.k === 0).sort((a, b) => a.b - b.b);
   const prev = all.find((x) => x.k === -1);
   const nextRow = all.find((x) => x.k === 1);
-  const moreAfterWindow = end < r.endAll ? end : undefined;
 
   if (r.fill === 'none') {
     if (inside.length > r.limit) return { rows: inside.slice(0, r.limit), next: inside[r.limit]!.b };

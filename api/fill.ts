@@ -64,6 +64,6 @@ export function fillGrid<R>(o: GridOptions<R>): R[] {
     const b1 = o.bucketOf(after);
     out.push(o.empty(b, pv + ((nv - pv) * (b - b0)) / (b1 - b0)));
   }
-  while (i < o.rows.length) out.push(o.rows[i++]!);
+  while (i < o.rows.length && o.bucketOf(o.rows[i]!) < o.end) out.push(o.rows[i++]!);
   return out;
 }

@@ -86,6 +86,18 @@ export function pageJson(row: RowName, data: readonly Record<string, unknown>[],
   return `${out}],"next":${next === null ? 'null' : JSON.stringify(next)}}`;
 }
 
+/** A page whose rows the database already wrote as JSON (comma-joined objects). */
+export function sendJsonText(reply: FastifyReply, rowsJson: string, next: string | null): FastifyReply {
+  // One buffer written in place: no concatenated string to flatten, measure, then encode again.
+  const head = '{"data":[';
+  const tail = `],"next":${next === null ? 'null' : JSON.stringify(next)}}`;
+  const body = Buffer.allocUnsafe(head.length + Buffer.byteLength(rowsJson) + Buffer.byteLength(tail));
+  let at = body.write(head, 0, 'latin1');
+  at += body.write(rowsJson, at, 'utf8');
+  body.write(tail, at, 'utf8');
+  return reply.type('application/json; charset=utf-8').send(body);
+}
+
 export function sendPage(req: FastifyRequest, reply: FastifyReply, row: RowName, data: readonly Record<string, unknown>[], next: string | null): FastifyReply {
   if (wantsCsv(req)) {
     if (next) reply.header('x-next-cursor', next);

@@ -111,6 +111,39 @@ export function bucketQuery(q: BucketQuery): { text: string; values: unknown[] }
 }
 
 /**
+ * A page without fill as JSON text built by the database (the PostgREST way): the rows of the
+ * window, `limit` at most, each `{"exchange","symbol","bucket",<aggregates>}` in that order,
+ * joined by commas, and the start (µs) of the bucket after the page, if any. The API then sends
+ * the text as it comes, doing no per-row work; the rows equal those of `bucketQuery`.
+ */
+export function bucketJsonQuery(q: BucketQuery, instrument: { exchange: string; symbol: string }): { text: string; values: unknown[] } {
+  const p = new Params();
+  const t = q.source.time;
+  const table = q.source.table;
+  const keys = q.source.keys.map(([col, v]) => `${col} = ${p.ref(col, v)}`).join(' and ');
+  const nn = q.nonNull ? ` and (${q.nonNull}) is not null` : '';
+  const start = p.ref('start', formatTimeParam(q.start), 'timestamptz');
+  const end = p.ref('end', formatTimeParam(q.end), 'timestamptz');
+  const limit = p.ref('limit', q.limit, 'int8');
+  let rows: string;
+  if (q.direct) {
+    rows = `select ${t} as b, ${q.aggregates.map((a) => `${a.direct} as ${a.name}`).join(', ')} from ${table} where ${keys} and ${t} >= ${start} and ${t} < ${end}${nn} order by ${t} limit ${limit} + 1`;
+  } else {
+    const bucket = `time_bucket(${p.ref('interval', q.interval.sql, 'interval')}, ${t})`;
+    rows = `select ${bucket} as b, ${q.aggregates.map((a) => `${a.rebucket} as ${a.name}`).join(', ')} from ${table} where ${keys} and ${t} >= ${start} and ${t} < ${end}${nn} group by ${bucket} order by ${bucket} limit ${limit} + 1`;
+  }
+  const cols = q.aggregates.map((a) => `w.${a.name}`).join(', ');
+  const iso = `to_char(w.b at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+  return {
+    text:
+      `with w as (${rows}) select ` +
+      `(select string_agg(row_to_json(j)::text, ',' order by j.bucket) from (select ${p.ref('exchange_out', instrument.exchange, 'text')} as exchange, ${p.ref('symbol_out', instrument.symbol, 'text')} as symbol, ${iso} as bucket, ${cols} from w order by w.b limit ${limit}) j) as data, ` +
+      `(select ${us('w.b')} from w order by w.b offset ${limit} limit 1) as next_b`,
+    values: p.values,
+  };
+}
+
+/**
  * The time of the (maxRows+1)-th source row of a window (or nothing when the window holds no
  * more): where a page of raw sampling must end to read at most maxRows rows.
  */

@@ -5,7 +5,7 @@
  * prepared statement, same values) run straight through `pg` with a pool of the same size, in
  * the same run. Target: the API's p50 at most 20% above the straight SQL's.
  *
- *   npm run bench:api [-- --days 30 --per-minute 6 --seconds 8 --concurrency 32 --pool 4 --only postgres|embedded]
+ *   npm run bench:api [-- --days 30 --per-minute 6 --seconds 12 --concurrency 32 --pool 4 --only postgres|embedded]
  *
  * Databases: a throwaway Debian PostgreSQL server (infra/postgres-server.ts), and the embedded
  * TimescaleDB served by a child process (`tickflow infra serve-db` on a temporary folder, as
@@ -15,6 +15,7 @@
  * production; the HTTP load and the straight SQL run from this process.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
@@ -33,12 +34,13 @@ const { values: args } = parseArgs({
   options: {
     days: { type: 'string', default: '30' },
     'per-minute': { type: 'string', default: '6' },
-    seconds: { type: 'string', default: '8' },
+    seconds: { type: 'string', default: '12' },
     concurrency: { type: 'string', default: '32' },
     pool: { type: 'string', default: '4' },
     only: { type: 'string' },
     // Internal: run only the API server on this database URL (the benchmark's child process).
     serve: { type: 'string' },
+    'idle-ms': { type: 'string', default: '0' },
   },
 });
 const DAYS = Number(args.days);
@@ -107,9 +109,31 @@ function stats(latencies: number[], seconds: number): Stats {
   return { requests: s.length, perSecond: s.length / seconds, p50: q(0.5), p99: q(0.99) };
 }
 
-/** `concurrency` loops calling `once` for `seconds` (after a warm-up of a quarter of that). */
-async function load(once: () => Promise<void>): Promise<Stats> {
-  const run = async (ms: number, record: number[] | undefined) => {
+/**
+ * Both paths under the same load, interleaved: after a warm-up of each, ROUNDS rounds of
+ * `concurrency` loops calling the API then the straight SQL for a slice of `seconds` each, so a
+ * change in the machine's background load (it is shared) hits both alike.
+ */
+const ROUNDS = 4;
+
+/** CPU time (user + system) a process has used so far, ms; from /proc (Linux), else 0. */
+function cpuMs(pid: number | 'self'): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // clock ticks at USER_HZ 100
+  } catch {
+    return 0;
+  }
+}
+
+interface Cpu {
+  /** Node CPU per request, ms: this process (HTTP client, or the pg client), the API process. */
+  readonly here: number;
+  readonly api: number;
+}
+
+async function loadBoth(api: () => Promise<void>, sql: () => Promise<void>, apiPid: number): Promise<{ api: Stats; sql: Stats; cpu: { api: Cpu; sql: Cpu } }> {
+  const run = async (once: () => Promise<void>, ms: number, record: number[] | undefined) => {
     const deadline = performance.now() + ms;
     await Promise.all(
       Array.from({ length: CONCURRENCY }, async () => {
@@ -121,18 +145,32 @@ async function load(once: () => Promise<void>): Promise<Stats> {
       }),
     );
   };
-  await run((SECONDS * 1000) / 4, undefined);
-  const lat: number[] = [];
-  const t0 = performance.now();
-  await run(SECONDS * 1000, lat);
-  return stats(lat, (performance.now() - t0) / 1000);
+  const slice = (SECONDS * 1000) / ROUNDS;
+  await run(api, slice / 2, undefined);
+  await run(sql, slice / 2, undefined);
+  const lat = { api: [] as number[], sql: [] as number[] };
+  const time = { api: 0, sql: 0 };
+  const cpu = { api: { here: 0, api: 0 }, sql: { here: 0, api: 0 } };
+  for (let i = 0; i < ROUNDS; i++) {
+    for (const [k, once] of [['api', api], ['sql', sql]] as const) {
+      const t0 = performance.now();
+      const here0 = cpuMs('self');
+      const api0 = cpuMs(apiPid);
+      await run(once, slice, lat[k]);
+      cpu[k].here += cpuMs('self') - here0;
+      cpu[k].api += cpuMs(apiPid) - api0;
+      time[k] += (performance.now() - t0) / 1000;
+    }
+  }
+  const per = (k: 'api' | 'sql') => ({ here: cpu[k].here / lat[k].length, api: cpu[k].api / lat[k].length });
+  return { api: stats(lat.api, time.api), sql: stats(lat.sql, time.sql), cpu: { api: per('api'), sql: per('sql') } };
 }
 
 /** GET over keep-alive; the body is kept only when asked (the load loops just count its bytes). */
 function httpGetter(base: string, agent: http.Agent) {
   return (pathAndQuery: string, keepBody = false) =>
     new Promise<{ status: number; bytes: number; body: string }>((resolve, reject) => {
-      const req = http.get(`${base}${pathAndQuery}`, { agent }, (res) => {
+      const req = http.get(`${base}${pathAndQuery}`, { agent, headers: keepBody ? { 'x-bench-capture': '1' } : {} }, (res) => {
         const chunks: Buffer[] = [];
         let bytes = 0;
         res.on('data', (c: Buffer) => {
@@ -152,17 +190,42 @@ interface Row {
   rows: number;
   api: Stats;
   sql: Stats;
+  /** Means inside the API process over its requests: the whole handler, and its database statement (pool wait included). */
+  inside: { handlerMs: number; dbMs: number };
+  cpu: { api: Cpu; sql: Cpu };
 }
 
-async function benchDatabase(label: string, url: string, poolSize: number): Promise<Row[]> {
+/** Sums and counts of the API's request and statement histograms, from its /metrics. */
+function histogramTotals(metrics: string): { reqSum: number; reqCount: number; dbSum: number; dbCount: number } {
+  const total = (re: RegExp) => [...metrics.matchAll(re)].reduce((a, m) => a + Number(m[1]), 0);
+  return {
+    reqSum: total(/^tickflow_api_request_duration_seconds_sum\{[^}]*route="\/v1\/ohlcv"[^}]*\} (\S+)$/gm),
+    reqCount: total(/^tickflow_api_request_duration_seconds_count\{[^}]*route="\/v1\/ohlcv"[^}]*\} (\S+)$/gm),
+    dbSum: total(/^tickflow_api_db_query_duration_seconds_sum\{[^}]*\} (\S+)$/gm),
+    dbCount: total(/^tickflow_api_db_query_duration_seconds_count\{[^}]*\} (\S+)$/gm),
+  };
+}
+
+/**
+ * A pool for the benchmark. The embedded database serves one connection at a time (others wait
+ * in its queue), so there the API's pool and the straight-SQL pool hand the connection over:
+ * each closes its idle connection after `idleMs`, and each phase starts with a warm-up.
+ */
+function benchPool(url: string, max: number, idleMs: number, applicationName: string): Pool {
+  const pool = createPool(url, { max, applicationName, connectTimeoutMs: 60_000 });
+  if (idleMs > 0) (pool.options as { idleTimeoutMillis: number }).idleTimeoutMillis = idleMs;
+  return pool;
+}
+
+async function benchDatabase(label: string, url: string, poolSize: number, idleMs = 0): Promise<Row[]> {
   out(`\n${label}: pools of ${poolSize} connection${poolSize > 1 ? 's' : ''}, concurrency ${CONCURRENCY}`);
   const setup = createPool(url, { max: 1 });
   await migrate(setup);
   await fill(setup, label);
   await setup.end();
 
-  const sqlPool = createPool(url, { max: poolSize, applicationName: 'bench-sql' });
-  const server = await serveInChild(url, poolSize);
+  const sqlPool = benchPool(url, poolSize, idleMs, 'bench-sql');
+  const server = await serveInChild(url, poolSize, idleMs);
   const agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
   const get = httpGetter(server.url, agent);
 
@@ -186,14 +249,20 @@ async function benchDatabase(label: string, url: string, poolSize: number): Prom
     for (const s of scenarios) {
       const { statement, rows: n, bytes } = await capture(s.url);
       out(`  ${s.name}: ${n} rows, ${(bytes / 1024).toFixed(0)} KiB of JSON; SQL: ${statement.text.replace(/\s+/g, ' ').slice(0, 110)}…`);
-      const apiStats = await load(async () => {
-        const r = await get(s.url);
-        if (r.status !== 200) throw new Error(`API answered ${r.status}`);
-      });
-      const sqlStats = await load(async () => {
-        await sqlPool.query({ name: statement.name, text: statement.text, values: statement.values } as never);
-      });
-      rows.push({ db: label, scenario: s.name, rows: n, api: apiStats, sql: sqlStats });
+      const before = histogramTotals((await get('/metrics', true)).body);
+      const measured = await loadBoth(
+        async () => {
+          const r = await get(s.url);
+          if (r.status !== 200) throw new Error(`API answered ${r.status}`);
+        },
+        async () => {
+          await sqlPool.query({ name: statement.name, text: statement.text, values: statement.values } as never);
+        },
+        server.pid,
+      );
+      const after = histogramTotals((await get('/metrics', true)).body);
+      const inside = { handlerMs: (1000 * (after.reqSum - before.reqSum)) / (after.reqCount - before.reqCount), dbMs: (1000 * (after.dbSum - before.dbSum)) / (after.dbCount - before.dbCount) };
+      rows.push({ db: label, scenario: s.name, rows: n, api: measured.api, sql: measured.sql, inside, cpu: measured.cpu });
     }
   } finally {
     agent.destroy();
@@ -214,8 +283,8 @@ interface Statement {
  * must not share the API's event loop (a busy loop reads the database's answers late and holds
  * pool connections longer). It reports each statement it runs on stdout, for the straight-SQL side.
  */
-async function serveInChild(url: string, poolSize: number): Promise<{ url: string; statements: Statement[]; stop: () => Promise<void> }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--serve', url, '--pool', String(poolSize)], {
+async function serveInChild(url: string, poolSize: number, idleMs: number): Promise<{ url: string; pid: number; statements: Statement[]; stop: () => Promise<void> }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--serve', url, '--pool', String(poolSize), '--idle-ms', String(idleMs)], {
     env: { ...process.env, LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -237,6 +306,7 @@ async function serveInChild(url: string, poolSize: number): Promise<{ url: strin
   });
   return {
     url: base,
+    pid: child.pid!,
     statements,
     stop: async () => {
       const exited = new Promise((r) => child.once('exit', r));
@@ -246,18 +316,19 @@ async function serveInChild(url: string, poolSize: number): Promise<{ url: strin
   };
 }
 
-/** The child: the API on the database, statements reported while asked (the first request of each read). */
-async function serve(url: string, poolSize: number): Promise<void> {
-  const pool = createPool(url, { max: poolSize, applicationName: 'bench-api' });
-  let report = 2;
+/** The child: the API on the database, reporting the statements of the capture requests. */
+async function serve(url: string, poolSize: number, idleMs: number): Promise<void> {
+  const pool = benchPool(url, poolSize, idleMs, 'bench-api');
+  let capturing = false;
   const original = pool.query.bind(pool);
   (pool as { query: unknown }).query = (cfg: Statement, ...rest: unknown[]) => {
-    if (report > 0 && typeof cfg === 'object' && cfg && 'text' in cfg) process.stdout.write(`${JSON.stringify({ statement: { name: cfg.name, text: cfg.text, values: cfg.values } })}\n`);
+    if (capturing && typeof cfg === 'object' && cfg && 'text' in cfg) process.stdout.write(`${JSON.stringify({ statement: { name: cfg.name, text: cfg.text, values: cfg.values } })}\n`);
     return (original as (...a: unknown[]) => unknown)(cfg, ...rest);
   };
   const api = buildApi(parseConfig({ api: { port: 0, maxRows: 10_000 } }, { env: {} }), { pool, brokers: false });
-  api.app.addHook('onResponse', async () => {
-    report--;
+  // A request with x-bench-capture (sent alone, before each load) has its statements reported.
+  api.app.addHook('onRequest', async (req) => {
+    capturing = req.headers['x-bench-capture'] === '1';
   });
   process.stdout.write(`${JSON.stringify({ listening: await api.start() })}\n`);
   await new Promise((r) => process.once('SIGTERM', r));
@@ -295,7 +366,7 @@ async function startEmbeddedServer(): Promise<{ url: string; stop: () => Promise
 const f = (n: number) => (n >= 100 ? n.toFixed(0) : n.toFixed(1));
 
 async function main(): Promise<void> {
-  out(`tickflow API benchmark: ${DAYS} days of trades at ${PER_MINUTE}/min for ${EXCHANGE} ${SYMBOL}, ${SECONDS} s per measurement at concurrency ${CONCURRENCY}`);
+  out(`tickflow API benchmark: ${DAYS} days of trades at ${PER_MINUTE}/min for ${EXCHANGE} ${SYMBOL}, ${SECONDS} s per path and read (${ROUNDS} interleaved rounds) at concurrency ${CONCURRENCY}`);
   const results: Row[] = [];
   if (args.only === undefined || args.only === 'postgres') {
     const server = await startPostgresServer();
@@ -309,17 +380,17 @@ async function main(): Promise<void> {
   if (args.only === undefined || args.only === 'embedded') {
     const db = await startEmbeddedServer();
     try {
-      results.push(...(await benchDatabase('embedded TimescaleDB', db.url, 1)));
+      results.push(...(await benchDatabase('embedded TimescaleDB', db.url, 1, 100)));
     } finally {
       await db.stop();
     }
   }
   out('');
-  const header = ['database', 'read', 'rows', 'path', 'req/s', 'p50 ms', 'p99 ms', 'p50 vs SQL'];
+  const header = ['database', 'read', 'rows', 'path', 'req/s', 'p50 ms', 'p99 ms', 'p50 vs SQL', 'in API: handler / db ms', 'node CPU ms/req'];
   const lines: string[][] = [];
   for (const r of results) {
-    lines.push([r.db, r.scenario, String(r.rows), 'API (HTTP, JSON)', f(r.api.perSecond), f(r.api.p50), f(r.api.p99), `${r.api.p50 >= r.sql.p50 ? '+' : ''}${(((r.api.p50 - r.sql.p50) / r.sql.p50) * 100).toFixed(1)}%`]);
-    lines.push(['', '', '', 'same SQL via pg', f(r.sql.perSecond), f(r.sql.p50), f(r.sql.p99), '']);
+    lines.push([r.db, r.scenario, String(r.rows), 'API (HTTP, JSON)', f(r.api.perSecond), f(r.api.p50), f(r.api.p99), `${r.api.p50 >= r.sql.p50 ? '+' : ''}${(((r.api.p50 - r.sql.p50) / r.sql.p50) * 100).toFixed(1)}%`, `${f(r.inside.handlerMs)} / ${f(r.inside.dbMs)}`, `${r.cpu.api.api.toFixed(2)} API + ${r.cpu.api.here.toFixed(2)} client`]);
+    lines.push(['', '', '', 'same SQL via pg', f(r.sql.perSecond), f(r.sql.p50), f(r.sql.p99), '', '', `${r.cpu.sql.here.toFixed(2)} pg client`]);
   }
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
   const row = (cells: string[]) => `| ${cells.map((c, i) => (i >= 4 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join(' | ')} |`;
@@ -328,9 +399,11 @@ async function main(): Promise<void> {
   for (const l of lines) out(row(l));
   const worst = Math.max(...results.map((r) => (r.api.p50 - r.sql.p50) / r.sql.p50));
   out(`\nAPI overhead at p50: at most ${(worst * 100).toFixed(1)}% over the straight SQL (target: 20%) — ${worst <= 0.2 ? 'met' : 'NOT met'}`);
+  out('in API: mean time of the /v1/ohlcv handler and of its database statement (pool wait included), measured inside the API process.');
+  out('node CPU ms/req: CPU time of the API process and of the load generator (HTTP client, or pg client for the straight SQL) per request; PostgreSQL shares the same cores.');
 }
 
-(args.serve ? serve(args.serve, SERVER_POOL) : main()).then(
+(args.serve ? serve(args.serve, SERVER_POOL, Number(args['idle-ms'])) : main()).then(
   () => process.exit(0),
   (e) => {
     process.stderr.write(`bench:api failed: ${(e as Error).stack ?? String(e)}\n`);

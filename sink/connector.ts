@@ -20,7 +20,8 @@ import { dbError, writeBatch, type Chunk, type DeadLetter, type Item } from './w
  * resolved in kafkajs as soon as a chunk is queued, which only moves the fetch position: Kafka's
  * committed offsets follow the database, after each commit, best effort. The database is the
  * source of truth: on every group join (start, rebalance) the queue is dropped, the write in
- * flight is awaited, and each assigned partition is sought to the offset stored in the database.
+ * flight is awaited, and each assigned partition is sought to the offset stored in the database
+ * (a partition without one: to the start of its log; Kafka's committed offsets are never read).
  *
  * A database outage: the write is retried with backoff (core/retry.ts) while the consumer is
  * paused (the queue is full anyway, and the batch callback keeps heartbeating), then resumes.
@@ -138,10 +139,12 @@ export class Connector {
       const consumer = createConsumer(this.deps.kafka, {
         groupId: this.groupId,
         // lingerMs: the broker holds a fetch until it has about a batch, or lingerMs passed.
+        // Fetch sizes follow batchMaxRows (compressed bytes, ~64 per trade record): a fetch is
+        // held in memory as message objects until written, so it bounds the sink's memory.
         maxWaitTimeInMs: Math.max(10, c.lingerMs),
-        minBytes: Math.min(1 << 20, c.batchMaxRows * 64),
-        maxBytesPerPartition: Math.max(1 << 20, c.batchMaxRows * 256),
-        maxBytes: 16 << 20,
+        minBytes: Math.min(256 << 10, c.batchMaxRows * 16),
+        maxBytesPerPartition: Math.min(1 << 20, Math.max(64 << 10, c.batchMaxRows * 64)),
+        maxBytes: 8 << 20,
         sessionTimeout: c.sessionTimeoutMs,
         heartbeatInterval: Math.min(3_000, Math.floor(c.sessionTimeoutMs / 3)),
         retry: { retries: 10, initialRetryTime: 300, maxRetryTime: 10_000 },
@@ -291,14 +294,22 @@ export class Connector {
         },
         { attempts: Number.MAX_SAFE_INTEGER, initialDelayMs: 200, maxDelayMs: 5_000, signal: this.abort.signal },
       );
-      if (gen !== this.generation || !this.consumer) return;
       const stored = new Map(rows.map((r) => [`${r.topic}\u0000${r.partition}`, Number(r.next_offset)]));
+      // A partition the database has never seen starts at the beginning of the log, whatever
+      // Kafka's committed offset says (a new or restored database must not miss records).
+      const earliest = new Map<string, number>();
+      for (const [topic, ps] of this.assigned) {
+        if (ps.every((p) => stored.has(`${topic}\u0000${p}`))) continue;
+        for (const [p, o] of await retry(() => partitionOffsets(this.deps.admin, topic), { attempts: Number.MAX_SAFE_INTEGER, initialDelayMs: 200, maxDelayMs: 5_000, signal: this.abort.signal })) earliest.set(`${topic}\u0000${p}`, o.low);
+      }
+      if (gen !== this.generation || !this.consumer) return;
       const partitions: { topic: string; partition: number; offset: number | null }[] = [];
       for (const [topic, ps] of this.assigned) {
         for (const partition of ps) {
-          const offset = stored.get(`${topic}\u0000${partition}`);
+          const k = `${topic}\u0000${partition}`;
+          const offset = stored.get(k) ?? earliest.get(k);
           if (offset !== undefined) this.consumer.seek({ topic, partition, offset: String(offset) });
-          partitions.push({ topic, partition, offset: offset ?? null });
+          partitions.push({ topic, partition, offset: stored.get(k) ?? null });
         }
       }
       this.deps.events.emit('assigned', { connector: this.name, partitions });
@@ -346,7 +357,8 @@ export class Connector {
       }
       let record;
       try {
-        const d = await this.deps.codec.decode(message.value);
+        // Single-object encoding decodes synchronously; only Confluent ids may need the registry.
+        const d = message.value[0] === 0xc3 ? this.deps.codec.decodeSingleObject(message.value) : await this.deps.codec.decode(message.value);
         if (d.kind !== kind) {
           items.push({ offset, message, error: { stage: 'decode', reason: `a ${d.kind} record, but connector ${this.name} writes ${kind} records into ${this.config.table}` } });
           continue;
@@ -369,12 +381,22 @@ export class Connector {
         this.wake = undefined;
         continue;
       }
-      // Several queued chunks (any partitions) in one transaction, up to batchMaxRows messages.
-      const take: Chunk[] = [this.queue.shift()!];
-      let n = take[0]!.items.length;
-      while (this.queue.length > 0 && n + this.queue[0]!.items.length <= this.config.batchMaxRows) {
-        n += this.queue[0]!.items.length;
-        take.push(this.queue.shift()!);
+      // Queued chunks (any partitions) in one transaction, filled up to batchMaxRows messages: a
+      // chunk that does not fit whole is split, its rest stays first in the queue.
+      const take: Chunk[] = [];
+      let n = 0;
+      while (this.queue.length > 0 && n < this.config.batchMaxRows) {
+        const head = this.queue[0]!;
+        const room = this.config.batchMaxRows - n;
+        if (head.items.length <= room) {
+          take.push(this.queue.shift()!);
+          n += head.items.length;
+        } else {
+          const part = head.items.slice(0, room);
+          take.push({ ...head, items: part, nextOffset: part[part.length - 1]!.offset + 1 });
+          this.queue[0] = { ...head, items: head.items.slice(room) };
+          n += room;
+        }
       }
       for (const w of this.spaceWaiters.splice(0)) w();
       const run = this.writeWithRetry(take);

@@ -154,8 +154,42 @@ export interface RowCodec {
   validate(r: AnyRecord): string | undefined;
   /** A string that is equal for two records exactly when their key fields are. */
   key(r: AnyRecord): string;
-  /** One array per column, in column order, as the unnest statement takes them. */
-  columns(rows: readonly AnyRecord[]): unknown[][];
+  /**
+   * One PostgreSQL array literal per column, in column order, as the unnest statement takes
+   * them (`{"binance","okx"}`, `{1,2.5,NULL}`): built here rather than by node-pg's generic
+   * array serializer, which measured 2-3x slower per row.
+   */
+  columns(rows: readonly AnyRecord[]): string[];
+}
+
+const MUST_ESCAPE = /[\\"]/;
+const ESCAPE = /[\\"]/g;
+
+/** An array literal of text elements: every element quoted, `"` and `\` escaped, null as NULL. */
+function textArray(values: readonly unknown[], json: boolean): string {
+  let s = '{';
+  for (let i = 0; i < values.length; i++) {
+    if (i > 0) s += ',';
+    const v = values[i];
+    if (v === null || v === undefined) {
+      s += 'NULL';
+      continue;
+    }
+    const t = json ? JSON.stringify(v) : (v as string);
+    s += MUST_ESCAPE.test(t) ? `"${t.replace(ESCAPE, '\\$&')}"` : `"${t}"`;
+  }
+  return `${s}}`;
+}
+
+/** An array literal of numbers (finite, validated) or booleans. */
+function plainArray(values: readonly unknown[], bool: boolean): string {
+  let s = '{';
+  for (let i = 0; i < values.length; i++) {
+    if (i > 0) s += ',';
+    const v = values[i];
+    s += v === null || v === undefined ? 'NULL' : bool ? (v ? 't' : 'f') : String(v);
+  }
+  return `${s}}`;
 }
 
 /** Microseconds since the epoch → ISO 8601 UTC with 6 fractional digits, exact. */
@@ -191,15 +225,12 @@ export function rowCodec(table: TableName, keyFields?: readonly string[]): RowCo
       return s;
     },
     columns(rows) {
+      const recs = rows as unknown as readonly Record<string, unknown>[];
       return spec.columns.map((c) => {
-        const out = new Array<unknown>(rows.length);
-        for (let i = 0; i < rows.length; i++) {
-          const v = (rows[i] as unknown as Record<string, unknown>)[c.name];
-          if (v === null || v === undefined) out[i] = null;
-          else if (c.type === 'jsonb') out[i] = JSON.stringify(v);
-          else out[i] = v;
-        }
-        return out;
+        const values = recs.map((r) => r[c.name]);
+        if (c.type === 'text') return textArray(values, false);
+        if (c.type === 'jsonb') return textArray(values, true);
+        return plainArray(values, c.type === 'bool');
       });
     },
   };

@@ -90,15 +90,13 @@ export function dbError(e: unknown, what: string): TickflowError {
   return new TickflowError(transient ? 'DATABASE_UNREACHABLE' : 'SINK_WRITE', `${what}: ${messageOf(e)}`, { retriable: transient, cause: e });
 }
 
-const LOCK_OFFSETS = `insert into sink_offsets (connector, topic, partition, next_offset)
+// Creates the missing rows and locks them all, returning the stored next offsets, in one
+// statement: the no-op update of an existing row takes its lock and returns its latest version.
+const LOCK_OFFSETS = `insert into sink_offsets as s (connector, topic, partition, next_offset)
 select $1, t, p, o from unnest($2::text[], $3::int4[], $4::int8[]) as x(t, p, o)
 order by t, p
-on conflict (connector, topic, partition) do nothing`;
-
-const SELECT_OFFSETS = `select topic, partition, next_offset from sink_offsets
-where connector = $1 and (topic, partition) in (select * from unnest($2::text[], $3::int4[]))
-order by topic, partition
-for update`;
+on conflict (connector, topic, partition) do update set next_offset = s.next_offset
+returning topic, partition, next_offset`;
 
 const STORE_OFFSETS = `update sink_offsets s set next_offset = x.o, updated_at = now()
 from unnest($2::text[], $3::int4[], $4::int8[]) as x(t, p, o)
@@ -138,11 +136,13 @@ export async function writeBatch(pool: Pool, ctx: WriteContext, chunks: readonly
     throw dbError(e, 'cannot connect to the database');
   }
   let broken = false;
-  try {
+  // The rows go in with one statement; only when the database rejects one does the batch run
+  // again, bisecting under savepoints (which cost round trips the common case does not pay).
+  const RETRY_BISECTING = Symbol('bisect');
+  const attempt = async (bisecting: boolean): Promise<WriteResult | typeof RETRY_BISECTING> => {
     await client.query('begin');
-    await client.query(LOCK_OFFSETS, [ctx.connector, topics, partitions, list.map((p) => p.firstOffset)]);
     const stored = new Map<string, number>();
-    for (const r of (await client.query<{ topic: string; partition: number; next_offset: number }>(SELECT_OFFSETS, [ctx.connector, topics, partitions])).rows) {
+    for (const r of (await client.query<{ topic: string; partition: number; next_offset: number }>(LOCK_OFFSETS, [ctx.connector, topics, partitions, list.map((p) => p.firstOffset)])).rows) {
       stored.set(`${r.topic}\u0000${r.partition}`, Number(r.next_offset));
     }
 
@@ -164,13 +164,18 @@ export async function writeBatch(pool: Pool, ctx: WriteContext, chunks: readonly
             continue;
           }
           const record = item.record!;
+          const row = { record, item, topic: p.topic, partition: p.partition };
+          // `on conflict do nothing` takes a key twice in one statement (the first wins).
+          if (ctx.mode === 'insert') {
+            rows.push(row);
+            continue;
+          }
           const k = ctx.codec.key(record);
           const at = byKey.get(k);
-          const row = { record, item, topic: p.topic, partition: p.partition };
           if (at === undefined) {
             byKey.set(k, rows.length);
             rows.push(row);
-          } else if (ctx.mode === 'upsert') rows[at] = row;
+          } else rows[at] = row;
         }
       }
     }
@@ -207,7 +212,18 @@ export async function writeBatch(pool: Pool, ctx: WriteContext, chunks: readonly
       await bisect(batch.slice(0, half));
       await bisect(batch.slice(half));
     };
-    if (rows.length > 0) await bisect(rows);
+    if (rows.length > 0) {
+      if (bisecting) await bisect(rows);
+      else {
+        try {
+          await insert(rows);
+        } catch (e) {
+          if (!isRowError(e)) throw e;
+          await client.query('rollback');
+          return RETRY_BISECTING;
+        }
+      }
+    }
 
     let minTimeUs: number | undefined;
     const timeCol = TIME_COLUMN[ctx.codec.spec.table];
@@ -229,6 +245,13 @@ export async function writeBatch(pool: Pool, ctx: WriteContext, chunks: readonly
       minTimeUs,
       offsets: list.map((p) => ({ topic: p.topic, partition: p.partition, nextOffset: p.nextOffset, lag: Math.max(0, p.highWatermark - p.nextOffset) })),
     };
+  };
+  try {
+    const first = await attempt(false);
+    if (first !== RETRY_BISECTING) return first;
+    const second = await attempt(true);
+    if (second === RETRY_BISECTING) throw new TickflowError('INTERNAL', 'bisecting the batch did not isolate the rejected rows');
+    return second;
   } catch (e) {
     broken = isTransientDbError(e) && !(e instanceof TickflowError);
     if (!broken) await client.query('rollback').catch(() => (broken = true));

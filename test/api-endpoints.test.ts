@@ -311,7 +311,7 @@ describeEachDb(['embedded', 'postgres'], (db) => {
     expect((await get('/readyz')).json()).toMatchObject({ status: 'ready', database: 'ok', stream: 'disabled' });
     const metrics = await get('/metrics');
     expect(metrics.body).toContain('tickflow_api_request_duration_seconds_bucket');
-    expect(metrics.body).toMatch(/tickflow_api_db_query_duration_seconds_count\{[^}]*query="ohlcv_ohlcv_1m"/);
+    expect(metrics.body).toMatch(/tickflow_api_db_query_duration_seconds_count\{[^}]*query="ohlcv_ohlcv_1m(_json)?"/);
   });
 });
 

@@ -212,20 +212,22 @@ describeEachDb(['embedded', 'postgres'], (db) => {
     }
   });
 
-  it('answers CSV with the same columns and values as JSON', async () => {
-    const query = { exchange: EX, symbol: SYM, interval: '5m', from: iso(T0 + 8 * DAY), to: iso(T0 + 8 * DAY + 14 * 60 * MIN), fill: 'linear' };
-    const json = (await ohlcv(api, query)).data as unknown as Record<string, unknown>[];
-    const res = await api.app.inject({ method: 'GET', url: '/v1/ohlcv', query, headers: { accept: 'text/csv' } });
-    expect(res.statusCode).toBe(200);
-    expect(res.headers['content-type']).toMatch(/^text\/csv/);
-    const [header, ...lines] = res.body.trimEnd().split('\r\n');
-    const columns = ['exchange', 'symbol', 'bucket', 'open', 'high', 'low', 'close', 'volume', 'trades'];
-    expect(header).toBe(columns.join(','));
-    expect(lines).toHaveLength(json.length);
-    lines.forEach((line, i) => expect(line).toBe(columns.map((c) => (json[i]![c] === null ? '' : String(json[i]![c]))).join(',')));
-    // format=csv says the same for tools that cannot set Accept.
-    const viaParam = await api.app.inject({ method: 'GET', url: '/v1/ohlcv', query: { ...query, format: 'csv' } });
-    expect(viaParam.body).toBe(res.body);
+  it('answers CSV with the same columns and values as JSON (JSON written by the database or by the API)', async () => {
+    for (const [interval, fill] of [['5m', 'linear'], ['5m', 'none'], ['1m', 'none'], ['4h', 'prev']] as const) {
+      const query = { exchange: EX, symbol: SYM, interval, from: iso(T0 + 8 * DAY), to: iso(T0 + 9 * DAY + 14 * 60 * MIN), fill };
+      const json = (await ohlcv(api, query)).data as unknown as Record<string, unknown>[];
+      const res = await api.app.inject({ method: 'GET', url: '/v1/ohlcv', query, headers: { accept: 'text/csv' } });
+      expect(res.statusCode).toBe(200);
+      expect(res.headers['content-type']).toMatch(/^text\/csv/);
+      const [header, ...lines] = res.body.trimEnd().split('\r\n');
+      const columns = ['exchange', 'symbol', 'bucket', 'open', 'high', 'low', 'close', 'volume', 'trades'];
+      expect(header).toBe(columns.join(','));
+      expect(lines).toHaveLength(json.length);
+      lines.forEach((line, i) => expect(line, `${interval} ${fill} row ${i}`).toBe(columns.map((c) => (json[i]![c] === null ? '' : String(json[i]![c]))).join(',')));
+      // format=csv says the same for tools that cannot set Accept.
+      const viaParam = await api.app.inject({ method: 'GET', url: '/v1/ohlcv', query: { ...query, format: 'csv' } });
+      expect(viaParam.body).toBe(res.body);
+    }
   });
 });
 

@@ -16,7 +16,7 @@ import { bucketPage } from '../buckets.ts';
 import { decodeCursor, encodeCursor, fingerprint } from '../cursor.ts';
 import { badRequest } from '../errors.ts';
 import type { Fill } from '../fill.ts';
-import { sendPage } from '../reply.ts';
+import { sendJsonText, sendPage, wantsCsv } from '../reply.ts';
 import { cursorParam, exchangeParam, fillParam, formatParam, limitParam, pageResponses, symbolParam, timeParam } from '../schemas.ts';
 import { OHLCV_FROM_EXCHANGE, OHLCV_FROM_ROLLUP, rollupFor, type BucketSource } from '../sql.ts';
 import { ceilTo, floorTo, formatTime, nowUs, parseInterval, parseTime, INTERVAL_UNITS, type Interval, type IntervalUnit } from '../time.ts';
@@ -105,9 +105,12 @@ export const ohlcvRoutes: FastifyPluginAsync<{ config: ApiConfig }> = async (app
         limit,
         fill: q.fill,
         maxScanRows: config.maxScanRows,
+        asJson: wantsCsv(req) ? undefined : { exchange: q.exchange, symbol: q.symbol },
         valueOf: (r) => r.close ?? null,
         empty: (b, v) => ({ k: 0, b, open: v, high: v, low: v, close: v, volume: 0, trades: emptyTrades }),
       });
+      const next = page.next === undefined ? null : encodeCursor({ p: page.next, ...(toGiven === undefined ? { t: to } : {}) }, fp);
+      if (page.json !== undefined) return sendJsonText(reply, page.json, next);
       const data = page.rows.map((r) => ({
         exchange: q.exchange,
         symbol: q.symbol,
@@ -119,7 +122,6 @@ export const ohlcvRoutes: FastifyPluginAsync<{ config: ApiConfig }> = async (app
         volume: r.volume ?? 0,
         trades: r.trades ?? null,
       }));
-      const next = page.next === undefined ? null : encodeCursor({ p: page.next, ...(toGiven === undefined ? { t: to } : {}) }, fp);
       return sendPage(req, reply, 'Candle', data, next);
     },
   );

@@ -13,7 +13,7 @@ import { bucketPage } from '../buckets.ts';
 import { decodeCursor, encodeCursor, fingerprint } from '../cursor.ts';
 import { badRequest } from '../errors.ts';
 import type { Fill } from '../fill.ts';
-import { sendPage } from '../reply.ts';
+import { sendJsonText, sendPage, wantsCsv } from '../reply.ts';
 import { cursorParam, exchangeParam, fillParam, formatParam, limitParam, pageResponses, symbolParam, timeParam } from '../schemas.ts';
 import { AGGS, SAMPLE_CHANNELS, SAMPLE_FIELDS, TRADES_FROM_ROLLUP, rawAggregate, rollupFor, type Agg, type BucketSource, type SampleChannel } from '../sql.ts';
 import { ceilTo, floorTo, formatTime, nowUs, parseInterval, parseTime } from '../time.ts';
@@ -110,11 +110,13 @@ export const sampleRoutes: FastifyPluginAsync<{ config: ApiConfig }> = async (ap
         limit: q.limit ?? config.maxRows,
         fill: q.fill,
         maxScanRows: config.maxScanRows,
+        asJson: wantsCsv(req) ? undefined : { exchange: q.exchange, symbol: q.symbol },
         valueOf: (r) => r.value ?? null,
         empty: (b, v) => ({ k: 0, b, value: v }),
       });
-      const data = page.rows.map((r) => ({ exchange: q.exchange, symbol: q.symbol, bucket: formatTime(r.b), value: r.value ?? null }));
       const next = page.next === undefined ? null : encodeCursor({ p: page.next, ...(toGiven === undefined ? { t: to } : {}) }, fp);
+      if (page.json !== undefined) return sendJsonText(reply, page.json, next);
+      const data = page.rows.map((r) => ({ exchange: q.exchange, symbol: q.symbol, bucket: formatTime(r.b), value: r.value ?? null }));
       return sendPage(req, reply, 'Sample', data, next);
     },
   );

@@ -67,7 +67,7 @@ export class StreamHub {
   private readonly abort = new AbortController();
 
   constructor(private readonly o: HubOptions) {
-    this.groupId = `${o.kafka.clientId}-api-${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`;
+    this.groupId = `${o.kafka.clientId}-${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`;
     this.ready = new Promise((resolve) => (this.markReady = resolve));
     for (const channel of STREAM_CHANNELS) {
       const topic = topicFor(o.kafka.topicPrefix, CHANNEL_SPECS[channel].kind);
