@@ -2,22 +2,17 @@
  * `tickflow api`: builds the API from the config, listens, and closes it on SIGINT/SIGTERM.
  */
 import type { Config } from '../core/config.ts';
+import { collectProcessMetrics } from '../core/metrics.ts';
+import { untilSignal } from '../core/lifecycle.ts';
 import { buildApi } from './index.ts';
 
 export async function runApi(config: Config, out: (line: string) => void = (s) => process.stdout.write(`${s}\n`)): Promise<number> {
+  collectProcessMetrics();
   const api = buildApi(config);
   const url = await api.start();
   out(`api: listening on ${url} (chart at ${url}/, OpenAPI at ${url}/docs); live stream ${api.app.hub ? `from Kafka (group ${api.app.hub.groupId})` : 'disabled (no Kafka)'}`);
   out('press Ctrl-C to stop');
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    const on = (sig: NodeJS.Signals) => {
-      process.off('SIGINT', on);
-      process.off('SIGTERM', on);
-      resolve(sig);
-    };
-    process.on('SIGINT', on);
-    process.on('SIGTERM', on);
-  });
+  const signal = await untilSignal();
   out(`api: ${signal}, stopping...`);
   await api.close();
   return 0;

@@ -11,6 +11,7 @@ import { isTickflowError, messageOf, TickflowError } from '../core/errors.ts';
 import { createKafka, ensureTopics, probeKafka } from '../core/kafka.ts';
 import { sleep } from '../core/retry.ts';
 import { untilSignal } from '../core/lifecycle.ts';
+import { collectProcessMetrics } from '../core/metrics.ts';
 import { maskUrl } from '../core/db.ts';
 import { embeddedServerStatus, openDatabase, startEmbeddedOnDataDir } from '../infra/database.ts';
 import { isAlive } from '../infra/process.ts';
@@ -140,6 +141,7 @@ async function start(config: Config): Promise<number> {
     }
   };
   const stopping = untilSignal();
+  collectProcessMetrics();
   try {
     let brokers: string[];
     if (config.kafka.brokers.length > 0) {

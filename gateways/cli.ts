@@ -6,7 +6,9 @@
 import { parseArgs } from 'node:util';
 import type { Config } from '../core/config.ts';
 import { TickflowError } from '../core/errors.ts';
+import { untilSignal } from '../core/lifecycle.ts';
 import { serveMetrics } from '../core/metrics-server.ts';
+import { collectProcessMetrics } from '../core/metrics.ts';
 import { resolveBrokers } from '../infra/kafka.ts';
 import { runBackfill } from './backfill.ts';
 import { buildGateway, type Problem } from './index.ts';
@@ -15,17 +17,6 @@ import { entryName } from './worker.ts';
 const out = (s: string) => process.stdout.write(`${s}\n`);
 const err = (s: string) => process.stderr.write(`${s}\n`);
 
-function untilSignal(): Promise<NodeJS.Signals> {
-  return new Promise((resolve) => {
-    const on = (sig: NodeJS.Signals) => {
-      process.off('SIGINT', on);
-      process.off('SIGTERM', on);
-      resolve(sig);
-    };
-    process.on('SIGINT', on);
-    process.on('SIGTERM', on);
-  });
-}
 
 const problemLine = (p: Problem) => `tickflow gateway: ${p.severity}: ${p.message}`;
 
@@ -53,6 +44,7 @@ export async function gatewayCommand(config: Config, argv: readonly string[]): P
   });
   const report = await gw.start();
   startedUp = true;
+  collectProcessMetrics();
   const metrics = await serveMetrics(config.gateway.metricsHost, config.gateway.metricsPort);
   for (const p of report.problems) err(problemLine(p));
   const running = report.workers.filter((w) => w.status === 'running' || w.status === 'starting');
