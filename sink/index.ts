@@ -130,6 +130,9 @@ export function buildSink(config: Config, deps: SinkDeps = {}): Sink {
         if (deps.listen !== false) {
           url = await api.listen({ host: config.sink.apiHost, port: config.sink.apiPort });
           log.info({ url, auth: config.sink.apiToken ? 'bearer' : 'none' }, 'sink REST API listening');
+          if (!config.sink.apiToken && !['127.0.0.1', '::1', 'localhost'].includes(config.sink.apiHost)) {
+            log.warn({ apiHost: config.sink.apiHost }, 'the sink REST API listens beyond localhost without a token: set sink.apiToken (SINK_API_TOKEN)');
+          }
         }
         closers.push(() => api.close());
       } catch (e) {
