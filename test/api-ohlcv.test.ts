@@ -12,6 +12,7 @@ import { migrate } from '../migrations/runner.ts';
 import type { Trade } from '../schemas/index.ts';
 import { describeEachDb } from './harness/db.ts';
 import { insertTrades, isoUs as iso, refreshRollups } from './harness/market-data.ts';
+import { Rng } from '../sim/rng.ts';
 
 const EX = 'testex';
 const SYM = 'BTC/USDT';
@@ -21,19 +22,10 @@ const T0 = Date.UTC(2024, 1, 26) * 1000; // Monday 2024-02-26
 const DAYS = 15;
 const ORIGIN = Date.UTC(2000, 0, 3) * 1000;
 
-function mulberry32(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Trades with deliberate holes: quiet minutes, 8 empty hours on 2024-03-05, all of 2024-03-06. */
 function makeTrades(): Trade[] {
-  const rng = mulberry32(7);
+  const gen = new Rng(7);
+  const rng = () => gen.next();
   const out: Trade[] = [];
   let price = 60_000;
   let id = 1;

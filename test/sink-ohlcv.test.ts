@@ -11,6 +11,7 @@ import { topicFor, type Trade } from '../schemas/index.ts';
 import { buildSink } from '../sink/index.ts';
 import { describeEachDb } from './harness/db.ts';
 import { codecFor, produce, sinkTestConfig, testKafka, uniquePrefix, waitFor } from './harness/sink.ts';
+import { Rng } from '../sim/rng.ts';
 
 const kafka = testKafka();
 
@@ -26,22 +27,13 @@ interface Bar {
   trades: number;
 }
 
-/** A small deterministic PRNG (mulberry32), so a failure can be reproduced. */
-function rng(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const START_US = Date.UTC(2024, 2, 1, 0, 0, 0) * 1000;
 const SPAN_US = 3 * 86_400_000_000;
 
 function makeTrades(n: number, seed: number, idPrefix: string, taken: Set<string>): Trade[] {
-  const r = rng(seed);
+  const gen = new Rng(seed);
+  const r = () => gen.next();
   const out: Trade[] = [];
   while (out.length < n) {
     const exchange = r() < 0.5 ? 'binance' : 'okx';
