@@ -22,7 +22,7 @@ import WebSocket from 'ws';
 import { createCodec } from '../core/avro.ts';
 import { loadConfig, parseConfig, type Config } from '../core/config.ts';
 import { createKafka } from '../core/kafka.ts';
-import { resolveBrokers } from '../infra/kafka.ts';
+import { benchBrokers } from './kafka.ts';
 import { topicFor, RECORD_KINDS, type Trade } from '../schemas/index.ts';
 import { GatewayEvents } from '../gateways/events.ts';
 import { buildGateway } from '../gateways/index.ts';
@@ -231,7 +231,8 @@ async function deleteBenchTopics(brokers: readonly string[], prefix: string): Pr
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const base = loadConfig();
-  const brokers = await resolveBrokers(base);
+  const kafka = await benchBrokers();
+  const brokers = kafka.brokers;
   const prefix = `bench${randomBytes(3).toString('hex')}`;
   const config = parseConfig({ kafka: { ...base.kafka, brokers: [...brokers], topicPrefix: prefix } }, { env: {} });
   const symbols = ALL_SYMBOLS.slice(0, args.symbols);
@@ -262,6 +263,7 @@ async function main(): Promise<void> {
     }
   } finally {
     await deleteBenchTopics(brokers, prefix).catch(() => undefined);
+    await kafka.stop();
   }
 
   console.log('\nsteps:');

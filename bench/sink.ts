@@ -12,16 +12,14 @@
  * embedded database lives in the process that uses it), so RSS figures are the sink's.
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { AvroCodec } from '../core/avro.ts';
 import { parseConfig } from '../core/config.ts';
 import { createPool, type Pool } from '../core/db.ts';
 import { CompressionTypes, createKafka, createProducer, ensureTopics } from '../core/kafka.ts';
+import { benchBrokers } from './kafka.ts';
 import { startEmbeddedDb } from '../infra/embedded-db.ts';
-import { ensureKafkaJars, startKafka } from '../infra/kafka.ts';
 import { startPostgresServer } from '../infra/postgres-server.ts';
 import { migrate } from '../migrations/runner.ts';
 import { topicFor, type Trade } from '../schemas/index.ts';
@@ -234,18 +232,9 @@ async function main(): Promise<void> {
 
   const cleanups: Array<() => Promise<void>> = [];
   try {
-    let brokers = process.env.KAFKA_BROKERS?.split(',').map((s) => s.trim()).filter(Boolean) ?? [];
-    if (brokers.length === 0) {
-      process.stderr.write('starting a throwaway Kafka broker (KAFKA_BROKERS is not set)...\n');
-      await ensureKafkaJars();
-      const dir = await mkdtemp(path.join(tmpdir(), 'tickflow-bench-kafka-'));
-      const broker = await startKafka({ dataDir: dir, port: 0 });
-      cleanups.push(async () => {
-        await broker.stop();
-        await rm(dir, { recursive: true, force: true });
-      });
-      brokers = broker.brokers;
-    }
+    const kafka = await benchBrokers();
+    cleanups.push(kafka.stop);
+    const brokers = kafka.brokers;
     const prefix = `bench${Date.now().toString(36)}`;
     process.stderr.write(`pre-filling ${fmt(records)} trade records (${values.partitions} partitions)...\n`);
     await prefill(brokers, prefix, records, Number(values.partitions));
