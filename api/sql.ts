@@ -80,15 +80,27 @@ export interface BucketRow {
   readonly [aggregate: string]: number | null;
 }
 
+/**
+ * The parts every window query shares: the instrument's key predicate, the non-null filter and
+ * the [start, end) bounds, as parameters of `p` (in that order).
+ */
+function windowClauses(p: Params, source: BucketSource, nonNull: string | undefined, start: number, end: number) {
+  const keys = source.keys.map(([col, v]) => `${col} = ${p.ref(col, v)}`).join(' and ');
+  const nn = nonNull ? ` and (${nonNull}) is not null` : '';
+  return {
+    t: source.time,
+    table: source.table,
+    keys,
+    nn,
+    start: p.ref('start', formatTimeParam(start), 'timestamptz'),
+    end: p.ref('end', formatTimeParam(end), 'timestamptz'),
+  };
+}
+
 /** One statement: the window's buckets plus, when asked, the nearest ones on either side. */
 export function bucketQuery(q: BucketQuery): { text: string; values: unknown[] } {
   const p = new Params();
-  const t = q.source.time;
-  const table = q.source.table;
-  const keys = q.source.keys.map(([col, v]) => `${col} = ${p.ref(col, v)}`).join(' and ');
-  const nn = q.nonNull ? ` and (${q.nonNull}) is not null` : '';
-  const start = p.ref('start', formatTimeParam(q.start), 'timestamptz');
-  const end = p.ref('end', formatTimeParam(q.end), 'timestamptz');
+  const { t, table, keys, nn, start, end } = windowClauses(p, q.source, q.nonNull, q.start, q.end);
   const parts: string[] = [];
   if (q.direct) {
     const cols = q.aggregates.map((a) => `${a.direct} as ${a.name}`).join(', ');
@@ -118,12 +130,7 @@ export function bucketQuery(q: BucketQuery): { text: string; values: unknown[] }
  */
 export function bucketJsonQuery(q: BucketQuery, instrument: { exchange: string; symbol: string }): { text: string; values: unknown[] } {
   const p = new Params();
-  const t = q.source.time;
-  const table = q.source.table;
-  const keys = q.source.keys.map(([col, v]) => `${col} = ${p.ref(col, v)}`).join(' and ');
-  const nn = q.nonNull ? ` and (${q.nonNull}) is not null` : '';
-  const start = p.ref('start', formatTimeParam(q.start), 'timestamptz');
-  const end = p.ref('end', formatTimeParam(q.end), 'timestamptz');
+  const { t, table, keys, nn, start, end } = windowClauses(p, q.source, q.nonNull, q.start, q.end);
   const limit = p.ref('limit', q.limit, 'int8');
   let rows: string;
   if (q.direct) {
@@ -149,11 +156,9 @@ export function bucketJsonQuery(q: BucketQuery, instrument: { exchange: string; 
  */
 export function scanProbeQuery(source: BucketSource, nonNull: string | undefined, start: number, end: number, maxRows: number): { text: string; values: unknown[] } {
   const p = new Params();
-  const t = source.time;
-  const keys = source.keys.map(([col, v]) => `${col} = ${p.ref(col, v)}`).join(' and ');
-  const nn = nonNull ? ` and (${nonNull}) is not null` : '';
+  const w = windowClauses(p, source, nonNull, start, end);
   return {
-    text: `select ${us(t)} as t from ${source.table} where ${keys} and ${t} >= ${p.ref('start', formatTimeParam(start), 'timestamptz')} and ${t} < ${p.ref('end', formatTimeParam(end), 'timestamptz')}${nn} order by ${t} offset ${p.ref('offset', maxRows)} limit 1`,
+    text: `select ${us(w.t)} as t from ${w.table} where ${w.keys} and ${w.t} >= ${w.start} and ${w.t} < ${w.end}${w.nn} order by ${w.t} offset ${p.ref('offset', maxRows)} limit 1`,
     values: p.values,
   };
 }
