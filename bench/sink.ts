@@ -59,6 +59,22 @@ interface WorkerResult {
   rssAtStartMb: number;
 }
 
+/** BENCH_CPU_PROFILE=<path>: a V8 CPU profile of the sink phase alone (open it in Chrome's DevTools). */
+async function startProfile(): Promise<(file: string) => Promise<void>> {
+  const { Session } = await import('node:inspector/promises');
+  const { writeFile } = await import('node:fs/promises');
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.start');
+  return async (file) => {
+    const { profile } = await session.post('Profiler.stop');
+    await writeFile(file, JSON.stringify(profile));
+    session.disconnect();
+    process.stderr.write(`  CPU profile of the sink phase: ${file}\n`);
+  };
+}
+
 // ---- the worker: one database, limit then sink ----
 
 async function worker(opts: { kind: 'postgres' | 'embedded'; url?: string; brokers: string[]; prefix: string; records: number; batch: number }): Promise<WorkerResult> {
@@ -130,11 +146,16 @@ async function worker(opts: { kind: 'postgres' | 'embedded'; url?: string; broke
     batches++;
   });
   const rssAtStart = process.memoryUsage().rss;
+  const profile = process.env.BENCH_CPU_PROFILE ? await startProfile() : undefined;
   await sink.start();
   const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
   await done;
   const sinkRowsPerSec = opts.records / ((performance.now() - t0) / 1000);
-  process.stderr.write(`  ${opts.kind}: ${batches} transactions, writer busy ${Math.round((busy / ((performance.now() - t0) / 1000)) * 100)}% of the time\n`);
+  const cpu = process.cpuUsage(cpu0);
+  if (profile) await profile(`${process.env.BENCH_CPU_PROFILE}.${opts.kind}.cpuprofile`);
+  const wall = (performance.now() - t0) / 1000;
+  process.stderr.write(`  ${opts.kind}: ${batches} transactions, writer busy ${Math.round((busy / wall) * 100)}% of the time, sink process CPU ${Math.round(((cpu.user + cpu.system) / 1e6 / wall) * 100)}% of one core\n`);
   clearInterval(sampler);
   await sink.close();
   const n = (await pool.query<{ n: number }>('select count(*)::int as n from trades')).rows[0]!.n;

@@ -48,6 +48,16 @@ describe('row codec', () => {
     const candle = { exchange: 'x', symbol: 'A/B', timeframe: '1m', ts: 1, received_at: 2, open: 1.5, high: 2, low: 1e-7, close: 1, volume: 0, closed: true };
     expect(rowCodec('candles').columns([candle as never, { ...candle, closed: false } as never]).slice(5)).toEqual(['{1.5,1.5}', '{2,2}', '{1e-7,1e-7}', '{1,1}', '{0,0}', '{t,f}']);
   });
+
+  it('builds the same literals from cells computed record by record', () => {
+    const book = { exchange: 'x', symbol: 'A/B', ts: 5, received_at: 6, depth: 1, bids: [{ price: 1, amount: 2 }], asks: [], sequence: null };
+    const books = [book, { ...book, exchange: 'a"b\\c', sequence: 7 }, { ...book, symbol: 'C/D' }] as never[];
+    const c = rowCodec('books');
+    expect(c.cells(books[1]!)).toEqual(['"a\\"b\\\\c"', '"A/B"', '5', '6', '1', '"[{\\"price\\":1,\\"amount\\":2}]"', '"[]"', '7']);
+    expect(c.columnsFromCells(books.map((b) => c.cells(b)))).toEqual(c.columns(books));
+    expect(c.columnsFromCells([])).toEqual(c.columns([]));
+    expect(c.columns([])[0]).toBe('{}');
+  });
 });
 
 describe('statements', () => {
