@@ -1,10 +1,10 @@
-import type { AvroCodec } from '../core/avro.ts';
 import type { Pool } from '../core/db.ts';
 import { TickflowError, messageOf } from '../core/errors.ts';
 import { createConsumer, partitionOffsets, type Admin, type Consumer, type EachBatchPayload, type IHeaders, type Kafka, type KafkaMessage, type Producer } from '../core/kafka.ts';
 import { logger } from '../core/log.ts';
 import { retry, sleep } from '../core/retry.ts';
 import type { ConnectorConfig } from './config.ts';
+import type { Decoder, DecodeTarget } from './decode.ts';
 import type { ConnectorState, SinkEmitter } from './events.ts';
 import { rowCodec, TABLES, type RowCodec, type TableName } from './tables.ts';
 import { dbError, writeBatch, type Chunk, type DeadLetter, type Item } from './writer.ts';
@@ -30,7 +30,8 @@ import { dbError, writeBatch, type Chunk, type DeadLetter, type Item } from './w
 export interface ConnectorDeps {
   readonly kafka: Kafka;
   readonly pool: Pool;
-  readonly codec: AvroCodec;
+  /** Decodes fetched batches, off the main thread (shared by the sink's connectors). */
+  readonly decoder: Decoder;
   /** The dead-letter producer (idempotent), shared by the sink's connectors. */
   readonly producer: Producer;
   readonly admin: Admin;
@@ -75,16 +76,21 @@ export const DLQ_HEADERS = {
   connector: 'dlq.connector',
 } as const;
 
+/** A slice of a fetched batch in the queue: being decoded (chunk undefined) or decoded. */
+interface Queued {
+  chunk: Chunk | undefined;
+  readonly ready: Promise<Chunk>;
+}
+
 /** Chunks queued per connector (each at most batchMaxRows messages). */
 const QUEUE_CHUNKS = 3;
 const COMMIT_INTERVAL_MS = 1_000;
 const HEARTBEAT_EVERY_MS = 2_000;
-/** Records decoded between two yields to the event loop. */
-const DECODE_SLICE = 500;
 
 export class Connector {
   readonly name: string;
   private readonly codecRows: RowCodec;
+  private readonly decodeTarget: DecodeTarget;
   private readonly log;
   private consumer: Consumer | undefined;
   private state: ConnectorState = 'STOPPED';
@@ -94,7 +100,7 @@ export class Connector {
   private counts = { rows: 0, messages: 0, deadLettered: 0, retries: 0 };
 
   // The pipeline between the batch callback and the writer.
-  private queue: Chunk[] = [];
+  private queue: Queued[] = [];
   private generation = 0;
   private positioned: Promise<void> = Promise.resolve();
   private wake: (() => void) | undefined;
@@ -116,6 +122,7 @@ export class Connector {
   ) {
     this.name = config.name;
     this.codecRows = rowCodec(config.table, config.keyFields);
+    this.decodeTarget = { connector: config.name, table: config.table, keyFields: config.keyFields, keys: config.insertMode === 'upsert' };
     this.log = logger('sink').child({ connector: config.name });
   }
 
@@ -332,9 +339,6 @@ export class Connector {
     const max = this.config.batchMaxRows;
     for (let from = 0; from < batch.messages.length; from += max) {
       const messages = batch.messages.slice(from, from + max);
-      const items = await this.decode(messages);
-      const last = messages[messages.length - 1]!;
-      const chunk: Chunk = { topic: batch.topic, partition: batch.partition, items, nextOffset: Number(last.offset) + 1, highWatermark: Number(batch.highWatermark) };
       while (this.queue.length >= QUEUE_CHUNKS) {
         await Promise.race([new Promise<void>((r) => this.spaceWaiters.push(r)), sleep(HEARTBEAT_EVERY_MS)]);
         if (!live()) return;
@@ -342,65 +346,74 @@ export class Connector {
         if (!live()) return;
       }
       if (!live()) return;
-      this.queue.push(chunk);
-      this.wake?.();
-      resolveOffset(last.offset);
+      // Queued while it is decoded (in the decoder's thread): the callback returns and kafkajs
+      // fetches the next batch meanwhile; the writer takes chunks in queue order once decoded.
+      const q: Queued = { chunk: undefined, ready: this.decode(batch, messages) };
+      q.ready.then(
+        (chunk) => {
+          q.chunk = chunk;
+          this.wake?.();
+        },
+        () => this.wake?.(),
+      );
+      this.queue.push(q);
+      resolveOffset(messages[messages.length - 1]!.offset);
     }
   }
 
-  private async decode(messages: readonly KafkaMessage[]): Promise<Item[]> {
-    const items: Item[] = [];
-    const kind = this.codecRows.spec.kind;
-    for (let i = 0; i < messages.length; i++) {
-      // Decoding is synchronous: let the writer's database replies in every few hundred records,
-      // or each of its round trips would wait behind a whole batch being decoded.
-      if (i > 0 && i % DECODE_SLICE === 0) await new Promise<void>((r) => setImmediate(r));
-      const message = messages[i]!;
+  /** Decodes a slice of a fetched batch (sink/decode.ts) into the writer's chunk. */
+  private async decode(batch: EachBatchPayload['batch'], messages: readonly KafkaMessage[]): Promise<Chunk> {
+    const block = await this.deps.decoder.decode(this.decodeTarget, messages.map((m) => m.value));
+    const errors = new Map(block.errors.map((e) => [e.index, e]));
+    const items = messages.map((message, i): Item => {
       const offset = Number(message.offset);
-      if (!message.value || message.value.length === 0) {
-        items.push({ offset, message, error: { stage: 'decode', reason: 'the message has no value' } });
-        continue;
-      }
-      let record;
-      try {
-        // Single-object encoding decodes synchronously; only Confluent ids may need the registry.
-        const d = message.value[0] === 0xc3 ? this.deps.codec.decodeSingleObject(message.value) : await this.deps.codec.decode(message.value);
-        if (d.kind !== kind) {
-          items.push({ offset, message, error: { stage: 'decode', reason: `a ${d.kind} record, but connector ${this.name} writes ${kind} records into ${this.config.table}` } });
-          continue;
-        }
-        record = d.value;
-      } catch (e) {
-        items.push({ offset, message, error: { stage: 'decode', reason: messageOf(e) } });
-        continue;
-      }
-      const why = this.codecRows.validate(record);
-      items.push(why ? { offset, message, error: { stage: 'validate', reason: why } } : { offset, message, record, cells: this.codecRows.cells(record) });
-    }
-    return items;
+      const row = block.rowOf[i]!;
+      if (row >= 0) return { offset, message, row };
+      const e = errors.get(i)!;
+      return { offset, message, error: { stage: e.stage, reason: e.reason } };
+    });
+    const last = messages[messages.length - 1]!;
+    return { topic: batch.topic, partition: batch.partition, items, block, nextOffset: Number(last.offset) + 1, highWatermark: Number(batch.highWatermark) };
   }
 
   private async writerLoop(): Promise<void> {
     while (!this.stopping) {
-      if (this.queue.length === 0) {
+      const first = this.queue[0];
+      if (!first) {
         await new Promise<void>((r) => (this.wake = r));
         this.wake = undefined;
         continue;
       }
-      // Queued chunks (any partitions) in one transaction, filled up to batchMaxRows messages: a
-      // chunk that does not fit whole is split, its rest stays first in the queue.
+      if (!first.chunk) {
+        // The oldest chunk is still being decoded: wait for it (or for the queue to be dropped).
+        const gen = this.generation;
+        try {
+          await first.ready;
+        } catch (e) {
+          if (gen === this.generation && !this.stopping) {
+            void this.fail(e);
+            break;
+          }
+        }
+        continue;
+      }
+      // Decoded chunks (any partitions) in one transaction, filled up to batchMaxRows messages:
+      // a chunk that does not fit whole is split, its rest stays first in the queue.
       const take: Chunk[] = [];
       let n = 0;
       while (this.queue.length > 0 && n < this.config.batchMaxRows) {
-        const head = this.queue[0]!;
+        const head = this.queue[0]!.chunk;
+        if (!head) break;
         const room = this.config.batchMaxRows - n;
         if (head.items.length <= room) {
-          take.push(this.queue.shift()!);
+          this.queue.shift();
+          take.push(head);
           n += head.items.length;
         } else {
           const part = head.items.slice(0, room);
           take.push({ ...head, items: part, nextOffset: part[part.length - 1]!.offset + 1 });
-          this.queue[0] = { ...head, items: head.items.slice(room) };
+          const rest = { ...head, items: head.items.slice(room) };
+          this.queue[0] = { chunk: rest, ready: Promise.resolve(rest) };
           n += room;
         }
       }

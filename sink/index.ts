@@ -1,5 +1,4 @@
 import type { FastifyInstance } from 'fastify';
-import { createCodec } from '../core/avro.ts';
 import type { Config } from '../core/config.ts';
 import type { Pool } from '../core/db.ts';
 import { TickflowError, messageOf } from '../core/errors.ts';
@@ -10,6 +9,7 @@ import { migrate } from '../migrations/runner.ts';
 import { Aggregates, detectDatabase } from './aggregates.ts';
 import { buildApi } from './api.ts';
 import { defaultConnectors, type ConnectorSpec } from './config.ts';
+import { Decoder } from './decode.ts';
 import { SinkEmitter, instrument } from './events.ts';
 import { ConnectorManager } from './manager.ts';
 import { startScheduler, type Scheduler } from './scheduler.ts';
@@ -101,10 +101,12 @@ export function buildSink(config: Config, deps: SinkDeps = {}): Sink {
         await admin.connect();
         closers.push(() => admin.disconnect());
 
+        const decoder = new Decoder(config.kafka);
+        closers.push(() => decoder.close());
         const aggs = aggregates;
         manager = new ConnectorManager(
           pool,
-          { kafka, pool, codec: createCodec(config.kafka), producer, admin, events, clientId: config.kafka.clientId, onWritten: (table, t) => aggs.noteWrite(table, t) },
+          { kafka, pool, decoder, producer, admin, events, clientId: config.kafka.clientId, onWritten: (table, t) => aggs.noteWrite(table, t) },
           config.kafka,
         );
         const mgr = manager;

@@ -1,9 +1,9 @@
-import type { Pool, PoolClient, QueryResult } from '../core/db.ts';
+import type { Pool, PoolClient } from '../core/db.ts';
 import { TickflowError, messageOf } from '../core/errors.ts';
 import type { KafkaMessage } from '../core/kafka.ts';
-import type { AnyRecord } from '../schemas/index.ts';
+import { rowsSlice, type DecodedBlock } from './decode.ts';
 import type { DeadLetterStage } from './events.ts';
-import { TIME_COLUMN, upsertSql, type RowCodec } from './tables.ts';
+import { upsertSql, type RowCodec } from './tables.ts';
 
 /**
  * The write path of one batch: one database transaction that
@@ -18,13 +18,12 @@ import { TIME_COLUMN, upsertSql, type RowCodec } from './tables.ts';
  * Nothing reaches `sink_offsets` that was not written or dead-lettered in the same transaction.
  */
 
-/** One Kafka message of a batch, decoded (record) or not (error). */
+/** One Kafka message of a batch: a row of its chunk's decoded block, or an error. */
 export interface Item {
   readonly offset: number;
   readonly message: KafkaMessage;
-  readonly record?: AnyRecord;
-  /** The record's array elements (RowCodec.cells), computed while decoding. */
-  readonly cells?: readonly string[];
+  /** The record's row in the chunk's block (sink/decode.ts). */
+  readonly row?: number;
   readonly error?: { readonly stage: DeadLetterStage; readonly reason: string };
 }
 
@@ -33,6 +32,8 @@ export interface Chunk {
   readonly topic: string;
   readonly partition: number;
   readonly items: readonly Item[];
+  /** The valid records, decoded and rendered as array elements. */
+  readonly block: DecodedBlock;
   /** Offset after the last message (what sink_offsets stores once the chunk is written). */
   readonly nextOffset: number;
   readonly highWatermark: number;
@@ -92,33 +93,37 @@ export function dbError(e: unknown, what: string): TickflowError {
   return new TickflowError(transient ? 'DATABASE_UNREACHABLE' : 'SINK_WRITE', `${what}: ${messageOf(e)}`, { retriable: transient, cause: e });
 }
 
-// The transaction's first and last round trips carry two statements each (the simple query
-// protocol takes several at once but no parameters, hence literals): `begin` with the offsets'
-// lock, the offsets' update with `commit`. A round trip costs more than its bytes here: the
-// reply waits for the event loop, which is also decoding the next batch.
-
-/** `('c','t',0,12),(...)`: the partitions' rows as a VALUES list of escaped literals. */
-function offsetValues(client: PoolClient, connector: string, parts: readonly { topic: string; partition: number }[], offsets: readonly number[]): string {
-  const c = client.escapeLiteral(connector);
-  return parts.map((p, i) => `(${c},${client.escapeLiteral(p.topic)},${Math.trunc(p.partition)}::int4,${Math.trunc(offsets[i]!)}::int8)`).join(',');
-}
-
 // Creates the missing rows and locks them all, returning the stored next offsets, in one
 // statement: the no-op update of an existing row takes its lock and returns its latest version.
-// The rows come sorted by (topic, partition): two instances lock in the same order.
-const lockOffsets = (values: string) => `begin; insert into sink_offsets as s (connector, topic, partition, next_offset) values ${values}
+const LOCK_OFFSETS = `insert into sink_offsets as s (connector, topic, partition, next_offset)
+select $1, t, p, o from unnest($2::text[], $3::int4[], $4::int8[]) as x(t, p, o)
+order by t, p
 on conflict (connector, topic, partition) do update set next_offset = s.next_offset
 returning topic, partition, next_offset`;
 
-const storeOffsetsAndCommit = (values: string) => `update sink_offsets s set next_offset = x.o, updated_at = now()
-from (values ${values}) as x(c, t, p, o)
-where s.connector = x.c and s.topic = x.t and s.partition = x.p and s.next_offset < x.o; commit`;
+const STORE_OFFSETS = `update sink_offsets s set next_offset = x.o, updated_at = now()
+from unnest($2::text[], $3::int4[], $4::int8[]) as x(t, p, o)
+where s.connector = $1 and s.topic = x.t and s.partition = x.p and s.next_offset < x.o`;
 
 interface Row {
-  readonly record: AnyRecord;
-  readonly item: Item;
+  readonly item: Item & { readonly row: number };
+  readonly block: DecodedBlock;
   readonly topic: string;
   readonly partition: number;
+}
+
+/**
+ * The statement's parameters for these rows: per column, `{...}` of their elements, taken from
+ * the blocks in runs (a whole chunk in the common case: its strings as they are).
+ */
+function columnsOf(codec: RowCodec, rows: readonly Row[]): string[] {
+  const runs: { block: DecodedBlock; from: number; to: number }[] = [];
+  for (const r of rows) {
+    const last = runs[runs.length - 1];
+    if (last && last.block === r.block && last.to === r.item.row) last.to++;
+    else runs.push({ block: r.block, from: r.item.row, to: r.item.row + 1 });
+  }
+  return codec.spec.columns.map((_, j) => `{${runs.map((run) => rowsSlice(run.block, j, run.from, run.to)).join(',')}}`);
 }
 
 export async function writeBatch(pool: Pool, ctx: WriteContext, chunks: readonly Chunk[]): Promise<WriteResult> {
@@ -139,6 +144,8 @@ export async function writeBatch(pool: Pool, ctx: WriteContext, chunks: readonly
   const messages = chunks.reduce((n, c) => n + c.items.length, 0);
   if (list.length === 0) return { messages, rows: 0, skipped: 0, deadLettered: 0, minTimeUs: undefined, offsets: [] };
 
+  const topics = list.map((p) => p.topic);
+  const partitions = list.map((p) => p.partition);
   let client: PoolClient;
   try {
     client = await pool.connect();
@@ -150,9 +157,11 @@ export async function writeBatch(pool: Pool, ctx: WriteContext, chunks: readonly
   // again, bisecting under savepoints (which cost round trips the common case does not pay).
   const RETRY_BISECTING = Symbol('bisect');
   const attempt = async (bisecting: boolean): Promise<WriteResult | typeof RETRY_BISECTING> => {
-    const locked = (await client.query(lockOffsets(offsetValues(client, ctx.connector, list, list.map((p) => p.firstOffset))))) as unknown as QueryResult<{ topic: string; partition: number; next_offset: number }>[];
+    await client.query('begin');
     const stored = new Map<string, number>();
-    for (const r of locked[1]!.rows) stored.set(`${r.topic}\u0000${r.partition}`, Number(r.next_offset));
+    for (const r of (await client.query<{ topic: string; partition: number; next_offset: number }>(LOCK_OFFSETS, [ctx.connector, topics, partitions, list.map((p) => p.firstOffset)])).rows) {
+      stored.set(`${r.topic}\u0000${r.partition}`, Number(r.next_offset));
+    }
 
     // What is still to do, deduplicated by key: upsert keeps the latest version, insert the first.
     const letters: DeadLetter[] = [];
@@ -171,14 +180,13 @@ export async function writeBatch(pool: Pool, ctx: WriteContext, chunks: readonly
             letters.push({ topic: p.topic, partition: p.partition, item, stage: item.error.stage, reason: item.error.reason });
             continue;
           }
-          const record = item.record!;
-          const row = { record, item, topic: p.topic, partition: p.partition };
+          const row: Row = { item: item as Row['item'], block: c.block, topic: p.topic, partition: p.partition };
           // `on conflict do nothing` takes a key twice in one statement (the first wins).
           if (ctx.mode === 'insert') {
             rows.push(row);
             continue;
           }
-          const k = ctx.codec.key(record);
+          const k = c.block.keys![item.row!]!;
           const at = byKey.get(k);
           if (at === undefined) {
             byKey.set(k, rows.length);
@@ -192,7 +200,7 @@ export async function writeBatch(pool: Pool, ctx: WriteContext, chunks: readonly
     const sql = upsertSql(ctx.codec.spec.table, ctx.codec.keyFields, ctx.mode);
     let written = 0;
     const insert = async (batch: readonly Row[]): Promise<void> => {
-      const r = await client.query(sql, ctx.codec.columnsFromCells(batch.map((x) => x.item.cells ?? ctx.codec.cells(x.record))));
+      const r = await client.query(sql, columnsOf(ctx.codec, batch));
       written += r.rowCount ?? 0;
     };
     // Rows the database rejects are found by halving under savepoints; the rest still go in
@@ -234,16 +242,16 @@ export async function writeBatch(pool: Pool, ctx: WriteContext, chunks: readonly
     }
 
     let minTimeUs: number | undefined;
-    const timeCol = TIME_COLUMN[ctx.codec.spec.table];
     for (const r of rows) {
-      const t = (r.record as unknown as Record<string, number>)[timeCol]!;
+      const t = r.block.times[r.item.row]!;
       if (minTimeUs === undefined || t < minTimeUs) minTimeUs = t;
     }
 
+    await client.query(STORE_OFFSETS, [ctx.connector, topics, partitions, list.map((p) => p.nextOffset)]);
     // The dead letters go out before the commit: a failure here rolls the batch back and it is
     // retried, so a bad record is never committed past without being in the dead-letter topic.
     if (letters.length > 0) await ctx.deadLetter(letters);
-    await client.query(storeOffsetsAndCommit(offsetValues(client, ctx.connector, list, list.map((p) => p.nextOffset))));
+    await client.query('commit');
     return {
       messages,
       rows: written,

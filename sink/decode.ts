@@ -1,0 +1,262 @@
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { createCodec, type AvroCodec } from '../core/avro.ts';
+import { messageOf } from '../core/errors.ts';
+import { logger } from '../core/log.ts';
+import type { DeadLetterStage } from './events.ts';
+import { rowCodec, TABLES, TIME_COLUMN, type RowCodec, type TableName } from './tables.ts';
+
+/**
+ * Decoding a batch of Kafka message values into what the writer sends: per column, the array
+ * elements of the valid records (`"binance"`, `42000.5`, `NULL`) joined by commas, with where
+ * each record's element ends, so the writer takes a whole batch as one string per column and
+ * any run of records (a replay's tail, a bisected half) as a slice of it. Records that cannot be
+ * decoded or would be rejected by the table come back as errors with the reason.
+ *
+ * Decoding (Avro, validation, number formatting) is most of the sink's CPU per record and all
+ * of its garbage: it runs in one worker thread per sink process, beside the thread that talks
+ * to Kafka and the database, so the writer's round trips never wait behind a batch being
+ * decoded (bench:sink, PostgreSQL server: 80k rows/s decoding in the main thread, see the
+ * closing figures in sink/README.md). Without the worker (it failed to start or crashed) the
+ * same function runs in the calling thread, yielding every few hundred records.
+ */
+
+/** What one connector's values are decoded for. */
+export interface DecodeTarget {
+  readonly connector: string;
+  readonly table: TableName;
+  readonly keyFields?: readonly string[] | undefined;
+  /** Return each record's key (upsert mode deduplicates by it). */
+  readonly keys: boolean;
+}
+
+/** Message values packed for a transfer: one buffer, and where each value ends (-1: no value). */
+export interface PackedValues {
+  readonly bytes: Uint8Array;
+  readonly ends: Int32Array;
+}
+
+export interface DecodeError {
+  /** The message's index in the batch. */
+  readonly index: number;
+  readonly stage: DeadLetterStage;
+  readonly reason: string;
+}
+
+export interface DecodedBlock {
+  /** Valid records, in message order. */
+  readonly rows: number;
+  /** Per column: the rows' array elements joined by ','. */
+  readonly columns: readonly string[];
+  /** Column j, row r: where its element ends in columns[j], at j * stride + r. */
+  readonly ends: Int32Array;
+  readonly stride: number;
+  /** Per message: its row, or -1 when it is in errors. */
+  readonly rowOf: Int32Array;
+  /** Per row: the table's time column, µs since the epoch. */
+  readonly times: Float64Array;
+  /** Per row: RowCodec.key, when asked for. */
+  readonly keys: readonly string[] | undefined;
+  readonly errors: readonly DecodeError[];
+}
+
+export function packValues(values: readonly (Buffer | null | undefined)[]): PackedValues {
+  let size = 0;
+  for (const v of values) size += v?.length ?? 0;
+  const bytes = new Uint8Array(size);
+  const ends = new Int32Array(values.length);
+  let at = 0;
+  values.forEach((v, i) => {
+    if (v) {
+      bytes.set(v, at);
+      at += v.length;
+      ends[i] = at;
+    } else ends[i] = -1;
+  });
+  return { bytes, ends };
+}
+
+/** Rows [from, to) of a block, column j: their elements joined by ','. */
+export function rowsSlice(b: DecodedBlock, j: number, from: number, to: number): string {
+  const start = from === 0 ? 0 : b.ends[j * b.stride + from - 1]! + 1;
+  if (from === 0 && to === b.rows) return b.columns[j]!;
+  return b.columns[j]!.slice(start, b.ends[j * b.stride + to - 1]!);
+}
+
+const codecs = new Map<string, RowCodec>();
+function rowCodecFor(t: DecodeTarget): RowCodec {
+  const k = `${t.table}\u0000${(t.keyFields ?? []).join('\u0000')}`;
+  let c = codecs.get(k);
+  if (!c) codecs.set(k, (c = rowCodec(t.table, t.keyFields)));
+  return c;
+}
+
+/**
+ * Decodes packed values (either Avro framing, old writer schemas resolved), validates them
+ * against the table, and renders the valid ones' array elements. `yieldEvery`: records between
+ * two yields to the event loop (in the thread that also runs the writer).
+ */
+export async function decodeValues(codec: AvroCodec, target: DecodeTarget, packed: PackedValues, yieldEvery = 0): Promise<DecodedBlock> {
+  const rc = rowCodecFor(target);
+  const spec = TABLES[target.table];
+  const timeCol = TIME_COLUMN[target.table];
+  const n = packed.ends.length;
+  const ncols = spec.columns.length;
+  const parts: string[][] = spec.columns.map(() => []);
+  const lengths = spec.columns.map(() => 0);
+  const ends = new Int32Array(ncols * n);
+  const rowOf = new Int32Array(n);
+  const times = new Float64Array(n);
+  const keys: string[] | undefined = target.keys ? [] : undefined;
+  const errors: DecodeError[] = [];
+  const buf = Buffer.from(packed.bytes.buffer, packed.bytes.byteOffset, packed.bytes.byteLength);
+  let rows = 0;
+  let start = 0;
+  for (let i = 0; i < n; i++) {
+    if (yieldEvery > 0 && i > 0 && i % yieldEvery === 0) await new Promise<void>((r) => setImmediate(r));
+    const end = packed.ends[i]!;
+    rowOf[i] = -1;
+    if (end < 0 || end === start) {
+      if (end >= 0) start = end;
+      errors.push({ index: i, stage: 'decode', reason: 'the message has no value' });
+      continue;
+    }
+    const value = buf.subarray(start, end);
+    start = end;
+    let record;
+    try {
+      // Single-object encoding decodes synchronously; only Confluent ids may need the registry.
+      const d = value[0] === 0xc3 ? codec.decodeSingleObject(value) : await codec.decode(value);
+      if (d.kind !== spec.kind) {
+        errors.push({ index: i, stage: 'decode', reason: `a ${d.kind} record, but connector ${target.connector} writes ${spec.kind} records into ${target.table}` });
+        continue;
+      }
+      record = d.value;
+    } catch (e) {
+      errors.push({ index: i, stage: 'decode', reason: messageOf(e) });
+      continue;
+    }
+    const why = rc.validate(record);
+    if (why) {
+      errors.push({ index: i, stage: 'validate', reason: why });
+      continue;
+    }
+    const cells = rc.cells(record);
+    for (let j = 0; j < ncols; j++) {
+      const c = cells[j]!;
+      const at = lengths[j]! + (rows > 0 ? 1 : 0) + c.length;
+      lengths[j] = at;
+      ends[j * n + rows] = at;
+      parts[j]!.push(c);
+    }
+    times[rows] = (record as unknown as Record<string, number>)[timeCol]!;
+    keys?.push(rc.key(record));
+    rowOf[i] = rows++;
+  }
+  return { rows, columns: parts.map((p) => p.join(',')), ends, stride: n, rowOf, times, keys, errors };
+}
+
+// ---- the worker ----
+
+/** tsx's ESM API as a file URL (import.meta.resolve is not there under every loader, vitest's included). */
+function tsxEsmApi(): string {
+  const require = createRequire(import.meta.url);
+  const pkgFile = require.resolve('tsx/package.json');
+  const pkg = require(pkgFile) as { exports: Record<string, { import: { default: string } }> };
+  return pathToFileURL(path.join(path.dirname(pkgFile), pkg.exports['./esm/api']!.import.default)).href;
+}
+
+export interface DecodeRequest {
+  readonly id: number;
+  readonly target: DecodeTarget;
+  readonly packed: PackedValues;
+}
+export type DecodeReply = { readonly id: number; readonly block: DecodedBlock } | { readonly id: number; readonly error: string };
+
+/** Records between yields when decoding in the writer's own thread. */
+const IN_THREAD_SLICE = 500;
+
+/**
+ * One decoding worker thread, shared by a sink process's connectors. Requests are answered in
+ * any order, by id. A worker that dies takes no batch with it: what it had pending, and what
+ * comes while it is replaced, is decoded in the calling thread.
+ */
+export class Decoder {
+  private worker: Worker | undefined;
+  private broken = false;
+  private nextId = 1;
+  private readonly pending = new Map<number, { target: DecodeTarget; values: readonly (Buffer | null | undefined)[]; resolve: (b: DecodedBlock) => void; reject: (e: Error) => void }>();
+  private local: AvroCodec | undefined;
+  private readonly log = logger('sink');
+
+  constructor(
+    private readonly kafka: { readonly topicPrefix: string; readonly schemaRegistryUrl?: string | undefined },
+    private readonly threaded = true,
+  ) {}
+
+  async decode(target: DecodeTarget, values: readonly (Buffer | null | undefined)[]): Promise<DecodedBlock> {
+    const worker = this.threaded && !this.broken ? this.spawn() : undefined;
+    if (!worker) return this.decodeHere(target, values);
+    const req: DecodeRequest = { id: this.nextId++, target, packed: packValues(values) };
+    return new Promise<DecodedBlock>((resolve, reject) => {
+      this.pending.set(req.id, { target, values, resolve, reject });
+      worker.postMessage(req, [req.packed.bytes.buffer as ArrayBuffer, req.packed.ends.buffer as ArrayBuffer]);
+    });
+  }
+
+  async close(): Promise<void> {
+    const w = this.worker;
+    this.worker = undefined;
+    this.broken = true;
+    if (w) await w.terminate();
+  }
+
+  private decodeHere(target: DecodeTarget, values: readonly (Buffer | null | undefined)[]): Promise<DecodedBlock> {
+    this.local ??= createCodec(this.kafka);
+    return decodeValues(this.local, target, packValues(values), IN_THREAD_SLICE);
+  }
+
+  private spawn(): Worker | undefined {
+    if (this.worker) return this.worker;
+    try {
+      // The worker loads TypeScript like bin/tickflow.js does: tsx registered, then the module.
+      const tsx = tsxEsmApi();
+      const entry = new URL('./decode-worker.ts', import.meta.url).href;
+      const w = new Worker(`import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); });`, {
+        eval: true,
+        workerData: { kafka: { topicPrefix: this.kafka.topicPrefix, schemaRegistryUrl: this.kafka.schemaRegistryUrl } },
+      });
+      w.unref();
+      w.on('message', (m: DecodeReply) => {
+        answered = true;
+        const p = this.pending.get(m.id);
+        if (!p) return;
+        this.pending.delete(m.id);
+        if ('block' in m) p.resolve(m.block);
+        else p.reject(new Error(m.error));
+      });
+      let answered = false;
+      const lost = (why: string) => {
+        if (this.worker !== w) return;
+        this.worker = undefined;
+        if (this.broken) return;
+        // A worker that never answered is not tried again; one that ran is replaced on next use.
+        if (!answered) this.broken = true;
+        this.log.warn({ reason: why }, answered ? 'the decoding worker thread stopped; its batches are decoded in the main thread' : 'cannot start a decoding worker thread; decoding in the main thread');
+        const pending = [...this.pending.values()];
+        this.pending.clear();
+        for (const p of pending) this.decodeHere(p.target, p.values).then(p.resolve, p.reject);
+      };
+      w.on('error', (e) => lost(messageOf(e)));
+      w.on('exit', (code) => lost(`exit code ${code}`));
+      this.worker = w;
+      return w;
+    } catch (e) {
+      this.broken = true;
+      this.log.warn({ err: messageOf(e) }, 'cannot start a decoding worker thread; decoding in the main thread');
+      return undefined;
+    }
+  }
+}
