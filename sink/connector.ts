@@ -83,7 +83,7 @@ interface Queued {
 }
 
 /** Chunks queued per connector (each at most batchMaxRows messages). */
-const QUEUE_CHUNKS = 3;
+const QUEUE_CHUNKS = 4;
 const COMMIT_INTERVAL_MS = 1_000;
 const HEARTBEAT_EVERY_MS = 2_000;
 

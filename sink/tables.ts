@@ -165,8 +165,6 @@ export interface RowCodec {
    * `columns`, done once per record as it is decoded, off the write's critical path.
    */
   cells(r: AnyRecord): string[];
-  /** The same literals as `columns`, from records' cells. */
-  columnsFromCells(rows: readonly (readonly string[])[]): string[];
 }
 
 const MUST_ESCAPE = /[\\"]/;
@@ -231,13 +229,6 @@ export function rowCodec(table: TableName, keyFields?: readonly string[]): RowCo
     cells(r) {
       const rec = r as unknown as Record<string, unknown>;
       return spec.columns.map((c) => cell(c, rec[c.name]));
-    },
-    columnsFromCells(rows) {
-      return spec.columns.map((_, j) => {
-        let s = '{';
-        for (let i = 0; i < rows.length; i++) s += (i > 0 ? ',' : '') + rows[i]![j]!;
-        return `${s}}`;
-      });
     },
   };
 }
