@@ -17,7 +17,7 @@ import { parseArgs } from 'node:util';
 import { AvroCodec } from '../core/avro.ts';
 import { parseConfig } from '../core/config.ts';
 import { createPool, type Pool } from '../core/db.ts';
-import { CompressionTypes, createKafka, createProducer, ensureTopics } from '../core/kafka.ts';
+import { CompressionTypes, createKafka, createProducer, ensureNamedTopics, ensureTopics } from '../core/kafka.ts';
 import { benchBrokers } from './kafka.ts';
 import { startEmbeddedDb } from '../infra/embedded-db.ts';
 import { startPostgresServer } from '../infra/postgres-server.ts';
@@ -195,7 +195,16 @@ async function worker(opts: { kind: 'postgres' | 'embedded'; url?: string; broke
 
 async function prefill(brokers: string[], prefix: string, records: number, partitions: number): Promise<void> {
   const kafka = createKafka({ brokers, clientId: `${prefix}-fill`, connectionTimeoutMs: 5_000, requestTimeoutMs: 60_000 });
-  await ensureTopics(kafka, { topicPrefix: prefix, partitions, replicationFactor: 1, retentionMs: 24 * 3_600_000 }, ['trade']);
+  // The broker as a deployment has it when a sink (re)starts: every record topic (the gateways
+  // create them), the dead-letter topic, and a group coordinator up (the first group of a new
+  // broker creates __consumer_offsets). What is left of the sink's start-up is its own.
+  const settings = { topicPrefix: prefix, partitions, replicationFactor: 1, retentionMs: 24 * 3_600_000 };
+  await ensureTopics(kafka, settings);
+  await ensureNamedTopics(kafka, [`${prefix}.dlq`], settings);
+  const admin = kafka.admin();
+  await admin.connect();
+  await admin.describeGroups([`${prefix}-warm-up`]);
+  await admin.disconnect();
   const codec = new AvroCodec({ topicPrefix: prefix });
   const producer = createProducer(kafka);
   await producer.connect();

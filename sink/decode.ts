@@ -196,6 +196,11 @@ export class Decoder {
     private readonly threaded = true,
   ) {}
 
+  /** Starts the worker thread now (it takes a moment to load), rather than on the first batch. */
+  start(): void {
+    if (this.threaded && !this.broken) this.spawn();
+  }
+
   async decode(target: DecodeTarget, values: readonly (Buffer | null | undefined)[]): Promise<DecodedBlock> {
     const worker = this.threaded && !this.broken ? this.spawn() : undefined;
     if (!worker) return this.decodeHere(target, values);

@@ -91,6 +91,9 @@ export function buildSink(config: Config, deps: SinkDeps = {}): Sink {
         aggregates = new Aggregates(pool, dbInfo, config.sink.policies, events);
         await aggregates.applyPolicies().catch((e) => log.error({ err: messageOf(e) }, 'applying the TimescaleDB policies failed'));
 
+        const decoder = new Decoder(config.kafka);
+        decoder.start();
+        closers.push(() => decoder.close());
         const brokers = deps.brokers ?? config.kafka.brokers;
         const kafka = createKafka({ ...config.kafka, brokers });
         await ensureTopics(kafka, config.kafka);
@@ -101,8 +104,7 @@ export function buildSink(config: Config, deps: SinkDeps = {}): Sink {
         await admin.connect();
         closers.push(() => admin.disconnect());
 
-        const decoder = new Decoder(config.kafka);
-        closers.push(() => decoder.close());
+
         const aggs = aggregates;
         manager = new ConnectorManager(
           pool,
