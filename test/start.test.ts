@@ -80,6 +80,7 @@ describe('npm start', () => {
         process.kill(-child.pid!, 'SIGINT');
         const how = await Promise.race([closed, new Promise<'hung'>((r) => setTimeout(() => r('hung'), 45_000))]);
         expect(how, `stdout:\n${stdout}\nstderr:\n${stderr.slice(-2000)}`).not.toBe('hung');
+        expect(stdout.trimEnd().split('\n').at(-1), `exit: ${how}\nstdout:\n${stdout}\nstderr:\n${stderr.slice(-3000)}`).toBe('stopped');
         return stdout;
       },
     };
@@ -111,8 +112,7 @@ describe('npm start', () => {
     expect(isAlive(kafkaPid)).toBe(true);
     // npm itself ends by the signal at once; tickflow (same process group) stops its parts and
     // prints "stopped" last.
-    const out1 = await first.stop();
-    expect(out1.trimEnd().split('\n').at(-1)).toBe('stopped');
+    await first.stop();
     await new Promise((r) => setTimeout(r, 500));
     expect(isAlive(kafkaPid)).toBe(false);
     expect(processesMentioning(dir)).toEqual([]);
@@ -125,8 +125,7 @@ describe('npm start', () => {
     const key = (t: { id: string; ts: string }) => `${t.ts}/${t.id}`;
     const kept = new Set(trades2.data.map(key));
     expect(trades1.data.filter((t) => !kept.has(key(t)))).toEqual([]);
-    const out2 = await second.stop();
-    expect(out2.trimEnd().split('\n').at(-1)).toBe('stopped');
+    await second.stop();
     expect(processesMentioning(dir)).toEqual([]);
   }, 240_000);
 });
