@@ -13,10 +13,11 @@ import { dbError, writeBatch, type Chunk, type DeadLetter, type Item } from './w
  * One connector: a kafkajs consumer group reading its topics, and a writer that puts each batch
  * into the database in one transaction with the partitions' next offsets (see writer.ts).
  *
- * The consumer side decodes and validates each fetched batch and hands it, split into chunks of
- * at most batchMaxRows messages, to a small bounded queue; the writer drains the queue, several
- * chunks per transaction up to batchMaxRows. So the next fetch and its decoding overlap the
- * previous write, and memory stays bounded (two batches queued, one in flight). Offsets are
+ * The consumer side splits each fetched batch into chunks of at most batchMaxRows messages, hands
+ * each to the decoding thread (decode.ts) and puts it in a small bounded queue while it decodes;
+ * the writer drains the queue in order, several decoded chunks per transaction up to
+ * batchMaxRows. So the next fetch and the decoding overlap the previous write, and memory stays
+ * bounded (QUEUE_CHUNKS queued, one transaction in flight). Offsets are
  * resolved in kafkajs as soon as a chunk is queued, which only moves the fetch position: Kafka's
  * committed offsets follow the database, after each commit, best effort. The database is the
  * source of truth: on every group join (start, rebalance) the queue is dropped, the write in
