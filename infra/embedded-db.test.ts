@@ -194,6 +194,7 @@ describe('embedded TimescaleDB with a data directory', () => {
     await c.query('create table kept (ts timestamptz not null, v int)');
     await c.query("select create_hypertable('kept', by_range('ts'))");
     await c.query("insert into kept select g, 1 from generate_series('2024-01-01'::timestamptz, '2024-01-02', interval '1 minute') g");
+    await c.query("create materialized view kept_daily with (timescaledb.continuous) as select time_bucket('1 day', ts) as day, sum(v)::int as s from kept group by 1 with no data");
 
     // One process per data dir.
     const second = await startEmbeddedDb({ dataDir: dir }).then(
@@ -219,6 +220,12 @@ describe('embedded TimescaleDB with a data directory', () => {
     expect(r.rows[0]).toEqual({ n: 60, s: 60 });
     const b = await c.query("select count(*)::int as n from (select time_bucket('1 hour', ts) from kept group by 1) x");
     expect(b.rows[0].n).toBe(25);
+    // What needs TimescaleDB's TSL module after a restart: writes into a hypertable with a
+    // continuous aggregate (its invalidation trigger), and refreshing the aggregate.
+    await c.query("insert into kept values ('2024-01-02 12:00', 5)");
+    await c.query("call refresh_continuous_aggregate('kept_daily', '2024-01-01', '2024-01-03')");
+    const daily = await c.query('select day, s from kept_daily order by day');
+    expect(daily.rows.map((x: { s: number }) => x.s)).toEqual([1440, 1 + 5]);
     await c.end();
     await db.stop();
   }, T);

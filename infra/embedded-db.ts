@@ -144,6 +144,11 @@ export async function startEmbeddedDb(opts: EmbeddedDbOptions = {}): Promise<Emb
   try {
     // One options object: create(undefined, options) would silently drop the options.
     db = await PGlite.create({ dataDir: opts.dataDir, extensions: { timescaledb } });
+    // TimescaleDB's loader, as shared_preload_libraries would load it on a server. Without it, a
+    // reopened data directory loads TimescaleDB lazily in an order that leaves its TSL module
+    // out: inserts into a hypertable with a continuous aggregate then fail ("function
+    // continuous_agg_invalidation_trigger is not supported under the current timescale license").
+    await db.exec("load 'timescaledb'");
     sessionSettings = (
       await db.query<{ name: string; setting: string }>("select name, setting from pg_settings where source = 'session'")
     ).rows;

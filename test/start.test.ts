@@ -33,6 +33,7 @@ interface Run {
   readonly candles: Candle[];
   readonly startupMs: number;
   readonly out: () => string;
+  readonly err: () => string;
   /** Ctrl-C as a terminal sends it (to the process group); resolves when every process holding the output is gone. */
   stop(): Promise<string>;
 }
@@ -76,6 +77,7 @@ describe('npm start', () => {
       candles,
       startupMs: Date.now() - t0,
       out: () => stdout,
+      err: () => stderr,
       stop: async () => {
         process.kill(-child.pid!, 'SIGINT');
         const how = await Promise.race([closed, new Promise<'hung'>((r) => setTimeout(() => r('hung'), 45_000))]);
@@ -119,8 +121,16 @@ describe('npm start', () => {
     expect(existsSync(path.join(dir, 'db.lock'))).toBe(false);
 
     // The next start finds the database migrated and the first run's trades still there.
+    const restartedAt = new Date().toISOString();
     const second = await npmStart();
     expect(second.out()).toMatch(/migrations \(\w+\) up to date/);
+    // And new trades keep arriving on the reopened database.
+    let fresh: unknown[] = [];
+    for (let i = 0; i < 60 && fresh.length === 0; i++) {
+      await new Promise((r) => setTimeout(r, 1000));
+      fresh = ((await (await fetch(`${second.apiUrl}/v1/trades?exchange=sim&symbol=${encodeURIComponent('BTC/USDT')}&from=${restartedAt}&limit=10`)).json()) as { data: unknown[] }).data;
+    }
+    expect(fresh.length, `no trades written after the restart; stderr so far:\n${second.err().slice(-2000)}`).toBeGreaterThan(0);
     const trades2 = (await (await fetch(`${second.apiUrl}/v1/trades?exchange=sim&symbol=${encodeURIComponent('BTC/USDT')}&from=2000-01-01T00:00:00Z&to=${new Date(Date.parse(trades1.data.at(-1)!.ts) + 1000).toISOString()}&limit=10000`)).json()) as { data: { id: string; ts: string }[] };
     const key = (t: { id: string; ts: string }) => `${t.ts}/${t.id}`;
     const kept = new Set(trades2.data.map(key));
