@@ -3,11 +3,12 @@
  * constructor options merged with the gateway's defaults, unknown ids named with suggestions,
  * and a silent stream's connection ended the way ccxt ends one that misses its keep-alive.
  */
+import { spawnSync } from 'node:child_process';
 import http from 'node:http';
 import ccxt from 'ccxt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildSim, type Sim } from '../sim/index.ts';
-import { createExchange, endSilentConnections, exchangeOptions, translateError } from './ccxt.ts';
+import { createExchange, endSilentConnections, exchangeOptions, isCcxtSendAfterClose, translateError } from './ccxt.ts';
 
 describe('translateError', () => {
   it('network-ish errors are retriable, exchange refusals are not, bugs are INTERNAL', () => {
@@ -74,5 +75,42 @@ describe('ending a silent stream', () => {
     sim.setTradeRate(20);
     await expect(ex.watchTrades('BTC/USDT')).resolves.not.toHaveLength(0);
     await ex.close();
+  });
+});
+
+describe('an unhandled "WebSocket is not open" from ccxt', () => {
+  // What ccxt's rate-limited subscribe leaves behind when its socket closed meanwhile.
+  const script = (second: string) => `
+    import { guardCcxtSendAfterClose } from ${JSON.stringify(new URL('./ccxt.ts', import.meta.url).href)};
+    guardCcxtSendAfterClose((e) => console.log('dropped: ' + e.message));
+    const e = new Error('WebSocket is not open: readyState 3 (CLOSED)');
+    e.stack = e.message + '\\n    at sendAfterClose (/app/node_modules/ccxt/node_modules/ws/lib/websocket.js:1153:17)';
+    Promise.reject(e);
+    ${second}
+    setTimeout(() => console.log('still running'), 200);`;
+  const run = (code: string) => spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { encoding: 'utf8', timeout: 20_000 });
+
+  it('is dropped (logged), and the process goes on', () => {
+    const r = run(script(''));
+    expect(r.stdout).toContain('dropped: WebSocket is not open: readyState 3 (CLOSED)');
+    expect(r.stdout).toContain('still running');
+    expect(r.status).toBe(0);
+  });
+
+  it('but any other unhandled rejection still ends the process', () => {
+    const r = run(script("setTimeout(() => Promise.reject(new Error('something else')), 50);"));
+    expect(r.stdout).not.toContain('still running');
+    expect(r.stderr).toContain('something else');
+    expect(r.status).not.toBe(0);
+  });
+
+  it('is told apart by its message and by coming from ccxt', () => {
+    const e = new Error('WebSocket is not open: readyState 2 (CLOSING)');
+    e.stack = `${e.message}\n    at WsClient.send (/x/node_modules/ccxt/js/src/base/ws/Client.js:288:29)`;
+    expect(isCcxtSendAfterClose(e)).toBe(true);
+    e.stack = `${e.message}\n    at send (/x/node_modules/ws/lib/websocket.js:1:1)`;
+    expect(isCcxtSendAfterClose(e)).toBe(false);
+    expect(isCcxtSendAfterClose(new Error('WebSocket is not open: readyState 1 (OPEN)'))).toBe(false);
+    expect(isCcxtSendAfterClose('WebSocket is not open: readyState 3 (CLOSED)')).toBe(false);
   });
 });

@@ -162,6 +162,28 @@ export function isClosedByUser(e: unknown): boolean {
   return cause instanceof ccxt.ExchangeClosedByUser;
 }
 
+/**
+ * ccxt pro (4.5) sends a subscription after its rate limiter's delay without handling the send's
+ * promise (Exchange.watch → client.throttle(cost).then(() => { client.send(message) })): when the
+ * connection closed meanwhile — we closed the exchange, or the server dropped it — ws's "WebSocket
+ * is not open" becomes an unhandled rejection, which ends a Node process. The watch itself is
+ * already rejected and handled by its loop, so that one rejection is dropped (logged at debug);
+ * every other unhandled rejection still ends the process, as it would without this.
+ */
+export function isCcxtSendAfterClose(reason: unknown): boolean {
+  return reason instanceof Error && /^WebSocket is not open: readyState [23] /.test(reason.message) && /[/\\]ccxt[/\\]/.test(reason.stack ?? '');
+}
+
+let sendAfterCloseGuarded = false;
+export function guardCcxtSendAfterClose(onDropped: (reason: Error) => void): void {
+  if (sendAfterCloseGuarded) return;
+  sendAfterCloseGuarded = true;
+  process.on('unhandledRejection', (reason) => {
+    if (isCcxtSendAfterClose(reason)) onDropped(reason as Error);
+    else throw reason;
+  });
+}
+
 /** The ccxt capability behind each channel, per mode. */
 export const CAPABILITY: Readonly<Record<Channel, { ws: string; poll: string }>> = {
   trades: { ws: 'watchTrades', poll: 'fetchTrades' },

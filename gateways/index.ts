@@ -16,7 +16,7 @@
 import { createCodec } from '../core/avro.ts';
 import type { Config } from '../core/config.ts';
 import { logger, type Logger } from '../core/log.ts';
-import type { Exchange } from './ccxt.ts';
+import { guardCcxtSendAfterClose, type Exchange } from './ccxt.ts';
 import { GatewayEvents, type Problem } from './events.ts';
 import { instrument } from './instrument.ts';
 import { kafkaTransport, Publisher, type Transport } from './publisher.ts';
@@ -132,6 +132,7 @@ export function buildGateway(config: Config, deps: GatewayDeps = {}): Gateway {
     async start() {
       if (started) return snapshot();
       started = true;
+      guardCcxtSendAfterClose((e) => log.debug({ err: e.message }, 'ccxt sent a subscription on a closed websocket (its watch already failed)'));
       publisher.start();
       for (const w of workers) void w.start();
       await Promise.all(workers.map((w) => w.settled));
