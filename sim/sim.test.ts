@@ -144,10 +144,15 @@ describe('REST through ccxt.binance', () => {
 
   it('fetchTrades(since) returns exactly the emitted trades from that time', async () => {
     const since = sim.now() - 1500;
+    const asked = sim.now();
     const got = await ex.fetchTrades('BTC/USDT', since);
+    // The sim goes on trading while the answer travels: what it emitted after answering is not
+    // in it. So: the answer is the emitted trades from `since`, in order, none missing, up to
+    // at least the moment it was asked.
     const want = sim.emitted.trades('BTC/USDT', { since, until: since + 3_600_000 }).slice(0, 500);
     expect(want.length).toBeGreaterThan(30);
-    expect(got.map(fromCcxt)).toEqual(want.map(strip));
+    expect(got.map(fromCcxt)).toEqual(want.slice(0, got.length).map(strip));
+    expect(got.length).toBeGreaterThanOrEqual(want.filter((t) => t.timestamp < asked).length);
     const firstFive = await ex.fetchTrades('ETH/USDT', since, 5);
     expect(firstFive.map(fromCcxt)).toEqual(sim.emitted.trades('ETH/USDT', { since }).slice(0, 5).map(strip));
   });
