@@ -74,4 +74,11 @@ describe('decoding a batch', () => {
       await d.close();
     }
   });
+
+  it('settles a batch still decoding when it is closed', async () => {
+    const d = new Decoder({ topicPrefix: 'dec' });
+    const pending = d.decode(TRADES, batch(5_000).values);
+    await d.close();
+    await expect(pending).rejects.toThrow(/closing/);
+  });
 });

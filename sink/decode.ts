@@ -3,7 +3,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { createCodec, type AvroCodec } from '../core/avro.ts';
-import { messageOf } from '../core/errors.ts';
+import { TickflowError, messageOf } from '../core/errors.ts';
 import { logger } from '../core/log.ts';
 import type { DeadLetterStage } from './events.ts';
 import { rowCodec, TABLES, TIME_COLUMN, type RowCodec, type TableName } from './tables.ts';
@@ -211,10 +211,14 @@ export class Decoder {
     });
   }
 
+  /** Stops the worker; a batch still decoding is rejected (connectors are stopped first). */
   async close(): Promise<void> {
     const w = this.worker;
     this.worker = undefined;
     this.broken = true;
+    const pending = [...this.pending.values()];
+    this.pending.clear();
+    for (const p of pending) p.reject(new TickflowError('INTERNAL', 'the sink is closing: decoding abandoned'));
     if (w) await w.terminate();
   }
 
