@@ -77,8 +77,8 @@ describe('decoding a batch', () => {
 
   it('settles a batch still decoding when it is closed', async () => {
     const d = new Decoder({ topicPrefix: 'dec' });
-    const pending = d.decode(TRADES, batch(5_000).values);
+    const pending = expect(d.decode(TRADES, batch(5_000).values)).rejects.toThrow(/closing/);
     await d.close();
-    await expect(pending).rejects.toThrow(/closing/);
+    await pending;
   });
 });
