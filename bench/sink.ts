@@ -12,6 +12,7 @@
  * embedded database lives in the process that uses it), so RSS figures are the sink's.
  */
 import { spawn } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { AvroCodec } from '../core/avro.ts';
@@ -55,6 +56,8 @@ interface WorkerResult {
   sinkRowsPerSec: number;
   withStartRowsPerSec: number;
   startupSeconds: number;
+  /** (ms since start(), rows committed) after each commit. */
+  progress: [number, number][];
   rssMb: number[];
   liveHeapMb: number[];
   peakRssMb: number;
@@ -127,10 +130,12 @@ async function worker(opts: { kind: 'postgres' | 'embedded'; url?: string; broke
   const live: number[] = [];
   let peak = 0;
   const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 100);
+  const progress: [number, number][] = []; // (ms, rows committed) after each commit
   const done = new Promise<void>((resolve) => {
     sink.events.on('commit', (e) => {
       for (const o of e.offsets) next.set(`${o.topic}:${o.partition}`, o.nextOffset);
       committed = [...next.values()].reduce((a, b) => a + b, 0);
+      progress.push([performance.now(), committed]);
       const quarter = Math.floor((committed / opts.records) * 4);
       while (rss.length < quarter) {
         rss.push(process.memoryUsage().rss);
@@ -184,11 +189,51 @@ async function worker(opts: { kind: 'postgres' | 'embedded'; url?: string; broke
     sinkRowsPerSec,
     withStartRowsPerSec,
     startupSeconds,
+    progress: progress.map(([t, n]) => [Math.round(t - t0), n]),
     rssMb: rss.map((b) => Math.round(b / 1048576)),
     liveHeapMb: live.map((b) => Math.round(b / 1048576)),
     peakRssMb: Math.round(Math.max(peak, ...rss) / 1048576),
     rssAtStartMb: Math.round(rssAtStart / 1048576),
   };
+}
+
+/** An SVG line chart: the sink's rows/s (1 s windows) against time, the limit dashed. */
+function throughputChart(results: readonly WorkerResult[]): string {
+  const W = 860;
+  const H = 300 * results.length;
+  const colors = ['#2563eb', '#d97706'];
+  const panels = results.map((r, k) => {
+    const top = k * 300 + 30;
+    const h = 220;
+    const left = 70;
+    const w = W - left - 30;
+    // rows/s over sliding 1 s windows, sampled at each commit
+    const pts = r.progress.slice(1).map(([t, n], k) => {
+      const i = k + 1;
+      let j = i;
+      while (j > 0 && t - r.progress[j - 1]![0] <= 1000) j--;
+      const [t0, n0] = j === i ? [0, 0] : r.progress[j]!;
+      return [t, t > t0 ? ((n - n0) / (t - t0)) * 1000 : 0] as const;
+    });
+    const tMax = Math.max(...r.progress.map(([t]) => t), 1);
+    const yMax = Math.max(r.limitRowsPerSec, ...pts.map(([, v]) => v)) * 1.1;
+    const x = (t: number) => left + (t / tMax) * w;
+    const y = (v: number) => top + h - (v / yMax) * h;
+    const ticks = [0, 0.25, 0.5, 0.75, 1].map((f) => {
+      const v = yMax * f;
+      return `<line x1="${left}" x2="${left + w}" y1="${y(v)}" y2="${y(v)}" stroke="#e5e7eb"/><text x="${left - 6}" y="${y(v) + 4}" text-anchor="end">${fmt(v)}</text>`;
+    });
+    const line = pts.map(([t, v]) => `${x(t).toFixed(1)},${y(v).toFixed(1)}`).join(' ');
+    return [
+      `<text x="${left}" y="${top - 10}" font-weight="bold">${r.database}: sink ${fmt(r.sinkRowsPerSec)} rows/s (${Math.round((r.sinkRowsPerSec / r.limitRowsPerSec) * 100)}% of the limit), start-up ${r.startupSeconds.toFixed(2)} s</text>`,
+      ...ticks,
+      `<line x1="${left}" x2="${left + w}" y1="${y(r.limitRowsPerSec)}" y2="${y(r.limitRowsPerSec)}" stroke="#dc2626" stroke-dasharray="6 4"/>`,
+      `<text x="${left + w}" y="${y(r.limitRowsPerSec) - 5}" text-anchor="end" fill="#dc2626">limit ${fmt(r.limitRowsPerSec)} rows/s</text>`,
+      `<polyline fill="none" stroke="${colors[k % 2]}" stroke-width="1.5" points="${line}"/>`,
+      `<text x="${left + w}" y="${top + h + 18}" text-anchor="end">${(tMax / 1000).toFixed(1)} s</text><text x="${left}" y="${top + h + 18}">0 s (start())</text>`,
+    ].join('\n');
+  });
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/>\n${panels.join('\n')}\n</svg>\n`;
 }
 
 // ---- the driver ----
@@ -318,6 +363,10 @@ async function main(): Promise<void> {
     process.stdout.write('\nsink rows/s: from the start of its first transaction to the commit of the last record; start-up: from start() to that first transaction (consumer group join, partition assignment, seeks, first fetch); with start-up: the whole run.\n');
     process.stdout.write(`limit: the same rows inserted directly, ${fmt(batch)} per statement, with the sink's statement (insert ... select from unnest ... on conflict do nothing), before and after the sink run; sink/limit uses their mean.\n`);
     process.stdout.write('live heap: V8 heap in use after a forced GC at each quarter of the topic (RSS also holds garbage not yet collected and, on the embedded database, PGlite\'s WebAssembly memory).\n');
+    const chart = path.join(process.cwd(), 'bench-results', 'sink.svg');
+    mkdirSync(path.dirname(chart), { recursive: true });
+    writeFileSync(chart, throughputChart(results));
+    process.stdout.write(`chart: ${chart} (the sink's rows/s over the run, each database beside its limit)\n`);
   } finally {
     for (const c of cleanups.reverse()) await c().catch(() => undefined);
   }
