@@ -18,8 +18,8 @@ import { rowCodec, TABLES, TIME_COLUMN, type RowCodec, type TableName } from './
  * Decoding (Avro, validation, number formatting) is most of the sink's CPU per record and most
  * of its garbage: it runs in one worker thread per sink process, beside the thread that talks
  * to Kafka and the database, so the writer's round trips never wait behind a batch being
- * decoded (bench:sink on the PostgreSQL server: 80-85k rows/s decoding in the main thread,
- * 110-118k in the worker; sink/README.md). Without the worker (it failed to start or died) the
+ * decoded (bench:sink on the PostgreSQL server: 97-99k rows/s decoding in the main thread,
+ * 113-125k in the worker; sink/README.md). Without the worker (it failed to start or died) the
  * same function runs in the calling thread, yielding every few hundred records.
  */
 
