@@ -4,7 +4,6 @@ import { logger } from './log.ts';
 
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
-export type QueryResult<R extends pg.QueryResultRow = pg.QueryResultRow> = pg.QueryResult<R>;
 
 const log = logger('db');
 

@@ -156,6 +156,13 @@ async function pause(ms: number, signal: AbortSignal): Promise<void> {
   await sleep(ms, signal).catch(() => undefined);
 }
 
+/** A watch failed: report the retry, then wait its backoff (or until the worker stops). */
+async function retryAfter(ctx: WorkerContext, ref: StreamRef, err: TickflowError, attempt: number): Promise<void> {
+  const delayMs = retryDelay(err, attempt);
+  ctx.events.emit('stream.retry', { ...ref, attempt, delayMs, reason: err.message });
+  await pause(delayMs, ctx.signal);
+}
+
 function watched(ctx: WorkerContext, ref: StreamRef, silenceMs: number, onSilence?: (w: Watched) => Promise<void>): Watched {
   const w: Watched = {
     ref,
@@ -239,10 +246,7 @@ export async function runTradeStream(ctx: WorkerContext, symbol: string, silence
         if (ctx.signal.aborted) break;
         const err = translateError(e, `watchTrades(${symbol})`, ctx.ex);
         gap.open(ledger.lastTradeTsMs !== undefined ? msToMicros(ledger.lastTradeTsMs) : nowUs(), err.message);
-        attempt++;
-        const delayMs = retryDelay(err, attempt);
-        ctx.events.emit('stream.retry', { ...ref, attempt, delayMs, reason: err.message });
-        await pause(delayMs, ctx.signal);
+        await retryAfter(ctx, ref, err, ++attempt);
         continue;
       }
       releaseConsumedTrades(ctx.ex, symbol, batch);
@@ -299,10 +303,7 @@ export async function runTickerStream(ctx: WorkerContext, symbol: string, silenc
         if (ctx.signal.aborted) break;
         const err = translateError(e, `watchTicker(${symbol})`, ctx.ex);
         gap.open(last?.ts ?? nowUs(), err.message);
-        attempt++;
-        const delayMs = retryDelay(err, attempt);
-        ctx.events.emit('stream.retry', { ...ref, attempt, delayMs, reason: err.message });
-        await pause(delayMs, ctx.signal);
+        await retryAfter(ctx, ref, err, ++attempt);
         continue;
       }
       w.lastMessageAt = Date.now();
@@ -414,10 +415,7 @@ export async function runOhlcvStream(ctx: WorkerContext, symbol: string, timefra
           tracker.markStale();
           gap.open(from !== undefined ? msToMicros(from) : nowUs(), err.message);
         }
-        attempt++;
-        const delayMs = retryDelay(err, attempt);
-        ctx.events.emit('stream.retry', { ...ref, attempt, delayMs, reason: err.message });
-        await pause(delayMs, ctx.signal);
+        await retryAfter(ctx, ref, err, ++attempt);
         continue;
       }
       w.lastMessageAt = Date.now();
@@ -473,10 +471,7 @@ export async function runBookStream(ctx: WorkerContext, symbol: string, depth: n
         if (ctx.signal.aborted) break;
         const err = translateError(e, `watchOrderBook(${symbol})`, ctx.ex);
         gap.open(nowUs(), err.message);
-        attempt++;
-        const delayMs = retryDelay(err, attempt);
-        ctx.events.emit('stream.retry', { ...ref, attempt, delayMs, reason: err.message });
-        await pause(delayMs, ctx.signal);
+        await retryAfter(ctx, ref, err, ++attempt);
         continue;
       }
       w.lastMessageAt = Date.now();

@@ -80,8 +80,8 @@ export function packValues(values: readonly (Buffer | null | undefined)[]): Pack
 
 /** Rows [from, to) of a block, column j: their elements joined by ','. */
 export function rowsSlice(b: DecodedBlock, j: number, from: number, to: number): string {
-  const start = from === 0 ? 0 : b.ends[j * b.stride + from - 1]! + 1;
   if (from === 0 && to === b.rows) return b.columns[j]!;
+  const start = from === 0 ? 0 : b.ends[j * b.stride + from - 1]! + 1;
   return b.columns[j]!.slice(start, b.ends[j * b.stride + to - 1]!);
 }
 
@@ -238,6 +238,7 @@ export class Decoder {
         workerData: { kafka: { topicPrefix: this.kafka.topicPrefix, schemaRegistryUrl: this.kafka.schemaRegistryUrl } },
       });
       w.unref();
+      let answered = false;
       w.on('message', (m: DecodeReply) => {
         answered = true;
         const p = this.pending.get(m.id);
@@ -246,7 +247,6 @@ export class Decoder {
         if ('block' in m) p.resolve(m.block);
         else p.reject(new Error(m.error));
       });
-      let answered = false;
       const lost = (why: string) => {
         if (this.worker !== w) return;
         this.worker = undefined;

@@ -104,7 +104,6 @@ export function buildSink(config: Config, deps: SinkDeps = {}): Sink {
         await admin.connect();
         closers.push(() => admin.disconnect());
 
-
         const aggs = aggregates;
         manager = new ConnectorManager(
           pool,
