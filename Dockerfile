@@ -1,5 +1,5 @@
 # One image for every tickflow part; the command picks the part (tickflow gateway|sink|api|migrate).
-FROM node:20-bookworm-slim
+FROM node:24-bookworm-slim
 ENV NODE_ENV=production
 WORKDIR /app
 COPY package.json package-lock.json ./
