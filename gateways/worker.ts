@@ -31,6 +31,12 @@ function routeCronLogs(log: Logger): void {
   });
 }
 
+/**
+ * Retry policy of the start-up `loadMarkets`: 1 s doubling to 10 s, so an exchange that comes
+ * back is running within ~10 s of answering while a long outage costs one request per 10 s.
+ */
+export const LOAD_MARKETS_RETRY = { initialDelayMs: 1_000, maxDelayMs: 10_000 } as const;
+
 export type WorkerStatus = 'starting' | 'running' | 'failed' | 'stopped';
 
 export interface WorkerDeps {
@@ -215,11 +221,16 @@ export class ExchangeWorker {
     }, 1_000);
   }
 
-  /** Retries while the exchange is unreachable (reported once as a warning); false when it refuses. */
+  /**
+   * Retries while the exchange is unreachable (reported once as a warning); false when it refuses.
+   * ccxt (4.5) keeps the promise of the first `loadMarkets()` call, rejected or not, and hands it
+   * back to every later call without sending a request: a retry must pass `reload` (which starts a
+   * fresh load whenever none is in flight) or the exchange is never asked again.
+   */
   private async loadMarkets(ex: Exchange): Promise<boolean> {
     for (let attempt = 1; !this.abort.signal.aborted; attempt++) {
       try {
-        await ex.loadMarkets();
+        await ex.loadMarkets(attempt > 1);
         return true;
       } catch (e) {
         const err = translateError(e, 'loadMarkets', ex);
@@ -227,7 +238,7 @@ export class ExchangeWorker {
           this.fail(err.code, `cannot load markets: ${err.message}`);
           return false;
         }
-        const delayMs = backoffDelay(attempt, 1_000, 60_000);
+        const delayMs = backoffDelay(attempt, LOAD_MARKETS_RETRY.initialDelayMs, LOAD_MARKETS_RETRY.maxDelayMs);
         if (attempt === 1) {
           this.problem('warning', 'EXCHANGE_NETWORK', `cannot load markets yet (${err.message}); retrying in the background`);
           this.settle();
