@@ -38,24 +38,34 @@ export function createPool(url: string, opts: PoolOptions): Pool {
     application_name: opts.applicationName ?? 'tickflow',
     keepAlive: true,
   });
-  // An idle client's connection dying (server restart) must not crash the process.
+  // A connection dying (server restart, pg_terminate_backend, a reset socket) must not crash the
+  // process. pg-pool listens for 'error' only on idle clients: a checked-out client whose
+  // connection drops emits 'error' too (even with a query in flight, which is also rejected), and
+  // with no listener that is an unhandled 'error' event that ends the process. So every client
+  // gets a listener of its own for life; the query in flight (if any) rejects and its caller
+  // retries, and a client that errored is discarded when released (see withTransaction).
   pool.on('error', (err) => log.warn({ err: messageOf(err) }, 'idle database connection lost'));
+  pool.on('connect', (client) => {
+    client.on('error', (err) => log.warn({ err: messageOf(err) }, 'database connection lost'));
+  });
   return pool;
 }
 
 /** Runs fn in one transaction on one client; rolls back on error. */
 export async function withTransaction<T>(pool: Pool, fn: (client: PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
+  let broken = false;
   try {
     await client.query('begin');
     const result = await fn(client);
     await client.query('commit');
     return result;
   } catch (e) {
-    await client.query('rollback').catch(() => undefined);
+    await client.query('rollback').catch(() => (broken = true));
     throw e;
   } finally {
-    client.release();
+    // A connection that could not even roll back is dead: discarded, not returned to the pool.
+    client.release(broken);
   }
 }
 
