@@ -48,7 +48,11 @@ describe('AvroCodec', () => {
     const buf = writer.encode('trade', trade);
     expect(buf[0]).toBe(0);
     const id = buf.readUInt32BE(1);
-    expect(await registry.getById(id)).toContain('tickflow.v1.Trade');
+    // The full .avsc is registered: logical types and docs kept (the canonical form drops them).
+    const registered = JSON.parse(await registry.getById(id)) as { name: string; namespace: string; doc?: string; fields: { name: string; type: unknown }[] };
+    expect([registered.namespace, registered.name]).toEqual(['tickflow.v1', 'Trade']);
+    expect(registered.doc).toBeTruthy();
+    expect(registered.fields.find((f) => f.name === 'ts')!.type).toEqual({ type: 'long', logicalType: 'timestamp-micros' });
     // A reader that has not registered anything learns the writer schema from the registry.
     const reader = new AvroCodec({ topicPrefix: 't', registry });
     const d = await reader.decode(buf);

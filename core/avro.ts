@@ -1,6 +1,8 @@
 import avro from 'avsc';
-import { KIND_BY_NAME, RECORD_KINDS, TYPES, topicFor, type RecordKind, type RecordOf } from '../schemas/index.ts';
+import { KIND_BY_NAME, RECORD_KINDS, TYPES, schemaJson, topicFor, type RecordKind, type RecordOf } from '../schemas/index.ts';
 import { TickflowError, messageOf } from './errors.ts';
+import type { Logger } from './log.ts';
+import { retry } from './retry.ts';
 
 /**
  * The Avro codec of the Kafka values, in the two framings of DESIGN.md:
@@ -9,6 +11,11 @@ import { TickflowError, messageOf } from './errors.ts';
  * - Avro single-object encoding (0xC3 0x01 + 8-byte little-endian CRC-64-AVRO fingerprint of
  *   the schema's Parsing Canonical Form) otherwise.
  * Decoding reads both, resolving an older writer schema into the current reader schema.
+ *
+ * With a registry, the schema registered under `<topic>-value` is the full .avsc (logical types,
+ * defaults, docs), so registry consumers see timestamps and the registry's compatibility rules
+ * see defaults; the single-object fingerprint is, as the specification says, the one of the
+ * Parsing Canonical Form.
  */
 
 // ---- CRC-64-AVRO (the Rabin fingerprint of the Avro specification) ----
@@ -46,36 +53,61 @@ export interface SchemaRegistry {
   getById(id: number): Promise<string>;
 }
 
+/** The text registered for a schema: the full .avsc (logical types, defaults, docs), compact. */
+export function registrySchema(schema: avro.Schema): string {
+  return JSON.stringify(schema);
+}
+
+/** Why a fetch failed, down to the socket error (ECONNREFUSED, ENOTFOUND...). */
+function fetchFailure(e: unknown): string {
+  const cause = (e as { cause?: { code?: unknown; message?: unknown } } | null)?.cause;
+  const detail = typeof cause?.code === 'string' ? cause.code : typeof cause?.message === 'string' ? cause.message : undefined;
+  return detail ? `${messageOf(e)} (${detail})` : messageOf(e);
+}
+
 /** Client of the Confluent schema registry REST API (subjects use the TopicNameStrategy). */
 export class ConfluentRegistry implements SchemaRegistry {
-  constructor(private readonly baseUrl: string, private readonly timeoutMs = 10_000) {}
+  constructor(readonly baseUrl: string, private readonly timeoutMs = 10_000) {}
 
   private async call(pathname: string, init: RequestInit = {}): Promise<unknown> {
     const url = new URL(pathname, this.baseUrl.endsWith('/') ? this.baseUrl : `${this.baseUrl}/`);
+    const what = `schema registry SCHEMA_REGISTRY_URL=${this.baseUrl}`;
     let res: Response;
+    let body: string;
     try {
       res = await fetch(url, {
         ...init,
         headers: { 'content-type': 'application/vnd.schemaregistry.v1+json', accept: 'application/vnd.schemaregistry.v1+json, application/json' },
         signal: AbortSignal.timeout(this.timeoutMs),
       });
+      body = await res.text();
     } catch (e) {
-      throw new TickflowError('KAFKA_UNREACHABLE', `SCHEMA_REGISTRY_URL=${this.baseUrl} is unreachable: ${messageOf(e)}`, { retriable: true, cause: e });
+      throw new TickflowError('KAFKA_UNREACHABLE', `${what} is unreachable: ${fetchFailure(e)}`, { retriable: true, cause: e });
     }
-    const body = await res.text();
+    const excerpt = body.replace(/\s+/g, ' ').trim().slice(0, 300);
     if (!res.ok) {
-      throw new TickflowError('AVRO_ENCODE', `schema registry ${url.pathname} answered ${res.status}: ${body.slice(0, 300)}`, { retriable: res.status >= 500 });
+      // 5xx, 408 and 429 may pass; anything else (a wrong path, auth, an incompatible or
+      // invalid schema) will not by retrying.
+      const retriable = res.status >= 500 || res.status === 408 || res.status === 429;
+      const hint = res.status === 404 && !/error_code/.test(body) ? ' (is it the Confluent-compatible API? Apicurio Registry serves it at /apis/ccompat/v7)' : '';
+      throw new TickflowError('AVRO_ENCODE', `${what}: ${init.method ?? 'GET'} ${url.pathname} answered ${res.status}${hint}: ${excerpt || '(empty)'}`, { retriable });
     }
-    return JSON.parse(body);
+    try {
+      return JSON.parse(body);
+    } catch (e) {
+      throw new TickflowError('AVRO_ENCODE', `${what}: ${url.pathname} answered something that is not JSON (not a schema registry?): ${excerpt.slice(0, 100)}`, { cause: e });
+    }
   }
 
   async register(subject: string, schema: string): Promise<number> {
-    const r = (await this.call(`subjects/${encodeURIComponent(subject)}/versions`, { method: 'POST', body: JSON.stringify({ schema }) })) as { id: number };
+    const r = (await this.call(`subjects/${encodeURIComponent(subject)}/versions`, { method: 'POST', body: JSON.stringify({ schema }) })) as { id?: unknown };
+    if (typeof r.id !== 'number') throw new TickflowError('AVRO_ENCODE', `schema registry SCHEMA_REGISTRY_URL=${this.baseUrl}: registering ${subject} gave no id: ${JSON.stringify(r).slice(0, 200)}`);
     return r.id;
   }
 
   async getById(id: number): Promise<string> {
-    const r = (await this.call(`schemas/ids/${id}`)) as { schema: string };
+    const r = (await this.call(`schemas/ids/${id}`)) as { schema?: unknown };
+    if (typeof r.schema !== 'string') throw new TickflowError('AVRO_DECODE', `schema registry SCHEMA_REGISTRY_URL=${this.baseUrl}: schema id ${id} came without a schema`);
     return r.schema;
   }
 }
@@ -103,11 +135,23 @@ export interface CodecOptions {
   readonly writerSchemas?: readonly avro.Schema[];
 }
 
+export interface PrepareOptions {
+  /** Logs each wait for the registry (warn), naming its URL. */
+  readonly log?: Logger;
+  /** Gives up (throws the last error) once the registry has been unreachable this long; default never. */
+  readonly deadlineMs?: number;
+  /** Stops waiting (throws the signal's reason). */
+  readonly signal?: AbortSignal;
+  /** Who waits, for the log line (e.g. "the gateway"). */
+  readonly who?: string;
+}
+
 export class AvroCodec {
   private readonly byFingerprint = new Map<string, WriterEntry>();
-  private readonly byId = new Map<number, WriterEntry>();
+  private readonly byId = new Map<number, Promise<WriterEntry>>();
   private readonly idOfKind = new Map<RecordKind, number>();
   private readonly headerOfKind = new Map<RecordKind, Buffer>();
+  private prepared: Promise<void> | undefined;
 
   constructor(private readonly opts: CodecOptions) {
     for (const kind of RECORD_KINDS) {
@@ -125,14 +169,55 @@ export class AvroCodec {
     return this.opts.registry ? 'confluent' : 'single-object';
   }
 
-  /** Registers the schemas with the registry (Confluent framing); a no-op otherwise. */
-  async prepare(): Promise<void> {
-    const registry = this.opts.registry;
-    if (!registry) return;
+  /** The registry's id of a kind's schema, once prepare() is done. */
+  schemaId(kind: RecordKind): number | undefined {
+    return this.idOfKind.get(kind);
+  }
+
+  /** The registry's URL, when it is the HTTP client. */
+  get registryUrl(): string | undefined {
+    const r = this.opts.registry;
+    return r instanceof ConfluentRegistry ? r.baseUrl : undefined;
+  }
+
+  /**
+   * Registers the full schemas with the registry (Confluent framing), once: later calls return
+   * the same promise (a failed attempt is forgotten, so a retry registers again). A no-op
+   * without a registry. encode() needs it done first.
+   */
+  prepare(): Promise<void> {
+    if (!this.opts.registry) return Promise.resolve();
+    this.prepared ??= this.register().catch((e: unknown) => {
+      this.prepared = undefined;
+      throw e;
+    });
+    return this.prepared;
+  }
+
+  /**
+   * prepare(), waiting while the registry is unreachable (or answers 5xx): each wait is logged
+   * with the registry's URL and the next delay. A refusal (a wrong path, an incompatible or
+   * invalid schema) throws at once; so does the deadline, with the last error.
+   */
+  async prepareWaiting(o: PrepareOptions = {}): Promise<void> {
+    if (!this.opts.registry) return;
+    await retry(() => this.prepare(), {
+      attempts: Number.POSITIVE_INFINITY,
+      initialDelayMs: 500,
+      maxDelayMs: 10_000,
+      ...(o.deadlineMs !== undefined ? { deadlineMs: o.deadlineMs } : {}),
+      ...(o.signal ? { signal: o.signal } : {}),
+      onRetry: (e, attempt, delayMs) =>
+        o.log?.warn({ registry: this.registryUrl, attempt, delayMs }, `${messageOf(e)}; ${o.who ?? 'tickflow'} waits for it before producing (next try in ${(delayMs / 1000).toFixed(1)} s)`),
+    });
+  }
+
+  private async register(): Promise<void> {
+    const registry = this.opts.registry!;
     for (const kind of RECORD_KINDS) {
-      const id = await registry.register(`${topicFor(this.opts.topicPrefix, kind)}-value`, canonicalForm(TYPES[kind]));
+      const id = await registry.register(`${topicFor(this.opts.topicPrefix, kind)}-value`, registrySchema(schemaJson(kind)));
       this.idOfKind.set(kind, id);
-      this.byId.set(id, { kind, resolver: undefined });
+      this.byId.set(id, Promise.resolve({ kind, resolver: undefined }));
       const header = Buffer.alloc(5);
       header.writeUInt8(CONFLUENT_MAGIC, 0);
       header.writeUInt32BE(id, 1);
@@ -142,7 +227,7 @@ export class AvroCodec {
 
   encode<K extends RecordKind>(kind: K, record: RecordOf[K]): Buffer {
     const header = this.headerOfKind.get(kind);
-    if (!header) throw new TickflowError('AVRO_ENCODE', 'AvroCodec.prepare() must run before encode() when a schema registry is configured');
+    if (!header) throw new TickflowError('AVRO_ENCODE', `AvroCodec.prepare() must run before encode() when a schema registry is configured (${this.registryUrl ?? 'SCHEMA_REGISTRY_URL'})`);
     let body: Buffer;
     try {
       body = TYPES[kind].toBuffer(record);
@@ -160,14 +245,31 @@ export class AvroCodec {
       const id = buf.readUInt32BE(1);
       let entry = this.byId.get(id);
       if (!entry) {
-        if (!this.opts.registry) throw new TickflowError('AVRO_DECODE', `Confluent-framed record with schema id ${id}, but no schema registry is configured (SCHEMA_REGISTRY_URL)`);
-        const schema = await this.opts.registry.getById(id);
-        entry = this.entryForWriter(avro.Type.forSchema(JSON.parse(schema) as avro.Schema));
+        entry = this.writerOfId(id);
         this.byId.set(id, entry);
+        // A failed fetch is not remembered: the next record with this id asks again.
+        entry.catch(() => {
+          if (this.byId.get(id) === entry) this.byId.delete(id);
+        });
       }
-      return { ...this.read(entry, buf, 5), framing: 'confluent' };
+      return { ...this.read(await entry, buf, 5), framing: 'confluent' };
     }
     return this.decodeSingleObject(buf);
+  }
+
+  /** The writer schema of a Confluent id, from the registry (a short wait while it is unreachable). */
+  private async writerOfId(id: number): Promise<WriterEntry> {
+    const registry = this.opts.registry;
+    if (!registry) throw new TickflowError('AVRO_DECODE', `Confluent-framed record with schema id ${id}, but no schema registry is configured (SCHEMA_REGISTRY_URL)`);
+    const text = await retry(() => registry.getById(id), { attempts: 6, initialDelayMs: 200, maxDelayMs: 2_000 });
+    let writer: avro.Type;
+    try {
+      writer = avro.Type.forSchema(JSON.parse(text) as avro.Schema);
+    } catch (e) {
+      throw new TickflowError('AVRO_DECODE', `schema id ${id} from the registry is not an Avro schema: ${messageOf(e)}`, { cause: e });
+    }
+    // A schema this process knows (docs and attributes aside): its entry, no new resolver.
+    return this.byFingerprint.get(fingerprintBytes(writer).toString('hex')) ?? this.entryForWriter(writer);
   }
 
   decodeSingleObject(buf: Buffer): Decoded {

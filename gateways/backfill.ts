@@ -7,6 +7,7 @@
 import { createCodec } from '../core/avro.ts';
 import type { Config, ExchangeEntry } from '../core/config.ts';
 import { TickflowError } from '../core/errors.ts';
+import { logger } from '../core/log.ts';
 import { retry } from '../core/retry.ts';
 import { CandleTracker, timeframeMs } from './candles.ts';
 import { ccxtClassFor, createExchange, has, translateError } from './ccxt.ts';
@@ -51,6 +52,9 @@ export interface BackfillDeps {
   readonly signal?: AbortSignal;
 }
 
+/** How long backfill waits for an unreachable schema registry before it stops. */
+const REGISTRY_WAIT_MS = 60_000;
+
 export function findEntry(config: Config, name: string): ExchangeEntry {
   const entry = config.exchanges.find((e) => entryName(e) === name) ?? config.exchanges.find((e) => e.id === name);
   if (entry) return entry;
@@ -77,6 +81,11 @@ export async function runBackfill(config: Config, req: BackfillRequest, deps: Ba
     events,
   });
   try {
+    // With a schema registry, the schemas are registered before anything is encoded; an
+    // unreachable registry is waited for (logged with its URL) up to a minute.
+    await codec.prepareWaiting({ log: logger('backfill'), who: 'backfill', deadlineMs: REGISTRY_WAIT_MS, ...(deps.signal ? { signal: deps.signal } : {}) }).catch((e: unknown) => {
+      throw e instanceof TickflowError && e.retriable ? new TickflowError(e.code, `backfill: ${e.message} (waited ${REGISTRY_WAIT_MS / 1000} s)`, { cause: e }) : e;
+    });
     await retry(
       async () => {
         try {

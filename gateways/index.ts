@@ -19,9 +19,11 @@ import { logger, type Logger } from '../core/log.ts';
 import { guardCcxtSendAfterClose, type Exchange } from './ccxt.ts';
 import { GatewayEvents, type Problem } from './events.ts';
 import { instrument } from './instrument.ts';
+import { readPositions, type Positions } from './positions.ts';
 import { kafkaTransport, Publisher, type Transport } from './publisher.ts';
 import { entryName, ExchangeWorker, type WorkerStatus } from './worker.ts';
-import type { ExchangeEntry } from '../core/config.ts';
+import type { Channel, ExchangeEntry } from '../core/config.ts';
+import { messageOf } from '../core/errors.ts';
 
 export { GatewayEvents, type Problem } from './events.ts';
 
@@ -41,6 +43,11 @@ export interface GatewayDeps {
   readonly log?: Logger;
   /** Metrics and logs from the events (default true). */
   readonly instrument?: boolean;
+  /**
+   * Resume each stream where the previous process stopped, read from the tail of the topics at
+   * start (positions.ts). Default: true with Kafka, false with a `transport`.
+   */
+  readonly resume?: boolean;
 }
 
 export interface WorkerSummary {
@@ -99,6 +106,8 @@ export function buildGateway(config: Config, deps: GatewayDeps = {}): Gateway {
   const positions: number[] = [];
   for (let i = 0; positions.length < config.exchanges.length; i++) if (!bad.has(i)) positions.push(i);
 
+  let positionsRead!: (p: Positions | undefined) => void;
+  const resumeFrom = new Promise<Positions | undefined>((r) => (positionsRead = r));
   const workers: ExchangeWorker[] = [];
   const seen = new Map<string, number>();
   config.exchanges.forEach((entry, k) => {
@@ -115,7 +124,7 @@ export function buildGateway(config: Config, deps: GatewayDeps = {}): Gateway {
       return;
     }
     seen.set(name, index);
-    workers.push(new ExchangeWorker(entry, index, { publisher, events, log, ...(deps.createExchange ? { createExchange: deps.createExchange } : {}) }));
+    workers.push(new ExchangeWorker(entry, index, { publisher, events, log, positions: resumeFrom, ...(deps.createExchange ? { createExchange: deps.createExchange } : {}) }));
   });
 
   const snapshot = (): GatewayReport => ({
@@ -125,6 +134,7 @@ export function buildGateway(config: Config, deps: GatewayDeps = {}): Gateway {
 
   let started = false;
   let closed = false;
+  const closing = new AbortController();
   return {
     events,
     publisher,
@@ -133,7 +143,31 @@ export function buildGateway(config: Config, deps: GatewayDeps = {}): Gateway {
       if (started) return snapshot();
       started = true;
       guardCcxtSendAfterClose((e) => log.debug({ err: e.message }, 'ccxt sent a subscription on a closed websocket (its watch already failed)'));
+      // With a schema registry nothing can be encoded before the schemas are registered: wait
+      // for it (each try logged with its URL); a refusal (wrong URL path, incompatible schema)
+      // rejects start() with one line.
+      if (workers.length > 0) {
+        try {
+          await codec.prepareWaiting({ log, who: 'the gateway', signal: closing.signal });
+        } catch (e) {
+          if (closed) return snapshot();
+          throw e;
+        }
+      }
       publisher.start();
+      if (deps.resume ?? !deps.transport) {
+        const wanted = workers.map((w) => ({
+          exchange: w.name,
+          symbols: w.entry.symbols,
+          channels: Object.keys(w.entry.channels) as Channel[],
+          timeframes: w.entry.channels.ohlcv?.timeframes ?? [],
+        }));
+        readPositions({ ...config.kafka, brokers }, codec, wanted, { log }).then(positionsRead, (e: unknown) => {
+          // Without positions the streams start as new: the downtime has no gap record.
+          log.error({ err: messageOf(e) }, 'could not read where the previous run stopped from Kafka; streams start as new (trades since the last run are not refilled)');
+          positionsRead(undefined);
+        });
+      } else positionsRead(undefined);
       for (const w of workers) void w.start();
       await Promise.all(workers.map((w) => w.settled));
       return snapshot();
@@ -141,6 +175,7 @@ export function buildGateway(config: Config, deps: GatewayDeps = {}): Gateway {
     async close() {
       if (closed) return;
       closed = true;
+      closing.abort();
       await Promise.all(workers.map((w) => w.close()));
       const undelivered = await publisher.close(deps.flushTimeoutMs ?? 10_000);
       if (undelivered > 0) log.error({ undelivered }, `closing with ${undelivered} records Kafka did not take (unreachable); they are lost`);
