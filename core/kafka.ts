@@ -203,3 +203,77 @@ export async function partitionOffsets(admin: Admin, topic: string): Promise<Map
   const r = await admin.fetchTopicOffsets(topic);
   return new Map(r.map((p) => [p.partition, { low: Number(p.low), high: Number(p.high) }]));
 }
+
+/** The partition the producer's partitioner (murmur2, as Java's) puts `key` in, among `partitions`. */
+export function partitionOfKey(key: string, partitions: number): number {
+  const partitionMetadata = Array.from({ length: partitions }, (_, partitionId) => ({ partitionId, leader: 0, partitionErrorCode: 0, replicas: [0], isr: [0] }));
+  return Partitioners.DefaultPartitioner()({ topic: '', partitionMetadata, message: { key, value: null } });
+}
+
+/** Offsets [from, to) of one partition. */
+export interface OffsetRange {
+  readonly topic: string;
+  readonly partition: number;
+  readonly from: number;
+  readonly to: number;
+}
+
+/**
+ * Reads offset ranges with a throwaway consumer group (kafkajs has no manual assignment; the
+ * group is deleted afterwards), in rounds: once every range of a round is read, `next` may ask
+ * for more (e.g. earlier offsets). Each message in a range reaches `onMessage` once per round.
+ * Resolves false when `timeoutMs` passed first (what was read stands).
+ */
+export async function readRanges(
+  kafka: Kafka,
+  first: readonly OffsetRange[],
+  onMessage: (topic: string, partition: number, message: KafkaMessage) => Promise<void>,
+  next: () => readonly OffsetRange[],
+  opts: { readonly groupId: string; readonly timeoutMs: number },
+): Promise<boolean> {
+  let ranges = first.filter((r) => r.to > r.from);
+  if (ranges.length === 0) return true;
+  const topics = [...new Set(ranges.map((r) => r.topic))];
+  const consumer = createConsumer(kafka, { groupId: opts.groupId, maxWaitTimeInMs: 100, sessionTimeout: 10_000, heartbeatInterval: 1_000 });
+  let open = new Map<string, OffsetRange>();
+  let finish!: (done: boolean) => void;
+  const finished = new Promise<boolean>((r) => (finish = r));
+  const startRound = (rs: readonly OffsetRange[]) => {
+    open = new Map(rs.map((r) => [`${r.topic}:${r.partition}`, r]));
+    if (open.size === 0) return finish(true);
+    for (const r of rs) consumer.seek({ topic: r.topic, partition: r.partition, offset: String(r.from) });
+  };
+  const timer = setTimeout(() => finish(false), opts.timeoutMs);
+  try {
+    await consumer.connect();
+    await consumer.subscribe({ topics, fromBeginning: true });
+    await consumer.run({
+      autoCommit: false,
+      eachBatch: async ({ batch, isStale }) => {
+        const r = open.get(`${batch.topic}:${batch.partition}`);
+        if (!r || isStale()) return;
+        let end = -1;
+        for (const m of batch.messages) {
+          const o = Number(m.offset);
+          if (o < r.from || o >= r.to) continue;
+          await onMessage(batch.topic, batch.partition, m);
+          end = o;
+        }
+        if (end < r.to - 1 || open.get(`${batch.topic}:${batch.partition}`) !== r) return;
+        open.delete(`${batch.topic}:${batch.partition}`);
+        if (open.size === 0) startRound((ranges = next().filter((x) => x.to > x.from)));
+      },
+    });
+    startRound(ranges);
+    return await finished;
+  } finally {
+    clearTimeout(timer);
+    await consumer.disconnect().catch(() => undefined);
+    const admin = kafka.admin();
+    await admin
+      .connect()
+      .then(() => admin.deleteGroups([opts.groupId]))
+      .catch(() => undefined)
+      .finally(() => admin.disconnect().catch(() => undefined));
+  }
+}

@@ -11,6 +11,7 @@ import type { Channel } from '../core/config.ts';
 import { translateError } from './ccxt.ts';
 import type { StreamRef } from './events.ts';
 import { msToMicros, normalizeBook, normalizeTicker } from './normalize.ts';
+import { openRestartGap } from './positions.ts';
 import { GapTracker, nowUs, produceCandles, produceTicker, produceTrades, refillTrades, type WorkerContext } from './streams.ts';
 import { timeframeMs } from './candles.ts';
 
@@ -31,6 +32,8 @@ export function startPoll(ctx: WorkerContext, plan: PollPlan): ScheduledTask {
     if (!g) {
       const ref: StreamRef = { exchange: ctx.name, channel: plan.channel, symbol, ...(timeframe ? { timeframe } : {}) };
       gaps.set(k, (g = new GapTracker(ctx, ref)));
+      // After a restart the first successful poll closes the downtime's gap (candles: backfillHistory's).
+      if (plan.channel !== 'ohlcv') openRestartGap(ctx.stoppedAt, ref, g);
     }
     return g;
   };

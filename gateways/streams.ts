@@ -18,6 +18,7 @@ import type { GatewayEvents, StreamRef } from './events.ts';
 import type { ExchangeAdapter } from './exchanges/index.ts';
 import { fetchCandlePages } from './history.ts';
 import { msToMicros, normalizeBook, normalizeCandle, normalizeTicker } from './normalize.ts';
+import { openRestartGap, type StreamPosition } from './positions.ts';
 import type { Outbox } from './publisher.ts';
 import { idJump, type TradeLedger } from './trades.ts';
 
@@ -36,6 +37,8 @@ export interface WorkerContext {
   readonly watchdog: Watchdog;
   ledger(symbol: string): TradeLedger;
   tracker(symbol: string, timeframe: string): CandleTracker;
+  /** Where the previous gateway process stopped this stream (positions.ts), if it got anything into Kafka. */
+  readonly stoppedAt?: (ref: StreamRef) => StreamPosition | undefined;
 }
 
 export const nowUs = (): number => Date.now() * 1000;
@@ -216,6 +219,7 @@ export async function runTradeStream(ctx: WorkerContext, symbol: string, silence
   const ref: StreamRef = { exchange: ctx.name, channel: 'trades', symbol };
   const ledger = ctx.ledger(symbol);
   const gap = new GapTracker(ctx, ref);
+  openRestartGap(ctx.stoppedAt, ref, gap); // closed by the first batch, after the refill from the stored trade
   const tradesLimit = Number((ctx.ex.options as { tradesLimit?: unknown }).tradesLimit ?? 1000);
   const contiguous = ctx.adapter.contiguousTradeIds(ctx.ex, symbol);
   const startedAt = ctx.clock.now(Date.now());
@@ -287,6 +291,7 @@ export function produceTicker(ctx: WorkerContext, rec: Ticker, last: { ts: numbe
 export async function runTickerStream(ctx: WorkerContext, symbol: string, silenceMs: number): Promise<void> {
   const ref: StreamRef = { exchange: ctx.name, channel: 'ticker', symbol };
   const gap = new GapTracker(ctx, ref);
+  openRestartGap(ctx.stoppedAt, ref, gap);
   const params = ctx.adapter.watchTickerParams(ctx.ex, symbol);
   const w = watched(ctx, ref, silenceMs);
   ctx.watchdog.add(w);
@@ -359,14 +364,20 @@ export async function fillCandles(ctx: WorkerContext, symbol: string, timeframe:
 }
 
 /**
- * History on start: closed candles from `lookbackMinutes` ago, paginated, waiting for room in
- * the outbox; the tracker then expects the stream (or the poll) to continue from where it ended.
+ * History on start: closed candles from where the previous process stopped (its last bucket in
+ * Kafka: a restart gap covers the downtime, closed with the candles fetched), else from
+ * `lookbackMinutes` ago; paginated, waiting for room in the outbox. The tracker then expects the
+ * stream (or the poll) to continue from where it ended.
  */
 export async function backfillHistory(ctx: WorkerContext, symbol: string, timeframe: string, lookbackMinutes: number): Promise<void> {
-  if (lookbackMinutes <= 0 || !has(ctx.ex, 'fetchOHLCV')) return;
+  const ref: StreamRef = { exchange: ctx.name, channel: 'ohlcv', symbol, timeframe };
+  const gap = new GapTracker(ctx, ref);
+  const stopped = has(ctx.ex, 'fetchOHLCV') ? openRestartGap(ctx.stoppedAt, ref, gap) : undefined;
+  if ((lookbackMinutes <= 0 && !stopped) || !has(ctx.ex, 'fetchOHLCV')) return;
   const tracker = ctx.tracker(symbol, timeframe);
   const now = ctx.clock.now(Date.now());
-  const from = now - lookbackMinutes * 60_000;
+  const from = stopped ? stopped.tsUs / 1000 : now - lookbackMinutes * 60_000;
+  let error: string | undefined;
   let candles = 0;
   let lastClosed: number | undefined;
   try {
@@ -388,9 +399,12 @@ export async function backfillHistory(ctx: WorkerContext, symbol: string, timefr
       },
     });
   } catch (e) {
-    ctx.log.warn({ symbol, timeframe, err: translateError(e, 'history backfill', ctx.ex).message }, 'candle history backfill stopped early');
+    error = translateError(e, 'history backfill', ctx.ex).message;
+    ctx.log.warn({ symbol, timeframe, err: error }, 'candle history backfill stopped early');
   }
   if (lastClosed !== undefined) tracker.expectFrom(bucketEnd(timeframe, lastClosed));
+  else if (stopped) tracker.expectFrom(stopped.tsUs / 1000);
+  gap.close(msToMicros(ctx.clock.now(Date.now())), candles, error ? `backfill incomplete: ${error}` : undefined);
 }
 
 export async function runOhlcvStream(ctx: WorkerContext, symbol: string, timeframe: string, silenceMs: number): Promise<void> {
@@ -444,6 +458,7 @@ export function tickCandles(ctx: WorkerContext, symbol: string, timeframe: strin
 export async function runBookStream(ctx: WorkerContext, symbol: string, depth: number, intervalMs: number, silenceMs: number): Promise<void> {
   const ref: StreamRef = { exchange: ctx.name, channel: 'book', symbol };
   const gap = new GapTracker(ctx, ref);
+  openRestartGap(ctx.stoppedAt, ref, gap);
   const limit = ctx.adapter.orderBookLimit(ctx.ex, depth);
   const w = watched(ctx, ref, silenceMs);
   ctx.watchdog.add(w);

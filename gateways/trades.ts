@@ -42,6 +42,12 @@ export class TradeLedger {
     return this.lastId;
   }
 
+  /** Continues from a trade produced by an earlier process (its position read back from Kafka). */
+  resume(id: string, tsMs: number): void {
+    if (this.lastId !== undefined) return;
+    this.admit(id, tsMs);
+  }
+
   /** True (and remembered) when the trade was not produced before. */
   admit(id: string, tsMs: number): boolean {
     if (this.monotonic && INT.test(id)) {

@@ -17,6 +17,7 @@ import { normalizeInstrument } from './normalize.ts';
 import { startPoll, type PollPlan } from './poll.ts';
 import type { Outbox, Publisher } from './publisher.ts';
 import { backfillHistory, nowUs, runBookStream, runOhlcvStream, runTickerStream, runTradeStream, tickCandles, Watchdog, type WorkerContext } from './streams.ts';
+import type { Positions } from './positions.ts';
 import { TradeLedger } from './trades.ts';
 
 let cronLoggerSet = false;
@@ -45,6 +46,8 @@ export interface WorkerDeps {
   readonly log: Logger;
   /** Builds the ccxt instance (tests may wrap it). */
   readonly createExchange?: (entry: ExchangeEntry, exchangeDefaults: Record<string, unknown>) => Exchange;
+  /** Where the previous process stopped (read from Kafka at start, positions.ts); streams wait for it. */
+  readonly positions?: Promise<Positions | undefined>;
 }
 
 /** The channels of an entry, as validation leaves them. */
@@ -75,6 +78,7 @@ export class ExchangeWorker {
   private readonly clock = new ExchangeClock();
   private readonly ledgers = new Map<string, TradeLedger>();
   private readonly trackers = new Map<string, CandleTracker>();
+  private positions: Positions | undefined;
   private settle!: () => void;
   /** Resolves once the entry is validated and running, or failed, or waiting for the exchange to answer. */
   readonly settled: Promise<void> = new Promise((r) => (this.settle = r));
@@ -181,6 +185,9 @@ export class ExchangeWorker {
     this.deps.events.emit('exchange.ready', { exchange: this.name, symbols: this.symbols, channels: this.channels.map((c) => `${c.channel}:${c.mode}`) });
     this.settle();
 
+    // Streams start from where the previous process stopped (read concurrently with loadMarkets).
+    this.positions = await this.deps.positions;
+    if (this.abort.signal.aborted) return;
     const plan = new Map(this.channels.map((c) => [c.channel, c]));
     const spawn = (p: Promise<void>) =>
       this.loops.push(p.catch((e: unknown) => this.log.error({ err: e }, 'stream loop crashed')));
@@ -277,9 +284,14 @@ export class ExchangeWorker {
       watchdog: new Watchdog(this.log),
       ledger: (symbol) => {
         let l = this.ledgers.get(symbol);
-        if (!l) this.ledgers.set(symbol, (l = new TradeLedger(monotonic(symbol))));
+        if (!l) {
+          this.ledgers.set(symbol, (l = new TradeLedger(monotonic(symbol))));
+          const p = this.positions?.get({ exchange: this.name, channel: 'trades', symbol });
+          if (p?.id !== undefined) l.resume(p.id, p.tsUs / 1000);
+        }
         return l;
       },
+      stoppedAt: (ref) => this.positions?.get(ref),
       tracker: (symbol, timeframe) => {
         const k = `${symbol}\u0000${timeframe}`;
         let t = this.trackers.get(k);

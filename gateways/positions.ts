@@ -1,0 +1,210 @@
+/**
+ * Where the last gateway process stopped, per (exchange, symbol, channel[, timeframe]), read back
+ * at start-up from the gateway's own output in Kafka: the last trade (id and time), candle
+ * bucket, ticker and book snapshot of each instrument in the tail of its topics.
+ *
+ * Kafka's content is the position: it is exact whatever way the last process ended (a SIGKILL
+ * with records still buffered included: what never reached Kafka is refilled), and nothing is
+ * written for it. A key lives in one partition (murmur2 of `exchange:symbol`), so only that
+ * partition's tail is read, backwards in growing windows until every wanted key is found, the
+ * partition's start is reached or `maxRecordsPerPartition` were scanned; only records of the
+ * wanted keys are decoded. A key not found (never produced, or older than the scan) starts as
+ * new, as before.
+ *
+ * With a position, the streams resume from it (streams.ts, poll.ts): trades are refilled over
+ * REST from the stored trade id/time and deduped against it, candles are backfilled from the
+ * stored bucket, and the downtime of every stream is a gap record (open, then closed with what
+ * came back; tickers and books cannot be refilled, and their gap record says so).
+ */
+import { randomBytes } from 'node:crypto';
+import type { AvroCodec } from '../core/avro.ts';
+import type { Channel } from '../core/config.ts';
+import { createKafka, partitionOfKey, partitionOffsets, readRanges, recordKey, type KafkaSettings, type OffsetRange } from '../core/kafka.ts';
+import type { Logger } from '../core/log.ts';
+import { topicFor, type Candle, type RecordKind } from '../schemas/index.ts';
+import type { StreamRef } from './events.ts';
+
+/** The last record of a stream the previous process got into Kafka. */
+export interface StreamPosition {
+  /** The record's `ts` (µs): trade/ticker/book exchange time, candle bucket open. */
+  readonly tsUs: number;
+  /** Trades: the trade id. */
+  readonly id?: string;
+  /** Candles: whether that bucket was closed. */
+  readonly closed?: boolean;
+}
+
+/** The streams of one exchange entry whose position is wanted. */
+export interface PositionsWanted {
+  readonly exchange: string;
+  readonly symbols: readonly string[];
+  readonly channels: readonly Channel[];
+  readonly timeframes: readonly string[];
+}
+
+const KIND_OF_CHANNEL: Readonly<Record<Channel, RecordKind>> = { trades: 'trade', ticker: 'ticker', ohlcv: 'candle', book: 'book' };
+
+const itemKey = (exchange: string, symbol: string, channel: Channel, timeframe?: string) =>
+  `${exchange}\u0000${symbol}\u0000${channel}${timeframe ? `\u0000${timeframe}` : ''}`;
+
+export class Positions {
+  private readonly map = new Map<string, StreamPosition>();
+
+  get(ref: StreamRef): StreamPosition | undefined {
+    return this.map.get(itemKey(ref.exchange, ref.symbol, ref.channel, ref.timeframe));
+  }
+
+  set(ref: StreamRef, p: StreamPosition): void {
+    this.map.set(itemKey(ref.exchange, ref.symbol, ref.channel, ref.timeframe), p);
+  }
+
+  get size(): number {
+    return this.map.size;
+  }
+}
+
+export interface ReadPositionsOptions {
+  readonly log: Logger;
+  /** Give up (keeping what was found) after this long. */
+  readonly timeoutMs?: number;
+  /** First window per partition; each further round reads 8 times more. */
+  readonly firstWindow?: number;
+  readonly maxRecordsPerPartition?: number;
+}
+
+interface PartitionScan {
+  readonly topic: string;
+  readonly partition: number;
+  readonly low: number;
+  /** Scanned down to here (exclusive of what is below). */
+  from: number;
+  window: number;
+  /** Message key → the items wanted under it (candles: one per timeframe). */
+  readonly wanted: Map<string, Map<string, StreamRef>>;
+  readonly found: Map<string, { offset: number; pos: StreamPosition }>;
+}
+
+/**
+ * Reads the positions of the wanted streams from the tail of their topics. Throws when Kafka
+ * cannot be asked at all; a scan cut short by `timeoutMs` keeps what it found (logged).
+ */
+export async function readPositions(settings: KafkaSettings, codec: AvroCodec, wanted: readonly PositionsWanted[], o: ReadPositionsOptions): Promise<Positions> {
+  const out = new Positions();
+  const started = Date.now();
+  const kafka = createKafka(settings, 2);
+  const admin = kafka.admin();
+  const scans = new Map<string, PartitionScan>();
+  await admin.connect();
+  try {
+    const existing = new Set(await admin.listTopics());
+    const kinds = new Set(wanted.flatMap((w) => w.channels.map((c) => KIND_OF_CHANNEL[c])));
+    for (const kind of kinds) {
+      const topic = topicFor(settings.topicPrefix, kind);
+      if (!existing.has(topic)) continue;
+      const offsets = await partitionOffsets(admin, topic);
+      for (const w of wanted) {
+        const channel = (Object.keys(KIND_OF_CHANNEL) as Channel[]).find((c) => KIND_OF_CHANNEL[c] === kind)!;
+        if (!w.channels.includes(channel)) continue;
+        for (const symbol of w.symbols) {
+          const key = recordKey({ exchange: w.exchange, symbol });
+          const partition = partitionOfKey(key, offsets.size);
+          const bounds = offsets.get(partition);
+          if (!bounds || bounds.high <= bounds.low) continue;
+          const id = `${topic}:${partition}`;
+          let scan = scans.get(id);
+          if (!scan) scans.set(id, (scan = { topic, partition, low: bounds.low, from: bounds.high, window: o.firstWindow ?? 2_000, wanted: new Map(), found: new Map() }));
+          let items = scan.wanted.get(key);
+          if (!items) scan.wanted.set(key, (items = new Map()));
+          for (const timeframe of channel === 'ohlcv' ? w.timeframes : [undefined]) {
+            const ref: StreamRef = { exchange: w.exchange, symbol, channel, ...(timeframe ? { timeframe } : {}) };
+            items.set(itemKey(w.exchange, symbol, channel, timeframe), ref);
+          }
+        }
+      }
+    }
+  } finally {
+    await admin.disconnect().catch(() => undefined);
+  }
+  if (scans.size === 0) return out;
+
+  const max = o.maxRecordsPerPartition ?? 200_000;
+  const highOf = new Map([...scans].map(([id, s]) => [id, s.from]));
+  /** The next window of every partition that still misses a wanted stream. */
+  const rounds = (): OffsetRange[] => {
+    const ranges: OffsetRange[] = [];
+    for (const [id, s] of scans) {
+      const missing = [...s.wanted.values()].some((items) => [...items.keys()].some((k) => !s.found.has(k)));
+      const already = highOf.get(id)! - s.from;
+      if (!missing || s.from <= s.low || already >= max) continue;
+      const from = Math.max(s.low, s.from - Math.min(s.window, max - already));
+      ranges.push({ topic: s.topic, partition: s.partition, from, to: s.from });
+      s.from = from;
+      s.window *= 8;
+    }
+    return ranges;
+  };
+  let undecodable = 0;
+  const onMessage = async (topic: string, partition: number, m: { key: Buffer | null; value: Buffer | null; offset: string }) => {
+    const s = scans.get(`${topic}:${partition}`);
+    const items = m.key && m.value ? s?.wanted.get(m.key.toString()) : undefined;
+    if (!s || !items) return;
+    let rec: { kind: RecordKind; value: Record<string, unknown> };
+    try {
+      const d = await codec.decode(m.value!);
+      rec = { kind: d.kind, value: d.value as unknown as Record<string, unknown> };
+    } catch {
+      undecodable++;
+      return;
+    }
+    const offset = Number(m.offset);
+    for (const [k, ref] of items) {
+      if (KIND_OF_CHANNEL[ref.channel] !== rec.kind) continue;
+      if (ref.timeframe !== undefined && (rec.value as unknown as Candle).timeframe !== ref.timeframe) continue;
+      const prev = s.found.get(k);
+      if (prev && prev.offset >= offset) continue;
+      const v = rec.value;
+      const pos: StreamPosition =
+        rec.kind === 'trade' ? { tsUs: Number(v.ts), id: String(v.id) } : rec.kind === 'candle' ? { tsUs: Number(v.ts), closed: v.closed === true } : { tsUs: Number(v.ts) };
+      s.found.set(k, { offset, pos });
+    }
+  };
+  const first = rounds();
+  const complete = await readRanges(kafka, first, onMessage, rounds, { groupId: `${settings.clientId}-positions-${randomBytes(4).toString('hex')}`, timeoutMs: o.timeoutMs ?? 30_000 });
+  let wantedCount = 0;
+  for (const s of scans.values()) {
+    for (const items of s.wanted.values()) {
+      for (const [k, ref] of items) {
+        wantedCount++;
+        const f = s.found.get(k);
+        if (f) out.set(ref, f.pos);
+      }
+    }
+  }
+  const scanned = [...scans.values()].reduce((n, s) => n + (highOf.get(`${s.topic}:${s.partition}`)! - s.from), 0);
+  const msg = `positions of the last run: ${out.size} of ${wantedCount} streams found in Kafka (${scanned} records scanned in ${Date.now() - started} ms)`;
+  if (!complete) o.log.warn({ found: out.size, wanted: wantedCount }, `${msg}; the scan timed out, the rest start as new`);
+  else o.log.info({ found: out.size, wanted: wantedCount, undecodable }, msg);
+  return out;
+}
+
+/** The gap reason of a stream resuming after a restart (what could and could not come back). */
+export function restartReason(ref: StreamRef, p: StreamPosition): string {
+  const at = new Date(p.tsUs / 1000).toISOString();
+  switch (ref.channel) {
+    case 'trades':
+      return `gateway restarted; last trade in Kafka ${p.id ?? ''} at ${at}, trades since refilled over REST`;
+    case 'ohlcv':
+      return `gateway restarted; last candle in Kafka opens ${at}, candles since backfilled over REST`;
+    case 'ticker':
+      return `gateway restarted; last ticker in Kafka at ${at}; ticker updates in between cannot be refilled`;
+    case 'book':
+      return `gateway restarted; last book snapshot in Kafka at ${at}; book snapshots in between cannot be refilled`;
+  }
+}
+
+/** Opens the stream's restart gap (from where the last process stopped), if there is a position. */
+export function openRestartGap(stoppedAt: ((ref: StreamRef) => StreamPosition | undefined) | undefined, ref: StreamRef, gap: { open(fromUs: number, reason: string): void }): StreamPosition | undefined {
+  const p = stoppedAt?.(ref);
+  if (p) gap.open(p.tsUs, restartReason(ref, p));
+  return p;
+}
