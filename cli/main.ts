@@ -176,10 +176,13 @@ async function start(config: Config): Promise<number> {
     const simEntry = config.exchanges.find((e) => e.enabled && (e.name ?? e.id) === 'sim');
     if (config.sim.enabled === true || (config.sim.enabled === 'auto' && simEntry)) {
       const { buildSim } = await import('../sim/index.ts');
-      const sim = buildSim({ port: config.sim.port, seed: config.sim.seed, tradesPerSecond: config.sim.tradesPerSecond, ...(simEntry ? { symbols: [...simEntry.symbols] } : {}) });
+      // The sim continues from its last state (kept beside the database's data): prices, trade ids
+      // and the candles it already served carry on across restarts.
+      const stateFile = path.join(path.dirname(resolveDir(config.database.dataDir)), 'sim-state.json');
+      const sim = buildSim({ port: config.sim.port, seed: config.sim.seed, tradesPerSecond: config.sim.tradesPerSecond, stateFile, ...(simEntry ? { symbols: [...simEntry.symbols] } : {}) });
       await sim.start();
       closers.push(['sim', () => sim.close()]);
-      out(`sim:      offline exchange (Binance spot formats) at ${sim.url}, ${config.sim.tradesPerSecond} trades/s per symbol`);
+      out(`sim:      offline exchange (Binance spot formats) at ${sim.url}, ${config.sim.tradesPerSecond} trades/s per symbol${sim.resumed ? `, continuing from ${path.relative(process.cwd(), stateFile) || stateFile}` : ''}`);
     }
 
     const { buildSink } = await import('../sink/index.ts');

@@ -86,6 +86,17 @@ export interface Kline {
   readonly lastId: number;
 }
 
+/** The columns of MinuteCandles, in one fixed order (saved state relies on it). */
+export const MINUTE_COLUMNS = ['o', 'h', 'l', 'c', 'v', 'q', 'n', 'V', 'Q', 'f', 'L'] as const;
+export type MinuteColumn = (typeof MINUTE_COLUMNS)[number];
+
+/** A run of minutes copied out of a MinuteCandles (see `slice`); index 0 opens at `baseOpen`. */
+export interface MinuteRun {
+  readonly baseOpen: number;
+  readonly length: number;
+  readonly columns: Readonly<Record<MinuteColumn, Float64Array>>;
+}
+
 /** Columnar 1-minute candles, index i opening at `baseOpen + i` minutes. */
 export class MinuteCandles {
   readonly baseOpen: number;
@@ -139,6 +150,23 @@ export class MinuteCandles {
     this.f[i] = f;
     this.L[i] = L;
     this.length = i + 1;
+  }
+
+  /** Copies minutes [i0, i1) out (clamped to what exists). */
+  slice(i0: number, i1: number): MinuteRun {
+    const a = Math.max(0, Math.min(i0, this.length));
+    const b = Math.max(a, Math.min(i1, this.length));
+    const columns = Object.fromEntries(MINUTE_COLUMNS.map((k) => [k, this[k].slice(a, b)])) as Record<MinuteColumn, Float64Array>;
+    return { baseOpen: this.baseOpen + a * MINUTE, length: b - a, columns };
+  }
+
+  /** Appends minutes [i0, i1) of `run`; the caller keeps them contiguous with what is held. */
+  append(run: MinuteRun, i0 = 0, i1 = run.length): void {
+    const n = Math.max(0, i1 - i0);
+    if (n === 0) return;
+    this.grow(this.length + n);
+    for (const k of MINUTE_COLUMNS) this[k].set(run.columns[k].subarray(i0, i1), this.length);
+    this.length += n;
   }
 
   /**

@@ -1,4 +1,4 @@
-import { MinuteCandles, type Kline, type Interval, bucketOpen, nextOpen } from './candles.ts';
+import { MinuteCandles, type Kline, type MinuteRun, type Interval, bucketOpen, nextOpen } from './candles.ts';
 import type { MarketSpec } from './market.ts';
 import { Rng, deriveSeed } from './rng.ts';
 import { TradeStore } from './trades.ts';
@@ -26,6 +26,22 @@ export interface EngineOptions {
   readonly bookIntervalMs: number;
   /** Id of the first (history) trade; Binance's BTCUSDT ids are past 2^32 already. */
   readonly firstTradeId: number;
+  /** Continue an earlier engine of the same symbol (its `snapshot`) instead of starting afresh. */
+  readonly resume?: EngineResume;
+}
+
+/** An engine's state for a later one to continue from (see `SymbolEngine.snapshot`). */
+export interface EngineResume {
+  /** The 1-minute candles it served, oldest first; the last one may be partial. */
+  readonly minutes: MinuteRun;
+  /** Virtual time its trades were complete up to. */
+  readonly generatedUntil: number;
+  /** Log of its fair price (quote units). */
+  readonly logFair: number;
+  /** The first trade id the next run may use. */
+  readonly nextTradeId: number;
+  /** Its order book's last update id (Binance's `u`). */
+  readonly bookUpdateId: number;
 }
 
 export interface BookDiff {
@@ -101,25 +117,39 @@ export class SymbolEngine {
   private readonly gap: number;
 
   constructor(o: EngineOptions) {
+    const r = o.resume;
+    if (r && o.startTime < r.generatedUntil) {
+      throw new RangeError(`sim: ${o.spec.symbol} cannot resume at ${o.startTime}, before the saved state's end ${r.generatedUntil}`);
+    }
     this.spec = o.spec;
     this.startTime = o.startTime;
     this.rate = Math.max(0, o.tradesPerSecond);
     this.sigma = o.volatility;
     this.bookIntervalMs = o.bookIntervalMs;
     this.bookDepth = Math.max(1, o.bookDepth);
-    this.rng = new Rng(deriveSeed(o.seed, `${o.spec.symbol}:trades`));
-    this.bookRng = new Rng(deriveSeed(o.seed, `${o.spec.symbol}:book`));
+    // A resumed run draws fresh random streams (labelled by where it resumes), else its path
+    // would repeat the shape of the first run's from a new level.
+    const label = r ? `:${r.nextTradeId}` : '';
+    this.rng = new Rng(deriveSeed(o.seed, `${o.spec.symbol}:trades${label}`));
+    this.bookRng = new Rng(deriveSeed(o.seed, `${o.spec.symbol}:book${label}`));
     this.gap = Math.max(1, Math.round((o.spec.startPrice * 2e-5) / o.spec.tick));
-    this.lastUpdateId = 1_000_000 + Math.floor(this.bookRng.next() * 1_000_000);
+    this.lastUpdateId = r ? r.bookUpdateId : 1_000_000 + Math.floor(this.bookRng.next() * 1_000_000);
 
     const startMinute = Math.floor(o.startTime / MINUTE) * MINUTE;
     const historyMinutes = Math.max(0, Math.round(o.historyDays * 1440));
     this.minutes = new MinuteCandles(startMinute - historyMinutes * MINUTE, historyMinutes + 2 * 1440);
-    const firstLiveId = this.buildHistory(o, historyMinutes);
+    let firstLiveId: number;
+    if (r) {
+      const resumed = this.continueFrom(o, r, startMinute);
+      firstLiveId = resumed.nextId;
+      this.logFair = resumed.logFair;
+    } else {
+      firstLiveId = this.buildHistory(o, historyMinutes);
+      this.logFair = Math.log(o.spec.startPrice);
+    }
     this.firstLiveId = firstLiveId;
     this.trades = new TradeStore(firstLiveId, o.maxStoredTrades);
 
-    this.logFair = Math.log(o.spec.startPrice);
     this.requote();
     this.lastArrival = o.startTime;
     this.nextArrival = this.rate > 0 ? o.startTime + (this.rng.exp() * 1000) / this.rate : Infinity;
@@ -127,6 +157,21 @@ export class SymbolEngine {
     this.minutes.ensure(this.minutes.indexOf(o.startTime), this.bid);
     this.updateBook(o.startTime);
     this.nextBookAt = o.startTime + this.bookIntervalMs;
+  }
+
+  /**
+   * What a later engine needs to continue this one (`EngineOptions.resume`): the minutes from
+   * `since` on, the price, the book's update id, and the next trade id — or `idLease` when that
+   * is higher (ids the running sim may still hand out before its state is saved again).
+   */
+  snapshot(since: number, idLease = 0): EngineResume {
+    return {
+      minutes: this.minutes.slice(this.minutes.indexOf(since), this.minutes.length),
+      generatedUntil: this.generatedUntil,
+      logFair: this.logFair,
+      nextTradeId: Math.max(this.trades.nextId, idLease),
+      bookUpdateId: this.lastUpdateId,
+    };
   }
 
   /** Changes the arrival rate from `now` on (the next arrival is drawn anew). */
@@ -331,19 +376,65 @@ export class SymbolEngine {
    */
   private buildHistory(o: EngineOptions, count: number): number {
     const rng = new Rng(deriveSeed(o.seed, `${o.spec.symbol}:history`));
+    const { opens, closes } = walk(rng, o.spec.startPrice, count, o.volatility, -1);
+    return this.pushSynthetic(this.minutes, rng, o, opens, closes, o.firstTradeId);
+  }
+
+  /**
+   * Continues an earlier engine (its `snapshot`): its minutes inside the history window are
+   * served again unchanged (the database already holds them as candles), the minutes it was down
+   * for are a random walk from its last price (the market traded on meanwhile), and ids go on
+   * from its next id. History older than the saved minutes, when the window reaches further,
+   * walks backwards from their first open.
+   */
+  private continueFrom(o: EngineOptions, r: EngineResume, startMinute: number): { nextId: number; logFair: number } {
+    const m = this.minutes;
+    const run = r.minutes;
+    let id = r.nextTradeId;
+    let logFair = r.logFair;
+    const i0 = Math.max(0, Math.round((m.baseOpen - run.baseOpen) / MINUTE));
+    const i1 = Math.min(run.length, Math.round((startMinute - run.baseOpen) / MINUTE) + 1);
+    if (i1 > i0) {
+      const before = Math.round((run.baseOpen - m.baseOpen) / MINUTE);
+      if (before > 0) {
+        const rng = new Rng(deriveSeed(o.seed, `${o.spec.symbol}:history:${r.nextTradeId}`));
+        const { opens, closes } = walk(rng, run.columns.o[0]! * o.spec.tick, before, o.volatility, -1);
+        const prefix = new MinuteCandles(m.baseOpen, before);
+        const end = this.pushSynthetic(prefix, rng, o, opens, closes, 0);
+        // Ids end where the saved minutes' begin.
+        let firstSaved = id;
+        for (let i = 0; i < run.length; i++) {
+          if (run.columns.f[i]! >= 0) {
+            firstSaved = run.columns.f[i]!;
+            break;
+          }
+        }
+        for (let i = 0; i < prefix.length; i++) {
+          prefix.f[i] = prefix.f[i]! + firstSaved - end;
+          prefix.L[i] = prefix.L[i]! + firstSaved - end;
+        }
+        m.append(prefix.slice(0, prefix.length));
+      }
+      m.append(run, i0, i1);
+    }
+    const gapFrom = m.baseOpen + m.length * MINUTE;
+    const down = Math.round((startMinute - gapFrom) / MINUTE);
+    if (down > 0) {
+      const rng = new Rng(deriveSeed(o.seed, `${o.spec.symbol}:gap:${r.nextTradeId}`));
+      const { opens, closes } = walk(rng, Math.exp(logFair), down, o.volatility, 1);
+      id = this.pushSynthetic(m, rng, o, opens, closes, id);
+      logFair = Math.log(closes[down - 1]!);
+    }
+    return { nextId: id, logFair };
+  }
+
+  /** Appends synthetic minutes with the given opens and closes (quote units), trade ids from `firstId`; returns the next id. */
+  private pushSynthetic(m: MinuteCandles, rng: Rng, o: EngineOptions, opens: Float64Array, closes: Float64Array, firstId: number): number {
     const { tick, step } = o.spec;
     const sigmaMin = o.volatility * Math.sqrt(60);
-    const opens = new Float64Array(count);
-    const closes = new Float64Array(count);
-    let price = o.spec.startPrice;
-    for (let i = count - 1; i >= 0; i--) {
-      closes[i] = price;
-      price *= Math.exp(-sigmaMin * rng.normal());
-      opens[i] = price;
-    }
     const perMinute = Math.max(1, o.tradesPerSecond * 60);
-    let id = o.firstTradeId;
-    for (let i = 0; i < count; i++) {
+    let id = firstId;
+    for (let i = 0; i < opens.length; i++) {
       const op = Math.max(1, Math.round(opens[i]! / tick));
       const cl = Math.max(1, Math.round(closes[i]! / tick));
       const wick = Math.abs(rng.normal()) * sigmaMin * 0.5;
@@ -355,9 +446,34 @@ export class SymbolEngine {
       const v = Math.max(n * o.spec.minQtySteps, Math.round(((n * meanQty) / step) * Math.exp(0.2 * rng.normal())));
       const buyShare = Math.min(0.9, Math.max(0.1, 0.5 + 0.1 * rng.normal()));
       const V = Math.round(v * buyShare);
-      this.minutes.pushMinute(op, hi, lo, cl, v, v * step * mid, n, V, V * step * mid, id, id + n - 1);
+      m.pushMinute(op, hi, lo, cl, v, v * step * mid, n, V, V * step * mid, id, id + n - 1);
       id += n;
     }
     return id;
   }
+}
+
+/**
+ * `count` minutes of a log-normal random walk that ends (dir -1: backwards) or starts (dir 1:
+ * forwards) at `price`; opens and closes in quote units, oldest first.
+ */
+function walk(rng: Rng, price: number, count: number, volatility: number, dir: -1 | 1): { opens: Float64Array; closes: Float64Array } {
+  const sigmaMin = volatility * Math.sqrt(60);
+  const opens = new Float64Array(count);
+  const closes = new Float64Array(count);
+  let p = price;
+  if (dir < 0) {
+    for (let i = count - 1; i >= 0; i--) {
+      closes[i] = p;
+      p *= Math.exp(-sigmaMin * rng.normal());
+      opens[i] = p;
+    }
+  } else {
+    for (let i = 0; i < count; i++) {
+      opens[i] = p;
+      p *= Math.exp(sigmaMin * rng.normal());
+      closes[i] = p;
+    }
+  }
+  return { opens, closes };
 }

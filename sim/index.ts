@@ -9,13 +9,16 @@
  * timer per trade) and moves the order book on a 100 ms grid; the tick then fans the new events
  * out to websocket subscribers in one corked write per socket. REST answers from the same state.
  */
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
+import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { TickflowError } from '../core/errors.ts';
 import { logger } from '../core/log.ts';
-import { type Interval, bucketOpen, isInterval, nextOpen } from './candles.ts';
-import { type BookDiff, type Stats24h, SymbolEngine } from './engine.ts';
+import { type Interval, MINUTE_COLUMNS, type MinuteColumn, bucketOpen, isInterval, nextOpen } from './candles.ts';
+import { type BookDiff, type EngineResume, type Stats24h, SymbolEngine } from './engine.ts';
 import { marketSpec, unitsToNumber } from './market.ts';
 import { createRestHandler } from './rest.ts';
 import * as wire from './wire.ts';
@@ -59,9 +62,54 @@ export interface SimOptions {
   readonly maxBufferedBytes?: number;
   /** Tickers remembered per symbol in `emitted.tickers`; default 100,000. */
   readonly maxEmittedTickers?: number;
+  /**
+   * Continue an earlier sim (its `state()`): the same candles for the minutes it served, prices
+   * on from its last one, trade ids on from its last one, the virtual clock never behind it.
+   * Symbols it did not have start afresh. Wins over `stateFile`'s contents.
+   */
+  readonly resume?: SimState;
+  /**
+   * Keep the state in this JSON file: read at build (a missing file = a first run; an unreadable
+   * one is logged and ignored), rewritten every `stateSaveIntervalMs`, early when the trade ids
+   * leased to the running sim run low, and on close. Unset: nothing is kept.
+   */
+  readonly stateFile?: string;
+  /** How often the state file is rewritten (real ms); default 30,000. */
+  readonly stateSaveIntervalMs?: number;
 }
 
-type SimDefaults = Readonly<Required<Omit<SimOptions, 'startPrice' | 'startTime'>>> & {
+/**
+ * What a sim needs to continue where another stopped; plain JSON (`sim.state()`, the state file).
+ * After `close()` it is exact; taken while running, each symbol's `nextTradeId` is a lease past
+ * every id the sim can hand out before it saves again, so a crash never makes ids repeat.
+ */
+export interface SimState {
+  readonly format: typeof SIM_STATE_FORMAT;
+  /** Wall clock when taken, ms. */
+  readonly savedAt: number;
+  /** The virtual clock when taken, ms. */
+  readonly virtualNow: number;
+  /** True when taken after close(): ids are exact, not leased. */
+  readonly final: boolean;
+  readonly symbols: Readonly<Record<string, SimSymbolState>>;
+}
+
+export interface SimSymbolState {
+  /** The price the tick and step sizes were derived from (kept, so the resumed market is the same). */
+  readonly specPrice: number;
+  /** The last trade's price, quote units (for people; the engine resumes from `logFair`). */
+  readonly lastPrice: number | null;
+  readonly generatedUntil: number;
+  readonly logFair: number;
+  readonly nextTradeId: number;
+  readonly bookUpdateId: number;
+  /** 1-minute candles over the history window, as little-endian float64 columns in base64. */
+  readonly minutes: { readonly baseOpen: number; readonly length: number; readonly columns: Readonly<Record<MinuteColumn, string>> };
+}
+
+export const SIM_STATE_FORMAT = 'tickflow-sim-state/1';
+
+type SimDefaults = Readonly<Required<Omit<SimOptions, 'startPrice' | 'startTime' | 'resume' | 'stateFile'>>> & {
   /** Book update grid (virtual ms); Binance's fast diff stream is 100 ms. */
   readonly bookIntervalMs: number;
   /** Id of the first history trade (Binance's BTCUSDT ids are past 2^32: keep gateways honest). */
@@ -84,6 +132,7 @@ export const SIM_DEFAULTS: SimDefaults = Object.freeze({
   volatility: 1e-4,
   maxBufferedBytes: 64 * 1024 * 1024,
   maxEmittedTickers: 100_000,
+  stateSaveIntervalMs: 30_000,
   bookIntervalMs: 100,
   firstTradeId: 3_000_000_000,
 });
@@ -219,6 +268,10 @@ export interface Sim {
   orderBook(symbol: string, limit?: number): SimBook;
   readonly emitted: SimEmitted;
   stats(): SimStats;
+  /** What a later sim needs to continue this one (`SimOptions.resume`); exact after close(). */
+  state(): SimState;
+  /** True when this sim continues an earlier one's state. */
+  readonly resumed: boolean;
 }
 
 interface KlineStreamState {
@@ -253,7 +306,7 @@ function invalid(msg: string): TickflowError {
 
 function resolveOptions(opts: SimOptions) {
   const o = { ...SIM_DEFAULTS, ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) } as typeof SIM_DEFAULTS &
-    Pick<SimOptions, 'startPrice' | 'startTime'>;
+    Pick<SimOptions, 'startPrice' | 'startTime' | 'resume' | 'stateFile'>;
   const positive = (name: keyof typeof SIM_DEFAULTS, v: number, allowZero = false): void => {
     if (!Number.isFinite(v) || v < 0 || (!allowZero && v === 0)) throw invalid(`${name} must be a ${allowZero ? 'non-negative' : 'positive'} number, got ${v}`);
   };
@@ -267,6 +320,7 @@ function resolveOptions(opts: SimOptions) {
   positive('maxStoredTrades', o.maxStoredTrades);
   positive('klinePushIntervalMs', o.klinePushIntervalMs);
   positive('tickerPushIntervalMs', o.tickerPushIntervalMs);
+  positive('stateSaveIntervalMs', o.stateSaveIntervalMs);
   positive('volatility', o.volatility, true);
   if (o.symbols.length === 0) throw invalid('symbols must not be empty');
   if (new Set(o.symbols).size !== o.symbols.length) throw invalid(`symbols must be unique, got ${o.symbols.join(',')}`);
@@ -279,7 +333,9 @@ function resolveOptions(opts: SimOptions) {
 export function buildSim(opts: SimOptions = {}): Sim {
   const o = resolveOptions(opts);
   const log = logger('sim');
-  const specs = o.symbols.map((s) => marketSpec(s, o.startPrice?.[s]));
+  const resume = o.resume ?? (o.stateFile ? readSimState(o.stateFile, log) : undefined);
+  const saved = (symbol: string): SimSymbolState | undefined => resume?.symbols[symbol];
+  const specs = o.symbols.map((s) => marketSpec(s, saved(s)?.specPrice ?? o.startPrice?.[s]));
   if (new Set(specs.map((s) => s.id)).size !== specs.length) throw invalid('two symbols map to the same exchange id');
 
   let engines: SymbolEngine[] = [];
@@ -310,6 +366,12 @@ export function buildSim(opts: SimOptions = {}): Sim {
   let restRequests = 0;
   let tradeRate = o.tradesPerSecond;
   let elu0 = performance.eventLoopUtilization();
+  let saveTimer: NodeJS.Timeout | undefined;
+  let saving: Promise<void> | undefined;
+  /** Per engine: ids below this may be handed out before the state file is written again. */
+  const leases = new Map<SymbolEngine, number>();
+  /** Ids one save interval may use, four times over (a rate change between saves saves early). */
+  const leaseSize = (): number => Math.max(10_000, Math.ceil(((tradeRate * o.speed * o.stateSaveIntervalMs) / 1000) * 4));
 
   const now = (): number => (realStart > 0 ? Math.floor(virtualStart + (Date.now() - realStart) * o.speed) : Date.now());
   const host = o.host;
@@ -475,6 +537,10 @@ export function buildSim(opts: SimOptions = {}): Sim {
     pushTickers(t);
     pushSlowDepth(t);
     hub.flush();
+    if (o.stateFile && !saving) {
+      const half = leaseSize() / 2;
+      if (engines.some((e) => e.trades.nextId >= (leases.get(e) ?? 0) - half)) saveState();
+    }
     const ms = performance.now() - started;
     recentTickMs[ticks % recentTickMs.length] = ms;
     ticks++;
@@ -548,6 +614,12 @@ export function buildSim(opts: SimOptions = {}): Sim {
       if (closed) throw new TickflowError('INTERNAL', 'sim: a closed sim cannot be restarted; build a new one');
       realStart = Date.now();
       virtualStart = o.startTime ?? realStart;
+      const resumeAt = Math.max(-Infinity, ...specs.map((s) => saved(s.symbol)?.generatedUntil ?? -Infinity));
+      if (resumeAt > virtualStart) {
+        // The clock never runs backwards over what was already served (a faster earlier run).
+        log.info({ requested: virtualStart, resumeAt }, 'sim: the saved state is ahead of the start time; the virtual clock continues from it');
+        virtualStart = resumeAt;
+      }
       engines = specs.map(
         (s) =>
           new SymbolEngine({
@@ -561,6 +633,7 @@ export function buildSim(opts: SimOptions = {}): Sim {
             volatility: o.volatility,
             bookIntervalMs: SIM_DEFAULTS.bookIntervalMs,
             firstTradeId: SIM_DEFAULTS.firstTradeId,
+            resume: engineResume(saved(s.symbol)),
           }),
       );
       for (const e of engines) {
@@ -611,7 +684,15 @@ export function buildSim(opts: SimOptions = {}): Sim {
       running = true;
       elu0 = performance.eventLoopUtilization();
       timer = setInterval(tick, o.tickIntervalMs);
-      log.info({ url: sim.url, symbols: o.symbols, tradesPerSecond: o.tradesPerSecond, seed: o.seed, speed: o.speed }, 'sim exchange listening');
+      if (o.stateFile) {
+        saveState();
+        saveTimer = setInterval(saveState, o.stateSaveIntervalMs);
+        saveTimer.unref();
+      }
+      log.info(
+        { url: sim.url, symbols: o.symbols, tradesPerSecond: o.tradesPerSecond, seed: o.seed, speed: o.speed, resumedFrom: resume ? resume.virtualNow : undefined },
+        'sim exchange listening',
+      );
     },
 
     async close() {
@@ -620,6 +701,17 @@ export function buildSim(opts: SimOptions = {}): Sim {
       closed = true;
       if (timer) clearInterval(timer);
       timer = undefined;
+      if (saveTimer) clearInterval(saveTimer);
+      saveTimer = undefined;
+      await saving;
+      if (o.stateFile) {
+        // Synchronous: a close from a signal handler must leave the file whole.
+        try {
+          writeSimStateSync(o.stateFile, sim.state());
+        } catch (err) {
+          log.warn({ err, file: o.stateFile }, 'sim: could not save its state; the next start begins afresh');
+        }
+      }
       await hub.close();
       const srv = server;
       server = undefined;
@@ -687,6 +779,37 @@ export function buildSim(opts: SimOptions = {}): Sim {
 
     emitted,
 
+    get resumed() {
+      return resume !== undefined && o.symbols.some((s) => saved(s) !== undefined);
+    },
+
+    state() {
+      const symbols: Record<string, SimSymbolState> = {};
+      for (const e of engines) {
+        let lease = 0;
+        if (running) {
+          lease = e.trades.nextId + leaseSize();
+          leases.set(e, lease);
+        }
+        const snap = e.snapshot(e.generatedUntil - o.historyDays * 86_400_000, lease);
+        const t = e.trades;
+        symbols[e.spec.symbol] = {
+          specPrice: e.spec.startPrice,
+          lastPrice: t.count > 0 ? unitsToNumber(t.price(t.lastId), e.spec.tickDecimals) : null,
+          generatedUntil: snap.generatedUntil,
+          logFair: snap.logFair,
+          nextTradeId: snap.nextTradeId,
+          bookUpdateId: snap.bookUpdateId,
+          minutes: {
+            baseOpen: snap.minutes.baseOpen,
+            length: snap.minutes.length,
+            columns: Object.fromEntries(MINUTE_COLUMNS.map((k) => [k, encodeColumn(snap.minutes.columns[k])])) as Record<MinuteColumn, string>,
+          },
+        };
+      }
+      return { format: SIM_STATE_FORMAT, savedAt: Date.now(), virtualNow: now(), final: !running, symbols };
+    },
+
     stats() {
       const symbols: Record<string, { trades: number; lastId: number; storedTrades: number; bid: number; ask: number }> = {};
       let total = 0;
@@ -724,5 +847,84 @@ export function buildSim(opts: SimOptions = {}): Sim {
     },
   };
 
+  function saveState(): void {
+    if (!o.stateFile || saving || !running) return;
+    const file = o.stateFile;
+    const st = sim.state();
+    saving = writeSimState(file, st)
+      .catch((err: unknown) => log.warn({ err, file }, 'sim: could not save its state'))
+      .finally(() => {
+        saving = undefined;
+      });
+  }
+
   return sim;
+}
+
+function encodeColumn(a: Float64Array): string {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('base64');
+}
+
+function decodeColumn(s: string, length: number): Float64Array {
+  const b = Buffer.from(s, 'base64');
+  if (b.byteLength !== length * 8) throw new Error(`a column holds ${b.byteLength} bytes, expected ${length * 8}`);
+  const out = new Float64Array(length);
+  new Uint8Array(out.buffer).set(b);
+  return out;
+}
+
+function engineResume(s: SimSymbolState | undefined): EngineResume | undefined {
+  if (!s) return undefined;
+  const columns = Object.fromEntries(MINUTE_COLUMNS.map((k) => [k, decodeColumn(s.minutes.columns[k], s.minutes.length)])) as Record<MinuteColumn, Float64Array>;
+  return {
+    minutes: { baseOpen: s.minutes.baseOpen, length: s.minutes.length, columns },
+    generatedUntil: s.generatedUntil,
+    logFair: s.logFair,
+    nextTradeId: s.nextTradeId,
+    bookUpdateId: s.bookUpdateId,
+  };
+}
+
+/** Checks a parsed state file enough that resuming from it cannot fail half-way. */
+function checkSimState(x: unknown): SimState {
+  const st = x as SimState;
+  if (!st || typeof st !== 'object' || st.format !== SIM_STATE_FORMAT) throw new Error(`not a ${SIM_STATE_FORMAT} document`);
+  if (!Number.isFinite(st.virtualNow) || typeof st.symbols !== 'object' || st.symbols === null) throw new Error('virtualNow or symbols missing');
+  for (const [symbol, s] of Object.entries(st.symbols)) {
+    const nums = [s.specPrice, s.generatedUntil, s.logFair, s.nextTradeId, s.bookUpdateId, s.minutes?.baseOpen, s.minutes?.length];
+    if (!nums.every((n) => typeof n === 'number' && Number.isFinite(n)) || !(s.specPrice > 0)) throw new Error(`${symbol}: a number is missing or invalid`);
+    engineResume(s); // decodes every column
+  }
+  return st;
+}
+
+/** Reads a state file; undefined when there is none or it cannot be used (logged). */
+function readSimState(file: string, log: ReturnType<typeof logger>): SimState | undefined {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') log.warn({ err, file }, 'sim: cannot read its saved state; starting afresh');
+    return undefined;
+  }
+  try {
+    return checkSimState(JSON.parse(text));
+  } catch (err) {
+    log.warn({ err, file }, 'sim: its saved state is unusable; starting afresh');
+    return undefined;
+  }
+}
+
+async function writeSimState(file: string, st: SimState): Promise<void> {
+  await mkdir(path.dirname(file), { recursive: true });
+  const tmp = `${file}.${process.pid}.tmp`;
+  await writeFile(tmp, JSON.stringify(st));
+  await rename(tmp, file);
+}
+
+function writeSimStateSync(file: string, st: SimState): void {
+  mkdirSync(path.dirname(file), { recursive: true });
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, JSON.stringify(st));
+  renameSync(tmp, file);
 }

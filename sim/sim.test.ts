@@ -3,7 +3,10 @@
  * run unchanged through the URL overrides of `sim.ccxtOptions()`, and what they parse must be
  * exactly what the sim says it emitted.
  */
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import ccxt, { type Exchange, type OrderBook, type Trade } from 'ccxt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
@@ -430,6 +433,124 @@ describe('raw websocket protocol', () => {
     await expect(collect(`${sim.wsUrl}/ws/x`, 10)).resolves.toEqual([]);
   });
 });
+
+describe('continuing from a saved state (restarts)', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'tickflow-sim-state-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const SYMBOL = 'BTC/USDT';
+  const base = { seed: 9, symbols: [SYMBOL], tradesPerSecond: 20, historyDays: 1, speed: 60 } as const;
+
+  async function runFor(sim: Sim, virtualMs: number): Promise<void> {
+    await sim.start();
+    const until = sim.now() + virtualMs;
+    while (sim.now() < until) await sleep(20);
+  }
+
+  it('a restart with the state file goes on: ids increase, the price and the virtual clock carry on, the candles served stay the same', async () => {
+    const file = path.join(dir, 'restart.json');
+    const one = buildSim({ ...base, stateFile: file });
+    await runFor(one, 5 * 60_000);
+    await one.close();
+    const served = one.emitted.trades(SYMBOL);
+    const last = served.at(-1)!;
+    const candles1 = one.emitted.candles(SYMBOL, '1m', { includeHistory: true });
+    expect(served.length).toBeGreaterThan(1000);
+    expect(existsSync(file)).toBe(true);
+
+    const two = buildSim({ ...base, stateFile: file });
+    expect(two.resumed).toBe(true);
+    await runFor(two, 60_000);
+    await two.close();
+    const next = two.emitted.trades(SYMBOL);
+    expect(next.length).toBeGreaterThan(100);
+    // Ids go on from the last one, none repeats.
+    expect(next[0]!.id).toBe(last.id + 1);
+    // The price path is continuous: the first trade of run 2 is where run 1 stopped.
+    expect(Math.abs(next[0]!.price / last.price - 1)).toBeLessThan(0.001);
+    // The virtual clock (ahead of the wall clock at speed 60) does not jump back.
+    expect(next[0]!.timestamp).toBeGreaterThanOrEqual(last.timestamp);
+    // What run 1 served (history and live minutes) is served again unchanged, over run 2's window.
+    const list2 = two.emitted.candles(SYMBOL, '1m', { includeHistory: true });
+    const candles2 = new Map(list2.map((c) => [c.timestamp, c]));
+    const closed1 = candles1.filter((c) => c.closed && c.timestamp >= list2[0]!.timestamp);
+    expect(closed1.length).toBeGreaterThan(1400);
+    for (const c of closed1) expect(candles2.get(c.timestamp)).toEqual(c);
+
+    // And a third run from the file run 2 left.
+    const three = buildSim({ ...base, stateFile: file });
+    await runFor(three, 10_000);
+    await three.close();
+    expect(three.emitted.trades(SYMBOL)[0]!.id).toBe(next.at(-1)!.id + 1);
+  }, 60_000);
+
+  it('the minutes it was down are traded on from the last price, ids contiguous, into the new start', async () => {
+    const t0 = Date.UTC(2026, 0, 5, 10, 0, 0);
+    const one = buildSim({ ...base, startTime: t0 });
+    await runFor(one, 3 * 60_000);
+    await one.close();
+    const last = one.emitted.trades(SYMBOL).at(-1)!;
+    const st = one.state();
+    const two = buildSim({ ...base, startTime: t0 + 2 * 3_600_000, resume: st });
+    await runFor(two, 60_000);
+    await two.close();
+    const minutes = two.emitted.candles(SYMBOL, '1m', { includeHistory: true }).filter((c) => c.timestamp >= t0 && c.timestamp < t0 + 2 * 3_600_000);
+    expect(minutes.length).toBe(120);
+    // Every minute of the downtime (after the one run 1 stopped in) has trades, and the first
+    // one opens at run 1's last price.
+    const down = minutes.filter((c) => c.timestamp > st.symbols[SYMBOL]!.generatedUntil);
+    expect(down.length).toBeGreaterThan(110);
+    expect(down.every((c) => c.trades > 0)).toBe(true);
+    expect(Math.abs(down[0]!.open / last.price - 1)).toBeLessThan(0.002);
+    // Trade ids: the downtime's minutes follow run 1's last id, run 2's trades follow them.
+    const k = (open: number) => two.emitted.candles(SYMBOL, '1m', { includeHistory: true }).find((c) => c.timestamp === open)!;
+    expect(ids(two, down[0]!.timestamp).firstId).toBe(last.id + 1);
+    for (let i = 1; i < down.length; i++) expect(ids(two, down[i]!.timestamp).firstId).toBe(ids(two, down[i - 1]!.timestamp).lastId + 1);
+    const live = two.emitted.trades(SYMBOL);
+    expect(live[0]!.id).toBe(ids(two, down.at(-1)!.timestamp).lastId + 1);
+    expect(Math.abs(live[0]!.price / down.at(-1)!.close - 1)).toBeLessThan(0.002);
+    expect(k(t0 + 2 * 3_600_000).trades).toBeGreaterThan(0);
+  }, 60_000);
+
+  it('a state taken while running (as after a crash) leases ids ahead: none repeats', async () => {
+    const one = buildSim({ ...base, tradesPerSecond: 200 });
+    await runFor(one, 30_000);
+    const st = one.state();
+    expect(st.final).toBe(false);
+    const more = one.emitted.trades(SYMBOL).length;
+    await sleep(300); // it trades on after the state was taken, then "crashes"
+    await one.close();
+    const lastId = one.emitted.trades(SYMBOL).at(-1)!.id;
+    expect(one.emitted.trades(SYMBOL).length).toBeGreaterThan(more);
+    const two = buildSim({ ...base, tradesPerSecond: 200, resume: st });
+    await runFor(two, 5_000);
+    await two.close();
+    expect(two.emitted.trades(SYMBOL)[0]!.id).toBeGreaterThan(lastId);
+  }, 60_000);
+
+  it('an unreadable state file is logged and ignored: the sim starts afresh', async () => {
+    const file = path.join(dir, 'broken.json');
+    writeFileSync(file, '{"format":"tickflow-sim-state/1","symbols":');
+    const t0 = Date.UTC(2026, 0, 5, 10, 0, 0);
+    const sim = buildSim({ ...base, startTime: t0, stateFile: file });
+    expect(sim.resumed).toBe(false);
+    await runFor(sim, 5_000);
+    await sim.close();
+    const fresh = buildSim({ ...base, startTime: t0 });
+    await runFor(fresh, 5_000);
+    await fresh.close();
+    expect(sim.emitted.trades(SYMBOL)[0]).toEqual(fresh.emitted.trades(SYMBOL)[0]);
+    // The file holds a usable state again.
+    expect(JSON.parse(readFileSync(file, 'utf8'))).toMatchObject({ format: 'tickflow-sim-state/1', final: true });
+  }, 30_000);
+});
+
+/** First and last trade id of the 1m kline opening at `open`, through REST (Binance's klines carry no ids; aggTrades do). */
+function ids(sim: Sim, open: number): { firstId: number; lastId: number } {
+  const st = sim.state().symbols[SIM_DEFAULTS.symbols[0]!]!;
+  const i = Math.round((open - st.minutes.baseOpen) / 60_000);
+  const col = (k: 'f' | 'L') => new Float64Array(new Uint8Array(Buffer.from(st.minutes.columns[k], 'base64')).buffer)[i]!;
+  return { firstId: col('f'), lastId: col('L') };
+}
 
 describe('parseSimArgs', () => {
   it('parses the CLI', () => {
