@@ -18,10 +18,15 @@ export type { Exchange };
  *   refills over REST). Without the release, a full cache costs O(tradesLimit) per trade
  *   (ArrayCache.append shifts the array) and per call (watchTrades copies it): sim/README.
  * - OHLCVLimit: buckets kept per symbol and timeframe; the candle loop only needs the newest few.
+ * - ws.backoff: ccxt delays a dial of a URL by base × 2^n, n counting dials less than
+ *   `stableAfter` apart (its default 1 s doubling to 60 s, 30 s: a stream dropped every 5-30 s
+ *   was soon down 33 s of 40). Here a connection that lived 3 s redials at once and repeated
+ *   failures wait 0.5 s doubling to 5 s; the watch loops add their own backoff (STREAM_RETRY in
+ *   streams.ts), which takes over up to 10 s for a stream that keeps failing.
  */
 export const CCXT_DEFAULTS = {
   enableRateLimit: true,
-  options: { tradesLimit: 20_000, OHLCVLimit: 1_000 },
+  options: { tradesLimit: 20_000, OHLCVLimit: 1_000, ws: { backoff: { base: 500, max: 5_000, stableAfter: 3_000 } } },
 } as const;
 
 /**

@@ -54,8 +54,10 @@ export interface GatewayEventMap {
   'stream.down': [StreamRef & { reason: string }];
   /** A reconnect attempt failed; the next one waits `delayMs`. */
   'stream.retry': [StreamRef & { attempt: number; delayMs: number; reason: string }];
-  /** The stream is back; the gap is closed with what REST recovered. */
-  'stream.resumed': [StreamRef & { downMs: number; refilled: number }];
+  /** The stream is back; the gap is closed with what REST recovered (`note`: what it could not). */
+  'stream.resumed': [StreamRef & { downMs: number; refilled: number; note?: string }];
+  /** A REST refill failed and is tried again after `delayMs` (`refilled`: records recovered so far). */
+  'refill.retry': [StreamRef & { attempt: number; delayMs: number; refilled: number; reason: string }];
   /** Records recovered over REST (trades refilled, candles filled). */
   refill: [StreamRef & { count: number }];
   'kafka.connected': [{ brokers: readonly string[] }];

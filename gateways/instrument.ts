@@ -30,7 +30,10 @@ export function instrument(events: GatewayEvents, log: Logger): () => void {
       reconnects.inc({ exchange: e.exchange, channel: e.channel });
       log.debug(e, 'stream retry');
     },
-    'stream.resumed': (e) => log.info(e, `${e.exchange} ${e.symbol} ${e.channel} resumed after ${(e.downMs / 1000).toFixed(1)}s, ${e.refilled} refilled`),
+    'stream.resumed': (e) =>
+      log[e.note ? 'warn' : 'info'](e, `${e.exchange} ${e.symbol} ${e.channel} resumed after ${(e.downMs / 1000).toFixed(1)}s, ${e.refilled} refilled${e.note ? `; ${e.note}` : ''}`),
+    'refill.retry': (e) =>
+      log.warn(e, `${e.exchange} ${e.symbol} ${e.channel} refill failing (attempt ${e.attempt}, ${e.refilled} refilled so far), retrying in ${(e.delayMs / 1000).toFixed(1)}s: ${e.reason}`),
     refill: (e) => refilled.inc({ exchange: e.exchange, channel: e.channel }, e.count),
     'kafka.connected': (e) => log.info(e, 'connected to Kafka'),
     'kafka.error': (e) => {

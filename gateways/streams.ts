@@ -9,8 +9,8 @@
 import type { Exchange, OHLCV, OrderBook, Trade as CcxtTrade } from 'ccxt';
 import type { ExchangeEntry } from '../core/config.ts';
 import type { Logger } from '../core/log.ts';
-import { backoffDelay, sleep } from '../core/retry.ts';
-import type { TickflowError } from '../core/errors.ts';
+import { backoffDelay, retry, sleep } from '../core/retry.ts';
+import { messageOf, type TickflowError } from '../core/errors.ts';
 import type { Ticker } from '../schemas/index.ts';
 import { bucketEnd, type CandleEmission, type CandleTracker, type ExchangeClock, type FillRange } from './candles.ts';
 import { endSilentConnections, has, releaseConsumedTrades, translateError } from './ccxt.ts';
@@ -20,7 +20,7 @@ import { fetchCandlePages } from './history.ts';
 import { msToMicros, normalizeBook, normalizeCandle, normalizeTicker } from './normalize.ts';
 import { openRestartGap, type StreamPosition } from './positions.ts';
 import type { Outbox } from './publisher.ts';
-import { idJump, type TradeLedger } from './trades.ts';
+import { idJump, missingIds, type TradeLedger } from './trades.ts';
 
 /** What a loop needs from its exchange worker. */
 export interface WorkerContext {
@@ -45,13 +45,58 @@ export const nowUs = (): number => Date.now() * 1000;
 
 /** Pages a trade refill may take (a longer outage is refilled that far and the gap says so). */
 const REFILL_MAX_PAGES = 1_000;
-const REFILL_ATTEMPTS = 6;
 
-/** Delay before the next watch after a failure. ccxt adds its own dial backoff (options.ws.backoff). */
+/**
+ * Retry policy of the watch loops. A stream that delivered for `healthyAfterMs` before it failed
+ * starts again from the first delay, so it is back within about a second; one that keeps failing
+ * (dials refused, connections dropping right after they open) backs off to the cap. ccxt's own
+ * dial backoff (`options.ws.backoff`, CCXT_DEFAULTS in ccxt.ts) uses the same notion of healthy.
+ */
+export const STREAM_RETRY = {
+  initialDelayMs: 200,
+  maxDelayMs: 10_000,
+  /** Errors that are not retriable (a refused subscription) are retried slower. */
+  rejectedInitialDelayMs: 5_000,
+  rejectedMaxDelayMs: 60_000,
+  healthyAfterMs: 3_000,
+} as const;
+
+/** Retry policies of trade refills (core/retry.ts options). */
+export const REFILL_RETRY = {
+  /**
+   * After a stream outage: until REST answers or the worker closes. The stream waits for the
+   * refill (Kafka keeps each instrument's trades in order), ccxt keeps caching what it receives.
+   */
+  stream: { attempts: Infinity, initialDelayMs: 500, maxDelayMs: 10_000 },
+  /** A trade poll: a few tries; the next scheduled poll starts again from the last trade produced. */
+  poll: { attempts: 6, initialDelayMs: 200, maxDelayMs: 10_000 },
+} as const;
+export type RefillRetry = (typeof REFILL_RETRY)[keyof typeof REFILL_RETRY];
+
+/** Consecutive failures of one watch loop; a healthy stretch of delivery forgives them. */
+export class StreamAttempts {
+  private n = 0;
+  private healthySince: number | undefined;
+
+  /** Data arrived. */
+  ok(now = Date.now()): void {
+    this.healthySince ??= now;
+  }
+
+  /** A watch failed: the attempt number its backoff counts from. */
+  failed(now = Date.now()): number {
+    if (this.healthySince !== undefined && now - this.healthySince >= STREAM_RETRY.healthyAfterMs) this.n = 0;
+    this.healthySince = undefined;
+    return ++this.n;
+  }
+}
+
+/** Delay before the next watch after a failure. */
 function retryDelay(err: TickflowError, attempt: number): number {
   const after = (err as { retryAfterMs?: number }).retryAfterMs;
   if (after !== undefined) return after;
-  return err.retriable ? backoffDelay(attempt, 200, 10_000) : backoffDelay(attempt, 5_000, 60_000);
+  const p = STREAM_RETRY;
+  return err.retriable ? backoffDelay(attempt, p.initialDelayMs, p.maxDelayMs) : backoffDelay(attempt, p.rejectedInitialDelayMs, p.rejectedMaxDelayMs);
 }
 
 /** Open/close gap records of one stream. */
@@ -105,7 +150,7 @@ export class GapTracker {
       reason: (note ? `${c.reason}; ${note}` : c.reason).slice(0, 500),
       refilled,
     });
-    this.ctx.events.emit('stream.resumed', { ...this.ref, downMs: Date.now() - c.openedAt, refilled });
+    this.ctx.events.emit('stream.resumed', { ...this.ref, downMs: Date.now() - c.openedAt, refilled, ...(note ? { note } : {}) });
   }
 }
 
@@ -160,7 +205,8 @@ async function pause(ms: number, signal: AbortSignal): Promise<void> {
 }
 
 /** A watch failed: report the retry, then wait its backoff (or until the worker stops). */
-async function retryAfter(ctx: WorkerContext, ref: StreamRef, err: TickflowError, attempt: number): Promise<void> {
+async function retryAfter(ctx: WorkerContext, ref: StreamRef, err: TickflowError, attempts: StreamAttempts): Promise<void> {
+  const attempt = attempts.failed();
   const delayMs = retryDelay(err, attempt);
   ctx.events.emit('stream.retry', { ...ref, attempt, delayMs, reason: err.message });
   await pause(delayMs, ctx.signal);
@@ -190,29 +236,45 @@ export function produceTrades(ctx: WorkerContext, ledger: TradeLedger, batch: re
   return records.length;
 }
 
-/** REST refill from the newest trade produced up to the present; resumes where it stopped on retries. */
-export async function refillTrades(ctx: WorkerContext, symbol: string, fallbackTsMs: number): Promise<{ count: number; error?: string }> {
+/**
+ * REST refill from the newest trade produced up to the present, retried by `policy` (each retry
+ * resumes where the last one stopped; every failure is a `refill.retry` event, logged at warn).
+ */
+export async function refillTrades(ctx: WorkerContext, symbol: string, fallbackTsMs: number, policy: RefillRetry = REFILL_RETRY.poll): Promise<{ count: number; error?: string }> {
   if (!has(ctx.ex, 'fetchTrades')) return { count: 0, error: 'no REST refill (the exchange has no fetchTrades)' };
   const ledger = ctx.ledger(symbol);
+  const ref: StreamRef = { exchange: ctx.name, channel: 'trades', symbol };
   let count = 0;
-  let lastErr = '';
-  for (let attempt = 1; attempt <= REFILL_ATTEMPTS; attempt++) {
-    try {
-      let pages = 0;
-      for await (const page of ctx.adapter.refillTrades(ctx.ex, symbol, ledger.cursor(fallbackTsMs), { maxPages: REFILL_MAX_PAGES, signal: ctx.signal })) {
-        count += produceTrades(ctx, ledger, page, nowUs());
-        pages++;
-      }
-      if (count > 0) ctx.events.emit('refill', { exchange: ctx.name, channel: 'trades', symbol, count });
-      return pages >= REFILL_MAX_PAGES ? { count, error: `refill stopped after ${REFILL_MAX_PAGES} pages` } : { count };
-    } catch (e) {
-      const err = translateError(e, `refill fetchTrades(${symbol})`, ctx.ex);
-      lastErr = err.message;
-      if (!err.retriable || ctx.signal.aborted) break;
-      await pause(retryDelay(err, attempt), ctx.signal);
-    }
+  try {
+    const pages = await retry(
+      async () => {
+        let n = 0;
+        try {
+          for await (const page of ctx.adapter.refillTrades(ctx.ex, symbol, ledger.cursor(fallbackTsMs), { maxPages: REFILL_MAX_PAGES, signal: ctx.signal })) {
+            count += produceTrades(ctx, ledger, page, nowUs());
+            n++;
+          }
+        } catch (e) {
+          throw translateError(e, `refill fetchTrades(${symbol})`, ctx.ex);
+        }
+        return n;
+      },
+      { ...policy, signal: ctx.signal, onRetry: (err, attempt, delayMs) => ctx.events.emit('refill.retry', { ...ref, attempt, delayMs, refilled: count, reason: messageOf(err) }) },
+    );
+    if (ctx.signal.aborted) return { count, error: 'refill interrupted: the gateway is closing' };
+    return pages >= REFILL_MAX_PAGES ? { count, error: `refill stopped after ${REFILL_MAX_PAGES} pages` } : { count };
+  } catch (e) {
+    return { count, error: ctx.signal.aborted ? 'refill interrupted: the gateway is closing' : `refill incomplete: ${messageOf(e)}` };
+  } finally {
+    if (count > 0) ctx.events.emit('refill', { ...ref, count });
   }
-  return { count, error: `refill incomplete: ${lastErr}` };
+}
+
+/** The closing note of a trade gap: what the refill could not bring back, counted where ids are consecutive. */
+function unrefilledNote(contiguous: boolean, ledger: TradeLedger, resumed: readonly CcxtTrade[], error: string | undefined): string | undefined {
+  const missing = contiguous ? missingIds(ledger.lastTradeId, resumed) : undefined;
+  if (missing !== undefined) return missing > 0 ? `${missing} trades not refilled${error ? ` (${error})` : ''}` : undefined;
+  return error ? `${error}; trades in this range may be missing (count unknown)` : undefined;
 }
 
 export async function runTradeStream(ctx: WorkerContext, symbol: string, silenceMs: number): Promise<void> {
@@ -238,7 +300,7 @@ export async function runTradeStream(ctx: WorkerContext, symbol: string, silence
     endSilent(ctx, self);
   });
   ctx.watchdog.add(w);
-  let attempt = 0;
+  const attempts = new StreamAttempts();
   try {
     while (!ctx.signal.aborted) {
       let batch: CcxtTrade[];
@@ -250,13 +312,13 @@ export async function runTradeStream(ctx: WorkerContext, symbol: string, silence
         if (ctx.signal.aborted) break;
         const err = translateError(e, `watchTrades(${symbol})`, ctx.ex);
         gap.open(ledger.lastTradeTsMs !== undefined ? msToMicros(ledger.lastTradeTsMs) : nowUs(), err.message);
-        await retryAfter(ctx, ref, err, ++attempt);
+        await retryAfter(ctx, ref, err, attempts);
         continue;
       }
       releaseConsumedTrades(ctx.ex, symbol, batch);
       const receivedAtUs = nowUs();
       w.lastMessageAt = Date.now();
-      attempt = 0;
+      attempts.ok();
       ctx.events.emit('stream.messages', { ...ref, count: batch.length });
       const overflow = batch.length >= tradesLimit && ledger.lastTradeId !== undefined;
       const jump = contiguous && idJump(ledger.lastTradeId, batch);
@@ -268,8 +330,11 @@ export async function runTradeStream(ctx: WorkerContext, symbol: string, silence
           gap.open(msToMicros(ledger.lastTradeTsMs ?? Date.now()), why);
         }
         const firstTs = batch[0]?.timestamp;
-        const r = await refillTrades(ctx, symbol, ctx.clock.now(Date.now()));
-        gap.close(firstTs !== undefined ? msToMicros(firstTs) : nowUs(), r.count, r.error);
+        const r = await refillTrades(ctx, symbol, ctx.clock.now(Date.now()), REFILL_RETRY.stream);
+        // Closing mid-refill: the gap stays open and the batch unproduced; the next start refills
+        // from the last trade in Kafka.
+        if (r.error && ctx.signal.aborted) break;
+        gap.close(firstTs !== undefined ? msToMicros(firstTs) : nowUs(), r.count, unrefilledNote(contiguous, ledger, batch, r.error));
       }
       produceTrades(ctx, ledger, batch, receivedAtUs);
     }
@@ -296,7 +361,7 @@ export async function runTickerStream(ctx: WorkerContext, symbol: string, silenc
   const w = watched(ctx, ref, silenceMs);
   ctx.watchdog.add(w);
   let last: { ts: number; sig: string } | undefined;
-  let attempt = 0;
+  const attempts = new StreamAttempts();
   try {
     while (!ctx.signal.aborted) {
       w.active = !gap.isOpen;
@@ -308,11 +373,11 @@ export async function runTickerStream(ctx: WorkerContext, symbol: string, silenc
         if (ctx.signal.aborted) break;
         const err = translateError(e, `watchTicker(${symbol})`, ctx.ex);
         gap.open(last?.ts ?? nowUs(), err.message);
-        await retryAfter(ctx, ref, err, ++attempt);
+        await retryAfter(ctx, ref, err, attempts);
         continue;
       }
       w.lastMessageAt = Date.now();
-      attempt = 0;
+      attempts.ok();
       const rec = normalizeTicker(ctx.name, t, nowUs(), symbol);
       gap.close(rec.ts, 0);
       ctx.events.emit('stream.messages', { ...ref, count: 1 });
@@ -413,7 +478,7 @@ export async function runOhlcvStream(ctx: WorkerContext, symbol: string, timefra
   const tracker = ctx.tracker(symbol, timeframe);
   const w = watched(ctx, ref, silenceMs);
   ctx.watchdog.add(w);
-  let attempt = 0;
+  const attempts = new StreamAttempts();
   try {
     while (!ctx.signal.aborted) {
       w.active = !gap.isOpen;
@@ -429,11 +494,11 @@ export async function runOhlcvStream(ctx: WorkerContext, symbol: string, timefra
           tracker.markStale();
           gap.open(from !== undefined ? msToMicros(from) : nowUs(), err.message);
         }
-        await retryAfter(ctx, ref, err, ++attempt);
+        await retryAfter(ctx, ref, err, attempts);
         continue;
       }
       w.lastMessageAt = Date.now();
-      attempt = 0;
+      attempts.ok();
       ctx.events.emit('stream.messages', { ...ref, count: rows.length });
       const res = tracker.onStream(rows, Date.now());
       produceCandles(ctx, symbol, timeframe, res.emit);
@@ -474,7 +539,7 @@ export async function runBookStream(ctx: WorkerContext, symbol: string, depth: n
     ctx.outbox.add('book', rec);
     ctx.clock.observe(rec.ts / 1000, Date.now());
   }, intervalMs);
-  let attempt = 0;
+  const attempts = new StreamAttempts();
   try {
     while (!ctx.signal.aborted) {
       w.active = !gap.isOpen;
@@ -486,11 +551,11 @@ export async function runBookStream(ctx: WorkerContext, symbol: string, depth: n
         if (ctx.signal.aborted) break;
         const err = translateError(e, `watchOrderBook(${symbol})`, ctx.ex);
         gap.open(nowUs(), err.message);
-        await retryAfter(ctx, ref, err, ++attempt);
+        await retryAfter(ctx, ref, err, attempts);
         continue;
       }
       w.lastMessageAt = Date.now();
-      attempt = 0;
+      attempts.ok();
       ctx.events.emit('stream.messages', { ...ref, count: 1 });
       const ts = latest.timestamp;
       gap.close(ts !== undefined ? msToMicros(ts) : nowUs(), 0);

@@ -96,3 +96,19 @@ export function idJump(lastId: string | undefined, batch: readonly CcxtTrade[]):
   }
   return false;
 }
+
+/**
+ * On an exchange with consecutive ids: how many trades lie between `lastId` and the first newer
+ * trade of `batch` (0 when the batch continues right after it or brings nothing newer);
+ * undefined when the ids are not integers.
+ */
+export function missingIds(lastId: string | undefined, batch: readonly CcxtTrade[]): number | undefined {
+  if (lastId === undefined || !INT.test(lastId)) return undefined;
+  for (const t of batch) {
+    const id = tradeId(t);
+    if (!INT.test(id)) return undefined;
+    if (compareIds(id, lastId) <= 0) continue;
+    return Number(BigInt(id) - BigInt(lastId) - 1n);
+  }
+  return 0;
+}
