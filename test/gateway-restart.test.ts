@@ -139,7 +139,8 @@ describe('gateway restarted after SIGKILL and after SIGTERM, under load', () => 
         }
       }
     }
-    console.log('gateway restart timing', JSON.stringify(timing), JSON.stringify(stops));
+    const reads = restarts.map((r) => /positions of the last run: [^"]*/.exec(r.output)?.[0]);
+    console.log('gateway restart timing', JSON.stringify(timing), JSON.stringify(stops), JSON.stringify(reads));
   });
 
   it('candles: each closed bucket once across the restarts, contiguous', () => {
