@@ -22,6 +22,7 @@ import {
 import { RECORD_KINDS, topicFor, type RecordKind } from '../schemas/index.ts';
 import { TickflowError, messageOf } from './errors.ts';
 import { logger } from './log.ts';
+import { retry } from './retry.ts';
 
 export type { Admin, Batch, Consumer, ConsumerConfig, EachBatchPayload, IHeaders, Kafka, KafkaMessage, Message, Producer };
 export { CompressionTypes };
@@ -48,16 +49,37 @@ const toPino = (level: LogLevel) => {
   }
 };
 
-/** kafkajs logs through our structured logger; its INFO chatter is kept at debug. */
+/**
+ * kafkajs logs per socket and per response, and at error level for what is routine in a consumer
+ * group's life: it retries those itself, and what it finally cannot do reaches the parts as an
+ * error they report (gap records, the retries metric, a connector's status).
+ * - per-socket noise (reconnects, refused connections, the idempotent producer's warning about
+ *   limited retries, which the gateway's own resend and the sink's upserts cover): debug;
+ * - a protocol error in a response (`Response Heartbeat(...)`, `Response JoinGroup(...)`):
+ *   debug, the caller retries or reports it;
+ * - group membership (rebalancing, re-joining, the coordinator loading or moving, a member id
+ *   the coordinator does not know after a session expired, a topic's metadata not there yet):
+ *   info;
+ * - the consumer restarting itself after a retriable crash: warn.
+ */
+const SOCKET_NOISE = /Limiting retries|Connection error|Closed connection|Connection timeout|ECONNREFUSED|ECONNRESET|coordinator is not available|GroupCoordinator|Failed to connect to broker|Connection closed/;
+const ROUTINE_GROUP = /rebalanc|re-?join|coordinator is loading|not the correct coordinator|not aware of this member|member id|generation id is not valid|does not host this topic-partition|There is no leader for this topic-partition|not the leader for that topic-partition|resync group/i;
+
+export function kafkaLogLevel(level: LogLevel, message: string, error = ''): 'error' | 'warn' | 'info' | 'debug' {
+  if (level >= LogLevel.INFO) return 'debug';
+  const text = `${message} ${error}`;
+  if (SOCKET_NOISE.test(text)) return 'debug';
+  if (/^Response \w+\(/.test(message)) return 'debug';
+  if (ROUTINE_GROUP.test(text)) return 'info';
+  if (/^Restarting the consumer in/.test(message)) return 'warn';
+  return toPino(level);
+}
+
+/** kafkajs logs through our structured logger, at the levels kafkaLogLevel gives. */
 function logCreator() {
   return ({ namespace, level, log: entry }: LogEntry) => {
     const { message, ...extra } = entry;
-    // kafkajs warns once per producer that limited retries weaken EoS (the gateway buffers and
-    // resends itself; the sink's upserts absorb duplicates) and logs every failed reconnect as
-    // an error: outages are reported by the parts (gap records, retries metric), not per socket.
-    const noisy = /Limiting retries|Connection error|Closed connection|Connection timeout|ECONNREFUSED|coordinator is not available|GroupCoordinator/.test(`${String(message)} ${String((extra as { error?: unknown }).error ?? '')}`);
-    const lvl = level === LogLevel.INFO || (noisy && level <= LogLevel.WARN) ? 'debug' : toPino(level);
-    log[lvl]({ namespace, ...extra }, message);
+    log[kafkaLogLevel(level, String(message), String((extra as { error?: unknown }).error ?? ''))]({ namespace, ...extra }, message);
   };
 }
 
@@ -132,25 +154,72 @@ export async function probeKafka(brokers: readonly string[], timeoutMs = 10_000)
   }
 }
 
+/**
+ * Creates the missing topics and returns once the brokers serve every one of them (each partition
+ * has a leader in the metadata), retrying with backoff. kafkajs's own wait for leaders fails on a
+ * freshly started KRaft broker: its metadata request answers UNKNOWN_TOPIC_OR_PARTITION for a
+ * topic the controller just created (19 of 20 tries on a broker started a second before), and
+ * the topic is there a moment later. So creation is not trusted for an answer: a topic that
+ * exists is left alone (TOPIC_ALREADY_EXISTS from a racing creator included), and what counts is
+ * the metadata, read until it is complete. Returns the topics this call found missing.
+ */
+export async function createTopicsVerified(admin: Admin, topics: readonly ITopicConfig[], opts: { deadlineMs?: number } = {}): Promise<string[]> {
+  if (topics.length === 0) return [];
+  const names = [...new Set(topics.map((t) => t.topic))];
+  let created: string[] | undefined;
+  await retry(
+    async () => {
+      const existing = new Set(await admin.listTopics());
+      const missing = topics.filter((t) => !existing.has(t.topic));
+      created ??= missing.map((t) => t.topic);
+      if (missing.length > 0) {
+        try {
+          await admin.createTopics({ topics: [...missing], waitForLeaders: false });
+        } catch (e) {
+          // Already there (another instance, or an earlier try whose answer was lost): fine; the
+          // metadata check below decides. Anything else is retried.
+          if (!/already exists/i.test(`${messageOf(e)} ${JSON.stringify((e as { topicErrors?: unknown }).topicErrors ?? '')}`)) throw retriable(e, 'creating topics');
+        }
+      }
+      let meta: Awaited<ReturnType<Admin['fetchTopicMetadata']>>;
+      try {
+        meta = await admin.fetchTopicMetadata({ topics: names });
+      } catch (e) {
+        throw retriable(e, 'reading the new topics\' metadata');
+      }
+      const incomplete = names.filter((name) => {
+        const t = meta.topics.find((x) => x.name === name);
+        return !t || t.partitions.length === 0 || t.partitions.some((p) => p.leader < 0 || p.partitionErrorCode !== 0);
+      });
+      if (incomplete.length > 0) throw new TickflowError('KAFKA_UNREACHABLE', `topics not served yet: ${incomplete.join(', ')}`, { retriable: true });
+    },
+    { attempts: Number.MAX_SAFE_INTEGER, initialDelayMs: 100, maxDelayMs: 2_000, deadlineMs: opts.deadlineMs ?? 60_000 },
+  );
+  return created ?? [];
+}
+
+function retriable(e: unknown, what: string): TickflowError {
+  return new TickflowError('KAFKA_UNREACHABLE', `${what}: ${messageOf(e)}`, { retriable: true, cause: e });
+}
+
 /** Creates the per-channel topics when missing (partitions and retention from config). */
 export async function ensureTopics(kafka: Kafka, s: Pick<KafkaSettings, 'topicPrefix' | 'partitions' | 'replicationFactor' | 'retentionMs'>, kinds: readonly RecordKind[] = RECORD_KINDS): Promise<string[]> {
   const admin = kafka.admin();
   await admin.connect();
   try {
-    const existing = new Set(await admin.listTopics());
-    const wanted: ITopicConfig[] = kinds
-      .map((k) => topicFor(s.topicPrefix, k))
-      .filter((t) => !existing.has(t))
-      .map((topic) => ({
-        topic,
-        numPartitions: s.partitions,
-        replicationFactor: s.replicationFactor,
-        configEntries: topic.endsWith('.instruments')
-          ? [{ name: 'cleanup.policy', value: 'compact' }]
-          : [{ name: 'retention.ms', value: String(s.retentionMs) }],
-      }));
-    if (wanted.length > 0) await admin.createTopics({ topics: wanted, waitForLeaders: true });
-    return wanted.map((t) => t.topic);
+    return await createTopicsVerified(
+      admin,
+      kinds
+        .map((k) => topicFor(s.topicPrefix, k))
+        .map((topic) => ({
+          topic,
+          numPartitions: s.partitions,
+          replicationFactor: s.replicationFactor,
+          configEntries: topic.endsWith('.instruments')
+            ? [{ name: 'cleanup.policy', value: 'compact' }]
+            : [{ name: 'retention.ms', value: String(s.retentionMs) }],
+        })),
+    );
   } finally {
     await admin.disconnect();
   }
@@ -177,15 +246,10 @@ export async function ensureNamedTopics(kafka: Kafka, topics: readonly string[],
   const admin = kafka.admin();
   await admin.connect();
   try {
-    const existing = new Set(await admin.listTopics());
-    const wanted = [...new Set(topics)].filter((t) => !existing.has(t));
-    if (wanted.length > 0) {
-      await admin.createTopics({
-        topics: wanted.map((topic) => ({ topic, numPartitions: s.partitions, replicationFactor: s.replicationFactor, configEntries: [{ name: 'retention.ms', value: String(s.retentionMs) }] })),
-        waitForLeaders: true,
-      });
-    }
-    return wanted;
+    return await createTopicsVerified(
+      admin,
+      [...new Set(topics)].map((topic) => ({ topic, numPartitions: s.partitions, replicationFactor: s.replicationFactor, configEntries: [{ name: 'retention.ms', value: String(s.retentionMs) }] })),
+    );
   } finally {
     await admin.disconnect();
   }
@@ -259,7 +323,7 @@ export async function readRanges(
           await onMessage(batch.topic, batch.partition, m);
           end = o;
         }
-        if (end < r.to - 1 || open.get(`${batch.topic}:${batch.partition}`) !== r) return;
+        if (Math.max(end, Number(batch.lastOffset())) < r.to - 1 || open.get(`${batch.topic}:${batch.partition}`) !== r) return;
         open.delete(`${batch.topic}:${batch.partition}`);
         if (open.size === 0) startRound((ranges = next().filter((x) => x.to > x.from)));
       },

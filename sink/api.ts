@@ -5,6 +5,7 @@ import { messageOf } from '../core/errors.ts';
 import { logger } from '../core/log.ts';
 import { registry } from '../core/metrics.ts';
 import { connectorSchema } from './config.ts';
+import { CHECK_TIMEOUT_MS, withTimeout, type SinkHealth } from './health.ts';
 import type { Connector } from './connector.ts';
 import { CONNECTOR_STATES } from './events.ts';
 import { ManagerError, type ConnectorManager } from './manager.ts';
@@ -18,8 +19,10 @@ import { ManagerError, type ConnectorManager } from './manager.ts';
 
 export interface ApiOptions {
   readonly token: string | undefined;
-  /** The running connectors (throws until the sink has started). */
+  /** The running connectors (throws a 503 ManagerError while the sink is starting). */
   readonly manager: () => ConnectorManager;
+  /** What /healthz reports; absent: always ok (an API built for tests alone). */
+  readonly health?: SinkHealth;
 }
 
 const nameParams = {
@@ -54,6 +57,7 @@ const statusBody = {
     lastError: { type: ['string', 'null'] },
     lastErrorAt: { type: ['string', 'null'] },
     lastBatchAt: { type: ['string', 'null'] },
+    problem: { type: ['string', 'null'] },
     lag: { type: ['integer', 'null'] },
     partitions: {
       type: 'array',
@@ -116,16 +120,21 @@ export const connectorRoutes: FastifyPluginAsync<ApiOptions> = async (app, { man
 
   app.get<{ Params: { name: string } }>('/connectors/:name', { schema: { params: nameParams, response: { 200: connectorInfo, 404: errorBody } } }, async (req) => info(mgr().get(req.params.name)));
 
-  app.get<{ Params: { name: string } }>('/connectors/:name/status', { schema: { params: nameParams, response: { 200: statusBody, 404: errorBody } } }, async (req) => {
+  app.get<{ Params: { name: string } }>('/connectors/:name/status', { schema: { params: nameParams, response: { 200: statusBody, 404: errorBody, 503: errorBody } } }, async (req) => {
     const c = mgr().get(req.params.name);
+    // Bounded: Kafka or the database unreachable must not hang the answer; it says what is wrong.
+    const [partitions, kafka] = await Promise.all([
+      withTimeout(c.partitions(), CHECK_TIMEOUT_MS, 'Kafka and the database gave no partition offsets').then(
+        (p) => ({ p }),
+        (e: unknown) => ({ e: messageOf(e) }),
+      ),
+      c.kafkaCheck(),
+    ]);
     const status = c.status();
-    try {
-      const partitions = await c.partitions();
-      return { ...status, lag: partitions.reduce((n, p) => n + p.lag, 0), partitions };
-    } catch (e) {
-      // Kafka or the database unreachable: the connector's own view still answers.
-      return { ...status, lag: null, partitions: [], partitionsError: messageOf(e) };
-    }
+    const problems = [status.problem, kafka && !kafka.ok ? `Kafka unreachable: ${kafka.error}` : null].filter((p): p is string => p !== null && p !== undefined);
+    const problem = problems.length > 0 ? [...new Set(problems)].join('; ') : null;
+    if ('p' in partitions) return { ...status, problem, lag: partitions.p.reduce((n, p) => n + p.lag, 0), partitions: partitions.p };
+    return { ...status, problem: problem ?? partitions.e, lag: null, partitions: [], partitionsError: partitions.e };
   });
 
   const action = (path: string, method: 'PUT' | 'POST', run: (name: string) => Promise<void>, code: number) =>
@@ -170,7 +179,13 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
   });
   app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: `no route ${req.method} ${req.url}` }));
 
-  app.get('/healthz', async () => ({ ok: true }));
+  // 200 when running and Kafka, the database and every connector are fine; else 503 with the
+  // phase (starting: what it waits for) and what is wrong.
+  app.get('/healthz', async (_req, reply) => {
+    if (!opts.health) return { status: 'ok' };
+    const report = await opts.health.report();
+    return reply.code(report.status === 'ok' ? 200 : 503).send(report);
+  });
   app.get('/metrics', async (_req, reply) => reply.type(registry.contentType).send(await registry.metrics()));
   void app.register(connectorRoutes, opts);
   return app;

@@ -31,7 +31,7 @@ describe('sink config', () => {
   });
 
   it('fills connector defaults', () => {
-    expect(connectorSchema.parse({ name: 'x', table: 'trades' })).toMatchObject({ insertMode: 'upsert', batchMaxRows: 5000, errorTolerance: 'all', sessionTimeoutMs: 30_000 });
+    expect(connectorSchema.parse({ name: 'x', table: 'trades' })).toMatchObject({ insertMode: 'upsert', batchMaxRows: 5000, errorTolerance: 'all', sessionTimeoutMs: 6_000 });
     expect(intervalSql('90d')).toBe('90 days');
   });
 });

@@ -54,8 +54,14 @@ export const connectorSchema = z.strictObject({
   lingerMs: z.int().min(0).max(60_000).default(100),
   /** none: a bad record stops the connector (FAILED); all: it goes to the dead-letter topic. */
   errorTolerance: z.enum(ERROR_TOLERANCES).default('all'),
-  /** A consumer silent this long leaves the group and its partitions move (Kafka's session.timeout.ms). */
-  sessionTimeoutMs: z.int().min(6_000).max(300_000).default(30_000),
+  /**
+   * A consumer silent this long leaves the group and its partitions move (Kafka's
+   * session.timeout.ms). It bounds recovery after an unclean death: the killed instance's
+   * partitions, and a restarted instance's join, wait for it (kafkajs has no static membership).
+   * 6 s is the broker's default minimum (group.min.session.timeout.ms); the sink heartbeats every
+   * second from its own thread, its decoding and database writes don't block that.
+   */
+  sessionTimeoutMs: z.int().min(6_000).max(300_000).default(6_000),
   /** Default `<kafka.topicPrefix>.dlq`. */
   deadLetterTopic: z.string().regex(/^[A-Za-z0-9._-]{1,249}$/, 'expected a Kafka topic name').optional(),
 });

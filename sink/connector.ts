@@ -41,6 +41,8 @@ export interface ConnectorDeps {
   readonly clientId: string;
   /** After each commit: the table and the oldest time written, for the aggregate refresh. */
   readonly onWritten?: (table: TableName, minTimeUs: number) => void;
+  /** Whether Kafka answers now (bounded, cached; sink/health.ts), for the status. */
+  readonly kafkaCheck?: () => Promise<{ ok: boolean; error?: string } | undefined>;
 }
 
 export interface PartitionStatus {
@@ -66,6 +68,8 @@ export interface ConnectorStatus {
   readonly lastError: string | null;
   readonly lastErrorAt: string | null;
   readonly lastBatchAt: string | null;
+  /** What keeps it from writing now (the database or Kafka unreachable), null when nothing. */
+  readonly problem: string | null;
 }
 
 export const DLQ_HEADERS = {
@@ -115,6 +119,10 @@ export class Connector {
   private toCommit = new Map<string, { topic: string; partition: number; offset: string }>();
   private commitTimer: NodeJS.Timeout | undefined;
   private committing: Promise<void> | undefined;
+  /** The consumer's last failure to talk to Kafka (it restarts itself), cleared by the next fetch or join. */
+  private kafkaError: { message: string; at: Date } | undefined;
+  private joined = false;
+  private partitionsInFlight: Promise<PartitionStatus[]> | undefined;
 
   constructor(
     readonly config: ConnectorConfig,
@@ -155,14 +163,31 @@ export class Connector {
         minBytes: Math.min(256 << 10, c.batchMaxRows * 16),
         maxBytesPerPartition: Math.min(1 << 20, Math.max(64 << 10, c.batchMaxRows * 64)),
         maxBytes: 8 << 20,
+        // A member that stops heartbeating (a killed process) holds its partitions until the
+        // session times out; a restarted instance's join waits for that too. kafkajs has no
+        // static membership (it never sends a group.instance.id), so the session timeout is
+        // what bounds recovery: see sessionTimeoutMs in config.ts. Heartbeats go out every
+        // second (a fifth of the 6 s minimum), so a rebalance is noticed within about a second.
         sessionTimeout: c.sessionTimeoutMs,
-        heartbeatInterval: Math.min(3_000, Math.floor(c.sessionTimeoutMs / 3)),
+        heartbeatInterval: Math.min(1_000, Math.floor(c.sessionTimeoutMs / 5)),
+        // How long the coordinator waits for every member to re-join in a rebalance; a member
+        // stuck longer is dropped from that generation (and joins the next one).
+        rebalanceTimeout: Math.max(10_000, c.sessionTimeoutMs),
         retry: { retries: 10, initialRetryTime: 300, maxRetryTime: 10_000 },
       });
       this.consumer = consumer;
-      consumer.on(consumer.events.GROUP_JOIN, (e) => this.onGroupJoin(e.payload.memberAssignment));
+      this.joined = false;
+      consumer.on(consumer.events.GROUP_JOIN, (e) => {
+        this.joined = true;
+        this.kafkaError = undefined;
+        this.onGroupJoin(e.payload.memberAssignment);
+      });
+      consumer.on(consumer.events.FETCH, () => (this.kafkaError = undefined));
       consumer.on(consumer.events.CRASH, (e) => {
-        if (!e.payload.restart && !this.stopping) void this.fail(new TickflowError('KAFKA_UNREACHABLE', `consumer crashed: ${messageOf(e.payload.error)}`, { cause: e.payload.error }));
+        if (this.stopping) return;
+        this.kafkaError = { message: messageOf(e.payload.error), at: new Date() };
+        this.joined = false;
+        if (!e.payload.restart) void this.fail(new TickflowError('KAFKA_UNREACHABLE', `consumer crashed: ${messageOf(e.payload.error)}`, { cause: e.payload.error }));
       });
       await consumer.connect();
       await consumer.subscribe({ topics: [...c.topics], fromBeginning: true });
@@ -233,11 +258,35 @@ export class Connector {
       lastError: this.lastError?.message ?? null,
       lastErrorAt: this.lastError?.at.toISOString() ?? null,
       lastBatchAt: this.lastBatchAt?.toISOString() ?? null,
+      problem: this.problem(),
     };
   }
 
-  /** Per partition of the connector's topics: stored offset, high watermark, lag. */
-  async partitions(): Promise<PartitionStatus[]> {
+  /** What keeps the connector from writing now, or null. */
+  problem(): string | null {
+    if (this.state === 'FAILED') return this.lastError?.message ?? 'failed';
+    if (this.pausedForOutage) return `database unreachable, writes retried: ${this.lastError?.message ?? ''}`.trim();
+    if (this.kafkaError) return `Kafka: ${this.kafkaError.message} (since ${this.kafkaError.at.toISOString()}; the consumer retries)`;
+    if ((this.state === 'RUNNING' || this.state === 'PAUSED') && !this.joined) return 'joining the consumer group';
+    return null;
+  }
+
+  /** Whether Kafka answers now (bounded, cached): undefined when the sink does not check. */
+  kafkaCheck(): Promise<{ ok: boolean; error?: string } | undefined> {
+    return this.deps.kafkaCheck?.() ?? Promise.resolve(undefined);
+  }
+
+  /**
+   * Per partition of the connector's topics: stored offset, high watermark, lag. One request at a
+   * time: callers that give up waiting (a status with a deadline while Kafka is down) do not
+   * stack up admin requests behind kafkajs's retries.
+   */
+  partitions(): Promise<PartitionStatus[]> {
+    this.partitionsInFlight ??= this.readPartitions().finally(() => (this.partitionsInFlight = undefined));
+    return this.partitionsInFlight;
+  }
+
+  private async readPartitions(): Promise<PartitionStatus[]> {
     const stored = new Map<string, number>();
     const r = await this.deps.pool.query<{ topic: string; partition: number; next_offset: number }>('select topic, partition, next_offset from sink_offsets where connector = $1', [this.name]);
     for (const row of r.rows) stored.set(`${row.topic}\u0000${row.partition}`, Number(row.next_offset));

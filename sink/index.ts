@@ -1,9 +1,10 @@
 import type { FastifyInstance } from 'fastify';
 import type { Config } from '../core/config.ts';
-import type { Pool } from '../core/db.ts';
+import { maskUrl, type Pool } from '../core/db.ts';
 import { TickflowError, messageOf } from '../core/errors.ts';
 import { createKafka, createProducer, ensureTopics, type Admin, type Producer } from '../core/kafka.ts';
 import { logger } from '../core/log.ts';
+import { retry } from '../core/retry.ts';
 import { openDatabase, type OpenDatabase } from '../infra/database.ts';
 import { migrate } from '../migrations/runner.ts';
 import { Aggregates, detectDatabase } from './aggregates.ts';
@@ -11,9 +12,11 @@ import { buildApi } from './api.ts';
 import { defaultConnectors, type ConnectorSpec } from './config.ts';
 import { Decoder } from './decode.ts';
 import { SinkEmitter, instrument } from './events.ts';
-import { ConnectorManager } from './manager.ts';
+import { SinkHealth } from './health.ts';
+import { ConnectorManager, ManagerError } from './manager.ts';
 import { startScheduler, type Scheduler } from './scheduler.ts';
 import { loadConnectors } from './store.ts';
+import { dbError, isTransientDbError } from './writer.ts';
 
 /**
  * The sink: Kafka → database, Kafka Connect-like. `buildSink(config)` returns the part;
@@ -52,19 +55,49 @@ export function buildSink(config: Config, deps: SinkDeps = {}): Sink {
   const log = logger('sink');
   const events = new SinkEmitter();
   instrument(events);
+  const health = new SinkHealth();
   const closers: Array<() => Promise<void>> = [];
   let manager: ConnectorManager | undefined;
   let aggregates: Aggregates | undefined;
   let url: string | undefined;
+  // Aborted by close(): a start still waiting for the database or Kafka gives up.
+  const stopping = new AbortController();
   const manage = (): ConnectorManager => {
-    if (!manager) throw new TickflowError('INTERNAL', 'the sink is not started');
+    if (!manager) throw new ManagerError(503, `the sink is starting (waiting for ${health.waitingFor ?? 'start-up'}); try again shortly`);
     return manager;
   };
   // The API is built up front (tests inject requests); its routes reach the manager once started.
-  const api = buildApi({ token: config.sink.apiToken, manager: manage });
+  const api = buildApi({ token: config.sink.apiToken, manager: manage, health });
 
   const close = async () => {
+    health.phase = 'stopping';
+    stopping.abort(new TickflowError('INTERNAL', 'the sink is stopping'));
     for (const c of closers.splice(0).reverse()) await c().catch((e) => log.warn({ err: messageOf(e) }, 'sink close step failed'));
+  };
+
+  /**
+   * Retries `fn` until it succeeds, a non-retriable error, or close(); logs what it waits for
+   * (URLs with their password masked) and shows it on /healthz meanwhile.
+   */
+  const waitFor = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
+    health.waitingFor = what;
+    let logged = 0;
+    const result = await retry(fn, {
+      attempts: Number.MAX_SAFE_INTEGER,
+      initialDelayMs: 250,
+      maxDelayMs: 5_000,
+      signal: stopping.signal,
+      onRetry: (err, attempt, delayMs) => {
+        health.waitingFor = `${what}: ${messageOf(err)}`;
+        // Every attempt at first, then about every 30 s.
+        if (attempt <= 3 || Date.now() - logged >= 30_000) {
+          logged = Date.now();
+          log.warn({ attempt, retryInMs: delayMs, err: messageOf(err) }, `waiting for ${what}`);
+        }
+      },
+    });
+    health.waitingFor = undefined;
+    return result;
   };
 
   return {
@@ -74,62 +107,14 @@ export function buildSink(config: Config, deps: SinkDeps = {}): Sink {
       return url;
     },
     get connectors() {
-      return manage();
+      if (!manager) throw new TickflowError('INTERNAL', 'the sink is not started');
+      return manager;
     },
     async start() {
       try {
-        let pool: Pool;
-        if (deps.pool) pool = deps.pool;
-        else {
-          const db: OpenDatabase = await openDatabase(config, { applicationName: 'tickflow-sink' });
-          closers.push(() => db.close());
-          pool = db.pool;
-        }
-        const m = await migrate(pool);
-        const dbInfo = await detectDatabase(pool, m.flavour);
-        log.info({ flavour: dbInfo.flavour, backgroundWorkers: dbInfo.backgroundWorkers, migrations: m.applied }, 'sink database ready');
-        aggregates = new Aggregates(pool, dbInfo, config.sink.policies, events);
-        await aggregates.applyPolicies().catch((e) => log.error({ err: messageOf(e) }, 'applying the TimescaleDB policies failed'));
-
-        const decoder = new Decoder(config.kafka);
-        decoder.start();
-        closers.push(() => decoder.close());
-        const brokers = deps.brokers ?? config.kafka.brokers;
-        const kafka = createKafka({ ...config.kafka, brokers });
-        await ensureTopics(kafka, config.kafka);
-        const producer: Producer = createProducer(kafka);
-        await producer.connect();
-        closers.push(() => producer.disconnect());
-        const admin: Admin = kafka.admin();
-        await admin.connect();
-        closers.push(() => admin.disconnect());
-
-        const aggs = aggregates;
-        manager = new ConnectorManager(
-          pool,
-          { kafka, pool, decoder, producer, admin, events, clientId: config.kafka.clientId, onWritten: (table, t) => aggs.noteWrite(table, t) },
-          config.kafka,
-        );
-        const mgr = manager;
-        closers.push(() => mgr.stopAll());
-
-        const declared: ConnectorSpec[] = config.sink.connectors ?? defaultConnectors();
-        const { stored, invalid } = await loadConnectors(pool);
-        for (const bad of invalid) log.error(bad, 'a stored connector is invalid; skipped');
-        const names = new Set(declared.map((c) => c.name));
-        await Promise.all([
-          ...declared.map((spec) => mgr.add(spec, 'config')),
-          ...stored.filter((s) => {
-            if (!names.has(s.spec.name)) return true;
-            log.warn({ connector: s.spec.name }, 'a connector created over REST has the name of one in the config file; the config file wins');
-            return false;
-          }).map((s) => mgr.add(s.spec, 'api', s.paused)),
-        ]);
-
-        if (deps.schedule !== false) {
-          const scheduler: Scheduler = startScheduler(aggs, config.sink);
-          closers.push(() => scheduler.stop());
-        }
+        health.phase = 'starting';
+        // The REST API, /healthz and /metrics answer from the first moment ('starting' and what
+        // the sink waits for), not only once the database, Kafka and the group join are done.
         if (deps.listen !== false) {
           url = await api.listen({ host: config.sink.apiHost, port: config.sink.apiPort });
           log.info({ url, auth: config.sink.apiToken ? 'bearer' : 'none' }, 'sink REST API listening');
@@ -138,6 +123,72 @@ export function buildSink(config: Config, deps: SinkDeps = {}): Sink {
           }
         }
         closers.push(() => api.close());
+
+        // A database that is down (or restarting) at start is waited for, not a reason to exit.
+        let pool: Pool;
+        const dbName = config.database.url ? `the database (DATABASE_URL=${maskUrl(config.database.url)})` : 'the embedded database';
+        if (deps.pool) pool = deps.pool;
+        else {
+          const db: OpenDatabase = await waitFor(dbName, () => openDatabase(config, { applicationName: 'tickflow-sink' }));
+          closers.push(() => db.close());
+          pool = db.pool;
+        }
+        health.watchDatabase(pool);
+        const m = await waitFor(dbName, () => transientDb(() => migrate(pool)));
+        const dbInfo = await waitFor(dbName, () => transientDb(() => detectDatabase(pool, m.flavour)));
+        log.info({ flavour: dbInfo.flavour, backgroundWorkers: dbInfo.backgroundWorkers, migrations: m.applied }, 'sink database ready');
+        aggregates = new Aggregates(pool, dbInfo, config.sink.policies, events);
+        await aggregates.applyPolicies().catch((e) => log.error({ err: messageOf(e) }, 'applying the TimescaleDB policies failed'));
+
+        const decoder = new Decoder(config.kafka);
+        decoder.start();
+        closers.push(() => decoder.close());
+        const brokers = deps.brokers ?? config.kafka.brokers;
+        health.watchKafka(brokers);
+        const kafka = createKafka({ ...config.kafka, brokers });
+        const kafkaName = `Kafka (KAFKA_BROKERS=${brokers.join(',')})`;
+        await waitFor(kafkaName, () => kafkaStep(() => ensureTopics(kafka, config.kafka)));
+        const producer: Producer = createProducer(kafka);
+        await waitFor(kafkaName, () => kafkaStep(() => producer.connect()));
+        closers.push(() => producer.disconnect());
+        const admin: Admin = kafka.admin();
+        await waitFor(kafkaName, () => kafkaStep(() => admin.connect()));
+        closers.push(() => admin.disconnect());
+
+        const aggs = aggregates;
+        const mgr = new ConnectorManager(
+          pool,
+          { kafka, pool, decoder, producer, admin, events, clientId: config.kafka.clientId, kafkaCheck: () => health.kafkaCheck(), onWritten: (table, t) => aggs.noteWrite(table, t) },
+          config.kafka,
+        );
+        closers.push(() => mgr.stopAll());
+        health.watchConnectors(() => mgr.list().map((c) => ({ name: c.name, state: c.currentState, problem: c.problem() })));
+
+        const declared: ConnectorSpec[] = config.sink.connectors ?? defaultConnectors();
+        const { stored, invalid } = await waitFor(dbName, () => transientDb(() => loadConnectors(pool)));
+        for (const bad of invalid) log.error(bad, 'a stored connector is invalid; skipped');
+        const names = new Set(declared.map((c) => c.name));
+        // Registered before they join their groups: the REST API lists them (and their state)
+        // while the joins run.
+        health.waitingFor = 'the connectors to join their consumer groups';
+        const launches: Promise<unknown>[] = [];
+        for (const spec of declared) launches.push(mgr.add(spec, 'config'));
+        for (const s of stored) {
+          if (names.has(s.spec.name)) {
+            log.warn({ connector: s.spec.name }, 'a connector created over REST has the name of one in the config file; the config file wins');
+            continue;
+          }
+          launches.push(mgr.add(s.spec, 'api', s.paused));
+        }
+        manager = mgr;
+        await Promise.all(launches);
+
+        if (deps.schedule !== false) {
+          const scheduler: Scheduler = startScheduler(aggs, config.sink);
+          closers.push(() => scheduler.stop());
+        }
+        health.waitingFor = undefined;
+        health.phase = 'running';
       } catch (e) {
         await close();
         throw e;
@@ -153,4 +204,26 @@ export function buildSink(config: Config, deps: SinkDeps = {}): Sink {
       await aggregates.applyRetention(now);
     },
   };
+}
+
+/** A database call whose failure is retried when it is the connection's (or the server's state). */
+async function transientDb<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    for (let c: unknown = e; c; c = (c as { cause?: unknown }).cause) {
+      if (!(c instanceof TickflowError) && isTransientDbError(c)) throw dbError(c, messageOf(e));
+    }
+    throw e;
+  }
+}
+
+/** kafkajs's errors at start-up (a broker down or still starting) are retried by the sink. */
+async function kafkaStep<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    if (e instanceof TickflowError) throw e;
+    throw new TickflowError('KAFKA_UNREACHABLE', messageOf(e), { retriable: !(e instanceof TypeError || e instanceof RangeError), cause: e });
+  }
 }

@@ -8,7 +8,7 @@ import { deleteConnector, insertConnector, setConnectorPaused } from './store.ts
 /** Why a management call was refused; the REST API maps `status` to the HTTP status. */
 export class ManagerError extends Error {
   constructor(
-    readonly status: 404 | 409,
+    readonly status: 404 | 409 | 503,
     message: string,
   ) {
     super(message);
