@@ -165,7 +165,7 @@ export interface RegistryServer {
   /** From spawn to the API answering, ms. */
   readonly startupMs: number;
   readonly logFile: string;
-  /** SIGTERM, then SIGKILL after 15 s; resolves once the process is gone. */
+  /** SIGTERM, then SIGKILL after 15 s; resolves once the process is gone (its folder removed, unless `dir` was given). */
   stop(): Promise<void>;
 }
 
@@ -173,6 +173,7 @@ export interface RegistryServer {
 export async function startRegistry(opts: StartRegistryOptions = {}): Promise<RegistryServer> {
   const app = await ensureRegistryApp();
   const java = findJava21();
+  const ownDir = opts.dir === undefined;
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'tickflow-registry-'));
   await mkdir(dir, { recursive: true });
   const port = opts.port || (await freePort());
@@ -252,6 +253,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Re
         }
         for (let deadline = Date.now() + 5_000; !gone() && Date.now() < deadline; ) await sleep(100);
       }
+      if (ownDir) await rm(dir, { recursive: true, force: true });
     })());
 
   const url = `http://127.0.0.1:${port}${CCOMPAT_PATH}`;
@@ -270,8 +272,8 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Re
     await sleep(100);
   }
   if (exited || Date.now() > deadline) {
-    await stop();
     const text = await readFile(logFile, 'utf8').catch(() => '');
+    await stop();
     const tail = text.trimEnd().split('\n').slice(-20).join('\n');
     throw new TickflowError('INFRA', `Apicurio Registry did not start (${exited ? `the JVM ${exited}` : `not answering at ${url}: ${last}`}); log ${logFile}:\n${tail}`);
   }

@@ -2,8 +2,8 @@ import type { SchemaRegistry } from '../../core/avro.ts';
 
 /**
  * An in-memory schema registry with the Confluent semantics the codec relies on (one global id
- * per distinct schema). It isolates the codec from the HTTP registry client: no
- * Confluent-compatible registry can run on the development machines.
+ * per distinct schema). It isolates the codec from the HTTP registry client; the real registry
+ * (Apicurio Registry, infra/registry.ts) is in test/registry.test.ts.
  */
 export class MemoryRegistry implements SchemaRegistry {
   private readonly schemas: string[] = [];
