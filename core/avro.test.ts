@@ -2,7 +2,8 @@ import avro from 'avsc';
 import { describe, expect, it } from 'vitest';
 import { schemaJson, TYPES, type Trade } from '../schemas/index.ts';
 import { MemoryRegistry } from '../test/harness/memory-registry.ts';
-import { AvroCodec, crc64Avro, fingerprintBytes } from './avro.ts';
+import { AvroCodec, crc64Avro, fingerprintBytes, type SchemaRegistry } from './avro.ts';
+import { TickflowError } from './errors.ts';
 
 const trade: Trade = {
   exchange: 'binance',
@@ -58,6 +59,25 @@ describe('AvroCodec', () => {
     const d = await reader.decode(buf);
     expect(d.framing).toBe('confluent');
     expect({ ...d.value }).toEqual(trade);
+  });
+
+  it('waits for a registry that is briefly unreachable when it meets a new id; an unknown id fails at once', async () => {
+    const registry = new MemoryRegistry();
+    const writer = new AvroCodec({ topicPrefix: 't', registry });
+    await writer.prepare();
+    let refusals = 2;
+    const flaky: SchemaRegistry = {
+      register: (s, schema) => registry.register(s, schema),
+      getById: async (id) => {
+        if (refusals-- > 0) throw new TickflowError('KAFKA_UNREACHABLE', 'registry unreachable', { retriable: true });
+        return registry.getById(id);
+      },
+    };
+    const reader = new AvroCodec({ topicPrefix: 't', registry: flaky });
+    expect({ ...(await reader.decode(writer.encode('trade', trade))).value }).toEqual(trade);
+    expect(refusals).toBe(-1);
+    const unknown = Buffer.concat([Buffer.from([0, 0, 0, 0, 99]), TYPES.trade.toBuffer(trade)]);
+    await expect(new AvroCodec({ topicPrefix: 't', registry }).decode(unknown)).rejects.toThrow(/no schema with id 99/);
   });
 
   it('reads records written with an older schema version (Avro resolution)', async () => {

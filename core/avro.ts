@@ -113,6 +113,9 @@ export class ConfluentRegistry implements SchemaRegistry {
 }
 
 // ---- codec ----
+/** How long decoding waits for an unreachable registry to answer for a schema id. */
+const ID_WAIT_MS = 60_000;
+
 export const SINGLE_OBJECT_MAGIC = Buffer.from([0xc3, 0x01]);
 export const CONFLUENT_MAGIC = 0x00;
 
@@ -257,11 +260,15 @@ export class AvroCodec {
     return this.decodeSingleObject(buf);
   }
 
-  /** The writer schema of a Confluent id, from the registry (a short wait while it is unreachable). */
+  /**
+   * The writer schema of a Confluent id, from the registry. An unreachable registry is waited for
+   * up to a minute (decoding pauses: a sink meeting a new id while its registry restarts would
+   * otherwise dead-letter good records); an unknown id fails at once.
+   */
   private async writerOfId(id: number): Promise<WriterEntry> {
     const registry = this.opts.registry;
     if (!registry) throw new TickflowError('AVRO_DECODE', `Confluent-framed record with schema id ${id}, but no schema registry is configured (SCHEMA_REGISTRY_URL)`);
-    const text = await retry(() => registry.getById(id), { attempts: 6, initialDelayMs: 200, maxDelayMs: 2_000 });
+    const text = await retry(() => registry.getById(id), { attempts: Number.POSITIVE_INFINITY, initialDelayMs: 200, maxDelayMs: 5_000, deadlineMs: ID_WAIT_MS });
     let writer: avro.Type;
     try {
       writer = avro.Type.forSchema(JSON.parse(text) as avro.Schema);

@@ -1,4 +1,5 @@
 import type { SchemaRegistry } from '../../core/avro.ts';
+import { TickflowError } from '../../core/errors.ts';
 
 /**
  * An in-memory schema registry with the Confluent semantics the codec relies on (one global id
@@ -19,7 +20,7 @@ export class MemoryRegistry implements SchemaRegistry {
 
   async getById(id: number): Promise<string> {
     const s = this.schemas[id - 1];
-    if (!s) throw new Error(`no schema with id ${id}`);
+    if (!s) throw new TickflowError('AVRO_DECODE', `no schema with id ${id}`); // a 404: not retriable
     return s;
   }
 }
