@@ -24,6 +24,7 @@ import { kafkaTransport, Publisher, type Transport } from './publisher.ts';
 import { entryName, ExchangeWorker, type WorkerStatus } from './worker.ts';
 import type { Channel, ExchangeEntry } from '../core/config.ts';
 import { messageOf } from '../core/errors.ts';
+import { retry } from '../core/retry.ts';
 
 export { GatewayEvents, type Problem } from './events.ts';
 
@@ -162,9 +163,16 @@ export function buildGateway(config: Config, deps: GatewayDeps = {}): Gateway {
           channels: Object.keys(w.entry.channels) as Channel[],
           timeframes: w.entry.channels.ohlcv?.timeframes ?? [],
         }));
-        readPositions({ ...config.kafka, brokers }, codec, wanted, { log }).then(positionsRead, (e: unknown) => {
-          // Without positions the streams start as new: the downtime has no gap record.
-          log.error({ err: messageOf(e) }, 'could not read where the previous run stopped from Kafka; streams start as new (trades since the last run are not refilled)');
+        // The streams wait for their positions: while Kafka cannot be read nothing could be
+        // delivered anyway, and once it can, the refill covers the wait.
+        retry(() => readPositions({ ...config.kafka, brokers }, codec, wanted, { log }), {
+          attempts: Infinity,
+          initialDelayMs: 500,
+          maxDelayMs: 10_000,
+          signal: closing.signal,
+          onRetry: (e, attempt, delayMs) => log.warn({ attempt, delayMs, err: messageOf(e) }, 'cannot read where the previous run stopped from Kafka yet; the streams wait for it'),
+        }).then(positionsRead, (e: unknown) => {
+          if (!closing.signal.aborted) log.error({ err: messageOf(e) }, 'could not read where the previous run stopped from Kafka; streams start as new (the downtime has no gap record)');
           positionsRead(undefined);
         });
       } else positionsRead(undefined);
