@@ -3,6 +3,7 @@
  * instruments and gap records into Kafka as Avro.
  *
  *   buildGateway(config) ── one Publisher (outbox per entry → batched idempotent producer)
+ *                        ├─ where the last process stopped, read from the topics (positions.ts)
  *                        └─ one ExchangeWorker per exchange entry (worker.ts)
  *                              ├─ validation: ccxt id, listed symbols, supported channels
  *                              ├─ instruments, candle history (history.ts)
