@@ -353,7 +353,7 @@ export class Rig {
   }
 
   private newPool(max: number): pg.Pool {
-    const pool = new pg.Pool({ connectionString: this.dbUrl, max, connectionTimeoutMillis: 5_000, application_name: HARNESS_APP, idleTimeoutMillis: 0 });
+    const pool = new pg.Pool({ connectionString: this.dbUrl, max, connectionTimeoutMillis: this.database === 'embedded' ? 30_000 : 5_000, application_name: HARNESS_APP, idleTimeoutMillis: 0 });
     pool.on('error', () => undefined);
     return pool;
   }
@@ -383,14 +383,26 @@ export class Rig {
 
   private track(p: Part): Part {
     this.parts.push(p);
-    void p.exited.then((e) => {
-      if (!p.stopRequested && p.kind !== 'infra') this.crashes.push(`${p.kind} exited (${e.signal ?? `code ${e.code}`}) ${seconds(Date.now() - p.startedAt)} s after its start: ${p.tail(6)}`);
+    void p.exited.then(async (e) => {
+      if (p.stopRequested || p.kind === 'infra' || this.closing) return;
+      this.crashes.push(`${p.kind} exited (${e.signal ?? `code ${e.code}`}) ${seconds(Date.now() - p.startedAt)} s after its start: ${p.tail(6)}`);
+      // As a supervisor (systemd, Kubernetes) would: start it again a second later, so the
+      // scenario goes on and its figures count what the crash cost.
+      if (this.supervise && (p === this.sink || p === this.gateway)) {
+        await sleep(1_000);
+        if (this.closing) return;
+        if (p === this.sink) this.startSink();
+        else this.startGateway();
+      }
     });
     return p;
   }
 
   /** Parts that exited without being asked to (see Tally.crashes). */
   readonly crashes: string[] = [];
+  /** Restart a crashed gateway or sink (the crash still counts). */
+  supervise = true;
+  private closing = false;
 
   private env(): Record<string, string | undefined> {
     return { KAFKA_BROKERS: this.brokers.join(','), DATABASE_URL: this.database === 'postgres' ? this.dbUrl : undefined };
@@ -448,22 +460,27 @@ export class Rig {
    */
   async warmUp(timeoutMs = 120_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
+    let last = '';
     for (;;) {
       const r = await this.withDb((pool) =>
         pool.query<{ symbol: string; first: string }>('select symbol, min(id::int8)::text as first from trades where exchange = $1 group by symbol', [EXCHANGE]),
-      ).catch(() => ({ rows: [] as { symbol: string; first: string }[] }));
+      ).catch((e: unknown) => {
+        last = String(e);
+        return { rows: [] as { symbol: string; first: string }[] };
+      });
       if (r.rows.length === this.symbols.length) {
         this.firstIds = new Map(r.rows.map((x) => [x.symbol, Number(x.first)]));
         return;
       }
-      if (Date.now() > deadline) throw new Error(`no trades stored within ${timeoutMs} ms\n${this.parts.map((p) => p.tail(15)).join('\n')}`);
+      if (r.rows.length) last = `trades of ${r.rows.map((x) => x.symbol).join(', ')} only`;
+      if (Date.now() > deadline) throw new Error(`no trades stored within ${timeoutMs} ms (${last})\n${this.parts.map((p) => p.tail(15)).join('\n')}`);
       await sleep(250);
     }
   }
 
   /** Fixes the window's start from the database (embedded: with the sink stopped). */
   async fixWindowStart(): Promise<void> {
-    await this.warmUp(5_000);
+    await this.warmUp(30_000);
   }
 
   /**
@@ -621,6 +638,7 @@ export class Rig {
 
   /** Stops every part, the sim, the broker and the database; removes the temp dir. */
   async close(): Promise<void> {
+    this.closing = true;
     for (const p of this.parts) if (p.alive()) await p.stop('SIGTERM', 15_000).catch(() => undefined);
     await this.pool?.end().catch(() => undefined);
     if (this.embeddedPid && isAlive(this.embeddedPid)) {
