@@ -66,7 +66,8 @@ export interface GatewayEventMap {
   'produce.ack': [{ records: readonly QueuedRecord[]; ackedAtUs: number }];
   /** Records dropped from a full buffer (they become a `kafka` gap record). */
   'buffer.drop': [{ exchange: string; count: number }];
-  'buffer.size': [{ exchange: string; size: number }];
+  /** Records an entry holds for Kafka (buffered and in flight) and has dropped since start; every second. */
+  'buffer.size': [{ exchange: string; size: number; dropped: number }];
   /** Candle history progress (start-up lookback, gap fills, `tickflow backfill`). */
   'backfill.progress': [{ exchange: string; symbol: string; timeframe: string; candles: number; fraction: number }];
 }

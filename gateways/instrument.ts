@@ -12,7 +12,7 @@ const gaps = counter('tickflow_gateway_gaps_total', 'Stream outages (gap records
 const refilled = counter('tickflow_gateway_refilled_records_total', 'Records recovered over REST after an outage (trades refilled, candles filled)', ['exchange', 'channel']);
 const produced = counter('tickflow_gateway_produced_records_total', 'Records acknowledged by Kafka, per record kind', ['kind']);
 const latency = histogram('tickflow_gateway_produce_latency_seconds', 'Receive-to-ack latency of each record (gateway receive time to Kafka acknowledgement)', [], [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]);
-const buffered = gauge('tickflow_gateway_buffered_records', 'Records held in memory waiting for Kafka, per exchange', ['exchange']);
+const buffered = gauge('tickflow_gateway_buffered_records', 'Records held in memory waiting for Kafka (queued, or sent and not yet acknowledged), per exchange; updated every second', ['exchange']);
 const dropped = gauge('tickflow_gateway_dropped_records', 'Records dropped from a full buffer since start (each loss published as a kafka gap record), per exchange', ['exchange']);
 const kafkaErrors = counter('tickflow_gateway_kafka_errors_total', 'Failed Kafka connects and sends (retried)');
 
@@ -48,7 +48,10 @@ export function instrument(events: GatewayEvents, log: Logger): () => void {
       }
       for (const [kind, n] of byKind) produced.inc({ kind }, n);
     },
-    'buffer.size': (e) => buffered.set({ exchange: e.exchange }, e.size),
+    'buffer.size': (e) => {
+      buffered.set({ exchange: e.exchange }, e.size);
+      dropped.set({ exchange: e.exchange }, e.dropped);
+    },
     'buffer.drop': (e) => {
       dropped.set({ exchange: e.exchange }, e.count);
       log.error(e, `${e.exchange}: buffer full while Kafka is unreachable, dropped ${e.count} records so far (reported as kafka gap records)`);

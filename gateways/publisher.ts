@@ -209,6 +209,9 @@ export class Publisher {
   private deadline = Infinity;
   private connected = false;
   private pending: QueuedRecord[] | undefined;
+  /** Records of each outbox in the pending batch (taken, not yet acknowledged). */
+  private readonly inFlight = new Map<Outbox, number>();
+  private sizeTimer: NodeJS.Timeout | undefined;
   private rotation = 0;
   readonly events: GatewayEvents;
   /** Records acknowledged by Kafka since start. */
@@ -295,16 +298,32 @@ export class Publisher {
     const nowUs = (this.o.now ?? Date.now)() * 1000;
     const out: QueuedRecord[] = [];
     const n = this.outboxes.length;
+    this.inFlight.clear();
     for (let i = 0; i < n && out.length < this.batchMaxRecords; i++) {
       const box = this.outboxes[(this.rotation + i) % n]!;
       const share = i === n - 1 ? this.batchMaxRecords - out.length : Math.max(1, Math.ceil((this.batchMaxRecords - out.length) / (n - i)));
-      for (const r of box.take(share, nowUs)) out.push(r);
+      const taken = box.take(share, nowUs);
+      for (const r of taken) out.push(r);
+      if (taken.length > 0) this.inFlight.set(box, taken.length);
     }
     this.rotation++;
     return out;
   }
 
+  /**
+   * `buffer.size` per outbox: what it holds plus its records in the unacknowledged batch. Sent
+   * every second whatever the loop is doing (it may be waiting on a dead broker for a long
+   * time), and after every batch taken.
+   */
+  private reportSizes(): void {
+    for (const b of this.outboxes) this.events.emit('buffer.size', { exchange: b.exchange, size: b.size + (this.inFlight.get(b) ?? 0), dropped: b.dropped });
+  }
+
   start(): void {
+    if (!this.running) {
+      this.sizeTimer = setInterval(() => this.reportSizes(), 1_000);
+      this.sizeTimer.unref();
+    }
     this.running ??= this.loop();
   }
 
@@ -337,7 +356,7 @@ export class Publisher {
         // Linger: let a trickle become a batch, unless a full batch is already waiting.
         if (!draining && this.buffered < this.batchMaxRecords && this.lingerMs > 0) await this.sleep(this.lingerMs, false);
         this.pending = this.takeBatch();
-        for (const b of this.outboxes) this.events.emit('buffer.size', { exchange: b.exchange, size: b.size });
+        this.reportSizes();
         if (this.pending.length === 0) {
           this.pending = undefined;
           continue;
@@ -347,6 +366,7 @@ export class Publisher {
       try {
         await this.o.transport.send(group(batch));
         this.pending = undefined;
+        this.inFlight.clear();
         this.acked += batch.length;
         attempt = 0;
         this.events.emit('produce.ack', { records: batch, ackedAtUs: Date.now() * 1000 });
@@ -359,6 +379,7 @@ export class Publisher {
           // Kafka refused the records themselves (too large, invalid): they cannot be delivered
           // by retrying, so they are reported like an overflow and the rest goes on.
           this.pending = undefined;
+          this.inFlight.clear();
           this.reportRejected(batch, messageOf(e));
         } else {
           this.connected = false;
@@ -409,6 +430,8 @@ export class Publisher {
       await Promise.race([this.running, new Promise<void>((r) => (timer = setTimeout(r, timeoutMs + 50)))]);
       clearTimeout(timer);
     }
+    clearInterval(this.sizeTimer);
+    this.reportSizes();
     const undelivered = this.buffered;
     await this.o.transport.disconnect().catch(() => undefined);
     return undelivered;
