@@ -4,6 +4,11 @@
  * whole pipeline live — sim → gateway (real ccxt) → Kafka → sink → database, and Kafka → API →
  * websocket → page. The page must draw the candles (their colours are on the canvas), keep its
  * last candle updating from live trades, and leave a screenshot in test-artifacts/chart.png.
+ *
+ * Then a restart, as `npm start` twice: the sim (with its state file) and the gateway stop and
+ * start again; the chart on 1h and 1m must show the exchange's own candle history where the
+ * trades don't reach back, fill the width at load, carry no stale overlay, and the price path must
+ * run on across the restart. Screenshots in bench-results/chart-restart-1h.png and -1m.png.
  */
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -27,10 +32,19 @@ const EXCHANGE = 'sim';
 const SYMBOLS = ['BTC/USDT', 'ETH/USDT'];
 const HISTORY_MS = 3 * 3_600_000;
 const SCREENSHOT = path.join(REPO_ROOT, 'test-artifacts', 'chart.png');
+const BENCH_RESULTS = path.join(REPO_ROOT, 'bench-results');
+const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
 interface ChartState {
   status: string;
+  interval: string;
   bars: number;
+  /** Bars drawn from each source: the trades' rollups / live trades, or the exchange's candles. */
+  sources: { trades: number; exchange: number };
+  /** The text over the chart ('' when none). */
+  overlay: string;
+  /** The time scale: its width and where the first and last bars are drawn (px from its left). */
+  view: { width: number; firstX: number | null; lastX: number | null } | null;
   updates: number;
   trades: number;
   error: string | null;
@@ -104,7 +118,7 @@ describe('the chart page in headless Chromium', () => {
       executablePath: CHROMIUM,
       headless: true,
       viewport: { width: 1280, height: 720 },
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args: CHROMIUM_ARGS,
     });
     page = context.pages()[0] ?? (await context.newPage());
   }, 180_000);
@@ -136,21 +150,7 @@ describe('the chart page in headless Chromium', () => {
     expect(await page.locator('#instrument option').allTextContents()).toEqual(SYMBOLS.map((s) => `${EXCHANGE} ${s}`));
 
     // The candles are on the canvas: count pixels of the rising and falling colours.
-    const painted = (await page.evaluate(`(() => {
-      let up = 0;
-      let down = 0;
-      for (const c of document.querySelectorAll('#chart canvas')) {
-        const ctx = c.getContext('2d');
-        if (!ctx || c.width === 0 || c.height === 0) continue;
-        const d = ctx.getImageData(0, 0, c.width, c.height).data;
-        const near = (i, r, g, b) => Math.abs(d[i] - r) + Math.abs(d[i + 1] - g) + Math.abs(d[i + 2] - b) < 30;
-        for (let i = 0; i < d.length; i += 4) {
-          if (near(i, 38, 166, 154)) up++;
-          else if (near(i, 239, 83, 80)) down++;
-        }
-      }
-      return { up, down };
-    })()`)) as { up: number; down: number };
+    const painted = await paintedCandles(page);
     expect(painted.up).toBeGreaterThan(500);
     expect(painted.down).toBeGreaterThan(500);
 
@@ -180,4 +180,189 @@ describe('the chart page in headless Chromium', () => {
     await page.screenshot({ path: SCREENSHOT });
     expect(consoleErrors).toEqual([]);
   }, 120_000);
+});
+
+/**
+ * Pixels of the candle colours on the chart's canvases: how many rising and falling, and the
+ * leftmost and rightmost column holding either, as a share of the canvas width.
+ */
+async function paintedCandles(page: Page): Promise<{ up: number; down: number; left: number; right: number }> {
+  // Browser-side code as a string: this project's TypeScript has no DOM types.
+  return (await page.evaluate(`(() => {
+    let up = 0;
+    let down = 0;
+    let left = Infinity;
+    let right = -Infinity;
+    for (const c of document.querySelectorAll('#chart canvas')) {
+      const ctx = c.getContext('2d');
+      if (!ctx || c.width === 0 || c.height === 0) continue;
+      const d = ctx.getImageData(0, 0, c.width, c.height).data;
+      const near = (i, r, g, b) => Math.abs(d[i] - r) + Math.abs(d[i + 1] - g) + Math.abs(d[i + 2] - b) < 30;
+      for (let i = 0; i < d.length; i += 4) {
+        const isUp = near(i, 38, 166, 154);
+        if (!isUp && !near(i, 239, 83, 80)) continue;
+        if (isUp) up++;
+        else down++;
+        const x = ((i / 4) % c.width) / c.width;
+        if (x < left) left = x;
+        if (x > right) right = x;
+      }
+    }
+    return { up, down, left, right };
+  })()`)) as { up: number; down: number; left: number; right: number };
+}
+
+describe('the chart page after a restart, on 1h and 1m', () => {
+  const prefix = uniquePrefix('apiwebrs');
+  const SYMBOL = 'BTC/USDT';
+  const HISTORY_DAYS = 7;
+  const dir = mkdtempSync(path.join(tmpdir(), 'tickflow-restart-'));
+  const stateFile = path.join(dir, 'sim-state.json');
+  let db: TestDb;
+  let sink: Sink;
+  let api: Api;
+  let url: string;
+  let context: BrowserContext;
+  let page: Page;
+  let profile: string;
+  let sim: Sim | undefined;
+  let gateway: Gateway | undefined;
+  const consoleErrors: string[] = [];
+
+  /**
+   * What `npm start` builds around the sim: the sim (resuming from its state file) and a gateway
+   * on it, with trades and 1m candles. The first run is given another start price than the
+   * configured one, standing in for the hours a real run drifts: a sim that started over would
+   * jump back to the configured price.
+   */
+  async function startExchange(startPrice?: number): Promise<{ sim: Sim; gateway: Gateway }> {
+    const s = buildSim({ seed: 31, symbols: SYMBOLS, tradesPerSecond: 3, historyDays: HISTORY_DAYS, stateFile, ...(startPrice ? { startPrice: { [SYMBOL]: startPrice } } : {}) });
+    await s.start();
+    const config = parseConfig(
+      {
+        kafka: { brokers: inject('kafkaBrokers'), topicPrefix: prefix, clientId: prefix, partitions: 2 },
+        exchanges: [
+          {
+            id: 'binance',
+            name: EXCHANGE,
+            symbols: SYMBOLS,
+            channels: { trades: {}, ohlcv: { timeframes: ['1m'] } },
+            backfillLookbackMinutes: HISTORY_DAYS * 1440,
+            options: simOptions(s),
+          },
+        ],
+      },
+      { env: {} },
+    );
+    const g = buildGateway(config, { brokers: inject('kafkaBrokers') });
+    await g.start();
+    return { sim: s, gateway: g };
+  }
+
+  async function rows<T>(sql: string, params: unknown[] = []): Promise<T[]> {
+    return (await db.pool.query(sql, params)).rows as T[];
+  }
+
+  async function waitFor(what: string, pred: () => Promise<boolean>, timeoutMs = 90_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!(await pred())) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await sleep(500);
+    }
+  }
+
+  /** Trades in the database after `after`, oldest first. */
+  const tradesAfter = (after: Date) =>
+    rows<{ id: string; price: number; ts: Date }>(`select id, price, ts from trades where exchange = $1 and symbol = $2 and ts > $3 order by ts, id`, [EXCHANGE, SYMBOL, after]);
+
+  beforeAll(async () => {
+    if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium)`);
+    db = await openTestDb('postgres', { poolMax: 8 });
+    await migrate(db.pool);
+    const config = parseConfig({ kafka: { brokers: inject('kafkaBrokers'), topicPrefix: prefix, clientId: prefix, partitions: 2 }, api: { port: 0 } }, { env: {} });
+    sink = buildSink(config, { pool: db.pool, brokers: inject('kafkaBrokers'), listen: false, schedule: false });
+    await sink.start();
+    api = buildApi(config, { pool: db.pool, brokers: inject('kafkaBrokers') });
+    url = await api.start();
+    await api.app.hub!.ready;
+    profile = mkdtempSync(path.join(tmpdir(), 'tickflow-chromium-'));
+    context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, viewport: { width: 1280, height: 720 }, args: CHROMIUM_ARGS });
+    page = context.pages()[0] ?? (await context.newPage());
+    page.on('pageerror', (e) => consoleErrors.push(e.message));
+    page.on('console', (m) => m.type() === 'error' && consoleErrors.push(m.text()));
+  }, 180_000);
+
+  afterAll(async () => {
+    await context?.close();
+    if (profile) rmSync(profile, { recursive: true, force: true });
+    await gateway?.close();
+    await sim?.close();
+    await api?.close();
+    await sink?.close();
+    await db?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('shows the exchange candle history before the trades, fitted to the width, no stale overlay, the price running on across the restart', async () => {
+    // First run: the exchange's 7 days of candles are backfilled, trades flow.
+    ({ sim, gateway } = await startExchange(50_000));
+    const historyCandles = HISTORY_DAYS * 1440;
+    await waitFor('the backfilled candles and the first trades', async () => {
+      const [c] = await rows<{ n: string }>(`select count(*) as n from candles where exchange = $1 and symbol = $2 and timeframe = '1m'`, [EXCHANGE, SYMBOL]);
+      return Number(c!.n) >= historyCandles && (await tradesAfter(new Date(0))).length >= 20;
+    });
+    await sleep(3_000);
+    // Restart: the gateway and the sim stop (the sim saves its state), then start again.
+    await gateway.close();
+    await sim.close();
+    await sleep(2_000); // the sink writes what the gateway flushed
+    const run1 = await tradesAfter(new Date(0));
+    const last = run1.at(-1)!;
+    ({ sim, gateway } = await startExchange());
+    expect(sim.resumed).toBe(true);
+    await waitFor('trades of the second run', async () => (await tradesAfter(last.ts)).length >= 10);
+
+    // No trade id of the first run comes again (the gateway, resuming its position from Kafka,
+    // would drop repeated ones as already produced: sim/sim.test.ts checks the ids themselves),
+    // and the price runs on from where it stopped.
+    const run2 = await tradesAfter(last.ts);
+    const ids1 = new Set(run1.map((t) => t.id));
+    expect(run2.filter((t) => ids1.has(t.id))).toEqual([]);
+    expect(Math.min(...run2.map((t) => Number(t.id)))).toBeGreaterThan(Math.max(...run1.map((t) => Number(t.id))));
+    expect(Math.abs(run2[0]!.price / last.price - 1)).toBeLessThan(0.002);
+
+    mkdirSync(BENCH_RESULTS, { recursive: true });
+    for (const interval of ['1h', '1m'] as const) {
+      await page.goto(`${url}/?exchange=${EXCHANGE}&symbol=${encodeURIComponent(SYMBOL)}&interval=${interval}`);
+      await page.waitForFunction('window.tickflow.status === "live" && window.tickflow.trades > 0', undefined, { timeout: 60_000 });
+      await sleep(1_000);
+      const st = (await page.evaluate('window.tickflow')) as ChartState;
+      await page.screenshot({ path: path.join(BENCH_RESULTS, `chart-restart-${interval}.png`) });
+      const painted = await paintedCandles(page);
+      expect(st.error).toBeNull();
+      expect(st.interval).toBe(interval);
+      // History from the exchange's candles where the trades don't reach back: 7 days of hours
+      // (not the one candle the trades alone make), 300 minutes on 1m (trades: the last few).
+      expect(st.bars).toBeGreaterThan(interval === '1h' ? HISTORY_DAYS * 24 - 2 : 290);
+      expect(st.sources.exchange).toBeGreaterThan(interval === '1h' ? HISTORY_DAYS * 24 - 4 : 280);
+      expect(st.sources.trades).toBeGreaterThanOrEqual(1);
+      // No overlay once a candle is drawn.
+      expect(st.overlay).toBe('');
+      expect((await page.locator('#message').textContent()) ?? '').toBe('');
+      // The candles fill the width at load: the first bar near the left edge, the last near the
+      // right one, on the time scale and in the pixels.
+      expect(st.view!.firstX).toBeGreaterThanOrEqual(0);
+      expect(st.view!.firstX!).toBeLessThan(st.view!.width * 0.05);
+      expect(st.view!.lastX!).toBeGreaterThan(st.view!.width * 0.9);
+      expect(st.view!.lastX!).toBeLessThanOrEqual(st.view!.width);
+      expect(painted.left).toBeLessThan(0.05);
+      expect(painted.right).toBeGreaterThan(0.85);
+      expect(painted.up + painted.down).toBeGreaterThan(1_000);
+    }
+    // The last candles carry on across the restart: no 1m close more than 0.3 % from the one before.
+    const recent = ((await (await fetch(`${url}/v1/ohlcv?exchange=${EXCHANGE}&symbol=${encodeURIComponent(SYMBOL)}&interval=1m&source=exchange&from=${new Date(Date.now() - 30 * 60_000).toISOString()}`)).json()) as { data: Array<{ close: number }> }).data;
+    expect(recent.length).toBeGreaterThan(25);
+    for (let i = 1; i < recent.length; i++) expect(Math.abs(recent[i]!.close / recent[i - 1]!.close - 1)).toBeLessThan(0.003);
+    expect(consoleErrors).toEqual([]);
+  }, 240_000);
 });

@@ -3,23 +3,48 @@
 // built here from the trades of /v1/stream, subscribed with `since` = the start of the current
 // bucket — the server replays that bucket's trades from the database and continues live, so
 // the forming candle is exact (no double counting with the history, no missed trade).
+// History comes from two sources: the rollups of the trades (source=trades) and the exchange's
+// own candles (source=exchange), which reach back before the first trade tickflow recorded (the
+// gateways backfill them). Per bucket the candle that saw more of it, the larger volume, is drawn.
 'use strict';
 
 const ORIGIN_MS = Date.UTC(2000, 0, 3); // the server's bucket grid: weeks start on Monday
 const INTERVALS = { '1m': 60e3, '5m': 300e3, '15m': 900e3, '1h': 3600e3, '4h': 14400e3, '1d': 86400e3 };
 const HISTORY_BARS = 300;
+/** Fewer bars than this are drawn at this many bars' spacing, right-aligned, not stretched. */
+const MIN_VISIBLE_BARS = 24;
+/** Room right of the newest bar, in bars, for the next ones. */
+const RIGHT_MARGIN_BARS = 2;
+const NO_CANDLES = 'no candles yet for this instrument — waiting for trades';
 const UP = '#26a69a';
 const DOWN = '#ef5350';
 
 /** What the page shows, for people and for the browser test. */
-const state = (window.tickflow = { status: 'loading', instrument: null, interval: '1m', bars: 0, updates: 0, trades: 0, last: null, error: null });
+const state = (window.tickflow = {
+  status: 'loading',
+  instrument: null,
+  interval: '1m',
+  bars: 0,
+  /** Bars drawn from each source (live bars are built from trades). */
+  sources: { trades: 0, exchange: 0 },
+  updates: 0,
+  trades: 0,
+  last: null,
+  error: null,
+  /** The text over the chart, '' when none. */
+  overlay: '',
+  /** The time scale's width and where the first and last bars are drawn (px from its left). */
+  view: null,
+});
 
 const $ = (id) => document.getElementById(id);
 const chart = LightweightCharts.createChart($('chart'), {
   autoSize: true,
   layout: { background: { color: '#0e1117' }, textColor: '#c9d1d9' },
   grid: { vertLines: { color: '#161b22' }, horzLines: { color: '#161b22' } },
-  timeScale: { timeVisible: true, secondsVisible: false, borderColor: '#30363d', rightOffset: 6 },
+  // A resize keeps the bars in view rather than the bar spacing (the page may still be laying
+  // out when the history arrives).
+  timeScale: { timeVisible: true, secondsVisible: false, borderColor: '#30363d', rightOffset: RIGHT_MARGIN_BARS, lockVisibleTimeRangeOnResize: true },
   rightPriceScale: { borderColor: '#30363d', scaleMargins: { top: 0.08, bottom: 0.28 } },
 });
 const candleSeries = chart.addSeries(LightweightCharts.CandlestickSeries, { upColor: UP, downColor: DOWN, borderVisible: false, wickUpColor: UP, wickDownColor: DOWN });
@@ -34,6 +59,11 @@ let socket = null;
 let bars = new Map(); // bucket start (s) -> { time, open, high, low, close, volume, firstTs, lastTs }
 let liveFrom = 0; // ms: bars from here on are built from trades
 let rendered = 0; // time (s) of the newest bar drawn
+let userMoved = false; // the user scrolled or zoomed: the view is theirs, no more fitting
+let forming = null; // { time (s), minutes: the exchange's 1m candles of that bucket } (see formingBase)
+
+for (const ev of ['mousedown', 'wheel', 'touchstart', 'keydown']) $('chart').addEventListener(ev, () => (userMoved = true), { passive: true });
+chart.timeScale().subscribeVisibleLogicalRangeChange(() => updateView());
 
 function setStatus(text) {
   state.status = text;
@@ -47,7 +77,33 @@ function renderStatus() {
 }
 
 function message(text) {
-  $('message').textContent = text || '';
+  state.overlay = text || '';
+  $('message').textContent = state.overlay;
+}
+
+/** The view the page has: for people nothing, for the browser test where the bars are drawn. */
+function updateView() {
+  const ts = chart.timeScale();
+  const n = bars.size;
+  state.view = { width: ts.width(), firstX: n ? ts.logicalToCoordinate(0) : null, lastX: n ? ts.logicalToCoordinate(n - 1) : null };
+}
+
+/**
+ * Every bar in view, the first at the left edge and the newest near the right one (room for
+ * the next); fewer than MIN_VISIBLE_BARS keep that spacing, right-aligned. Until the user moves
+ * the view.
+ */
+function fit() {
+  const n = bars.size;
+  if (userMoved || n === 0) return;
+  const to = n - 1 + RIGHT_MARGIN_BARS;
+  chart.timeScale().setVisibleLogicalRange({ from: Math.min(-0.5, to - MIN_VISIBLE_BARS), to });
+  updateView();
+}
+
+function countSources(list) {
+  state.sources = { trades: 0, exchange: 0 };
+  for (const b of list) state.sources[b.src]++;
 }
 
 function volumeBar(b) {
@@ -61,6 +117,9 @@ function redrawAll() {
   rendered = list.length ? list[list.length - 1].time : 0;
   state.bars = list.length;
   state.last = list.length ? { ...list[list.length - 1] } : null;
+  countSources(list);
+  if (list.length) message('');
+  updateView();
 }
 
 function draw(touched) {
@@ -72,11 +131,15 @@ function draw(touched) {
     volumeSeries.update(volumeBar(b));
     rendered = t;
   }
+  const grew = bars.size !== state.bars;
   state.bars = bars.size;
   const last = bars.get(rendered);
   if (last) state.last = { ...last };
+  if (grew) countSources(bars.values());
+  message('');
   state.updates++;
   renderStatus();
+  updateView();
 }
 
 function applyTrades(rows, width) {
@@ -87,7 +150,7 @@ function applyTrades(rows, width) {
     const time = floorMs(ts, width) / 1000;
     let b = bars.get(time);
     if (!b) {
-      b = { time, open: r.price, high: r.price, low: r.price, close: r.price, volume: 0, firstTs: ts, lastTs: ts };
+      b = formingBase(time, ts) ?? { time, open: r.price, high: r.price, low: r.price, close: r.price, volume: 0, firstTs: ts, lastTs: ts, src: 'trades' };
       bars.set(time, b);
     }
     if (ts < b.firstTs) {
@@ -107,6 +170,26 @@ function applyTrades(rows, width) {
   if (touched.size) draw(touched);
 }
 
+/**
+ * The bucket still forming when the page loaded, where the trades don't reach back to its start
+ * (a fresh start, 1h): the exchange's 1m candles before the minute of its first trade open it, the
+ * trades go on from there — the same rule as the history, per minute. Undefined when there are
+ * none (the trades then are the whole bucket).
+ */
+function formingBase(time, firstTradeTs) {
+  if (!forming || forming.time !== time) return undefined;
+  const cut = floorMs(firstTradeTs, 60e3);
+  const before = forming.minutes.filter((m) => Date.parse(m.bucket) < cut && m.open !== null);
+  if (!before.length) return undefined;
+  const b = { time, open: before[0].open, high: -Infinity, low: Infinity, close: before[before.length - 1].close, volume: 0, firstTs: -Infinity, lastTs: -Infinity, src: 'trades' };
+  for (const m of before) {
+    b.high = Math.max(b.high, m.high);
+    b.low = Math.min(b.low, m.low);
+    b.volume += m.volume;
+  }
+  return b;
+}
+
 async function fetchJson(url) {
   const res = await fetch(url);
   const body = await res.json();
@@ -114,23 +197,42 @@ async function fetchJson(url) {
   return body;
 }
 
-async function loadHistory(inst, interval, to, my) {
-  const width = INTERVALS[interval];
-  const params = new URLSearchParams({ exchange: inst.exchange, symbol: inst.symbol, interval, from: iso(to - HISTORY_BARS * width), to: iso(to) });
+async function fetchCandles(params) {
   const rows = [];
   for (let cursor = null; ; ) {
     if (cursor) params.set('cursor', cursor);
     const page = await fetchJson(`/v1/ohlcv?${params}`);
-    if (my !== gen) return null;
     rows.push(...page.data);
-    if (!page.next) break;
+    if (!page.next) return rows;
     cursor = page.next;
   }
-  return rows;
+}
+
+/** The closed buckets before `to`: bucket start (s) -> bar, from the trades and the exchange's candles. */
+async function loadHistory(inst, interval, to) {
+  const width = INTERVALS[interval];
+  const query = (source) => new URLSearchParams({ exchange: inst.exchange, symbol: inst.symbol, interval, from: iso(to - HISTORY_BARS * width), to: iso(to), source });
+  const [fromTrades, fromExchange] = await Promise.all([
+    fetchCandles(query('trades')),
+    // An exchange without candles of its own (or none at a usable timeframe) has trades only.
+    fetchCandles(query('exchange')).catch(() => []),
+  ]);
+  const out = new Map();
+  const put = (r, src) => {
+    if (r.open === null || r.close === null) return;
+    const time = Date.parse(r.bucket) / 1000;
+    const had = out.get(time);
+    if (had && had.volume > r.volume) return; // the candle that saw more of the bucket
+    out.set(time, { time, open: r.open, high: r.high, low: r.low, close: r.close, volume: r.volume, firstTs: -Infinity, lastTs: Infinity, src });
+  };
+  for (const r of fromExchange) put(r, 'exchange');
+  for (const r of fromTrades) put(r, 'trades');
+  return out;
 }
 
 function subscribe(inst, interval, my, attempt = 0) {
   const width = INTERVALS[interval];
+  let fitted = attempt > 0;
   const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/v1/stream`);
   socket = ws;
   ws.onopen = () => {
@@ -146,6 +248,12 @@ function subscribe(inst, interval, my, attempt = 0) {
     if (msg.type === 'data' && msg.channel === 'trades') applyTrades(msg.data, width);
     else if (msg.type === 'live') {
       attempt = 0;
+      if (!fitted) {
+        // The replayed trades are drawn: fit once more with the forming bar in.
+        fitted = true;
+        fit();
+      }
+      if (!bars.size) message(NO_CANDLES);
       setStatus('live');
     } else if (msg.type === 'error') {
       state.error = msg.message;
@@ -172,21 +280,25 @@ async function show(inst, interval) {
   state.error = null;
   bars = new Map();
   rendered = 0;
+  userMoved = false;
   redrawAll();
   setStatus('loading…');
   message('');
   const width = INTERVALS[interval];
   liveFrom = floorMs(Date.now(), width);
+  forming = null;
   try {
-    const rows = await loadHistory(inst, interval, liveFrom, my);
-    if (rows === null) return;
-    for (const r of rows) {
-      const time = Date.parse(r.bucket) / 1000;
-      bars.set(time, { time, open: r.open, high: r.high, low: r.low, close: r.close, volume: r.volume, firstTs: -Infinity, lastTs: Infinity });
-    }
+    const minutes = new URLSearchParams({ exchange: inst.exchange, symbol: inst.symbol, interval: '1m', from: iso(liveFrom), source: 'exchange' });
+    const [history, formingMinutes] = await Promise.all([
+      loadHistory(inst, interval, liveFrom),
+      width > 60e3 ? fetchCandles(minutes).catch(() => []) : [],
+    ]);
+    if (my !== gen) return;
+    forming = { time: liveFrom / 1000, minutes: formingMinutes };
+    bars = history;
     redrawAll();
-    chart.timeScale().fitContent();
-    if (!rows.length) message('no candles yet for this instrument — waiting for trades');
+    fit();
+    if (!bars.size) message(NO_CANDLES);
     subscribe(inst, interval, my);
   } catch (e) {
     state.error = String(e.message || e);
