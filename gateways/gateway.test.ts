@@ -4,6 +4,7 @@
  * market is not), and polling on a cron schedule.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import ccxt from 'ccxt';
 import { AvroCodec } from '../core/avro.ts';
 import { parseConfig } from '../core/config.ts';
 import type { AnyRecord, Gap, Trade } from '../schemas/index.ts';
@@ -145,6 +146,44 @@ describe('the trade cache overflowing between two calls', () => {
     expect(gaps.find((g) => g.to_ts !== null)!.refilled).toBeGreaterThan(100);
     const ids = rec.of<Trade>('trades').map((t) => Number(t.id));
     expect(ids).toEqual(Array.from({ length: ids.length }, (_, i) => ids[0]! + i));
+  }, 20_000);
+});
+
+describe('a refill REST refuses outright', () => {
+  it('closes the gap saying how many trades are missing, exactly the hole left', async () => {
+    sim = buildSim({ seed: 8, symbols: ['BTC/USDT'], tradesPerSecond: 50, historyDays: 0 });
+    await sim.start();
+    const rec = new Recorder();
+    let refuse = false;
+    const createRefusing: GatewayDeps['createExchange'] = (entry, defaults) => {
+      const ex = createExchange(entry, defaults);
+      const fetchTrades = ex.fetchTrades.bind(ex);
+      ex.fetchTrades = async (...args: Parameters<typeof fetchTrades>) => {
+        if (refuse) throw new ccxt.BadRequest('binance {"code":-1100,"msg":"Illegal characters found in a parameter."}');
+        return fetchTrades(...args);
+      };
+      return ex;
+    };
+    gw = start(sim, { channels: { trades: {} } }, rec, { createExchange: createRefusing });
+    const notes: string[] = [];
+    gw.events.on('stream.resumed', (e) => notes.push(e.note ?? ''));
+    await gw.start();
+    await sleep(1_000);
+    refuse = true;
+    sim.pauseStream('trades', 1_500);
+    for (let i = 0; i < 100 && notes.length === 0; i++) await sleep(50);
+    refuse = false;
+    await sleep(500);
+    await gw.close();
+    const closed = rec.of<Gap>('gaps').filter((g) => g.to_ts !== null);
+    expect(closed).toHaveLength(1);
+    const counted = Number(/; (\d+) trades not refilled \(refill incomplete: refill fetchTrades\(BTC\/USDT\): BadRequest: /.exec(closed[0]!.reason)?.[1]);
+    const ids = rec.of<Trade>('trades').map((t) => Number(t.id)).sort((a, b) => a - b);
+    expect(new Set(ids).size).toBe(ids.length);
+    const hole = ids.at(-1)! - ids[0]! + 1 - ids.length;
+    expect(hole).toBeGreaterThan(20); // 1.5 s of 50 trades a second
+    expect(counted).toBe(hole);
+    expect(notes[0]).toBe(`${hole} trades not refilled (refill incomplete: refill fetchTrades(BTC/USDT): BadRequest: ${'binance {"code":-1100,"msg":"Illegal characters found in a parameter."}'})`);
   }, 20_000);
 });
 
