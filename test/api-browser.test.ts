@@ -215,6 +215,7 @@ async function paintedCandles(page: Page): Promise<{ up: number; down: number; l
 describe('the chart page after a restart, on 1h and 1m', () => {
   const prefix = uniquePrefix('apiwebrs');
   const SYMBOL = 'BTC/USDT';
+  const NEW_EXCHANGE = 'simnew';
   const HISTORY_DAYS = 7;
   const dir = mkdtempSync(path.join(tmpdir(), 'tickflow-restart-'));
   const stateFile = path.join(dir, 'sim-state.json');
@@ -235,7 +236,7 @@ describe('the chart page after a restart, on 1h and 1m', () => {
    * configured one, standing in for the hours a real run drifts: a sim that started over would
    * jump back to the configured price.
    */
-  async function startExchange(startPrice?: number): Promise<{ sim: Sim; gateway: Gateway }> {
+  async function startExchange(startPrice?: number, second = false): Promise<{ sim: Sim; gateway: Gateway }> {
     const s = buildSim({ seed: 31, symbols: SYMBOLS, tradesPerSecond: 3, historyDays: HISTORY_DAYS, stateFile, ...(startPrice ? { startPrice: { [SYMBOL]: startPrice } } : {}) });
     await s.start();
     const config = parseConfig(
@@ -250,6 +251,8 @@ describe('the chart page after a restart, on 1h and 1m', () => {
             backfillLookbackMinutes: HISTORY_DAYS * 1440,
             options: simOptions(s),
           },
+          // The second run adds an instrument with no history at all: trades only, from now on.
+          ...(second ? [{ id: 'binance', name: NEW_EXCHANGE, symbols: ['ETH/USDT'], channels: { trades: {} }, options: simOptions(s) }] : []),
         ],
       },
       { env: {} },
@@ -318,7 +321,7 @@ describe('the chart page after a restart, on 1h and 1m', () => {
     await sleep(2_000); // the sink writes what the gateway flushed
     const run1 = await tradesAfter(new Date(0));
     const last = run1.at(-1)!;
-    ({ sim, gateway } = await startExchange());
+    ({ sim, gateway } = await startExchange(undefined, true));
     expect(sim.resumed).toBe(true);
     await waitFor('trades of the second run', async () => (await tradesAfter(last.ts)).length >= 10);
 
@@ -359,6 +362,19 @@ describe('the chart page after a restart, on 1h and 1m', () => {
       expect(painted.right).toBeGreaterThan(0.85);
       expect(painted.up + painted.down).toBeGreaterThan(1_000);
     }
+    // An instrument with no candles yet: the note shows until its first trade, then goes (1d: no
+    // history unless this runs across midnight UTC).
+    await waitFor('the new instrument', async () => (await rows(`select 1 from instruments where exchange = $1`, [NEW_EXCHANGE])).length > 0);
+    await page.goto(`${url}/?exchange=${NEW_EXCHANGE}&symbol=${encodeURIComponent('ETH/USDT')}&interval=1d`);
+    await page.waitForFunction('window.tickflow.status === "live" && window.tickflow.trades > 0', undefined, { timeout: 60_000 });
+    await sleep(500);
+    const fresh = (await page.evaluate('window.tickflow')) as ChartState;
+    await page.screenshot({ path: path.join(BENCH_RESULTS, 'chart-new-instrument-1d.png') });
+    expect(fresh.bars).toBeGreaterThanOrEqual(1);
+    expect(fresh.overlay).toBe('');
+    expect((await page.locator('#message').textContent()) ?? '').toBe('');
+    expect(fresh.view!.lastX!).toBeGreaterThan(fresh.view!.width * 0.8);
+
     // The last candles carry on across the restart: no 1m close more than 0.3 % from the one before.
     const recent = ((await (await fetch(`${url}/v1/ohlcv?exchange=${EXCHANGE}&symbol=${encodeURIComponent(SYMBOL)}&interval=1m&source=exchange&from=${new Date(Date.now() - 30 * 60_000).toISOString()}`)).json()) as { data: Array<{ close: number }> }).data;
     expect(recent.length).toBeGreaterThan(25);
