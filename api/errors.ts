@@ -50,6 +50,9 @@ export function errorBody(statusCode: number, message: string, parameter?: strin
   return { statusCode, error: REASONS[statusCode] ?? 'Error', message, ...(parameter ? { parameter } : {}) };
 }
 
+/** Plain words for the long patterns of the API's parameters (registered by schemas.ts), said instead of the regex. */
+export const PATTERN_HINTS = new Map<string, string>();
+
 interface AjvIssue {
   readonly instancePath?: string;
   readonly keyword?: string;
@@ -79,9 +82,9 @@ export function describeValidation(issues: readonly AjvIssue[], context: string 
   if (i.keyword === 'enum' && Array.isArray(p.allowedValues)) msg = `expected one of ${p.allowedValues.join(', ')}`;
   else if (i.keyword === 'maximum') msg = `must be at most ${String(p.limit)}`;
   else if (i.keyword === 'minimum') msg = `must be at least ${String(p.limit)}`;
-  else if (i.keyword === 'format' && p.format === 'date-time') msg = 'expected an ISO 8601 time with a zone, like 2024-01-31T00:00:00Z';
+  else if (i.keyword === 'format' && p.format === 'date-time') msg = 'expected an RFC 3339 time with seconds and a zone, like 2024-01-31T00:00:00Z, on a date that exists';
   else if (i.keyword === 'type') msg = `expected ${Array.isArray(p.type) ? p.type.join(' or ') : String(p.type)}`;
-  else if (i.keyword === 'pattern') msg = `has an unexpected form (expected ${String(p.pattern)})`;
+  else if (i.keyword === 'pattern') msg = PATTERN_HINTS.get(String(p.pattern)) ?? `has an unexpected form (expected ${String(p.pattern)})`;
   return { parameter: path || undefined, message: `${where}${name}: ${msg}` };
 }
 

@@ -30,7 +30,10 @@ import { referenceRoutes } from './routes/reference.ts';
 import { sampleRoutes } from './routes/sample.ts';
 import { streamRoutes } from './routes/stream.ts';
 import { tradesRoutes } from './routes/trades.ts';
+import { MethodIndex } from './methods.ts';
 import { addSharedSchemas } from './schemas.ts';
+import { maxMessageBytes } from './stream/session.ts';
+import { decimalNumbersKeyword, plainNumbersOnRoute } from './validation.ts';
 
 export interface ApiDeps {
   /** A pool to query (not closed by the API; size 1 is fine); absent: the configured database, opened and migrated here. */
@@ -59,8 +62,12 @@ export function buildApi(config: Config, deps: ApiDeps = {}): Api {
     forceCloseConnections: true,
     return503OnClosing: true,
     // Unknown query parameters are refused by name, not silently dropped.
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false }, plugins: [decimalNumbersKeyword as never] },
   });
+  // Integers in query strings are decimal digits, on every route (api/validation.ts).
+  app.addHook('onRoute', plainNumbersOnRoute);
+  const methods = new MethodIndex();
+  app.addHook('onRoute', methods.add);
 
   addSharedSchemas(app);
   if (cfg.docs) {
@@ -84,7 +91,8 @@ export function buildApi(config: Config, deps: ApiDeps = {}): Api {
     });
     void app.register(swaggerUi, { routePrefix: '/docs' });
   }
-  void app.register(websocket, { options: { maxPayload: 64 * 1024 } });
+  // The payload limit follows maxInstruments, so a subscription the protocol allows always fits.
+  void app.register(websocket, { options: { maxPayload: maxMessageBytes(cfg.stream) } });
   void app.register(databasePlugin, { config, pool: deps.pool });
   void app.register(streamPlugin, { config, brokers: deps.brokers, codec: deps.codec });
 
@@ -107,6 +115,17 @@ export function buildApi(config: Config, deps: ApiDeps = {}): Api {
     }
     req.log.error({ err, url: req.url }, 'request failed');
     return reply.code(500).type('application/json; charset=utf-8').send(errorBody(500, 'internal error (logged on the server)'));
+  });
+  // A path served under other methods: 405 with Allow (204 for OPTIONS), answered on arrival,
+  // before a body method's content-type checks could refuse it first.
+  app.addHook('onRequest', async (req, reply) => {
+    if (!req.is404) return;
+    const path = req.url.split('?')[0] ?? '/';
+    const allow = methods.allowed(path);
+    if (allow.length === 0) return;
+    reply.header('allow', allow.join(', '));
+    if (req.method === 'OPTIONS') return reply.code(204).send();
+    return reply.code(405).type('application/json; charset=utf-8').send(errorBody(405, `method ${req.method} not allowed on ${path} (allowed: ${allow.join(', ')})`));
   });
   app.setNotFoundHandler((req, reply) => reply.code(404).send(errorBody(404, `no route ${req.method} ${req.url.split('?')[0]} (see /docs)`)));
 

@@ -105,3 +105,12 @@ export function sendPage(req: FastifyRequest, reply: FastifyReply, row: RowName,
   }
   return reply.type('application/json; charset=utf-8').send(pageJson(row, data, next));
 }
+
+/**
+ * The answer to a range holding nothing (from >= to, or from after now when `to` is left out): an
+ * empty last page, like the same bounds in SQL. Not a 400: the OpenAPI document cannot say
+ * "from before to", and a request it calls valid is answered, not refused.
+ */
+export function emptyRange(req: FastifyRequest, reply: FastifyReply, row: RowName): FastifyReply {
+  return sendPage(req, reply, row, [], null);
+}

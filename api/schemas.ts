@@ -4,7 +4,9 @@
  * envelope `{ data, next }`, the error body, and the query parameters shared by the routes.
  */
 import type { FastifyInstance } from 'fastify';
+import { PATTERN_HINTS } from './errors.ts';
 import { FILLS } from './fill.ts';
+import { TIME_PATTERN, intervalPattern } from './time.ts';
 
 const str = { type: 'string' } as const;
 const strN = { type: ['string', 'null'] } as const;
@@ -121,22 +123,48 @@ export function pageResponses(name: RowName) {
       },
     },
     400: errorRef,
+    404: { description: 'An exchange or instrument nobody knows (the message names the known ones)', ...errorRef },
     503: errorRef,
   };
 }
 
 // ---- query parameters ----
 
-export const exchangeParam = { type: 'string', pattern: '^[a-z0-9_-]{1,64}$', description: 'ccxt exchange id (or the config entry name), e.g. binance' } as const;
+export const exchangeParam = {
+  type: 'string',
+  pattern: '^[a-z0-9_-]{1,64}$',
+  examples: ['binance'],
+  description: 'ccxt exchange id (or the config entry name), e.g. binance. One nobody knows is a 404 naming the known exchanges.',
+} as const;
 export const symbolParam = {
   type: 'string',
   maxLength: 100,
   pattern: '^[^/\\s\\x00-\\x1f]+/[^/\\s\\x00-\\x1f]+(:[^\\s\\x00-\\x1f]+)?$',
-  description: 'ccxt unified symbol, e.g. BTC/USDT (URL-encoded: BTC%2FUSDT)',
+  examples: ['BTC/USDT'],
+  description: 'ccxt unified symbol, e.g. BTC/USDT (URL-encoded: BTC%2FUSDT). One the exchange is not known for is a 404 naming its known symbols.',
 } as const;
-export const timeParam = (what: string) => ({ type: 'string', format: 'date-time', description: `${what} (ISO 8601 with a zone, e.g. 2024-01-31T00:00:00Z)` }) as const;
-export const limitParam = (maxRows: number) => ({ type: 'integer', minimum: 1, maximum: maxRows, description: `rows per page (default and maximum ${maxRows})` }) as const;
-export const cursorParam = { type: 'string', maxLength: 512, description: 'the `next` value of the previous page' } as const;
+export const timeParam = (what: string) =>
+  ({ type: 'string', format: 'date-time', pattern: TIME_PATTERN, description: `${what}: RFC 3339 with seconds and a zone, years 1970–2199 (e.g. 2024-01-31T00:00:00Z)` }) as const;
+export const limitParam = (maxRows: number) => ({ type: 'integer', minimum: 1, maximum: maxRows, description: `rows per page, in decimal digits (default and maximum ${maxRows})` }) as const;
+export const cursorParam = {
+  type: 'string',
+  maxLength: 512,
+  pattern: '^[A-Za-z0-9_-]+$',
+  description: 'the `next` value of the previous page, with the same other parameters (only cursors this API issued for them are accepted)',
+} as const;
+PATTERN_HINTS.set(TIME_PATTERN, 'expected an RFC 3339 time with seconds and a zone, like 2024-01-31T00:00:00Z, years 1970–2199');
+PATTERN_HINTS.set(intervalPattern({ allowSeconds: false }), 'expected Nm, Nh, Nd or Nw with N a positive integer, like 5m, 4h, 1d or 1w, at most ten years (sub-minute buckets: /v1/sample/*, which reads the raw records)');
+PATTERN_HINTS.set(intervalPattern({ allowSeconds: true }), 'expected Ns, Nm, Nh, Nd or Nw with N a positive integer, like 10s, 5m, 4h, 1d or 1w, at most ten years');
+
+/** Bucket widths of /v1/ohlcv (whole minutes up) and /v1/sample (seconds too), at most ten years. */
+export const intervalParam = (allowSeconds: boolean) =>
+  ({
+    type: 'string',
+    maxLength: 12,
+    pattern: intervalPattern({ allowSeconds }),
+    examples: ['5m'],
+    description: `${allowSeconds ? 'Ns, Nm' : 'Nm'}, Nh, Nd or Nw with N a positive integer (e.g. ${allowSeconds ? '10s, ' : ''}5m, 90m, 4h, 1d, 1w), at most ten years`,
+  }) as const;
 export const fillParam = {
   type: 'string',
   enum: FILLS,

@@ -163,6 +163,15 @@ export function scanProbeQuery(source: BucketSource, nonNull: string | undefined
   };
 }
 
+/**
+ * A float8 sum rounded to 12 significant digits. Summing float8 amounts leaves artifacts in the
+ * last digits (0.1 + 0.2 = 0.30000000000000004; a candle volume of 3.045359999999999): 12 digits
+ * keep every digit exchange amounts carry, while the rounding error of a sum of even millions of
+ * terms stays below the last one kept. Zero, null, NaN and infinities pass unchanged. (float8 →
+ * numeric keeps 15 digits; round to 12; back to float8, printed shortest by the database.)
+ */
+export const sig12 = (e: string): string => `(case when ${e} = 0 or not (abs(${e}) < 'Infinity'::float8) then ${e} else round((${e})::numeric, 11 - floor(log(abs(${e})))::int)::float8 end)`;
+
 // ---- /v1/ohlcv ----
 
 /** Candles from a rollup (columns bucket, open, high, low, close, volume, trades). */
@@ -171,7 +180,8 @@ export const OHLCV_FROM_ROLLUP: readonly Aggregate[] = [
   { name: 'high', rebucket: 'max(high)', direct: 'high' },
   { name: 'low', rebucket: 'min(low)', direct: 'low' },
   { name: 'close', rebucket: 'last(close, bucket)', direct: 'close' },
-  { name: 'volume', rebucket: 'sum(volume)', direct: 'volume' },
+  // The rollups' volume is itself a sum of the trades' amounts.
+  { name: 'volume', rebucket: sig12('sum(volume)'), direct: sig12('volume') },
   { name: 'trades', rebucket: 'sum(trades)::int8', direct: 'trades::int8' },
 ];
 
@@ -181,7 +191,8 @@ export const OHLCV_FROM_EXCHANGE: readonly Aggregate[] = [
   { name: 'high', rebucket: 'max(high)', direct: 'high' },
   { name: 'low', rebucket: 'min(low)', direct: 'low' },
   { name: 'close', rebucket: 'last(close, ts)', direct: 'close' },
-  { name: 'volume', rebucket: 'sum(volume)', direct: 'volume' },
+  // The exchange's own volume as it is; summed when re-bucketed.
+  { name: 'volume', rebucket: sig12('sum(volume)'), direct: 'volume' },
   { name: 'trades', rebucket: 'null::int8', direct: 'null::int8' },
 ];
 
@@ -224,7 +235,8 @@ export const SAMPLE_FIELDS: Readonly<Record<SampleChannel, Readonly<Record<strin
 };
 
 export function rawAggregate(agg: Agg, expr: string, time: string): Aggregate {
-  const sql = agg === 'first' || agg === 'last' ? `${agg}(${expr}, ${time})` : agg === 'count' ? `count(${expr})::int8` : `${agg}(${expr})::float8`;
+  const sql =
+    agg === 'first' || agg === 'last' ? `${agg}(${expr}, ${time})` : agg === 'count' ? `count(${expr})::int8` : agg === 'sum' || agg === 'avg' ? sig12(`${agg}(${expr})::float8`) : `${agg}(${expr})::float8`;
   return { name: 'value', rebucket: sql, direct: sql };
 }
 
@@ -237,7 +249,7 @@ export const TRADES_FROM_ROLLUP: Readonly<Record<string, Aggregate>> = {
   'price:last': { name: 'value', rebucket: 'last(close, bucket)', direct: 'close' },
   'price:max': { name: 'value', rebucket: 'max(high)', direct: 'high' },
   'price:min': { name: 'value', rebucket: 'min(low)', direct: 'low' },
-  'amount:sum': { name: 'value', rebucket: 'sum(volume)', direct: 'volume' },
+  'amount:sum': { name: 'value', rebucket: sig12('sum(volume)'), direct: sig12('volume') },
   'price:count': { name: 'value', rebucket: 'sum(trades)::int8', direct: 'trades::int8' },
   'amount:count': { name: 'value', rebucket: 'sum(trades)::int8', direct: 'trades::int8' },
   'notional:count': { name: 'value', rebucket: 'sum(trades)::int8', direct: 'trades::int8' },

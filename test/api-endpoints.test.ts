@@ -28,6 +28,13 @@ for (let i = 0; i < 120; i++) {
 // Two trades in the same microsecond: (ts, id) orders them.
 trades.push({ exchange: 'binance', symbol: 'BTC/USDT', ts: T + 5 * MIN + 123_456, received_at: T + 5 * MIN + 200_000, id: 'z1', side: 'buy', price: 60_500, amount: 0.25 });
 trades.push({ exchange: 'binance', symbol: 'BTC/USDT', ts: T + 5 * MIN + 123_456, received_at: T + 5 * MIN + 200_000, id: 'z2', side: 'sell', price: 60_499, amount: 0.5 });
+// Amounts whose float8 sums carry artifacts: 0.1 + 0.2 = 0.30000000000000004, 0.7 + 0.1 = 0.7999999999999999.
+const H3 = T + 180 * MIN;
+for (const [i, at, amount] of [[1, 0, 0.1], [2, 10, 0.2], [3, 60, 0.7], [4, 70, 0.1]] as const) {
+  trades.push({ exchange: 'binance', symbol: 'ETH/USDT', ts: H3 + at * S, received_at: H3 + at * S + 1, id: `f${i}`, side: 'buy', price: 3, amount });
+}
+// An instrument present in the data only (no instruments row): known all the same.
+trades.push({ exchange: 'bitstamp', symbol: 'BTC/EUR', ts: T + 7, received_at: T + 9, id: 'x1', side: 'sell', price: 55_000, amount: 0.01 });
 
 const ticker = (exchange: string, symbol: string, ts: number, bid: number | null, ask: number | null): Ticker => ({
   exchange,
@@ -171,7 +178,7 @@ describeEachDb(['embedded', 'postgres'], (db) => {
       ['candles', '1h', 'data', t(T), t(T + 60 * MIN), null, null],
       ['candles', '1m', 'data', t(T), t(T + 119 * MIN), null, null],
     ]);
-    expect((await ok('/v1/coverage', { channel: 'trades' })).data.filter((r) => r.kind === 'data').map((r) => `${r.exchange} ${r.symbol}`)).toEqual(['binance BTC/USDT', 'binance BTC/USDT', 'binance ETH/USDT', 'okx BTC/USDT']);
+    expect((await ok('/v1/coverage', { channel: 'trades' })).data.filter((r) => r.kind === 'data').map((r) => `${r.exchange} ${r.symbol}`)).toEqual(['binance BTC/USDT', 'binance BTC/USDT', 'binance ETH/USDT', 'bitstamp BTC/EUR', 'okx BTC/USDT']);
   });
 
   describe('/v1/sample', () => {
@@ -185,57 +192,63 @@ describeEachDb(['embedded', 'postgres'], (db) => {
     const values = (rows: Json[]) => rows.map((r) => ({ bucket: r.bucket, value: r.value }));
 
     it('samples trades from the rollups where they answer exactly (max price per 5m = the candles\' high)', async () => {
-      const sample = await ok('/v1/sample', { ...base, channel: 'trades', field: 'price', agg: 'max', interval: '5m' });
+      const sample = await ok('/v1/sample/trades', { ...base, field: 'price', agg: 'max', interval: '5m' });
       const candles = await ok('/v1/ohlcv', { ...base, interval: '5m' });
       expect(values(sample.data)).toEqual(candles.data.map((c) => ({ bucket: c.bucket, value: c.high })));
-      const counts = await ok('/v1/sample', { ...base, channel: 'trades', field: 'amount', agg: 'count', interval: '5m' });
+      const counts = await ok('/v1/sample/trades', { ...base, field: 'amount', agg: 'count', interval: '5m' });
       expect(counts.data.map((r) => r.value)).toEqual(candles.data.map((c) => c.trades));
     });
 
     it('samples raw trades for what the rollups lack: avg price, sum of notional, sub-minute buckets', async () => {
-      const avg = await ok('/v1/sample', { ...base, channel: 'trades', field: 'price', agg: 'avg', interval: '10m' });
+      const avg = await ok('/v1/sample/trades', { ...base, field: 'price', agg: 'avg', interval: '10m' });
       const want = byBucket(10 * MIN, (ts) => ts.reduce((s, t) => s + t.price, 0) / ts.length);
       expect(avg.data.map((r) => r.bucket)).toEqual(want.map((w) => w.bucket));
       avg.data.forEach((r, i) => expect(r.value as number).toBeCloseTo(want[i]!.value, 6));
-      const notional = await ok('/v1/sample', { ...base, channel: 'trades', field: 'notional', agg: 'sum', interval: '30s' });
+      const notional = await ok('/v1/sample/trades', { ...base, field: 'notional', agg: 'sum', interval: '30s' });
       const wantN = byBucket(30 * S, (ts) => ts.reduce((s, t) => s + t.price * t.amount, 0));
       expect(notional.data.map((r) => r.bucket)).toEqual(wantN.map((w) => w.bucket));
       notional.data.forEach((r, i) => expect(r.value as number).toBeCloseTo(wantN[i]!.value, 6));
     });
 
     it('fills tickers\' empty buckets (prev, linear) and ignores null fields', async () => {
-      const q = { ...base, to: iso(T + 5 * MIN), channel: 'tickers', field: 'mid', agg: 'last', interval: '20s' };
-      const prev = await ok('/v1/sample', { ...q, fill: 'prev' });
+      const q = { ...base, to: iso(T + 5 * MIN), field: 'mid', agg: 'last', interval: '20s' };
+      const prev = await ok('/v1/sample/tickers', { ...q, fill: 'prev' });
       expect(prev.data).toHaveLength(15);
       const mid = (i: number) => (60_000 + i + 60_001 + i) / 2;
       // Buckets of 20 s: tickers at 0,10 → bucket 0 last = i=1; the gap 120..170 s → buckets 120, 140, 160 empty.
       expect(prev.data.slice(5, 10).map((r) => r.value)).toEqual([mid(11), mid(11), mid(11), mid(11), mid(19)]);
-      const linear = await ok('/v1/sample', { ...q, fill: 'linear' });
+      const linear = await ok('/v1/sample/tickers', { ...q, fill: 'linear' });
       expect(linear.data.slice(5, 10).map((r) => r.value)).toEqual([mid(11), mid(11) + 2, mid(11) + 4, mid(11) + 6, mid(19)]);
       // The last ticker has no ask: its bucket's last mid comes from the one before.
       expect(prev.data[14]!.value).toBe(mid(28));
-      const none = await ok('/v1/sample', { ...q, fill: 'none' });
+      const none = await ok('/v1/sample/tickers', { ...q, fill: 'none' });
       expect(none.data).toHaveLength(12);
     });
 
     it('samples candles of one timeframe, and books', async () => {
-      const c = await ok('/v1/sample', { ...base, to: iso(T + 120 * MIN), channel: 'candles', field: 'volume', agg: 'sum', interval: '1h', timeframe: '1h' });
+      const c = await ok('/v1/sample/candles', { ...base, to: iso(T + 120 * MIN), field: 'volume', agg: 'sum', interval: '1h', timeframe: '1h' });
       expect(c.data.map((r) => r.value)).toEqual([1_000, 2_000]);
-      const m = await ok('/v1/sample', { ...base, to: iso(T + 120 * MIN), channel: 'candles', field: 'volume', agg: 'sum', interval: '1h' });
+      const m = await ok('/v1/sample/candles', { ...base, to: iso(T + 120 * MIN), field: 'volume', agg: 'sum', interval: '1h' });
       expect(m.data.map((r) => r.value)).toEqual([(60 * 61) / 2, (60 * 61) / 2 + 60 * 60]);
-      const b = await ok('/v1/sample', { ...base, channel: 'books', field: 'mid', agg: 'avg', interval: '1m' });
+      const b = await ok('/v1/sample/books', { ...base, field: 'mid', agg: 'avg', interval: '1m' });
       expect(b.data).toEqual([]);
     });
 
-    it('refuses fields and options the channel does not have, naming them', async () => {
-      const bad = await get('/v1/sample', { ...base, channel: 'trades', field: 'bid', agg: 'avg', interval: '1m' });
+    it('refuses fields and options the channel does not have, naming them; each channel\'s document lists its own fields', async () => {
+      const bad = await get('/v1/sample/trades', { ...base, field: 'bid', agg: 'avg', interval: '1m' });
       expect(bad.statusCode).toBe(400);
       expect(bad.json()).toMatchObject({ parameter: 'field' });
       expect(bad.json().message).toMatch(/price, amount, notional/);
-      const tf = await get('/v1/sample', { ...base, channel: 'trades', field: 'price', agg: 'avg', interval: '1m', timeframe: '1m' });
+      const tf = await get('/v1/sample/trades', { ...base, field: 'price', agg: 'avg', interval: '1m', timeframe: '1m' });
       expect(tf.json()).toMatchObject({ statusCode: 400, parameter: 'timeframe' });
-      const proto = await get('/v1/sample', { ...base, channel: 'trades', field: 'constructor', agg: 'avg', interval: '1m' });
+      const proto = await get('/v1/sample/trades', { ...base, field: 'constructor', agg: 'avg', interval: '1m' });
       expect(proto.json()).toMatchObject({ statusCode: 400, parameter: 'field' });
+      const doc = (await get('/docs/json')).json() as { paths: Record<string, { get: { parameters: Array<{ name: string; schema: { enum?: string[] } }> } }> };
+      const params = (p: string) => doc.paths[p]!.get.parameters;
+      expect(params('/v1/sample/trades').find((x) => x.name === 'field')!.schema.enum).toEqual(['price', 'amount', 'notional']);
+      expect(params('/v1/sample/books').find((x) => x.name === 'field')!.schema.enum).toContain('best_bid');
+      expect(params('/v1/sample/candles').map((x) => x.name)).toContain('timeframe');
+      expect(params('/v1/sample/tickers').map((x) => x.name)).not.toContain('timeframe');
     });
   });
 
@@ -251,7 +264,7 @@ describeEachDb(['embedded', 'postgres'], (db) => {
     ]);
     const hour = await ok('/v1/ohlcv', { ...q, interval: '1h', to: iso(T + 120 * MIN) });
     expect(hour.data.map((c) => c.open)).toEqual([61_000, 61_100]);
-    const none = await ok('/v1/ohlcv', { ...q, symbol: 'DOGE/USDT', interval: '1m' });
+    const none = await ok('/v1/ohlcv', { ...q, symbol: 'ETH/USDT', interval: '1m' });
     expect(none.data).toEqual([]);
     const odd = await get('/v1/ohlcv', { ...q, interval: '7m', symbol: 'BTC/USDT' });
     expect(odd.statusCode).toBe(200);
@@ -262,7 +275,6 @@ describeEachDb(['embedded', 'postgres'], (db) => {
     const cases: Array<[string, Record<string, string | number>, string, RegExp?]> = [
       ['missing from', { ...ok5m, from: '' }, 'from'],
       ['no from at all', { exchange: 'binance', symbol: 'BTC/USDT', interval: '5m' }, 'from', /from: required/],
-      ['from after to', { ...ok5m, from: iso(T + 61 * MIN) }, 'from', /earlier than to/],
       ['a seconds interval', { ...ok5m, interval: '90s' }, 'interval', /\/v1\/sample/],
       ['an unknown interval unit', { ...ok5m, interval: '5y' }, 'interval'],
       ['a zero interval', { ...ok5m, interval: '0m' }, 'interval'],
@@ -278,7 +290,7 @@ describeEachDb(['embedded', 'postgres'], (db) => {
       ['a control character', { ...ok5m, symbol: 'BTC/US\u0000DT' }, 'symbol'],
       ['a time without a zone', { ...ok5m, from: '2024-05-06T00:00:00' }, 'from'],
       ['a date that does not exist', { ...ok5m, from: '2024-02-31T00:00:00Z' }, 'from'],
-      ['a year out of range', { ...ok5m, to: '2300-01-01T00:00:00Z' }, 'to', /between 1970/],
+      ['a year out of range', { ...ok5m, to: '2300-01-01T00:00:00Z' }, 'to', /years 1970–2199/],
       ['a cursor of nothing', { ...ok5m, cursor: '!!!' }, 'cursor'],
     ];
     for (const [what, query, parameter, message] of cases) {
@@ -300,10 +312,146 @@ describeEachDb(['embedded', 'postgres'], (db) => {
     });
   });
 
+  describe('an exchange or instrument nobody knows: a 404 naming what is known, on every route taking them', () => {
+    const range = { from: iso(T), to: iso(T + 60 * MIN) };
+    const routes: Array<[string, Record<string, string>]> = [
+      ['/v1/ohlcv', { ...range, interval: '1m' }],
+      ['/v1/ohlcv', { ...range, interval: '1m', fill: 'null' }],
+      ['/v1/ohlcv', { ...range, interval: '1m', source: 'exchange' }],
+      ['/v1/trades', range],
+      ['/v1/sample/trades', { ...range, field: 'price', agg: 'avg', interval: '1m', fill: 'null' }],
+      ['/v1/sample/candles', { ...range, field: 'close', agg: 'last', interval: '1m' }],
+      ['/v1/coverage', {}],
+      ['/v1/tickers/latest', {}],
+    ];
+    for (const [url, query] of routes) {
+      it(`${url} ${JSON.stringify(query)}`, async () => {
+        const sym = await get(url, { ...query, exchange: 'binance', symbol: 'btc/usdt' });
+        expect(sym.statusCode, sym.body).toBe(404);
+        expect(sym.json()).toMatchObject({ statusCode: 404, error: 'Not Found', parameter: 'symbol' });
+        expect(sym.json().message).toBe('symbol: binance has no instrument "btc/usdt" (did you mean BTC/USDT?); known: BTC/USDT, ETH/USDT (all: /v1/instruments?exchange=binance)');
+        const ex = await get(url, { ...query, exchange: 'binanse', symbol: 'BTC/USDT' });
+        expect(ex.statusCode, ex.body).toBe(404);
+        expect(ex.json()).toMatchObject({ parameter: 'exchange', message: 'exchange: no exchange "binanse" is known; known: binance, bitstamp, okx' });
+      });
+    }
+
+    it('coverage and latest tickers: each filter given must name something known', async () => {
+      for (const url of ['/v1/coverage', '/v1/tickers/latest']) {
+        expect((await get(url, { exchange: 'binanse' })).json()).toMatchObject({ statusCode: 404, parameter: 'exchange' });
+        const sym = (await get(url, { symbol: 'XRP/USDT' })).json();
+        expect(sym).toMatchObject({ statusCode: 404, parameter: 'symbol' });
+        expect(sym.message).toMatch(/no exchange has an instrument "XRP\/USDT"; known exchanges: binance, bitstamp, okx/);
+        expect((await get(url, { symbol: 'DOGE/USDT' })).statusCode).toBe(200);
+        expect((await get(url, { exchange: 'bitstamp' })).statusCode).toBe(200);
+      }
+    });
+
+    it('known = listed in instruments or present in the data; one that appears is known at once', async () => {
+      // okx DOGE/USDT: an instruments row, no records: answered, empty (fill=null: empty buckets of a real market).
+      expect((await ok('/v1/ohlcv', { ...range, exchange: 'okx', symbol: 'DOGE/USDT', interval: '1m' })).data).toEqual([]);
+      expect((await ok('/v1/ohlcv', { ...range, exchange: 'okx', symbol: 'DOGE/USDT', interval: '1m', fill: 'null' })).data).toHaveLength(60);
+      // bitstamp BTC/EUR: records, no instruments row.
+      expect((await ok('/v1/trades', { ...range, exchange: 'bitstamp', symbol: 'BTC/EUR' })).data.map((t) => t.id)).toEqual(['x1']);
+      const q = { ...range, exchange: 'kraken', symbol: 'XBT/USD', interval: '1m' };
+      expect((await get('/v1/ohlcv', q)).statusCode).toBe(404);
+      await insertTrades(db().pool, [{ exchange: 'kraken', symbol: 'XBT/USD', ts: T + 30 * S, received_at: T + 31 * S, id: 'k1', side: 'buy', price: 50_000, amount: 0.5 }]);
+      expect((await ok('/v1/ohlcv', q)).data).toMatchObject([{ bucket: iso(T).replace(/000Z$/, 'Z'), volume: 0.5, trades: 1 }]);
+    });
+  });
+
+  it('an empty range (from at or after to) is an empty page, not a refusal', async () => {
+    const q = { exchange: 'binance', symbol: 'BTC/USDT', from: iso(T + 61 * MIN), to: iso(T + 60 * MIN) };
+    for (const [url, extra] of [
+      ['/v1/ohlcv', { interval: '5m' }],
+      ['/v1/ohlcv', { interval: '5m', fill: 'null' }],
+      ['/v1/trades', {}],
+      ['/v1/sample/tickers', { field: 'mid', agg: 'last', interval: '1m', fill: 'prev' }],
+    ] as const) {
+      expect(await ok(url, { ...q, ...extra })).toEqual({ data: [], next: null });
+      expect(await ok(url, { ...q, ...extra, to: q.from })).toEqual({ data: [], next: null });
+    }
+    // to left out: now; a from after now holds nothing either.
+    expect(await ok('/v1/trades', { exchange: 'binance', symbol: 'BTC/USDT', from: '2199-01-01T00:00:00Z' })).toEqual({ data: [], next: null });
+  });
+
+  it('sums come without float-sum artifacts: volumes and summed samples at 12 significant digits, JSON, filled and CSV alike', async () => {
+    const q = { exchange: 'binance', symbol: 'ETH/USDT', from: iso(H3), to: iso(H3 + 5 * MIN) };
+    const volumes = async (extra: Record<string, string>) => (await ok('/v1/ohlcv', { ...q, ...extra })).data.filter((c) => c.trades).map((c) => c.volume);
+    expect(await volumes({ interval: '1m' })).toEqual([0.3, 0.8]);
+    expect(await volumes({ interval: '1m', fill: 'null' })).toEqual([0.3, 0.8]);
+    expect(await volumes({ interval: '5m' })).toEqual([1.1]);
+    expect(await volumes({ interval: '5m', fill: 'prev' })).toEqual([1.1]);
+    const csv = await get('/v1/ohlcv', { ...q, interval: '1m', format: 'csv' });
+    expect(csv.body.split('\r\n').slice(1, 3).map((line) => line.split(',')[7])).toEqual(['0.3', '0.8']);
+    const sample = async (extra: Record<string, string>) => (await ok('/v1/sample/trades', { ...q, ...extra })).data.map((r) => r.value);
+    expect(await sample({ field: 'amount', agg: 'sum', interval: '1m' })).toEqual([0.3, 0.8]);
+    expect(await sample({ field: 'amount', agg: 'sum', interval: '2m' })).toEqual([1.1]);
+    expect(await sample({ field: 'notional', agg: 'sum', interval: '1m' })).toEqual([0.9, 2.4]);
+    expect(await sample({ field: 'amount', agg: 'avg', interval: '1m' })).toEqual([0.15, 0.4]);
+  });
+
+  describe('the parameters are what the OpenAPI document says', () => {
+    const q = { exchange: 'binance', symbol: 'BTC/USDT', from: iso(T), to: iso(T + 60 * MIN) };
+
+    it('integers in plain decimal digits only, on every route (0x10, 1e3, +5, 5.0 are refused naming the parameter)', async () => {
+      for (const [url, extra] of [
+        ['/v1/ohlcv', { interval: '1m' }],
+        ['/v1/trades', {}],
+        ['/v1/sample/trades', { field: 'price', agg: 'max', interval: '1m' }],
+        ['/v1/instruments', {}],
+      ] as const) {
+        const query = url === '/v1/instruments' ? {} : { ...q, ...extra };
+        for (const limit of ['0x10', '1e3', '+5', ' 5', '5.0', '0b1', 'Infinity']) {
+          const res = await get(url, { ...query, limit });
+          expect(res.statusCode, `${url} limit=${limit}: ${res.body}`).toBe(400);
+          expect(res.json()).toMatchObject({ parameter: 'limit' });
+          expect(res.json().message).toMatch(/^limit: /);
+        }
+        expect((await ok(url, { ...query, limit: '2' })).data.length).toBeLessThanOrEqual(2);
+        expect((await ok(url, { ...query, limit: '0002' })).data.length).toBeLessThanOrEqual(2);
+      }
+    });
+
+    it('declares the accepted form of every interval-like and time parameter, as a pattern', async () => {
+      const doc = (await get('/docs/json')).json() as { paths: Record<string, { get?: { parameters?: Array<{ name: string; schema: { pattern?: string; format?: string } }> } }> };
+      let checked = 0;
+      for (const [path, ops] of Object.entries(doc.paths)) {
+        for (const p of ops.get?.parameters ?? []) {
+          if (['interval', 'timeframe'].includes(p.name) || p.schema.format === 'date-time') {
+            expect(p.schema.pattern, `${path} ${p.name}`).toBeTypeOf('string');
+            checked++;
+          }
+        }
+      }
+      expect(checked).toBeGreaterThanOrEqual(18);
+      const interval = doc.paths['/v1/ohlcv']!.get!.parameters!.find((p) => p.name === 'interval')!.schema.pattern!;
+      const re = new RegExp(interval, 'u');
+      for (const v of ['1m', '90m', '4h', '1d', '1w', '3650d', '521w']) expect(re.test(v), v).toBe(true);
+      for (const v of ['30s', '0m', '01m', '5y', '600w', '3651d', '1M']) expect(re.test(v), v).toBe(false);
+    });
+
+    it('an undeclared method on a path served is a 405 naming the allowed ones in Allow (OPTIONS: 204); an unknown path a 404', async () => {
+      const doc = (await get('/docs/json')).json() as { paths: Record<string, unknown> };
+      for (const url of Object.keys(doc.paths)) {
+        for (const method of ['POST', 'PUT', 'DELETE', 'PATCH', 'TRACE'] as const) {
+          const res = await api.app.inject({ method, url, headers: { 'content-type': 'application/xml' }, payload: '<x/>' });
+          expect(res.statusCode, `${method} ${url}: ${res.body}`).toBe(405);
+          expect(res.headers.allow).toBe('GET, HEAD, OPTIONS');
+          expect(res.json()).toMatchObject({ statusCode: 405, error: 'Method Not Allowed', message: `method ${method} not allowed on ${url} (allowed: GET, HEAD, OPTIONS)` });
+        }
+        const options = await api.app.inject({ method: 'OPTIONS', url });
+        expect(options.statusCode).toBe(204);
+        expect(options.headers.allow).toBe('GET, HEAD, OPTIONS');
+      }
+      expect((await api.app.inject({ method: 'POST', url: '/v1/nothing' })).statusCode).toBe(404);
+    });
+  });
+
   it('serves its OpenAPI document and UI, /healthz, /readyz and /metrics', async () => {
     const doc = (await get('/docs/json')).json();
     expect(doc.openapi).toBe('3.1.0');
-    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/v1/ohlcv', '/v1/trades', '/v1/tickers/latest', '/v1/instruments', '/v1/coverage', '/v1/sample', '/v1/stream', '/healthz', '/readyz', '/metrics']));
+    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/v1/ohlcv', '/v1/trades', '/v1/tickers/latest', '/v1/instruments', '/v1/coverage', '/v1/sample/trades', '/v1/sample/tickers', '/v1/sample/candles', '/v1/sample/books', '/v1/stream', '/healthz', '/readyz', '/metrics']));
     expect(doc.components.schemas).toHaveProperty('Candle');
     expect(doc.paths['/v1/ohlcv'].get.responses['200'].content).toHaveProperty('text/csv');
     expect((await get('/docs')).statusCode).toBeLessThan(400);

@@ -128,7 +128,7 @@ describeEachDb(['embedded', 'postgres'], (db) => {
 
   it('finds no 5xx, no hang and no unexplained 4xx in any GET operation of the OpenAPI document', async () => {
     const operations = Object.entries(doc.paths).filter(([, ops]) => ops.get);
-    expect(operations.map(([p]) => p)).toEqual(expect.arrayContaining(['/v1/ohlcv', '/v1/sample', '/v1/trades', '/v1/coverage']));
+    expect(operations.map(([p]) => p)).toEqual(expect.arrayContaining(['/v1/ohlcv', '/v1/sample/trades', '/v1/sample/tickers', '/v1/trades', '/v1/coverage']));
     const seen = new Map<string, Map<number, number>>();
     for (const [path, ops] of operations) {
       const params = (ops.get!.parameters ?? []).filter((p) => p.in === 'query');
@@ -157,7 +157,7 @@ describeEachDb(['embedded', 'postgres'], (db) => {
       );
     }
     // The fuzzing reached the data, not just the validation.
-    for (const path of ['/v1/ohlcv', '/v1/trades', '/v1/sample', '/v1/tickers/latest', '/v1/instruments', '/v1/coverage']) {
+    for (const path of ['/v1/ohlcv', '/v1/trades', '/v1/sample/trades', '/v1/sample/tickers', '/v1/sample/candles', '/v1/tickers/latest', '/v1/instruments', '/v1/coverage']) {
       expect(seen.get(path)?.get(200) ?? 0, `${path}: ${JSON.stringify([...(seen.get(path) ?? [])])}`).toBeGreaterThan(0);
     }
   }, 300_000);

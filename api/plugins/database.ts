@@ -13,6 +13,7 @@ import { histogram } from '../../core/metrics.ts';
 import { openDatabase } from '../../infra/database.ts';
 import { migrate } from '../../migrations/runner.ts';
 import { translateDbError } from '../errors.ts';
+import { KnownInstruments } from '../known.ts';
 
 export interface ApiDatabase {
   readonly pool: Pool;
@@ -25,6 +26,8 @@ export interface ApiDatabase {
 declare module 'fastify' {
   interface FastifyInstance {
     db: ApiDatabase;
+    /** Which exchanges and instruments exist (404s naming what is known). */
+    known: KnownInstruments;
   }
 }
 
@@ -86,6 +89,7 @@ async function database(app: FastifyInstance, opts: DatabasePluginOptions): Prom
     },
   };
   app.decorate('db', api);
+  app.decorate('known', new KnownInstruments(api));
 }
 
 export const databasePlugin = fp(database, { name: 'tickflow-database', fastify: '5.x' });

@@ -14,10 +14,10 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { ApiConfig } from '../config.ts';
 import { bucketPage } from '../buckets.ts';
 import { decodeCursor, encodeCursor, fingerprint } from '../cursor.ts';
-import { badRequest } from '../errors.ts';
+import { ApiError, badRequest } from '../errors.ts';
 import type { Fill } from '../fill.ts';
-import { sendJsonText, sendPage, wantsCsv } from '../reply.ts';
-import { cursorParam, exchangeParam, fillParam, formatParam, limitParam, pageResponses, symbolParam, timeParam } from '../schemas.ts';
+import { emptyRange, sendJsonText, sendPage, wantsCsv } from '../reply.ts';
+import { cursorParam, exchangeParam, fillParam, formatParam, intervalParam, limitParam, pageResponses, symbolParam, timeParam } from '../schemas.ts';
 import { OHLCV_FROM_EXCHANGE, OHLCV_FROM_ROLLUP, rollupFor, type BucketSource } from '../sql.ts';
 import { ceilTo, floorTo, formatTime, nowUs, parseInterval, parseTime, INTERVAL_UNITS, type Interval, type IntervalUnit } from '../time.ts';
 
@@ -63,7 +63,7 @@ export const ohlcvRoutes: FastifyPluginAsync<{ config: ApiConfig }> = async (app
           properties: {
             exchange: exchangeParam,
             symbol: symbolParam,
-            interval: { type: 'string', maxLength: 12, description: 'Nm, Nh, Nd or Nw (e.g. 1m, 5m, 90m, 4h, 1d, 1w), at most ten years' },
+            interval: intervalParam(false),
             from: timeParam('start of the range'),
             to: timeParam('end of the range, exclusive (default: now)'),
             limit: limitParam(config.maxRows),
@@ -81,11 +81,11 @@ export const ohlcvRoutes: FastifyPluginAsync<{ config: ApiConfig }> = async (app
       const iv = parseInterval(q.interval, 'interval');
       const from = parseTime(q.from, 'from');
       const toGiven = q.to === undefined ? undefined : parseTime(q.to, 'to');
-      if (toGiven !== undefined && from >= toGiven) throw badRequest('from', `from must be earlier than to (from=${q.from}, to=${q.to})`);
       const fp = fingerprint('ohlcv', { exchange: q.exchange, symbol: q.symbol, interval: iv.seconds, from, to: toGiven, fill: q.fill, source: q.source });
       const cursor = q.cursor === undefined ? undefined : decodeCursor(q.cursor, fp);
+      await app.known.requireInstrument(q.exchange, q.symbol);
       const to = toGiven ?? cursor?.t ?? nowUs();
-      if (from >= to) throw badRequest('from', `from must be earlier than to (from=${q.from}, to=now)`);
+      if (from >= to) return emptyRange(req, reply, 'Candle');
       const limit = q.limit ?? config.maxRows;
       const endAll = ceilTo(to, iv.us);
       const start = cursor ? cursor.p : floorTo(from, iv.us);
@@ -142,7 +142,7 @@ export const ohlcvRoutes: FastifyPluginAsync<{ config: ApiConfig }> = async (app
       .sort((a, b) => (a.seconds === iv.seconds ? -1 : b.seconds === iv.seconds ? 1 : b.seconds - a.seconds));
     const pick = usable[0];
     if (!pick) {
-      throw badRequest('interval', `interval: no exchange candles of ${q.exchange} ${q.symbol} at ${iv.text} or at a timeframe dividing it (held: ${held.join(', ')}); use source=trades`);
+      throw new ApiError(404, `interval: no exchange candles of ${q.exchange} ${q.symbol} at ${iv.text} or at a timeframe dividing it (held: ${held.join(', ')}); use source=trades`, { parameter: 'interval' });
     }
     const source: BucketSource = { table: 'candles', time: 'ts', keys: [['exchange', q.exchange], ['symbol', q.symbol], ['timeframe', pick.tf]] };
     return { source, aggregates: OHLCV_FROM_EXCHANGE, sourceSeconds: pick.seconds };

@@ -141,6 +141,7 @@ export const referenceRoutes: FastifyPluginAsync<{ config: ApiConfig }> = async 
       const q = req.query;
       const fp = fingerprint('tickers_latest', { exchange: q.exchange, symbol: q.symbol });
       const after = splitKey(q.cursor === undefined ? undefined : decodeCursor(q.cursor, fp).i);
+      await app.known.requireFilter(q.exchange, q.symbol);
       const limit = q.limit ?? config.maxRows;
       const p = new Params();
       const instruments = distinctInstruments(p, 'tickers', { exchange: q.exchange, symbol: q.symbol, after });
@@ -174,6 +175,7 @@ export const referenceRoutes: FastifyPluginAsync<{ config: ApiConfig }> = async 
     },
     async (req, reply) => {
       const q = req.query;
+      await app.known.requireFilter(q.exchange, q.symbol);
       const channels = q.channel ? [q.channel] : COVERAGE_CHANNELS;
       const out: Record<string, unknown>[] = [];
       for (const channel of channels) {

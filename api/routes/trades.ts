@@ -6,7 +6,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { ApiConfig } from '../config.ts';
 import { decodeCursor, encodeCursor, fingerprint } from '../cursor.ts';
 import { badRequest } from '../errors.ts';
-import { sendPage } from '../reply.ts';
+import { emptyRange, sendPage } from '../reply.ts';
 import { cursorParam, exchangeParam, formatParam, limitParam, pageResponses, symbolParam, timeParam } from '../schemas.ts';
 import { Params, us } from '../sql.ts';
 import { formatTime, formatTimeParam, nowUs, parseTime } from '../time.ts';
@@ -36,7 +36,7 @@ export const tradesRoutes: FastifyPluginAsync<{ config: ApiConfig }> = async (ap
     {
       schema: {
         summary: 'Trades of one instrument over a time range',
-        description: 'Trades with from <= ts < to, ordered by (ts, id). Follow `next` for the following page.',
+        description: 'Trades with from <= ts < to, ordered by (ts, id) (none when from >= to). Follow `next` for the following page.',
         tags: ['market data'],
         querystring: {
           type: 'object',
@@ -59,12 +59,12 @@ export const tradesRoutes: FastifyPluginAsync<{ config: ApiConfig }> = async (ap
       const q = req.query;
       const from = parseTime(q.from, 'from');
       const toGiven = q.to === undefined ? undefined : parseTime(q.to, 'to');
-      if (toGiven !== undefined && from >= toGiven) throw badRequest('from', `from must be earlier than to (from=${q.from}, to=${q.to})`);
       const fp = fingerprint('trades', { exchange: q.exchange, symbol: q.symbol, from, to: toGiven });
       const cursor = q.cursor === undefined ? undefined : decodeCursor(q.cursor, fp);
       if (cursor && cursor.i === undefined) throw badRequest('cursor', 'cursor: not a trades cursor');
+      await app.known.requireInstrument(q.exchange, q.symbol);
       const to = toGiven ?? cursor?.t ?? nowUs();
-      if (from >= to) throw badRequest('from', `from must be earlier than to (from=${q.from}, to=now)`);
+      if (from >= to) return emptyRange(req, reply, 'Trade');
       const limit = q.limit ?? config.maxRows;
 
       const p = new Params();

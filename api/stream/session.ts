@@ -102,6 +102,19 @@ export function parseSubscribe(msg: Record<string, unknown>, maxInstruments: num
   return { channels, instruments, since, id: msg.id };
 }
 
+/** Bytes a subscription needs at most per instrument, and beside them (compact JSON, escapes included). */
+const BYTES_PER_INSTRUMENT = 768;
+const BYTES_BESIDES = 16 * 1024;
+
+/**
+ * The largest message a client may send: room for a subscription naming maxInstruments
+ * instruments of the longest valid exchange id and symbol (64 and 100 characters, even
+ * \u-escaped), so the payload limit never refuses a subscription the instrument limit allows.
+ */
+export function maxMessageBytes(config: Pick<ApiConfig['stream'], 'maxInstruments'>): number {
+  return BYTES_BESIDES + config.maxInstruments * BYTES_PER_INSTRUMENT;
+}
+
 export interface SessionDeps {
   readonly hub: StreamHub | undefined;
   readonly db: ApiDatabase;
@@ -132,6 +145,19 @@ export class StreamSession {
       this.stop();
     });
     socket.on('error', (e) => deps.log.debug({ err: messageOf(e) }, 'stream client socket error'));
+    // ws closes a connection whose message passes maxPayload (1009), or that breaks the protocol
+    // (1002, 1007), before it emits 'error' on the socket, when nothing can be sent any more. Its
+    // receiver reports the error first: a listener ahead of ws's own queues an error message
+    // naming the limit before the close frame. (`_receiver` is ws's field, there since ws 2.)
+    const receiver = (socket as unknown as { _receiver?: { prependListener?(event: 'error', fn: (e: Error & { code?: string }) => void): unknown } })._receiver;
+    receiver?.prependListener?.('error', (e) => {
+      const limit = maxMessageBytes(deps.config);
+      this.error(
+        e.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH'
+          ? `message too large: at most ${limit} bytes (room for a subscription of api.stream.maxInstruments = ${deps.config.maxInstruments} instruments); closing (1009)`
+          : `closing: ${e.message}`,
+      );
+    });
   }
 
   private send(msg: unknown): void {
