@@ -1,4 +1,5 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
@@ -9,7 +10,14 @@ import { freePort, isAlive } from './process.ts';
 import { kafkaStatus, startKafka, stopKafkaAt, type KafkaBroker } from './kafka.ts';
 
 
-describe('infra/kafka: a real Kafka 3.9 broker from its Maven jars', () => {
+/** The Kafka version infra/kafka/pom.xml resolves. */
+const POM_VERSION = /<kafka\.version>([^<]+)</.exec(readFileSync(new URL('./kafka/pom.xml', import.meta.url), 'utf8'))![1]!;
+
+describe(`infra/kafka: a real Kafka ${POM_VERSION} broker from its Maven jars`, () => {
+  it('is on the 4.x line', () => {
+    expect(POM_VERSION).toMatch(/^4\.\d+\.\d+$/);
+  });
+
   let dataDir: string;
   const started: KafkaBroker[] = [];
 
@@ -29,6 +37,13 @@ describe('infra/kafka: a real Kafka 3.9 broker from its Maven jars', () => {
     expect(broker.brokers).toEqual([expect.stringMatching(/^127\.0\.0\.1:\d+$/)]);
     expect(await kafkaStatus(dataDir)).toEqual({ running: true, pid: broker.pid, brokers: broker.brokers });
     await probeKafka(broker.brokers);
+    // The JVM runs the pom's version, and logs through the log4j2 configuration it was given:
+    // INFO lines in kafka.log, not log4j2's complaint of a missing configuration.
+    const argv = readFileSync(`/proc/${broker.pid}/cmdline`, 'utf8').split('\0');
+    expect(argv[argv.indexOf('-cp') + 1]!.split(':')).toContainEqual(expect.stringMatching(new RegExp(`/kafka_2\\.13-${POM_VERSION.replace(/\./g, '\\.')}\\.jar$`)));
+    const brokerLog = await readFile(join(dataDir, 'kafka.log'), 'utf8');
+    expect(brokerLog).toMatch(/\] INFO \[KafkaRaftServer nodeId=1\] Kafka Server started/);
+    expect(brokerLog).not.toMatch(/No configuration found|Reconfiguration failed/);
 
     const kafka = new Kafka({ clientId: 'kafka-test', brokers: broker.brokers, logLevel: logLevel.NOTHING });
     const admin = kafka.admin();
@@ -56,6 +71,15 @@ describe('infra/kafka: a real Kafka 3.9 broker from its Maven jars', () => {
     });
     await consumer.disconnect();
     expect(got).toEqual({ key: 'binance:BTC/USDT', value: 'hello' });
+
+    // The group's offsets went to the internal topic, which a single broker can only hold with
+    // replication factor 1.
+    const check = kafka.admin();
+    await check.connect();
+    const meta = await check.fetchTopicMetadata({ topics: ['__consumer_offsets'] });
+    await check.disconnect();
+    expect(meta.topics[0]!.partitions.length).toBeGreaterThan(0);
+    expect(new Set(meta.topics[0]!.partitions.map((p) => p.replicas.length))).toEqual(new Set([1]));
 
     await broker.stop();
     expect(isAlive(broker.pid)).toBe(false);

@@ -1,10 +1,11 @@
 /**
- * A real Apache Kafka broker (3.9.x, KRaft, single node) for the development machines, run from
- * its Maven Central jars with the machine's Java and Maven; no Docker. See DESIGN.md,
- * "Infrastructure on the development machines".
+ * A real Apache Kafka broker (the 4.x line, KRaft, single node) for the development machines, run
+ * from its Maven Central jars with the machine's Java (17+) and Maven; no Docker. See DESIGN.md,
+ * "Infrastructure on the development machines". The version is infra/kafka/pom.xml's; other
+ * versions (3.9 included) are used through KAFKA_BROKERS.
  *
- *   ensureKafkaJars()  resolves the jars once into <cache>/kafka/libs (cache: TICKFLOW_CACHE_DIR,
- *                      default <repo>/.cache)
+ *   ensureKafkaJars()  resolves the jars once into <cache>/kafka/<version>-<pom hash>/ (cache:
+ *                      TICKFLOW_CACHE_DIR, default <repo>/.cache)
  *   startKafka()       formats storage on first use, starts kafka.Kafka, waits until it serves clients
  *   kafkaStatus() / stopKafkaAt()  look after a detached broker recorded in its data directory
  */
@@ -82,8 +83,10 @@ let jarsPromise: Promise<string[]> | undefined;
 
 /**
  * Resolves org.apache.kafka:kafka_2.13 and its runtime dependencies (infra/kafka/pom.xml) with
- * Maven into <cache>/kafka/libs, once: later calls, in this or any process, find them there
- * and do not run Maven (until pom.xml changes). Returns the jar paths.
+ * Maven into <cache>/kafka/<version>-<pom hash>/, once: later calls, in this or any process, find
+ * them there and do not run Maven. A changed pom.xml (another Kafka version) gets a folder of its
+ * own; folders of other versions are left alone, since a running broker may still load classes
+ * from them (delete them by hand when none runs). Returns the jar paths.
  */
 export function ensureKafkaJars(): Promise<string[]> {
   jarsPromise ??= resolveJars().catch((e: unknown) => {
@@ -101,8 +104,9 @@ async function listJars(dir: string): Promise<string[]> {
 async function resolveJars(): Promise<string[]> {
   const pom = await readFile(POM, 'utf8');
   const pomHash = createHash('sha256').update(pom).digest('hex');
+  const version = /<kafka\.version>([^<]+)</.exec(pom)?.[1] ?? 'unknown';
   const cache = kafkaCacheDir();
-  const libs = join(cache, 'libs');
+  const libs = join(cache, `${version.replace(/[^A-Za-z0-9._-]/g, '_')}-${pomHash.slice(0, 12)}`);
 
   const cached = await readFile(join(libs, MARKER), 'utf8').catch(() => '');
   if (cached.trim() === pomHash) {
@@ -110,7 +114,6 @@ async function resolveJars(): Promise<string[]> {
     if (jars.length > 0) return jars;
   }
 
-  const version = /<kafka\.version>([^<]+)</.exec(pom)?.[1] ?? '?';
   log.info({ cache: libs }, `downloading Apache Kafka ${version} jars with Maven (first run only, ~50 MB)...`);
   const started = Date.now();
   await mkdir(cache, { recursive: true });
@@ -124,12 +127,14 @@ async function resolveJars(): Promise<string[]> {
     if ((await listJars(tmp)).length === 0) throw new TickflowError('INFRA', `Maven put no jars into ${tmp}`);
     await writeFile(join(tmp, MARKER), pomHash + '\n');
     // Another process may have finished first: use its copy (callers may already run from it).
+    // A folder without the marker is one an interrupted run left: set aside, not deleted.
     const theirs = await readFile(join(libs, MARKER), 'utf8').catch(() => '');
     if (theirs.trim() !== pomHash) {
-      const old = `${libs}.old-${process.pid}-${Date.now()}`;
-      if (existsSync(libs)) await rename(libs, old);
-      await rename(tmp, libs);
-      await rm(old, { recursive: true, force: true });
+      if (existsSync(libs)) await rename(libs, `${libs}.partial-${process.pid}-${Date.now()}`);
+      await rename(tmp, libs).catch(async (e: unknown) => {
+        const now = await readFile(join(libs, MARKER), 'utf8').catch(() => '');
+        if (now.trim() !== pomHash) throw e; // not a lost race
+      });
     }
   } finally {
     await rm(tmp, { recursive: true, force: true });
@@ -182,7 +187,7 @@ function paths(dataDir: string) {
   return {
     dir,
     props: join(dir, 'server.properties'),
-    log4j: join(dir, 'log4j.properties'),
+    log4j: join(dir, 'log4j2.properties'),
     logDir: join(dir, 'data'),
     meta: join(dir, 'data', 'meta.properties'),
     brokerLog: join(dir, 'kafka.log'),
@@ -222,17 +227,30 @@ function serverProperties(p: ReturnType<typeof paths>, port: number, controllerP
   ].join('\n');
 }
 
-const LOG4J = [
-  '# Written by tickflow infra/kafka.ts: everything to stdout, which goes to kafka.log.',
-  'log4j.rootLogger=INFO, stdout',
-  'log4j.appender.stdout=org.apache.log4j.ConsoleAppender',
-  'log4j.appender.stdout.layout=org.apache.log4j.PatternLayout',
-  'log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n',
-  'log4j.logger.kafka.request.logger=WARN',
-  'log4j.logger.state.change.logger=WARN',
-  'log4j.logger.org.apache.kafka.controller=INFO',
-  '',
-].join('\n');
+/**
+ * log4j2 (Kafka 4 logs through it; without a configuration it prints `Reconfiguration failed: No
+ * configuration found` and only errors): everything to stdout, which goes to kafka.log.
+ */
+function log4j2Properties(level: 'INFO' | 'WARN'): string {
+  return [
+    '# Written by tickflow infra/kafka.ts on every start; edits are overwritten.',
+    'status = warn',
+    'name = tickflow-kafka',
+    // The broker stops its own logging last; log4j2's hook would end it early (and complain).
+    'shutdownHook = disable',
+    'appender.stdout.type = Console',
+    'appender.stdout.name = STDOUT',
+    'appender.stdout.layout.type = PatternLayout',
+    'appender.stdout.layout.pattern = [%d] %p %m (%c)%n',
+    `rootLogger.level = ${level}`,
+    'rootLogger.appenderRef.stdout.ref = STDOUT',
+    'logger.request.name = kafka.request.logger',
+    'logger.request.level = WARN',
+    'logger.stateChange.name = state.change.logger',
+    'logger.stateChange.level = WARN',
+    '',
+  ].join('\n');
+}
 
 function jvmArgs(jars: string[], p: ReturnType<typeof paths>, heapMb: number, log4j = p.log4j): string[] {
   return [
@@ -246,7 +264,7 @@ function jvmArgs(jars: string[], p: ReturnType<typeof paths>, heapMb: number, lo
     '-Xshare:auto', // class-data sharing for the JDK classes: faster start
     '-Djava.awt.headless=true',
     '-Djava.net.preferIPv4Stack=true',
-    `-Dlog4j.configuration=file:${log4j}`,
+    `-Dlog4j2.configurationFile=${log4j}`,
     `-Dkafka.logs.dir=${p.dir}`,
     '-cp',
     jars.join(':'),
@@ -263,8 +281,8 @@ async function previousControllerPort(p: ReturnType<typeof paths>): Promise<numb
 async function formatIfNeeded(jars: string[], p: ReturnType<typeof paths>, heapMb: number): Promise<void> {
   if (existsSync(p.meta)) return;
   // The tool logs its whole configuration at INFO; WARN is enough here.
-  const toolLog4j = join(p.dir, 'log4j-tools.properties');
-  await writeFile(toolLog4j, LOG4J.replace('rootLogger=INFO', 'rootLogger=WARN'));
+  const toolLog4j = join(p.dir, 'log4j2-tools.properties');
+  await writeFile(toolLog4j, log4j2Properties('WARN'));
   const quiet = [...jvmArgs(jars, p, Math.min(heapMb, 256), toolLog4j), 'kafka.tools.StorageTool'];
   const what = 'Kafka storage format (kafka.tools.StorageTool)';
   const clusterId = (await run(javaBin(), [...quiet, 'random-uuid'], { timeoutMs: 60_000, what })).trim().split('\n').pop()!.trim();
@@ -280,6 +298,30 @@ async function formatIfNeeded(jars: string[], p: ReturnType<typeof paths>, heapM
  * the JVM exits early or the broker is not ready within the timeout.
  */
 export async function startKafka(opts: StartKafkaOptions): Promise<KafkaBroker> {
+  const p = paths(opts.dataDir);
+  for (let attempt = 1; ; attempt++) {
+    const fresh = !existsSync(p.meta);
+    try {
+      return await startOnce(opts);
+    } catch (e) {
+      // A port picked here was free a moment before the JVM bound it, and another process took it
+      // in between (busy test machines). Pick again when that port was ours to choose: the client
+      // port always; the controller port only on storage formatted by this call (the quorum's
+      // voter set names it), which is then formatted anew.
+      const bind = /failed to bind to [^\s:]+:(\d+)/.exec(messageOf(e));
+      if (!bind || attempt >= 3) throw e;
+      const busy = Number(bind[1]);
+      const controller = await previousControllerPort(p);
+      if (busy === controller) {
+        if (opts.controllerPort || !fresh) throw e;
+        await rm(p.logDir, { recursive: true, force: true });
+      } else if (opts.port) throw e;
+      log.warn({ port: busy, attempt }, 'a port picked for Kafka was taken meanwhile; picking again');
+    }
+  }
+}
+
+async function startOnce(opts: StartKafkaOptions): Promise<KafkaBroker> {
   const started = Date.now();
   const p = paths(opts.dataDir);
   const heapMb = opts.heapMb ?? 512;
@@ -304,7 +346,7 @@ export async function startKafka(opts: StartKafkaOptions): Promise<KafkaBroker> 
   while (port === controllerPort) port = await freePort();
 
   await writeFile(p.props, serverProperties(p, port, controllerPort, opts.autoCreateTopics ?? false));
-  await writeFile(p.log4j, LOG4J);
+  await writeFile(p.log4j, log4j2Properties('INFO'));
   await formatIfNeeded(jars, p, heapMb);
 
   if (existsSync(p.brokerLog)) await rename(p.brokerLog, p.brokerLog + '.1');
