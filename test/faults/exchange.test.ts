@@ -1,7 +1,7 @@
 /**
  * Fault suite, scenario 5: the exchange misbehaves. A: every websocket dropped 4 times, 3 s
- * apart; B: REST refused (503) for 15 s while the trade streams are dropped and refused for the
- * first 8 s of it, so the refills fail until REST is back; C: the gateway restarted while REST
+ * apart; B: REST refused (503) for 25 s, the trade streams dropped and refused for the first 3 s
+ * of it, so the refills after the reconnect fail for ~20 s, until REST is back; C: the gateway restarted while REST
  * is refused (15 s): it cannot load the markets until the exchange answers. The sim keeps every
  * trade, so once REST answers everything can be refilled: every trade stored once.
  */
@@ -31,9 +31,9 @@ describe('fault: exchange websockets dropped, REST refused (PostgreSQL server)',
     await rig.recovery(Date.now() - 3_000);
 
     // B: REST refused while the trade streams are down: refills fail until it answers.
-    rig.sim.refuseService(15_000);
-    rig.sim.pauseStream('trades', 8_000);
-    await sleep(15_000);
+    rig.sim.refuseService(25_000);
+    rig.sim.pauseStream('trades', 3_000);
+    await sleep(25_000);
     await rig.recovery(Date.now());
 
     // C: the gateway restarted while REST is refused.

@@ -34,7 +34,7 @@ import { isAlive } from '../../infra/process.ts';
 import { startPostgresServer, type PostgresServer } from '../../infra/postgres-server.ts';
 import { migrate } from '../../migrations/runner.ts';
 import { topicFor } from '../../schemas/index.ts';
-import { buildSim, type Sim } from '../../sim/index.ts';
+import { buildSim, type Sim, type SimOptions } from '../../sim/index.ts';
 import { readTopics } from './topics.ts';
 
 export { sleep };
@@ -192,6 +192,8 @@ export interface RigOptions {
   readonly tradesPerSecond?: number;
   readonly seed?: number;
   readonly partitions?: number;
+  /** More sim options (e.g. a small `maxStoredTrades`: an exchange that cannot refill far back). */
+  readonly sim?: Partial<SimOptions>;
 }
 
 export type Counted = Omit<Tally, 'scenario' | 'database' | 'notes'>;
@@ -233,7 +235,7 @@ export class Rig {
     this.database = opts.database ?? 'postgres';
     this.prefix = `f${opts.scenario.replace(/[^a-z0-9]/gi, '').toLowerCase().slice(0, 12)}`;
     this.configFile = path.join(dir, 'tickflow.yaml');
-    this.sim = buildSim({ seed: opts.seed ?? 7, symbols: this.symbols, tradesPerSecond: opts.tradesPerSecond ?? 100, historyDays: 0 });
+    this.sim = buildSim({ seed: opts.seed ?? 7, symbols: this.symbols, tradesPerSecond: opts.tradesPerSecond ?? 100, historyDays: 0, ...opts.sim });
     this.kafka = { dataDir: path.join(dir, 'kafka'), port: 0, broker: undefined };
   }
 
@@ -589,8 +591,10 @@ export class Rig {
       for (const sym of this.symbols) {
         const first = this.firstIds.get(sym)!;
         const last = end.get(sym)!;
-        const want = this.sim.emitted.trades(sym, { fromId: first }).filter((t) => t.id <= last);
-        emitted += want.length;
+        // The sim's ids are consecutive: the window is every id from first to last. Its `emitted`
+        // may have forgotten the oldest (maxStoredTrades): their fields are not compared.
+        const known = new Map(this.sim.emitted.trades(sym, { fromId: first }).map((t) => [t.id, t]));
+        emitted += last - first + 1;
         const rows = (
           await pool.query<{ id: string; ts: string; price: number; amount: number; side: string }>(
             `select id, (extract(epoch from ts) * 1000000)::int8::text as ts, price, amount, side from trades
@@ -600,14 +604,19 @@ export class Rig {
         ).rows;
         const byId = new Map(rows.map((r) => [Number(r.id), r]));
         stored += byId.size;
-        for (const t of want) {
-          const r = byId.get(t.id);
+        for (let id = first; id <= last; id++) {
+          const r = byId.get(id);
           if (!r) {
             lost++;
-            if (lostIds.length < 20) lostIds.push(`${sym}#${t.id}`);
+            // As ranges: "BTC/USDT 3000000100-3000000180".
+            const prev = lostIds.at(-1);
+            const m = prev && new RegExp(`^${sym.replace('/', '\\/')} (\\d+)-(\\d+)$`).exec(prev);
+            if (m && Number(m[2]) === id - 1) lostIds[lostIds.length - 1] = `${sym} ${m[1]}-${id}`;
+            else if (lostIds.length < 30) lostIds.push(`${sym} ${id}-${id}`);
             continue;
           }
-          if (Number(r.ts) !== t.timestamp * 1000 || Number(r.price) !== t.price || Number(r.amount) !== t.amount || r.side !== t.side) mismatched++;
+          const t = known.get(id);
+          if (t && (Number(r.ts) !== t.timestamp * 1000 || Number(r.price) !== t.price || Number(r.amount) !== t.amount || r.side !== t.side)) mismatched++;
         }
         const a = await pool.query<{ extra: number }>(
           'select coalesce(sum(n - 1), 0)::int as extra from trade_attempts where exchange = $1 and symbol = $2 and id::int8 between $3 and $4',
@@ -631,7 +640,7 @@ export class Rig {
       .filter((g) => g.to_ts !== null)
       .reduce((n, g) => n + Number(/(\d+) trades? (?:may be )?(?:missing|lost|not refilled)/i.exec(g.reason)?.[1] ?? /missing (\d+)/i.exec(g.reason)?.[1] ?? 0), 0);
     this.notes.gapReasons = [...new Set(gaps.filter((g) => g.to_ts !== null).map((g) => `${g.symbol}: ${g.reason} (refilled ${g.refilled})`))].slice(0, 10);
-    if (lostIds.length) this.notes.firstLost = lostIds;
+    if (lostIds.length) this.notes.lostRanges = lostIds;
     const recoverSeconds = await Promise.all(this.recoveries);
     return { emitted, stored, lost, doubled, doubledInKafka, mismatched, gapRecords: gaps.length, gapMissing, recoverSeconds, crashes: [...this.crashes] };
   }
