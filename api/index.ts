@@ -92,7 +92,18 @@ export function buildApi(config: Config, deps: ApiDeps = {}): Api {
     void app.register(swaggerUi, { routePrefix: '/docs' });
   }
   // The payload limit follows maxInstruments, so a subscription the protocol allows always fits.
-  void app.register(websocket, { options: { maxPayload: maxMessageBytes(cfg.stream) } });
+  void app.register(websocket, {
+    options: { maxPayload: maxMessageBytes(cfg.stream) },
+    // A client breaking the protocol or the size limit (ws's WS_ERR_* codes) is told why and
+    // closed by ws itself (api/stream/session.ts): the client's mistake, not the server's, and a
+    // terminate here could drop the explanation before it is written.
+    errorHandler: (err, socket, req) => {
+      const code: unknown = (err as Error & { code?: unknown }).code;
+      if (typeof code === 'string' && code.startsWith('WS_ERR_')) return req.log.debug({ err: err.message }, 'websocket client error');
+      req.log.error({ err }, 'websocket handler failed');
+      socket.terminate();
+    },
+  });
   void app.register(databasePlugin, { config, pool: deps.pool });
   void app.register(streamPlugin, { config, brokers: deps.brokers, codec: deps.codec });
 

@@ -278,3 +278,73 @@ describe('/v1/stream protocol errors', () => {
     ]);
   });
 });
+
+describe('/v1/stream message size', () => {
+  const apis: Api[] = [];
+  let db: TestDb;
+  const start = async (maxInstruments?: number): Promise<string> => {
+    const config = parseConfig({ kafka: { brokers: inject('kafkaBrokers'), topicPrefix: `tapi${randomBytes(4).toString('hex')}` }, api: { port: 0, stream: maxInstruments ? { maxInstruments } : {} } }, { env: {} });
+    const api = buildApi(config, { pool: db.pool, brokers: inject('kafkaBrokers') });
+    apis.push(api);
+    const url = await api.start();
+    await api.app.hub!.ready;
+    return url;
+  };
+  beforeAll(async () => {
+    db = await openTestDb('postgres', { poolMax: 2 });
+    await migrate(db.pool);
+  });
+  afterAll(async () => {
+    for (const a of apis) await a.close();
+    await db?.close();
+  });
+
+  /** Sends one text frame; collects the messages and the close code. */
+  async function exchange(url: string, text: string, until: (m: Array<Record<string, unknown>>) => boolean) {
+    const ws = new WebSocket(`${url.replace(/^http/, 'ws')}/v1/stream`);
+    const messages: Array<Record<string, unknown>> = [];
+    let closed: number | undefined;
+    ws.on('message', (d) => messages.push(JSON.parse(d.toString())));
+    ws.on('close', (code) => (closed = code));
+    ws.on('error', () => undefined);
+    await new Promise((r) => ws.once('open', r));
+    ws.send(text);
+    const deadline = Date.now() + 20_000;
+    while (!until(messages) && closed === undefined && Date.now() < deadline) await sleep(20);
+    await sleep(200);
+    return { messages, closed, ws };
+  }
+
+  // The longest valid names: a 64-character exchange id, a 100-character symbol, here even written
+  // with \u escapes (6 bytes a character) — the largest a subscription of N instruments can be.
+  const longest = (n: number) => {
+    const symbol = `${'É'.repeat(49)}/${'É'.repeat(50)}`;
+    const inst = (i: number) => `{"exchange":"${String(i).padStart(64, 'x')}","symbol":"${symbol.replace(/É/g, '\\u00c9')}"}`;
+    return `{"op":"subscribe","channels":["trades","tickers","candles","books","gaps"],"instruments":[${Array.from({ length: n }, (_, i) => inst(i)).join(',')}]}`;
+  };
+
+  it('admits a subscription of maxInstruments instruments, however long their valid names', async () => {
+    const url = await start(10_000);
+    const text = longest(10_000);
+    expect(text.length).toBeGreaterThan(6_500_000);
+    const { messages, closed, ws } = await exchange(url, text, (m) => m.length > 0);
+    ws.close();
+    expect(closed).toBeUndefined();
+    expect(messages[0]).toMatchObject({ type: 'subscribed', channels: ['trades', 'tickers', 'candles', 'books', 'gaps'] });
+    expect((messages[0]!.instruments as unknown[]).length).toBe(10_000);
+  });
+
+  it('answers a message over the limit with an error naming it before closing (1009); fewer, too many instruments: an error, and stays open', async () => {
+    const url = await start();
+    const big = await exchange(url, longest(10_000), () => false);
+    expect(big.messages).toEqual([{ type: 'error', message: 'message too large: at most 169984 bytes (room for a subscription of api.stream.maxInstruments = 200 instruments); closing (1009)' }]);
+    expect(big.closed).toBe(1009);
+
+    const many = await exchange(url, longest(201), (m) => m.length > 0);
+    many.ws.send(JSON.stringify({ op: 'ping', id: 1 }));
+    await sleep(300);
+    many.ws.close();
+    expect(many.closed).toBeUndefined();
+    expect(many.messages).toEqual([{ type: 'error', message: 'instruments: at most 200 (api.stream.maxInstruments)', field: 'instruments' }, { type: 'pong', id: 1 }]);
+  });
+});
