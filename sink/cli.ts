@@ -1,6 +1,6 @@
 /**
- * `tickflow sink`: loads nothing itself (cli/main.ts passes the config), finds the brokers,
- * builds the sink, runs until SIGINT/SIGTERM, closes it.
+ * `tickflow sink`: loads nothing itself (cli/main.ts passes the config), builds the sink (which
+ * finds the brokers as it starts), runs until SIGINT/SIGTERM, closes it.
  */
 import type { Config } from '../core/config.ts';
 import { untilSignal } from '../core/lifecycle.ts';
@@ -11,12 +11,20 @@ import { buildSink } from './index.ts';
 const out = (s: string) => process.stdout.write(`${s}\n`);
 
 export async function sinkCommand(config: Config, _args: readonly string[] = []): Promise<number> {
-  const brokers = await resolveBrokers(config);
-  const sink = buildSink(config, { brokers });
-  await sink.start();
-  out(`sink: ${sink.connectors.names().length} connector(s) (${sink.connectors.names().join(', ')}); REST API at ${sink.url ?? '(off)'}`);
+  // The brokers are found inside start(), once the REST API and /healthz answer ('starting').
+  const sink = buildSink(config, { resolveBrokers: () => resolveBrokers(config) });
   collectProcessMetrics();
-  await untilSignal();
+  // A signal while the sink still waits for its database or Kafka stops it cleanly too.
+  const signal = untilSignal();
+  const started = sink.start().then(() => 'started' as const);
+  if ((await Promise.race([started, signal])) !== 'started') {
+    out('sink: stopping before it started...');
+    await sink.close();
+    await started.catch(() => undefined);
+    return 0;
+  }
+  out(`sink: ${sink.connectors.names().length} connector(s) (${sink.connectors.names().join(', ')}); REST API at ${sink.url ?? '(off)'}`);
+  await signal;
   out('sink: stopping...');
   await sink.close();
   return 0;

@@ -30,6 +30,11 @@ export interface SinkDeps {
   readonly pool?: Pool;
   /** Brokers to use instead of config.kafka.brokers (e.g. the local broker of `infra up`). */
   readonly brokers?: readonly string[];
+  /**
+   * Finds the brokers during start() (after the REST API listens; retried while it fails with a
+   * retriable error, e.g. Kafka not up yet): what `tickflow sink` passes instead of `brokers`.
+   */
+  readonly resolveBrokers?: () => Promise<readonly string[]>;
   /** Start the REST API on sink.apiHost:apiPort (default true); tests may use `api.inject()`. */
   readonly listen?: boolean;
   /** Run the refresh/retention scheduler (default true); tests call refreshAggregates(). */
@@ -143,7 +148,9 @@ export function buildSink(config: Config, deps: SinkDeps = {}): Sink {
         const decoder = new Decoder(config.kafka);
         decoder.start();
         closers.push(() => decoder.close());
-        const brokers = deps.brokers ?? config.kafka.brokers;
+        const configured = deps.brokers ?? config.kafka.brokers;
+        const resolve = deps.resolveBrokers;
+        const brokers = resolve && !deps.brokers ? await waitFor(`Kafka (KAFKA_BROKERS=${configured.join(',') || 'the local broker'})`, () => resolve()) : configured;
         health.watchKafka(brokers);
         const kafka = createKafka({ ...config.kafka, brokers });
         const kafkaName = `Kafka (KAFKA_BROKERS=${brokers.join(',')})`;

@@ -13,7 +13,7 @@ import { partitionOffsets, type Kafka } from '../../core/kafka.ts';
 import { sleep } from '../../core/retry.ts';
 import { migrate } from '../../migrations/runner.ts';
 import { topicFor } from '../../schemas/index.ts';
-import { codecFor, makeTrades, produce } from './sink.ts';
+import { codecFor, makeTrades, produce, produceRaw } from './sink.ts';
 
 const BIN = path.resolve(import.meta.dirname, '..', '..', 'bin', 'tickflow.js');
 
@@ -88,14 +88,21 @@ export async function prepareCountedDatabase(url: string): Promise<Pool> {
   return pool;
 }
 
-/** Produces `total` trades in bursts of `burst` every `everyMs`; `sent()` says how many so far. */
-export function produceOverTime(kafka: Kafka, prefix: string, total: number, burst: number, everyMs: number): { done: Promise<void>; sent: () => number } {
+/**
+ * Produces `total` trades in bursts of `burst` every `everyMs`; `sent()` says how many so far.
+ * With `spreadOver` partitions, trade i goes to partition i mod spreadOver (the few test keys
+ * hash to some partitions only), so every partition keeps receiving records.
+ */
+export function produceOverTime(kafka: Kafka, prefix: string, total: number, burst: number, everyMs: number, spreadOver?: number): { done: Promise<void>; sent: () => number } {
   const codec = codecFor(prefix);
   const trades = makeTrades(total, { idPrefix: `${prefix}-` });
   let sent = 0;
+  const topic = topicFor(prefix, 'trade');
   const done = (async () => {
     for (let i = 0; i < total; i += burst) {
-      await produce(kafka, codec, topicFor(prefix, 'trade'), 'trade', trades.slice(i, i + burst));
+      const slice = trades.slice(i, i + burst);
+      if (spreadOver) await produceRaw(kafka, topic, slice.map((t, j) => ({ key: `${t.exchange}:${t.symbol}`, value: codec.encode('trade', t), partition: (i + j) % spreadOver })));
+      else await produce(kafka, codec, topic, 'trade', slice);
       sent = Math.min(total, i + burst);
       await sleep(everyMs);
     }
