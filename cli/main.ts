@@ -12,11 +12,13 @@ import { createKafka, ensureTopics, probeKafka } from '../core/kafka.ts';
 import { sleep } from '../core/retry.ts';
 import { untilSignal } from '../core/lifecycle.ts';
 import { collectProcessMetrics } from '../core/metrics.ts';
+import { setLogFormat } from '../core/log.ts';
 import { maskUrl } from '../core/db.ts';
 import { embeddedServerStatus, openDatabase, startEmbeddedOnDataDir } from '../infra/database.ts';
 import { isAlive } from '../infra/process.ts';
 import { ensureKafkaJars, kafkaStatus, startKafka, stopKafkaAt, type KafkaBroker } from '../infra/kafka.ts';
 import { migrate } from '../migrations/runner.ts';
+import { claimStart, describeBrokerOwner, describeHolder, embeddedDbHolder } from './running.ts';
 
 const USAGE = `tickflow <command> [--config FILE]
 
@@ -35,9 +37,11 @@ commands:
 
 options:
   --config FILE         config file (default config/tickflow.yaml, or TICKFLOW_CONFIG)
+  --json                logs as JSON lines (default: one short line per event), or LOG_FORMAT=json
   -h, --help            this text
 
-environment: KAFKA_BROKERS, DATABASE_URL, SCHEMA_REGISTRY_URL, TICKFLOW_CONFIG, TICKFLOW_DB_DIR, LOG_LEVEL`;
+environment: KAFKA_BROKERS, DATABASE_URL, SCHEMA_REGISTRY_URL, TICKFLOW_CONFIG, TICKFLOW_DB_DIR,
+LOG_LEVEL (fatal, error, warn, info, debug, trace; default info), LOG_FORMAT (human, json)`;
 
 const out = (s: string) => process.stdout.write(`${s}\n`);
 
@@ -51,12 +55,13 @@ async function infra(config: Config, action: string | undefined): Promise<number
         out(`kafka: using KAFKA_BROKERS=${config.kafka.brokers.join(',')}; nothing started`);
       } else {
         const st = await kafkaStatus(kafkaDir);
-        if (st.running) out(`kafka: already running (pid ${st.pid}) at ${st.brokers?.join(',')}`);
+        const owner = st.running ? describeBrokerOwner(config, st) : undefined;
+        if (st.running) out(`kafka: already running (pid ${st.pid}) at ${st.brokers?.join(',')}${owner ? `, run by ${owner}: it stops with it` : ''}`);
         else {
           out('kafka: resolving the broker jars (first run downloads them through Maven)...');
           await ensureKafkaJars();
           mkdirSync(kafkaDir, { recursive: true });
-          const b = await startKafka({ dataDir: kafkaDir, port: config.infra.kafkaPort, detached: true });
+          const b = await startKafka({ dataDir: kafkaDir, port: config.infra.kafkaPort, controllerPort: config.infra.kafkaControllerPort, detached: true });
           out(`kafka: started (pid ${b.pid}) at ${b.brokers.join(',')}, data in ${kafkaDir}`);
         }
       }
@@ -64,8 +69,11 @@ async function infra(config: Config, action: string | undefined): Promise<number
         out('database: using DATABASE_URL; nothing started');
       } else {
         const rec = embeddedServerStatus(dbDir);
+        const holder = rec ? undefined : embeddedDbHolder(dbDir);
         if (rec) out(`database: embedded TimescaleDB already running (pid ${rec.pid}) at ${rec.url}`);
-        else {
+        else if (holder) {
+          throw new TickflowError('INFRA', `database: the embedded TimescaleDB in ${dbDir} is open in ${describeHolder(config, holder)}, which serves only itself; stop it first`);
+        } else {
           mkdirSync(path.dirname(dbDir), { recursive: true });
           const logFd = openSync(`${dbDir}.log`, 'a');
           const args = [path.join(REPO_ROOT, 'bin', 'tickflow.js'), 'infra', 'serve-db', ...(config.source ? ['--config', config.source] : [])];
@@ -106,9 +114,25 @@ async function infra(config: Config, action: string | undefined): Promise<number
     }
     case 'status': {
       const st = await kafkaStatus(kafkaDir);
-      out(config.kafka.brokers.length ? `kafka: KAFKA_BROKERS=${config.kafka.brokers.join(',')}` : st.running ? `kafka: running (pid ${st.pid}) at ${st.brokers?.join(',')}` : 'kafka: not running');
+      const owner = st.running ? describeBrokerOwner(config, st) : undefined;
+      out(
+        config.kafka.brokers.length
+          ? `kafka: KAFKA_BROKERS=${config.kafka.brokers.join(',')}`
+          : st.running
+            ? `kafka: running (pid ${st.pid}) at ${st.brokers?.join(',')}, ${owner ? `run by ${owner}` : 'from `tickflow infra up`'}`
+            : 'kafka: not running',
+      );
       const rec = embeddedServerStatus(dbDir);
-      out(config.database.url ? 'database: DATABASE_URL is set' : rec ? `database: embedded TimescaleDB running (pid ${rec.pid}) at ${rec.url}` : 'database: embedded TimescaleDB not running (commands start it in-process)');
+      const holder = rec ? undefined : embeddedDbHolder(dbDir);
+      out(
+        config.database.url
+          ? 'database: DATABASE_URL is set'
+          : rec
+            ? `database: embedded TimescaleDB running (pid ${rec.pid}) at ${rec.url}, from \`tickflow infra up\``
+            : holder
+              ? `database: embedded TimescaleDB in ${dbDir} open in ${describeHolder(config, holder)}, serving only that process`
+              : 'database: embedded TimescaleDB not running (commands start it in-process)',
+      );
       return 0;
     }
     default:
@@ -140,6 +164,9 @@ async function start(config: Config): Promise<number> {
       await close().catch((e) => process.stderr.write(`tickflow: stopping ${name}: ${messageOf(e)}\n`));
     }
   };
+  // A second start on the same folder stops here, naming the first (not at whichever part trips).
+  const claim = claimStart(config);
+  closers.push(['start record', async () => claim.release()]);
   const stopping = untilSignal();
   collectProcessMetrics();
   try {
@@ -151,6 +178,8 @@ async function start(config: Config): Promise<number> {
     } else {
       const kafkaDir = resolveDir(config.infra.kafkaDataDir);
       const st = await kafkaStatus(kafkaDir);
+      const owner = st.running ? describeBrokerOwner(config, st) : undefined;
+      if (owner) throw new TickflowError('INFRA', `the local Kafka broker in ${kafkaDir} (pid ${st.pid}) is run by ${owner}; stop it first, or give this one another infra.kafkaDataDir and infra.kafkaPort`);
       if (st.running && st.brokers) {
         brokers = st.brokers;
         out(`kafka:    local broker from \`tickflow infra up\` at ${brokers.join(',')}`);
@@ -158,7 +187,7 @@ async function start(config: Config): Promise<number> {
         out('kafka:    starting the local broker (the first run downloads its jars through Maven)...');
         await ensureKafkaJars();
         mkdirSync(kafkaDir, { recursive: true });
-        const broker: KafkaBroker = await startKafka({ dataDir: kafkaDir, port: config.infra.kafkaPort });
+        const broker: KafkaBroker = await startKafka({ dataDir: kafkaDir, port: config.infra.kafkaPort, controllerPort: config.infra.kafkaControllerPort });
         closers.push(['kafka', () => broker.stop()]);
         brokers = broker.brokers;
         out(`kafka:    local broker at ${brokers.join(',')}, data in ${kafkaDir}`);
@@ -182,7 +211,7 @@ async function start(config: Config): Promise<number> {
       const sim = buildSim({ port: config.sim.port, seed: config.sim.seed, tradesPerSecond: config.sim.tradesPerSecond, stateFile, ...(simEntry ? { symbols: [...simEntry.symbols] } : {}) });
       await sim.start();
       closers.push(['sim', () => sim.close()]);
-      out(`sim:      offline exchange (Binance spot formats) at ${sim.url}, ${config.sim.tradesPerSecond} trades/s per symbol${sim.resumed ? `, continuing from ${path.relative(process.cwd(), stateFile) || stateFile}` : ''}`);
+      out(`sim:      offline exchange (Binance spot formats) at ${sim.url}, ${config.sim.tradesPerSecond} trades/s per symbol${sim.resumed ? `, continuing from ${stateFile.startsWith(`${process.cwd()}${path.sep}`) ? path.relative(process.cwd(), stateFile) : stateFile}` : ''}`);
     }
 
     const { buildSink } = await import('../sink/index.ts');
@@ -195,6 +224,7 @@ async function start(config: Config): Promise<number> {
     const api = buildApi(config, { pool: db.pool, brokers });
     const apiUrl = await api.start();
     closers.push(['api', () => api.close()]);
+    claim.update({ chart: `${apiUrl}/` });
 
     if (config.exchanges.length > 0 || config.exchangeErrors.length > 0) {
       const { buildGateway } = await import('../gateways/index.ts');
@@ -225,10 +255,14 @@ async function start(config: Config): Promise<number> {
 export async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
-    options: { config: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    options: { config: { type: 'string' }, help: { type: 'boolean', short: 'h' }, json: { type: 'boolean' } },
     allowPositionals: true,
     strict: false,
   });
+  if (values.json) {
+    setLogFormat('json');
+    argv = argv.filter((a) => a !== '--json');
+  }
   const [command, ...rest] = positionals;
   if (values.help || !command) {
     out(USAGE);
@@ -243,9 +277,16 @@ export async function main(argv: string[]): Promise<number> {
     case 'migrate':
       return runMigrate(config);
     case 'sim': {
-      // The sim takes its own flags; --config is tickflow's.
+      // The sim takes its own flags; --config is tickflow's. The config's `sim` section and the
+      // symbols of its `sim` exchange entry are the defaults, as in `tickflow start`; flags win.
       const simArgs = argv.filter((a, i) => a !== 'sim' && a !== '--config' && argv[i - 1] !== '--config' && !a.startsWith('--config='));
-      return (await import('../sim/main.ts')).main(simArgs);
+      const simEntry = config.exchanges.find((e) => e.enabled && (e.name ?? e.id) === 'sim');
+      return (await import('../sim/main.ts')).main(simArgs, {
+        port: config.sim.port,
+        seed: config.sim.seed,
+        tradesPerSecond: config.sim.tradesPerSecond,
+        ...(simEntry ? { symbols: [...simEntry.symbols] } : {}),
+      });
     }
     case 'sink':
       return (await import('../sink/cli.ts')).sinkCommand(config, rest);
@@ -271,4 +312,7 @@ export async function run(argv: string[]): Promise<void> {
     process.stderr.write(`tickflow: ${isTickflowError(e) ? e.message : (e as Error).stack ?? messageOf(e)}\n`);
     process.exitCode = 1;
   }
+  // The command is done: a stray handle (a kafkajs retry timer, a socket a library keeps) must not
+  // keep the process up with its job over.
+  setTimeout(() => process.exit(), 3_000).unref();
 }
