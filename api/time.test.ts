@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ApiError } from './errors.ts';
-import { ceilTo, floorTo, formatTime, formatTimeParam, parseInterval, parseTime } from './time.ts';
+import { ceilTo, decimalRangePattern, floorTo, formatTime, formatTimeParam, intervalPattern, parseInterval, parseTime, TIME_PATTERN } from './time.ts';
 
 const MIN = 60_000_000;
 
@@ -65,5 +65,58 @@ describe('intervals and the bucket grid', () => {
         expect(Math.abs((f - Date.UTC(2000, 0, 3) * 1000) % w)).toBe(0);
       }),
     );
+  });
+});
+
+describe('the patterns the OpenAPI document declares', () => {
+  const accepts = (f: () => unknown) => {
+    try {
+      f();
+      return true;
+    } catch {
+      return false;
+    }
+  };
+
+  it('decimalRangePattern(max) matches exactly the integers 1..max without leading zeros', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 1e9 }), fc.integer({ min: 0, max: 2e9 }), (max, n) => {
+        const re = new RegExp(`^(?:${decimalRangePattern(max)})$`);
+        for (const v of [n, max, max + 1, max - 1, Math.floor(max / 10), max * 10]) expect(re.test(String(v)), `${v} of 1..${max}`).toBe(v >= 1 && v <= max);
+        expect(re.test(`0${max}`)).toBe(false);
+      }),
+    );
+    for (let max = 1; max <= 400; max++) {
+      const re = new RegExp(`^(?:${decimalRangePattern(max)})$`);
+      for (let v = 0; v <= 4_100; v += max < 50 ? 1 : 9) expect(re.test(String(v)), `${v} of 1..${max}`).toBe(v >= 1 && v <= max);
+    }
+  });
+
+  it('the interval patterns accept exactly what parseInterval accepts', () => {
+    for (const allowSeconds of [false, true]) {
+      const re = new RegExp(intervalPattern({ allowSeconds }), 'u');
+      const values = fc.sample(
+        fc.oneof(
+          fc.tuple(fc.integer({ min: 0, max: 400_000_000 }), fc.constantFrom('s', 'm', 'h', 'd', 'w', 'M', 'y')).map(([n, u]) => `${n}${u}`),
+          fc.tuple(fc.integer({ min: 0, max: 6_000 }), fc.constantFrom('s', 'm', 'h', 'd', 'w')).map(([n, u]) => `${n}${u}`),
+          fc.constantFrom('3650d', '3651d', '521w', '522w', '87600h', '87601h', '5256000m', '5256001m', '99999999s', '100000000s', '01m', ' 5m', '5m '),
+        ),
+        { numRuns: 20_000, seed: 42 },
+      );
+      for (const v of values) expect(re.test(v), `${v} (allowSeconds ${allowSeconds})`).toBe(accepts(() => parseInterval(v, 'interval', { allowSeconds })));
+    }
+  });
+
+  it('every time the time pattern admits (with a date that exists), parseTime reads the same as Date does', () => {
+    const re = new RegExp(TIME_PATTERN, 'u');
+    fc.assert(
+      fc.property(fc.date({ min: new Date('1950-01-01T00:00:00Z'), max: new Date('2250-01-01T00:00:00Z'), noInvalidDate: true }), fc.constantFrom('Z', '+02:00', '-0530', '+23', 'z'), (d, zone) => {
+        const text = `${d.toISOString().slice(0, -1)}${zone}`;
+        const year = d.getUTCFullYear();
+        expect(re.test(text), text).toBe(year >= 1970 && year <= 2199);
+        if (re.test(text)) expect(accepts(() => parseTime(text, 't')), text).toBe(true);
+      }),
+    );
+    for (const bad of ['2024-01-01T00:00Z', '2024-01-01', '1969-12-31T23:59:59Z', '2200-01-01T00:00:00Z', '2024-01-01\t00:00:00Z', '2024-01-01T24:00:00Z', '2024-01-01T00:00:00+24:00']) expect(re.test(bad), bad).toBe(false);
   });
 });
