@@ -56,13 +56,13 @@ const iso = (ms) => new Date(ms).toISOString();
 
 let gen = 0; // bumps on every instrument/interval switch: stale callbacks check it
 let socket = null;
-let bars = new Map(); // bucket start (s) -> { time, open, high, low, close, volume, firstTs, lastTs }
+let bars = new Map(); // bucket start (s) -> { time, open, high, low, close, volume, firstTs, lastTs, src: 'trades' | 'exchange' }
 let liveFrom = 0; // ms: bars from here on are built from trades
 let rendered = 0; // time (s) of the newest bar drawn
 let userMoved = false; // the user scrolled or zoomed: the view is theirs, no more fitting
 let forming = null; // { time (s), minutes: the exchange's 1m candles of that bucket } (see formingBase)
 
-for (const ev of ['mousedown', 'wheel', 'touchstart', 'keydown']) $('chart').addEventListener(ev, () => (userMoved = true), { passive: true });
+for (const ev of ['mousedown', 'wheel', 'touchstart']) $('chart').addEventListener(ev, () => (userMoved = true), { passive: true });
 chart.timeScale().subscribeVisibleLogicalRangeChange(() => updateView());
 
 function setStatus(text) {
@@ -81,7 +81,7 @@ function message(text) {
   $('message').textContent = state.overlay;
 }
 
-/** The view the page has: for people nothing, for the browser test where the bars are drawn. */
+/** Where the first and last bars are drawn, for the browser test. */
 function updateView() {
   const ts = chart.timeScale();
   const n = bars.size;
