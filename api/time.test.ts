@@ -86,9 +86,9 @@ describe('the patterns the OpenAPI document declares', () => {
         expect(re.test(`0${max}`)).toBe(false);
       }),
     );
-    for (let max = 1; max <= 400; max++) {
+    for (let max = 1; max <= 200; max++) {
       const re = new RegExp(`^(?:${decimalRangePattern(max)})$`);
-      for (let v = 0; v <= 4_100; v += max < 50 ? 1 : 9) expect(re.test(String(v)), `${v} of 1..${max}`).toBe(v >= 1 && v <= max);
+      for (let v = 0; v <= 2_100; v += max < 50 ? 1 : 13) expect(re.test(String(v)), `${v} of 1..${max}`).toBe(v >= 1 && v <= max);
     }
   });
 
