@@ -55,6 +55,12 @@ const infraSchema = z
     /** Where the local Kafka broker keeps its data and pid files. */
     kafkaDataDir: z.string().min(1).default('.tickflow/kafka'),
     kafkaPort: z.int().min(0).max(65535).default(9092),
+    /**
+     * The KRaft controller's listener (broker and controller are one process). Written into the
+     * quorum's voter set when the storage is first formatted, so a formatted data directory keeps
+     * the port it was formatted with. 0 = a free port at formatting.
+     */
+    kafkaControllerPort: z.int().min(0).max(65535).default(9093),
   })
   .prefault({});
 

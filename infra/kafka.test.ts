@@ -35,7 +35,7 @@ describe(`infra/kafka: a real Kafka ${POM_VERSION} broker from its Maven jars`, 
     const broker = await startKafka({ dataDir });
     started.push(broker);
     expect(broker.brokers).toEqual([expect.stringMatching(/^127\.0\.0\.1:\d+$/)]);
-    expect(await kafkaStatus(dataDir)).toEqual({ running: true, pid: broker.pid, brokers: broker.brokers });
+    expect(await kafkaStatus(dataDir)).toEqual({ running: true, pid: broker.pid, brokers: broker.brokers, detached: false });
     await probeKafka(broker.brokers);
     // The JVM runs the pom's version, and logs through the log4j2 configuration it was given:
     // INFO lines in kafka.log, not log4j2's complaint of a missing configuration.
@@ -89,7 +89,7 @@ describe(`infra/kafka: a real Kafka ${POM_VERSION} broker from its Maven jars`, 
   it('restarts detached on the same data directory, keeps the topic, and is stopped by stopKafkaAt', async () => {
     const broker = await startKafka({ dataDir, detached: true });
     const status = await kafkaStatus(dataDir);
-    expect(status).toEqual({ running: true, pid: broker.pid, brokers: broker.brokers });
+    expect(status).toEqual({ running: true, pid: broker.pid, brokers: broker.brokers, detached: true });
     await expect(startKafka({ dataDir })).rejects.toThrow(/already running/);
 
     const admin = new Kafka({ brokers: broker.brokers, logLevel: logLevel.NOTHING }).admin();

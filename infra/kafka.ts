@@ -41,7 +41,10 @@ export interface StartKafkaOptions {
   dataDir: string;
   /** Client (PLAINTEXT) port; 0 or undefined picks a free one. */
   port?: number;
-  /** Controller port; undefined reuses the one of a formatted dataDir, else picks a free one. */
+  /**
+   * Controller port used when the storage is formatted; 0 or undefined picks a free one. A
+   * formatted dataDir keeps the port it was formatted with (the quorum's voter set names it).
+   */
   controllerPort?: number;
   /** Keep running after this process exits (for `tickflow infra up`). */
   detached?: boolean;
@@ -61,6 +64,8 @@ export interface KafkaStatus {
   running: boolean;
   pid?: number;
   brokers?: string[];
+  /** Started by `tickflow infra up` (outlives its starter); false: owned by a running process. */
+  detached?: boolean;
 }
 
 interface KafkaRecord {
@@ -341,7 +346,14 @@ async function startOnce(opts: StartKafkaOptions): Promise<KafkaBroker> {
 
   // The controller's endpoint is part of the quorum's voter set written at format time: keep it.
   const formatted = existsSync(p.meta);
-  const controllerPort = opts.controllerPort || (formatted ? await previousControllerPort(p) : undefined) || (await freePort());
+  const previous = formatted ? await previousControllerPort(p) : undefined;
+  if (previous && opts.controllerPort && opts.controllerPort !== previous) {
+    log.warn(
+      { dataDir: p.dir, controllerPort: previous, configured: opts.controllerPort },
+      `Kafka's storage in ${p.dir} was formatted with controller port ${previous}, which it keeps; remove the folder (its data too) to move it to ${opts.controllerPort}`,
+    );
+  }
+  const controllerPort = previous || opts.controllerPort || (await freePort());
   let port = opts.port || (await freePort());
   while (port === controllerPort) port = await freePort();
 
@@ -524,7 +536,7 @@ export async function kafkaStatus(dataDir: string): Promise<KafkaStatus> {
   const p = paths(dataDir);
   const rec = await readRecord(p);
   if (!rec?.pid || !isOurBroker(rec.pid, p.props)) return { running: false };
-  return { running: true, pid: rec.pid, ...(rec.brokers ? { brokers: rec.brokers } : {}) };
+  return { running: true, pid: rec.pid, ...(rec.brokers ? { brokers: rec.brokers } : {}), ...(rec.detached !== undefined ? { detached: rec.detached } : {}) };
 }
 
 /** Stops the broker recorded in dataDir (typically a detached one); false if none was running. */

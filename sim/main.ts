@@ -13,10 +13,11 @@ export const SIM_DEFAULT_PORT = 9500;
 
 export const SIM_USAGE = `usage: sim [options]
   --host <addr>            interface to bind (default 127.0.0.1)
-  --port <n>               port, 0 = any free one (default 9500, where config/tickflow.yaml expects it)
-  --seed <n>               seed of prices, trades, history and book (default 1)
-  --rate <n>               trades per second per symbol (default 5)
-  --symbols <a,b>          unified spot symbols (default BTC/USDT,ETH/USDT)
+  --port <n>               port, 0 = any free one (default: the config's sim.port, 9500)
+  --seed <n>               seed of prices, trades, history and book (default: sim.seed, 1)
+  --rate <n>               trades per second per symbol (default: sim.tradesPerSecond, 5)
+  --symbols <a,b>          unified spot symbols (default: the config's \`sim\` entry's, else
+                           BTC/USDT,ETH/USDT)
   --history-days <n>       days of synthetic 1m klines before the start (default 7)
   --book-depth <n>         order book levels per side (default 100)
   --speed <x>              virtual clock speed, 60 = a minute per second (default 1)
@@ -79,8 +80,11 @@ function bad(flag: string, why: string): TickflowError {
   return new TickflowError('CONFIG_INVALID', `sim: ${flag} ${why}`);
 }
 
-/** `tickflow sim [options]`: runs until SIGINT/SIGTERM; resolves to the exit code. */
-export async function main(argv: readonly string[]): Promise<number> {
+/**
+ * `tickflow sim [options]`: runs until SIGINT/SIGTERM; resolves to the exit code. `defaults` (the
+ * config's `sim` section, from `tickflow sim`) apply where no flag says otherwise.
+ */
+export async function main(argv: readonly string[], defaults: SimOptions = {}): Promise<number> {
   let opts: ReturnType<typeof parseSimArgs>;
   try {
     opts = parseSimArgs(argv);
@@ -93,7 +97,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     return 0;
   }
   const { help: _help, ...simOpts } = opts;
-  const sim = buildSim({ port: SIM_DEFAULT_PORT, ...simOpts });
+  const sim = buildSim({ port: SIM_DEFAULT_PORT, ...defaults, ...simOpts });
   await sim.start();
   process.stdout.write(`${JSON.stringify({ url: sim.url, wsUrl: sim.wsUrl, ccxtOptions: sim.ccxtOptions() })}\n`);
   const signal = await new Promise<string>((resolve) => {
