@@ -58,9 +58,10 @@ const infraSchema = z
     /**
      * The KRaft controller's listener (broker and controller are one process). Written into the
      * quorum's voter set when the storage is first formatted, so a formatted data directory keeps
-     * the port it was formatted with. 0 = a free port at formatting.
+     * the port it was formatted with. 0 = a free port at formatting (several local brokers, e.g.
+     * tests, never collide); set one (Kafka's usual is 9093) to know it in advance.
      */
-    kafkaControllerPort: z.int().min(0).max(65535).default(9093),
+    kafkaControllerPort: z.int().min(0).max(65535).default(0),
   })
   .prefault({});
 
