@@ -132,5 +132,14 @@ describe('tickflow infra up', () => {
     const down = await tickflow(['infra', 'down', '--config', config], env);
     expect(down.stdout).toContain('kafka: stopped');
     expect(await accepts(controllerPort)).toBe(false);
-  }, 240_000);
+
+    // The quorum's voter set names the port the storage was formatted with: another setting on
+    // the same folder leaves it there (with a warning) instead of a broker that cannot start.
+    const moved = configFile(`infra:\n  kafkaDataDir: ${kafkaDir}\n  kafkaPort: ${port}\n  kafkaControllerPort: ${await freePort()}\n`);
+    const again = await tickflow(['infra', 'up', '--config', moved], env);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toContain(`kafka: started`);
+    expect(await accepts(controllerPort)).toBe(true);
+    expect((await tickflow(['infra', 'down', '--config', moved], env)).stdout).toContain('kafka: stopped');
+  }, 300_000);
 });
