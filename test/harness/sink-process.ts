@@ -30,7 +30,7 @@ export interface SinkProcess {
 export function spawnSink(configFile: string, databaseUrl: string, env: Record<string, string> = {}): SinkProcess {
   const startedAt = Date.now();
   const child = spawn(process.execPath, [BIN, 'sink', '--config', configFile], {
-    env: { ...process.env, DATABASE_URL: databaseUrl, KAFKA_BROKERS: inject('kafkaBrokers').join(','), LOG_LEVEL: 'warn', KAFKAJS_NO_PARTITIONER_WARNING: '1', ...env },
+    env: { ...process.env, DATABASE_URL: databaseUrl, KAFKA_BROKERS: inject('kafkaBrokers').join(','), LOG_LEVEL: 'warn', LOG_FORMAT: 'json', KAFKAJS_NO_PARTITIONER_WARNING: '1', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const log: string[] = [];
