@@ -4,6 +4,9 @@
  * of it, so the refills after the reconnect fail for ~20 s, until REST is back; C: the gateway restarted while REST
  * is refused (15 s): it cannot load the markets until the exchange answers. The sim keeps every
  * trade, so once REST answers everything can be refilled: every trade stored once.
+ * Then, in a new window, an exchange that refuses the refill outright (REST answers 401 for 10 s
+ * while the trade streams come back after 2 s): the trades lost are exactly those the gap
+ * records say are missing.
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { CLEAN, Rig, outcome, report, sleep } from '../harness/faults.ts';
@@ -50,4 +53,19 @@ describe('fault: exchange websockets dropped, REST refused (PostgreSQL server)',
     expect(verdict, why).toEqual(CLEAN);
     expect(t.recoverSeconds, why).not.toContain(null);
   }, 300_000);
+
+  it('a refill the exchange refuses outright: the loss equals what the gap records count', async () => {
+    if (!rig) throw new Error('the first scenario did not start');
+    await sleep(2_000);
+    rig.newWindow();
+    await sleep(3_000);
+    rig.sim.refuseService(10_000, 401);
+    rig.sim.pauseStream('trades', 2_000);
+    await sleep(15_000);
+    const t = { scenario: 'exchange-refill-refused', database: 'postgres' as const, ...(await rig.account({ timeoutMs: 20_000 })), notes: rig.notes };
+    report(t);
+    const { verdict, why } = outcome(t, rig);
+    expect(t.lost, why).toBeGreaterThan(0);
+    expect({ ...verdict, lost: t.lost - t.gapMissing }, why).toEqual(CLEAN);
+  }, 120_000);
 });

@@ -57,5 +57,7 @@ describe('fault: sink SIGKILLed in a loop (embedded TimescaleDB of `tickflow inf
     const { verdict, why } = outcome(t, rig);
     expect(verdict, why).toEqual(CLEAN);
     expect(t.recoverSeconds, why).not.toContain(null);
+    // A crash loop still makes progress: every instance wrote before it was killed (within 30 s).
+    expect(rig.notes.killedWhileWriting, why).toBe(KILLS);
   }, 300_000);
 });

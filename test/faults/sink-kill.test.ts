@@ -48,5 +48,7 @@ describe('fault: sink SIGKILLed in a loop (PostgreSQL server)', () => {
     const { verdict, why } = outcome(t, rig);
     expect(verdict, why).toEqual(CLEAN);
     expect(recovered, why).not.toBeNull();
+    // A crash loop still makes progress: every instance wrote before it was killed (within 30 s).
+    expect(rig.notes.killedWhileWriting, why).toBe(KILLS);
   }, 300_000);
 });

@@ -480,6 +480,20 @@ export class Rig {
     }
   }
 
+  /**
+   * Starts a new window right after the sim's latest trade (the pipeline must be healthy): counts,
+   * recoveries, crashes, notes and gap records start afresh.
+   */
+  newWindow(): void {
+    this.firstIds = new Map([...this.lastIds()].map(([sym, id]) => [sym, id + 1]));
+    this.windowStartUs = Date.now() * 1000;
+    this.recoveries.length = 0;
+    this.crashes.length = 0;
+    for (const k of Object.keys(this.notes)) delete this.notes[k];
+  }
+
+  private windowStartUs = 0;
+
   /** Fixes the window's start from the database (embedded: with the sink stopped). */
   async fixWindowStart(): Promise<void> {
     await this.warmUp(30_000);
@@ -635,7 +649,8 @@ export class Rig {
       seen.set(k, (seen.get(k) ?? 0) + 1);
     }
     const doubledInKafka = [...seen.values()].reduce((n, c) => n + c - 1, 0);
-    const gaps = topics.gap.filter((g) => g.channel === 'trades');
+    this.notes.inKafka = seen.size; // distinct trades of the window in the topic: a loss before or after Kafka
+    const gaps = topics.gap.filter((g) => g.channel === 'trades' && g.ts >= this.windowStartUs);
     const gapMissing = gaps
       .filter((g) => g.to_ts !== null)
       .reduce((n, g) => n + Number(/(\d+) trades? (?:may be )?(?:missing|lost|not refilled)/i.exec(g.reason)?.[1] ?? /missing (\d+)/i.exec(g.reason)?.[1] ?? 0), 0);
