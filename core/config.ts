@@ -45,6 +45,12 @@ const databaseSchema = z
     dataDir: z.string().min(1).default('.tickflow/db'),
     /** Embedded TimescaleDB port on 127.0.0.1; 0 picks a free one. */
     embeddedPort: z.int().min(0).max(65535).default(0),
+    /**
+     * How V8 compiles the embedded database's WebAssembly: optimizing (TurboFan only, ~100 MB
+     * less resident memory) or tiered (V8's default: a baseline compile first); see
+     * infra/embedded-db.ts.
+     */
+    embeddedWasmCompiler: z.enum(['optimizing', 'tiered']).default('optimizing'),
     poolMax: z.int().min(1).max(100).default(10),
     connectTimeoutMs: z.int().min(100).default(10_000),
   })

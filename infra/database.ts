@@ -45,7 +45,7 @@ export function embeddedServerStatus(dataDir: string): EmbeddedServerRecord | un
 /** Starts the embedded TimescaleDB on the configured data folder (embedded-db.ts locks it). */
 export async function startEmbeddedOnDataDir(config: Config, opts: { port?: number; record?: boolean } = {}): Promise<EmbeddedDb> {
   const dataDir = resolveDir(config.database.dataDir);
-  const db = await startEmbeddedDb({ dataDir, port: opts.port ?? config.database.embeddedPort });
+  const db = await startEmbeddedDb({ dataDir, port: opts.port ?? config.database.embeddedPort, wasmCompiler: config.database.embeddedWasmCompiler });
   if (opts.record) writeFileSync(recordFile(dataDir), JSON.stringify({ pid: process.pid, url: db.url, dataDir } satisfies EmbeddedServerRecord));
   return {
     ...db,

@@ -50,6 +50,47 @@ interface Held {
   readonly at: number;
 }
 
+/**
+ * The held window: a ring of at most `capacity` records, oldest first. Its storage grows with
+ * what it holds up to `capacity` slots and never past it: a full ring overwrites its oldest.
+ */
+class HeldWindow {
+  private buf: (Held | undefined)[] = [];
+  private start = 0;
+  size = 0;
+
+  constructor(private readonly capacity: number) {}
+
+  get slots(): number {
+    return this.buf.length;
+  }
+
+  at(i: number): Held {
+    return this.buf[(this.start + i) % this.buf.length]!;
+  }
+
+  push(h: Held): void {
+    if (this.size === this.capacity) {
+      this.buf[this.start] = h;
+      this.start = (this.start + 1) % this.buf.length;
+      return;
+    }
+    if (this.size === this.buf.length) {
+      // Full storage below capacity: lay it out oldest-first, then grow at the end.
+      if (this.start !== 0) this.buf = [...this.buf.slice(this.start), ...this.buf.slice(0, this.start)];
+      this.start = 0;
+      this.buf.push(h);
+    } else this.buf[(this.start + this.size) % this.buf.length] = h;
+    this.size++;
+  }
+
+  shift(): void {
+    this.buf[this.start] = undefined;
+    this.start = (this.start + 1) % this.buf.length;
+    if (--this.size === 0) this.start = 0;
+  }
+}
+
 export class StreamHub {
   state: HubState = 'starting';
   readonly groupId: string;
@@ -59,8 +100,7 @@ export class StreamHub {
   private readonly topics: string[];
   private readonly channelOfTopic = new Map<string, StreamChannel>();
   private readonly listeners = new Set<HubListener>();
-  private readonly recent: Held[] = [];
-  private head = 0;
+  private readonly recent: HeldWindow;
   private readonly position = new Map<string, number>();
   private consumer: Consumer | undefined;
   private admin: Admin | undefined;
@@ -68,6 +108,7 @@ export class StreamHub {
 
   constructor(private readonly o: HubOptions) {
     this.groupId = `${o.kafka.clientId}-${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`;
+    this.recent = new HeldWindow(o.recentMaxRecords);
     this.ready = new Promise((resolve) => (this.markReady = resolve));
     for (const channel of STREAM_CHANNELS) {
       const topic = topicFor(o.kafka.topicPrefix, CHANNEL_SPECS[channel].kind);
@@ -127,7 +168,7 @@ export class StreamHub {
               if (CHANNEL_OF_KIND.get(d.kind) !== channel) throw new Error(`a ${d.kind} record in ${batch.topic}`);
               const rec = toStreamRecord(channel, d.value as unknown as Record<string, unknown>);
               fresh.push(rec);
-              this.recent.push({ rec, at: Number(m.timestamp) });
+              this.recent.push({ rec, at: Number(m.timestamp) }); // the oldest goes when it is full
             } catch (e) {
               undecodable.inc({ topic: batch.topic });
               this.o.log.warn({ topic: batch.topic, partition: batch.partition, offset, err: messageOf(e) }, 'live stream: skipped a record it cannot decode');
@@ -168,7 +209,7 @@ export class StreamHub {
   private goLive(): void {
     if (this.state !== 'starting') return;
     this.state = 'live';
-    this.o.log.info({ groupId: this.groupId, recent: this.recent.length - this.head }, 'live stream: consuming');
+    this.o.log.info({ groupId: this.groupId, recent: this.recent.size }, 'live stream: consuming');
     this.markReady();
   }
 
@@ -184,11 +225,12 @@ export class StreamHub {
 
   private trim(): void {
     const oldest = Date.now() - this.o.recentWindowMs;
-    while (this.head < this.recent.length && (this.recent[this.head]!.at < oldest || this.recent.length - this.head > this.o.recentMaxRecords)) this.head++;
-    if (this.head > 50_000 && this.head * 2 > this.recent.length) {
-      this.recent.splice(0, this.head);
-      this.head = 0;
-    }
+    while (this.recent.size > 0 && this.recent.at(0).at < oldest) this.recent.shift();
+  }
+
+  /** Records held for the recent window now, and the slots their storage takes (both at most recentMaxRecords). */
+  get held(): { records: number; slots: number } {
+    return { records: this.recent.size, slots: this.recent.slots };
   }
 
   /**
@@ -197,8 +239,8 @@ export class StreamHub {
    */
   subscribe(l: HubListener): { recent: StreamRecord[]; unsubscribe: () => void } {
     const recent: StreamRecord[] = [];
-    for (let i = this.head; i < this.recent.length; i++) {
-      const r = this.recent[i]!.rec;
+    for (let i = 0; i < this.recent.size; i++) {
+      const r = this.recent.at(i).rec;
       if (l.channels.has(r.channel) && (l.instruments === null || l.instruments.has(r.instrument))) recent.push(r);
     }
     this.listeners.add(l);
