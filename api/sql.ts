@@ -167,10 +167,20 @@ export function scanProbeQuery(source: BucketSource, nonNull: string | undefined
  * A float8 sum rounded to 12 significant digits. Summing float8 amounts leaves artifacts in the
  * last digits (0.1 + 0.2 = 0.30000000000000004; a candle volume of 3.045359999999999): 12 digits
  * keep every digit exchange amounts carry, while the rounding error of a sum of even millions of
- * terms stays below the last one kept. Zero, null, NaN and infinities pass unchanged. (float8 →
- * numeric keeps 15 digits; round to 12; back to float8, printed shortest by the database.)
+ * terms stays below the last one kept. In float8 arithmetic (a third of the cost of a numeric
+ * round trip): the value scaled by a power of ten (exact up to 10^22) to a 12-digit integer,
+ * rounded, scaled back — one correctly rounded operation, so the result is the float8 nearest
+ * that 12-digit decimal, which the database prints as that decimal. Zero, null, NaN, infinities
+ * and magnitudes below 1e-11 pass unchanged.
  */
-export const sig12 = (e: string): string => `(case when ${e} = 0 or not (abs(${e}) < 'Infinity'::float8) then ${e} else round((${e})::numeric, 11 - floor(log(abs(${e})))::int)::float8 end)`;
+export const sig12 = (e: string): string => {
+  const mag = `floor(log(abs(${e})))`;
+  return (
+    `(case when ${e} = 0 or not (abs(${e}) < 'Infinity'::float8) or ${mag} < -11 then ${e} ` +
+    `when ${mag} <= 11 then round(${e} * power(10::float8, 11 - ${mag})) / power(10::float8, 11 - ${mag}) ` +
+    `else round(${e} / power(10::float8, ${mag} - 11)) * power(10::float8, ${mag} - 11) end)`
+  );
+};
 
 // ---- /v1/ohlcv ----
 

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApi, type Api } from '../api/index.ts';
 import { parseConfig } from '../core/config.ts';
 import { createPool } from '../core/db.ts';
+import { sig12 } from '../api/sql.ts';
 import { migrate } from '../migrations/runner.ts';
 import type { Candle, Gap, Instrument, Ticker, Trade } from '../schemas/index.ts';
 import { describeEachDb } from './harness/db.ts';
@@ -389,6 +390,19 @@ describeEachDb(['embedded', 'postgres'], (db) => {
     expect(await sample({ field: 'amount', agg: 'sum', interval: '2m' })).toEqual([1.1]);
     expect(await sample({ field: 'notional', agg: 'sum', interval: '1m' })).toEqual([0.9, 2.4]);
     expect(await sample({ field: 'amount', agg: 'avg', interval: '1m' })).toEqual([0.15, 0.4]);
+  });
+
+  it('sig12 is the 12-significant-digit decimal in this database\'s float8 arithmetic, for any magnitude', async () => {
+    const xs = Array.from({ length: 2_000 }, (_, i) => (Math.sin(i * 12.9898) * 43758.5453 % 1) * 10 ** ((i % 24) - 10) * (1 + 1e-15 * (i % 7)));
+    xs.push(0, 0.1 + 0.2, 0.7 + 0.1, 3.045359999999999, -0.30000000000000004, 1e-12, 1e300, 123456789012345680);
+    const { rows } = await db().pool.query<{ x: number; y: number }>(`select x, ${sig12('x')} as y from unnest($1::float8[]) x`, [xs]);
+    for (const { x, y } of rows) {
+      const want = Math.abs(x) < 1e-11 ? x : Number(x.toPrecision(12));
+      // Equal, or (a tie seen through x's scaled value) one unit of the twelfth digit apart.
+      if (y !== want) expect(Math.abs(y - want), `${x}: ${y} vs ${want}`).toBeLessThanOrEqual(Math.abs(want) * 1.000001e-11);
+      if (Math.abs(x) >= 1e-11) expect(String(y).replace(/e.*$/, '').replace(/[-.]/g, '').replace(/^0+|0+$/g, '').length, `${x} → ${y}`).toBeLessThanOrEqual(12);
+    }
+    expect(rows.slice(-8).map((r) => r.y)).toEqual([0, 0.3, 0.8, 3.04536, -0.3, 1e-12, 1e300, 123456789012000000]);
   });
 
   describe('the parameters are what the OpenAPI document says', () => {
