@@ -23,7 +23,7 @@ import { insertCandles, insertGaps, insertInstruments, insertTickers, insertTrad
 
 /** The version .ci/run installs (tested with it). */
 const SCHEMATHESIS = '4.32.5';
-const EXAMPLES = Number(process.env.TICKFLOW_SCHEMATHESIS_EXAMPLES ?? 25);
+const EXAMPLES = Number(process.env.TICKFLOW_SCHEMATHESIS_EXAMPLES ?? 20);
 const SEED = Number(process.env.TICKFLOW_SCHEMATHESIS_SEED ?? 20241128);
 const HERE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'api-schemathesis');
 const T = Date.UTC(2024, 6, 1) * 1000;
