@@ -575,6 +575,9 @@ export class Rig {
    * counts. `recoverSeconds` are the recoveries started so far.
    */
   async account(opts: { timeoutMs?: number; waitStored?: boolean } = {}): Promise<Counted> {
+    // The recoveries under way first (each has its own timeout): a part slow to recover is slow,
+    // not lossy, as long as it recovers within them.
+    await Promise.all(this.recoveries);
     const end = this.lastIds();
     const want = this.emittedUpTo(end);
     if (opts.waitStored ?? this.database === 'postgres') {
