@@ -62,7 +62,7 @@ describe('fault: exchange websockets dropped, REST refused (PostgreSQL server)',
     rig.sim.refuseService(10_000, 401);
     rig.sim.pauseStream('trades', 2_000);
     await sleep(15_000);
-    const t = { scenario: 'exchange-refill-refused', database: 'postgres' as const, ...(await rig.account({ timeoutMs: 20_000 })), notes: rig.notes };
+    const t = { scenario: 'exchange-refill-refused', database: 'postgres' as const, ...(await rig.account({ timeoutMs: 20_000, settleMs: 5_000 })), notes: rig.notes };
     report(t);
     const { verdict, why } = outcome(t, rig);
     expect(t.lost, why).toBeGreaterThan(0);

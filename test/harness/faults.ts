@@ -574,14 +574,14 @@ export class Rig {
    * to be stored (PostgreSQL: polling the table; embedded: `waitStored` is the caller's), then
    * counts. `recoverSeconds` are the recoveries started so far.
    */
-  async account(opts: { timeoutMs?: number; waitStored?: boolean } = {}): Promise<Counted> {
+  async account(opts: { timeoutMs?: number; waitStored?: boolean; settleMs?: number } = {}): Promise<Counted> {
     // The recoveries under way first (each has its own timeout): a part slow to recover is slow,
     // not lossy, as long as it recovers within them.
     await Promise.all(this.recoveries);
     const end = this.lastIds();
     const want = this.emittedUpTo(end);
     if (opts.waitStored ?? this.database === 'postgres') {
-      // Until all are stored, or nothing more came for 15 s, or the timeout.
+      // Until all are stored, or nothing more came for `settleMs` (15 s), or the timeout.
       const deadline = Date.now() + (opts.timeoutMs ?? 60_000);
       let last = -1;
       let lastChange = Date.now();
@@ -589,7 +589,7 @@ export class Rig {
         const got = await this.storedUpTo(end).catch(() => -1);
         if (got >= want || Date.now() > deadline) break;
         if (got !== last) [last, lastChange] = [got, Date.now()];
-        else if (Date.now() - lastChange > 15_000) break;
+        else if (Date.now() - lastChange > (opts.settleMs ?? 15_000)) break;
         await sleep(500);
       }
     }
