@@ -77,7 +77,7 @@ describe('schemathesis against /docs/json', () => {
 
     const { code, out } = await run(
       ['--config-file', path.join(HERE, 'schemathesis.toml'), 'run', `${url}/docs/json`, '--checks', 'all', '--max-examples', String(EXAMPLES), '--seed', String(SEED), '--generation-database', 'none', '--no-color', '--request-timeout', '20'],
-      { TICKFLOW_API_URL: url, SCHEMATHESIS_HOOKS: 'hooks', PYTHONPATH: HERE },
+      { TICKFLOW_API_URL: url, SCHEMATHESIS_HOOKS: 'hooks', PYTHONPATH: HERE, PYTHONDONTWRITEBYTECODE: '1' },
       work,
     );
     const summary = out.slice(out.lastIndexOf('SUMMARY'));
