@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import cron from 'node-cron';
-import { parseDocument } from 'yaml';
+import { LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
 import { apiSchema } from '../api/config.ts';
 import { TickflowError } from './errors.ts';
@@ -249,6 +249,18 @@ export function parseConfig(raw: unknown, opts: { env?: NodeJS.ProcessEnv; sourc
 }
 
 /**
+ * One line for a file the YAML parser refuses: the first problem (the later ones mostly follow
+ * from it) with its line and column, `config/x.yaml:3:1: not valid YAML: ...`.
+ */
+function yamlProblem(file: string, errors: readonly { message: string; pos: [number, number] }[], lines: LineCounter): string {
+  const e = errors[0]!;
+  const { line, col } = lines.linePos(e.pos[0]);
+  const more = errors.length > 1 ? ` (and ${errors.length - 1} more problem${errors.length > 2 ? 's' : ''} after it)` : '';
+  const rel = path.relative(process.cwd(), file);
+  return `${rel && !rel.startsWith('..') ? rel : file}:${line}:${col}: not valid YAML: ${e.message.replace(/\s+/g, ' ').trim()}${more}`;
+}
+
+/**
  * Loads the config file: the `--config` path, else TICKFLOW_CONFIG, else config/tickflow.yaml.
  * A missing explicit path is an error; a missing default file means "all defaults".
  */
@@ -260,10 +272,9 @@ export function loadConfig(opts: { path?: string; env?: NodeJS.ProcessEnv } = {}
     if (explicit) throw new TickflowError('CONFIG_NOT_FOUND', `config file not found: ${file}`);
     return parseConfig({}, { env, source: undefined });
   }
-  const doc = parseDocument(readFileSync(file, 'utf8'), { prettyErrors: true, uniqueKeys: true });
-  if (doc.errors.length > 0) {
-    throw new TickflowError('CONFIG_INVALID', `${file} is not valid YAML:\n  ${doc.errors.map((e) => e.message).join('\n  ')}`);
-  }
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(readFileSync(file, 'utf8'), { prettyErrors: false, uniqueKeys: true, lineCounter });
+  if (doc.errors.length > 0) throw new TickflowError('CONFIG_INVALID', yamlProblem(file, doc.errors, lineCounter));
   return parseConfig(doc.toJS(), { env, source: file });
 }
 

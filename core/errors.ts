@@ -17,6 +17,8 @@ export const ERROR_CODES = [
   'EXCHANGE_UNKNOWN',
   'SYMBOL_UNKNOWN',
   'CHANNEL_UNSUPPORTED',
+  /** A request the source holds nothing for (a backfill range before the exchange's history). */
+  'NO_DATA',
   'SINK_WRITE',
   'DEAD_LETTER',
   'CONNECTOR_FAILED',

@@ -4,6 +4,7 @@
  * gateway. Candles go out closed only (a bucket still forming at `--to` is left to the
  * gateway); re-running a range is harmless, the sink upserts on (exchange, symbol, timeframe, ts).
  */
+import type { Exchange } from 'ccxt';
 import { createCodec } from '../core/avro.ts';
 import type { Config, ExchangeEntry } from '../core/config.ts';
 import { TickflowError } from '../core/errors.ts';
@@ -39,6 +40,17 @@ export interface BackfillProgress {
 
 export interface BackfillResult {
   readonly exchange: string;
+  /** The range asked for (ms; `to` capped at the exchange's present). */
+  readonly from: number;
+  readonly to: number;
+  /** Bucket open of the first and last candle the exchange returned in the range (ms). */
+  readonly first: number | undefined;
+  readonly last: number | undefined;
+  /**
+   * Set when the exchange's candles in the range start later than `from`: the first bucket it
+   * had (older history is not held by it, or it had no trades then).
+   */
+  readonly startsLate: number | undefined;
   readonly candles: number;
   readonly acked: number;
   readonly undelivered: number;
@@ -63,6 +75,35 @@ export function findEntry(config: Config, name: string): ExchangeEntry {
   }
   const names = config.exchanges.map(entryName);
   throw new TickflowError('EXCHANGE_UNKNOWN', `backfill: no exchange entry named "${name}" in the config${names.length ? ` (configured: ${names.join(', ')})` : ''}, and ccxt has no exchange with that id`);
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+/**
+ * Nothing came back for the range: an error naming the range and what the exchange does hold
+ * (its first candle at or after --from, and its newest), so the next try can aim at it.
+ */
+async function nothingInRange(ex: Exchange, name: string, req: BackfillRequest, to: number, forming: number | undefined): Promise<TickflowError> {
+  const what = `${name} has no closed ${req.symbol} ${req.timeframe} candles from ${iso(req.from)} to ${iso(to)}`;
+  if (forming !== undefined) return new TickflowError('NO_DATA', `backfill: ${what}: the only one, at ${iso(forming)}, is still forming`);
+  const probe = async (since: number | undefined, limit: number): Promise<number[]> => {
+    try {
+      const rows = await ex.fetchOHLCV(req.symbol, req.timeframe, since, limit);
+      return rows.map((r) => r[0]).filter((t): t is number => typeof t === 'number' && (since === undefined || t >= since));
+    } catch {
+      return [];
+    }
+  };
+  const after = await probe(req.from, 5);
+  const newest = await probe(undefined, 1);
+  const oldest = after.length ? Math.min(...after) : undefined;
+  const latest = newest.length ? Math.max(...newest) : undefined;
+  let holds: string;
+  if (oldest !== undefined && latest !== undefined) holds = `it holds them from ${iso(oldest)} to ${iso(latest)}; try --from ${iso(oldest)} or later`;
+  else if (oldest !== undefined) holds = `its first one after --from is at ${iso(oldest)}`;
+  else if (latest !== undefined) holds = `its newest is at ${iso(latest)}, before the range`;
+  else holds = 'it returned none at all for this symbol and timeframe';
+  return new TickflowError('NO_DATA', `backfill: ${what}; ${holds}`);
 }
 
 export async function runBackfill(config: Config, req: BackfillRequest, deps: BackfillDeps = {}): Promise<BackfillResult> {
@@ -110,6 +151,8 @@ export async function runBackfill(config: Config, req: BackfillRequest, deps: Ba
     const outbox = publisher.outbox(name, entry.maxBufferedRecords);
     const tracker = new CandleTracker(req.timeframe);
     let candles = 0;
+    let first: number | undefined;
+    let last: number | undefined;
     await fetchCandlePages({
       ex,
       adapter,
@@ -119,6 +162,8 @@ export async function runBackfill(config: Config, req: BackfillRequest, deps: Ba
       to,
       ...(deps.signal ? { signal: deps.signal } : {}),
       onPage: async (rows) => {
+        first ??= rows[0]![0]!;
+        last = rows[rows.length - 1]![0]!;
         await outbox.waitForRoom();
         const at = Date.now() * 1000;
         for (const e of tracker.onRest(rows, exchangeNow + (Date.now() - started), { before: to })) {
@@ -128,12 +173,26 @@ export async function runBackfill(config: Config, req: BackfillRequest, deps: Ba
             candles++;
           }
         }
-        const last = rows[rows.length - 1]![0]!;
-        deps.onProgress?.({ candles, fraction: Math.min(1, (last + timeframeMs(req.timeframe) - req.from) / (to - req.from)), at: last });
+        const newest = rows[rows.length - 1]![0]!;
+        deps.onProgress?.({ candles, fraction: Math.min(1, (newest + timeframeMs(req.timeframe) - req.from) / (to - req.from)), at: newest });
       },
     });
+    if (candles === 0) throw await nothingInRange(ex, name, req, to, last);
     const undelivered = await publisher.close(60_000);
-    return { exchange: name, candles, acked: publisher.acked, undelivered, seconds: (Date.now() - started) / 1000 };
+    const tf = timeframeMs(req.timeframe);
+    const firstBucket = Math.ceil(req.from / tf) * tf;
+    return {
+      exchange: name,
+      from: req.from,
+      to,
+      first,
+      last,
+      startsLate: first !== undefined && first > firstBucket ? first : undefined,
+      candles,
+      acked: publisher.acked,
+      undelivered,
+      seconds: (Date.now() - started) / 1000,
+    };
   } finally {
     await publisher.close(1_000).catch(() => undefined);
     await ex.close().catch(() => undefined);

@@ -11,7 +11,7 @@ import { serveMetrics } from '../core/metrics-server.ts';
 import { collectProcessMetrics } from '../core/metrics.ts';
 import { resolveBrokers } from '../infra/kafka.ts';
 import { runBackfill } from './backfill.ts';
-import { buildGateway, type Problem } from './index.ts';
+import { buildGateway, type GatewayReport, type Problem } from './index.ts';
 import { entryName } from './worker.ts';
 
 const out = (s: string) => process.stdout.write(`${s}\n`);
@@ -37,41 +37,63 @@ export async function gatewayCommand(config: Config, argv: readonly string[]): P
   }
   const brokers = await resolveBrokers(config);
   const gw = buildGateway(config, { brokers, ...(only ? { only } : {}) });
+  // An entry still waiting for its exchange to answer may yet run; the command gives up only once
+  // every entry has failed for good (at start, or later when a waiting exchange refuses).
+  const allFailed = (r: GatewayReport) => r.workers.every((w) => w.status === 'failed' || w.status === 'stopped');
+  const noneLeft = (r: GatewayReport) =>
+    `tickflow gateway: no exchange entry could start (${[...new Set([...r.workers.map((w) => w.name), ...r.problems.map((p) => p.exchange)])].join(', ')}); see the errors above`;
+  let gaveUp: (line: string) => void = () => undefined;
+  const givenUp = new Promise<string>((r) => (gaveUp = r));
   // Problems found later (an exchange that answers only after a while) are reported the same way.
   let startedUp = false;
   gw.events.on('problem', (p) => {
-    if (startedUp) err(problemLine(p));
+    if (!startedUp) return;
+    err(problemLine(p));
+    // The worker marks itself failed right after reporting: look once it has.
+    setImmediate(() => {
+      const r = gw.report();
+      if (allFailed(r)) gaveUp(noneLeft(r));
+    });
   });
   const report = await gw.start();
   startedUp = true;
-  collectProcessMetrics();
-  const metrics = await serveMetrics(config.gateway.metricsHost, config.gateway.metricsPort);
   for (const p of report.problems) err(problemLine(p));
-  const running = report.workers.filter((w) => w.status === 'running' || w.status === 'starting');
-  if (running.length === 0) {
-    err('tickflow gateway: no exchange entry could start; see the errors above');
+  if (allFailed(report)) {
+    err(noneLeft(report));
     await gw.close();
     return 1;
   }
+  collectProcessMetrics();
+  const metrics = await serveMetrics(config.gateway.metricsHost, config.gateway.metricsPort);
+  const running = report.workers.filter((w) => w.status === 'running' || w.status === 'starting');
   for (const w of running) out(`gateway: ${w.name} ${w.status === 'running' ? `running ${w.symbols.join(', ')} (${w.channels.join(', ')})` : 'waiting for the exchange to answer'}`);
   out(`gateway: producing to ${brokers.join(',')}, topics ${config.kafka.topicPrefix}.*; metrics at ${metrics.url}/metrics; Ctrl-C to stop`);
-  await untilSignal();
-  out('gateway: stopping (sending what is buffered)...');
+  const stop = await Promise.race([untilSignal().then(() => undefined), givenUp]);
+  if (stop !== undefined) err(stop);
+  else out('gateway: stopping (sending what is buffered)...');
   await gw.close();
   await metrics.close();
   // kafkajs may keep a retry timer alive after a failed last flush; do not hang on it.
   setTimeout(() => process.exit(process.exitCode ?? 0), 2_000).unref();
-  return 0;
+  return stop === undefined ? 0 : 1;
 }
 
-function parseTime(flag: string, v: unknown): number | undefined {
+const UNIT_MS: Record<string, number> = { m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+
+/** An ISO time, epoch ms, `now`, or `now-<n><m|h|d|w>` (relative to the local clock). */
+export function parseTime(flag: string, v: unknown, now = Date.now()): number | undefined {
   if (v === undefined) return undefined;
-  const t = typeof v === 'string' ? (/^\d+$/.test(v) ? Number(v) : Date.parse(v)) : NaN;
-  if (!Number.isFinite(t)) throw new TickflowError('CONFIG_INVALID', `backfill: ${flag} expects an ISO time (2024-01-01T00:00:00Z) or epoch ms, got ${String(v)}`);
+  let t = NaN;
+  if (typeof v === 'string') {
+    const rel = /^now(?:-(\d+)([mhdw]))?$/.exec(v.trim());
+    if (rel) t = now - (rel[1] ? Number(rel[1]) * UNIT_MS[rel[2]!]! : 0);
+    else t = /^\d+$/.test(v) ? Number(v) : Date.parse(v);
+  }
+  if (!Number.isFinite(t)) throw new TickflowError('CONFIG_INVALID', `backfill: ${flag} expects an ISO time (2024-01-01T00:00:00Z), epoch ms, now or now-6h (m, h, d, w), got ${String(v)}`);
   return t;
 }
 
-const BACKFILL_USAGE = 'usage: tickflow backfill <exchange> <symbol> <timeframe> --from ISO [--to ISO]   e.g. tickflow backfill sim BTC/USDT 1m --from 2024-01-01T00:00:00Z';
+const BACKFILL_USAGE = 'usage: tickflow backfill <exchange> <symbol> <timeframe> --from TIME [--to TIME]   TIME: ISO, epoch ms, now-6h (m, h, d, w); e.g. tickflow backfill sim BTC/USDT 1m --from now-6h';
 
 export async function backfillCommand(config: Config, argv: readonly string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -117,6 +139,9 @@ export async function backfillCommand(config: Config, argv: readonly string[]): 
     clearInterval(timer);
     latest = { ...latest, fraction: 1 };
     show(true);
+    if (r.startsLate !== undefined) {
+      err(`tickflow backfill: warning: ${r.exchange} has no ${symbol} ${timeframe} candles before ${new Date(r.startsLate).toISOString()} (asked from ${new Date(r.from).toISOString()}); the backfill starts there`);
+    }
     out(`backfill: ${r.candles} closed candles in ${r.seconds.toFixed(1)} s (${Math.round(r.candles / Math.max(r.seconds, 0.001))} candles/s), ${r.acked} acknowledged by Kafka (${config.kafka.topicPrefix}.candles)`);
     if (r.undelivered > 0) {
       err(`tickflow backfill: ${r.undelivered} candles were not delivered (Kafka unreachable); run the same command again`);
