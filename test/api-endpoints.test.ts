@@ -192,6 +192,19 @@ describeEachDb(['embedded', 'postgres'], (db) => {
     };
     const values = (rows: Json[]) => rows.map((r) => ({ bucket: r.bucket, value: r.value }));
 
+    it('keeps the earlier /v1/sample?channel= form working: a permanent redirect to /v1/sample/{channel}', async () => {
+      const query = { ...base, field: 'price', agg: 'max', interval: '5m' };
+      const res = await get('/v1/sample', { channel: 'trades', ...query });
+      expect(res.statusCode).toBe(308);
+      const location = String(res.headers.location);
+      expect(location.startsWith('/v1/sample/trades?')).toBe(true);
+      const followed = await api.app.inject({ method: 'GET', url: location });
+      expect(followed.json()).toEqual(await ok('/v1/sample/trades', query));
+      const bad = await get('/v1/sample', { channel: 'nope', ...query });
+      expect(bad.statusCode).toBe(400);
+      expect(bad.json().message).toMatch(/channel/);
+    });
+
     it('samples trades from the rollups where they answer exactly (max price per 5m = the candles\' high)', async () => {
       const sample = await ok('/v1/sample/trades', { ...base, field: 'price', agg: 'max', interval: '5m' });
       const candles = await ok('/v1/ohlcv', { ...base, interval: '5m' });

@@ -38,6 +38,19 @@ export const sampleRoutes: FastifyPluginAsync<{ config: ApiConfig }> = async (ap
   // the OpenAPI document then says exactly what each accepts.
   for (const channel of SAMPLE_CHANNELS) sampleRoute(channel);
 
+  // The earlier form, /v1/sample?channel=trades&..., keeps working for existing clients: a
+  // permanent redirect to its path (kept out of the document, which declares the new paths).
+  app.get<{ Querystring: Record<string, string | string[]> }>('/v1/sample', { schema: { hide: true } }, async (req, reply) => {
+    const channel = req.query.channel;
+    if (typeof channel !== 'string' || !(SAMPLE_CHANNELS as readonly string[]).includes(channel)) {
+      throw badRequest('channel', `channel: expected one of ${SAMPLE_CHANNELS.join(', ')} (or use /v1/sample/{channel})`);
+    }
+    const rest = new URLSearchParams();
+    for (const [k, v] of Object.entries(req.query)) if (k !== 'channel') for (const x of Array.isArray(v) ? v : [v]) rest.append(k, x);
+    const qs = rest.toString();
+    return reply.redirect(`/v1/sample/${channel}${qs ? `?${qs}` : ''}`, 308);
+  });
+
   function sampleRoute(channel: SampleChannel): void {
     const fields = Object.keys(SAMPLE_FIELDS[channel]);
     app.get<{ Querystring: SampleQuery }>(
