@@ -165,14 +165,23 @@ export function buildGateway(config: Config, deps: GatewayDeps = {}): Gateway {
           timeframes: w.entry.channels.ohlcv?.timeframes ?? [],
         }));
         // The streams wait for their positions: while Kafka cannot be read nothing could be
-        // delivered anyway, and once it can, the refill covers the wait.
+        // delivered anyway, and once it can, the refill covers the wait (from the gateway's
+        // start for a stream Kafka knows nothing of: a first start included).
+        const startedAtMs = Date.now();
+        let waited = false;
         retry(() => readPositions({ ...config.kafka, brokers }, codec, wanted, { log }), {
           attempts: Infinity,
           initialDelayMs: 500,
           maxDelayMs: 10_000,
           signal: closing.signal,
-          onRetry: (e, attempt, delayMs) => log.warn({ attempt, delayMs, err: messageOf(e) }, 'cannot read where the previous run stopped from Kafka yet; the streams wait for it'),
-        }).then(positionsRead, (e: unknown) => {
+          onRetry: (e, attempt, delayMs) => {
+            waited = true;
+            log.warn({ brokers, attempt, delayMs, err: messageOf(e) }, `cannot read where the previous run stopped from Kafka (${brokers.join(', ')}) yet; the streams wait for it`);
+          },
+        }).then((p) => {
+          if (waited) p.waitedSinceMs = startedAtMs;
+          positionsRead(p);
+        }, (e: unknown) => {
           if (!closing.signal.aborted) log.error({ err: messageOf(e) }, 'could not read where the previous run stopped from Kafka; streams start as new (the downtime has no gap record)');
           positionsRead(undefined);
         });

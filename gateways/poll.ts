@@ -46,11 +46,12 @@ export function startPoll(ctx: WorkerContext, plan: PollPlan): ScheduledTask {
         case 'trades': {
           const ledger = ctx.ledger(symbol);
           let count: number;
-          if (ledger.lastTradeId === undefined && ledger.lastTradeTsMs === undefined) {
+          const since = ctx.stoppedAt?.(ref); // the gateway's start, when it had to wait for Kafka
+          if (ledger.lastTradeId === undefined && ledger.lastTradeTsMs === undefined && !since) {
             // First poll: the latest page is where this instrument's history starts for us.
             count = produceTrades(ctx, ledger, await ctx.ex.fetchTrades(symbol), nowUs());
           } else {
-            const r = await refillTrades(ctx, symbol, ctx.clock.now(Date.now()));
+            const r = await refillTrades(ctx, symbol, since ? since.tsUs / 1000 : ctx.clock.now(Date.now()));
             if (r.error) throw new Error(r.error);
             count = r.count;
           }

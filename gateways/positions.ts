@@ -32,6 +32,12 @@ export interface StreamPosition {
   readonly id?: string;
   /** Candles: whether that bucket was closed. */
   readonly closed?: boolean;
+  /**
+   * Not a record in Kafka: when the gateway started, for a stream Kafka has no position of while
+   * the streams had to wait for Kafka at start (what the exchange sent meanwhile is refilled or
+   * stated from there, rather than lost without a trace).
+   */
+  readonly waited?: true;
 }
 
 /** The streams of one exchange entry whose position is wanted. */
@@ -60,6 +66,19 @@ export class Positions {
 
   get size(): number {
     return this.map.size;
+  }
+
+  /** Set when Kafka could not be read at start: when the gateway started (ms). */
+  waitedSinceMs: number | undefined;
+
+  /**
+   * Where a stream resumes: its last record in Kafka, else, when the streams had to wait for
+   * Kafka, the gateway's start. Candles take their history from `backfillLookbackMinutes` then.
+   */
+  resumeFrom(ref: StreamRef): StreamPosition | undefined {
+    const p = this.get(ref);
+    if (p || this.waitedSinceMs === undefined || ref.channel === 'ohlcv') return p;
+    return { tsUs: this.waitedSinceMs * 1000, waited: true };
   }
 }
 
@@ -190,6 +209,11 @@ export async function readPositions(settings: KafkaSettings, codec: AvroCodec, w
 /** The gap reason of a stream resuming after a restart (what could and could not come back). */
 export function restartReason(ref: StreamRef, p: StreamPosition): string {
   const at = new Date(p.tsUs / 1000).toISOString();
+  if (p.waited) {
+    const why = `Kafka unreachable when the gateway started at ${at}, nothing in Kafka for this stream`;
+    if (ref.channel === 'trades') return `${why}; trades since refilled over REST`;
+    return `${why}; ${ref.channel === 'book' ? 'book snapshots' : 'ticker updates'} in between cannot be refilled`;
+  }
   switch (ref.channel) {
     case 'trades':
       return `gateway restarted; last trade in Kafka ${p.id ?? ''} at ${at}, trades since refilled over REST`;

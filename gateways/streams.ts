@@ -281,7 +281,9 @@ export async function runTradeStream(ctx: WorkerContext, symbol: string, silence
   const ref: StreamRef = { exchange: ctx.name, channel: 'trades', symbol };
   const ledger = ctx.ledger(symbol);
   const gap = new GapTracker(ctx, ref);
-  openRestartGap(ctx.stoppedAt, ref, gap); // closed by the first batch, after the refill from the stored trade
+  // Closed by the first batch, after the refill from the stored trade (or from the gateway's
+  // start, when Kafka had nothing of this stream and the streams waited for it).
+  const stopped = openRestartGap(ctx.stoppedAt, ref, gap);
   const tradesLimit = Number((ctx.ex.options as { tradesLimit?: unknown }).tradesLimit ?? 1000);
   const contiguous = ctx.adapter.contiguousTradeIds(ctx.ex, symbol);
   const startedAt = ctx.clock.now(Date.now());
@@ -330,7 +332,7 @@ export async function runTradeStream(ctx: WorkerContext, symbol: string, silence
           gap.open(msToMicros(ledger.lastTradeTsMs ?? Date.now()), why);
         }
         const firstTs = batch[0]?.timestamp;
-        const r = await refillTrades(ctx, symbol, ctx.clock.now(Date.now()), REFILL_RETRY.stream);
+        const r = await refillTrades(ctx, symbol, stopped ? stopped.tsUs / 1000 : ctx.clock.now(Date.now()), REFILL_RETRY.stream);
         // Closing mid-refill: the gap stays open and the batch unproduced; the next start refills
         // from the last trade in Kafka.
         if (r.error && ctx.signal.aborted) break;

@@ -291,7 +291,7 @@ export class ExchangeWorker {
         }
         return l;
       },
-      stoppedAt: (ref) => this.positions?.get(ref),
+      stoppedAt: (ref) => this.positions?.resumeFrom(ref),
       tracker: (symbol, timeframe) => {
         const k = `${symbol}\u0000${timeframe}`;
         let t = this.trackers.get(k);
