@@ -98,4 +98,40 @@ describe('bad exchange entries', () => {
     expect(lines).toHaveLength(4);
     await deleteTopics(brokers, `${prefix}cli`, ['trade', 'gap', 'instrument', 'ticker', 'candle', 'book']).catch(() => undefined);
   }, 45_000);
+
+  /** `tickflow gateway` on these entries: its exit code, or 'running' 5 s after it said it runs. */
+  async function gatewayRun(list: unknown[], forMs: number) {
+    const dir = mkdtempSync(path.join(tmpdir(), 'tickflow-gw-'));
+    const file = path.join(dir, 'tickflow.yaml');
+    writeFileSync(file, stringify({ exchanges: list, gateway: { metricsPort: 0 } }));
+    const p = spawn(process.execPath, [BIN, 'gateway', '--config', file], {
+      env: { ...process.env, KAFKA_BROKERS: brokers.join(','), KAFKA_TOPIC_PREFIX: `${prefix}none`, LOG_LEVEL: 'fatal' },
+    });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d) => (stdout += d));
+    p.stderr.on('data', (d) => (stderr += d));
+    let done = false;
+    const exited = new Promise<number | null>((r) => p.on('close', r)).finally(() => (done = true));
+    // Until it exits, or has started and then kept running for 5 s.
+    const deadline = Date.now() + forMs;
+    while (!done && !stdout.includes('Ctrl-C to stop') && Date.now() < deadline) await sleep(100);
+    const code = await Promise.race([exited, sleep(5_000).then(() => 'running' as const)]);
+    return { code, stdout: () => stdout, stderr: () => stderr, stop: async () => (p.kill('SIGINT'), exited) };
+  }
+
+  it('`tickflow gateway` with no entry able to start exits 1 with one line saying so', async () => {
+    const r = await gatewayRun([entries(sim)[1], entries(sim)[2]], 40_000);
+    expect(r.code, `stdout:\n${r.stdout()}\nstderr:\n${r.stderr()}`).toBe(1);
+    expect(r.stderr().trimEnd().split('\n').at(-1)).toBe('tickflow gateway: no exchange entry could start (binanse, sim2); see the errors above');
+    expect(r.stdout()).toBe('');
+  }, 60_000);
+
+  it('`tickflow gateway` keeps running while an entry waits for its exchange to answer', async () => {
+    const silent = { id: 'binance', name: 'later', symbols: ['BTC/USDT'], channels: { trades: {} }, options: { enableRateLimit: false, urls: { api: { public: 'http://127.0.0.1:1/api/v3' } } } };
+    const r = await gatewayRun([entries(sim)[1], silent], 40_000);
+    expect(r.code, r.stderr()).toBe('running');
+    expect(r.stdout()).toContain('gateway: later waiting for the exchange to answer');
+    expect(await r.stop()).toBe(0);
+  }, 60_000);
 });
