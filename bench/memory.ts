@@ -181,12 +181,16 @@ const idle = await snapshot(`idle ${IDLE_S} s`);
 out(`idle: RSS ${mb(idle.rss)}`);
 
 // The load.
+const SYMBOLS = ['BTC/USDT', 'ETH/USDT'];
+// /v1/sample/<channel>, or the older /v1/sample?channel=: whichever the API's OpenAPI document declares.
+const paths = Object.keys(((await (await fetch(`${apiUrl}/docs/json`)).json()) as { paths?: Record<string, unknown> }).paths ?? {});
+const sample = (channel: string) => (paths.includes(`/v1/sample/${channel}`) ? `/v1/sample/${channel}?` : `/v1/sample?channel=${channel}&`);
 const deadline = Date.now() + LOAD_S * 1000;
 const counts = { ok: 0, other: 0, failed: 0, wsMessages: 0, wsBytes: 0 };
 const iso = (ms: number) => new Date(ms).toISOString();
 const queries = (): string[] => {
   const now = Date.now();
-  const pick = ['BTC/USDT', 'ETH/USDT'][Math.floor(Math.random() * 2)]!;
+  const pick = SYMBOLS[Math.floor(Math.random() * SYMBOLS.length)]!;
   const q = `exchange=sim&symbol=${encodeURIComponent(pick)}`;
   return [
     `/v1/ohlcv?${q}&interval=1m&from=${iso(now - 86_400_000)}&source=exchange`,
@@ -194,8 +198,8 @@ const queries = (): string[] => {
     `/v1/ohlcv?${q}&interval=5m&from=${iso(now - 7 * 86_400_000)}&fill=null`,
     `/v1/ohlcv?${q}&interval=1h&from=${iso(now - 30 * 86_400_000)}`,
     `/v1/trades?${q}&from=${iso(now - 3_600_000)}&limit=10000`,
-    `/v1/sample/trades?${q}&field=price&agg=avg&interval=1s&from=${iso(now - 3_600_000)}&fill=prev`,
-    `/v1/sample/tickers?${q}&field=last&agg=last&interval=10s&from=${iso(now - 3_600_000)}`,
+    `${sample('trades')}${q}&field=price&agg=avg&interval=1s&from=${iso(now - 3_600_000)}&fill=prev`,
+    `${sample('tickers')}${q}&field=last&agg=last&interval=10s&from=${iso(now - 3_600_000)}`,
     `/v1/tickers/latest`,
     `/v1/coverage`,
   ];
@@ -225,7 +229,10 @@ const subscriber = async (i: number) => {
         resolve();
       };
       const timer = setTimeout(done, Math.min(Math.max(deadline - Date.now(), 0), 5_000 + (i % 5) * 1_000));
-      ws.on('open', () => ws.send(JSON.stringify({ op: 'subscribe', channels: ['trades', 'tickers', 'candles', 'books'], since: iso(Date.now() - 10 * 60_000) })));
+      // Even subscribers replay the last 10 minutes of both instruments, then go live; odd ones take
+      // every instrument live.
+      const sub = i % 2 === 0 ? { since: iso(Date.now() - 10 * 60_000), instruments: SYMBOLS.map((symbol) => ({ exchange: 'sim', symbol })) } : {};
+      ws.on('open', () => ws.send(JSON.stringify({ op: 'subscribe', channels: ['trades', 'tickers', 'candles', 'books'], ...sub })));
       ws.on('message', (m: Buffer) => {
         counts.wsMessages++;
         counts.wsBytes += m.length;

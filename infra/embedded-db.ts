@@ -181,10 +181,14 @@ export async function startEmbeddedDb(opts: EmbeddedDbOptions = {}): Promise<Emb
   }
   log.debug({ ms: Date.now() - started, dataDir: opts.dataDir ?? null }, 'PGlite with TimescaleDB ready');
 
-  // Every protocol message goes to PGlite in arrival order, one at a time.
+  // Every protocol message goes to PGlite in arrival order, one at a time. Through
+  // execProtocol, not execProtocolRaw: PGlite parses every message its backend writes and keeps
+  // them in a list that only execProtocol empties (before and after each call), so with
+  // execProtocolRaw every row ever answered stayed in memory (the API's process grew by
+  // hundreds of MB an hour under queries). throwOnError: false, since errors go to the client.
   let chain: Promise<unknown> = Promise.resolve();
   const execute = (message: Uint8Array): Promise<Uint8Array> => {
-    const run = chain.then(() => db.runExclusive(() => db.execProtocolRaw(message)));
+    const run = chain.then(() => db.runExclusive(async () => (await db.execProtocol(message, { throwOnError: false })).data));
     chain = run.catch(() => undefined);
     return run;
   };
