@@ -32,3 +32,12 @@ describe('human log lines', () => {
     expect(humanLine('plain text')).toBe('plain text\n');
   });
 });
+
+describe('human log lines, values the message says', () => {
+  it('are not repeated, numbers are rounded', () => {
+    const line = humanLine(JSON.stringify({ level: 30, time: at, part: 'gateway', exchange: 'sim', symbols: ['BTC/USDT', 'ETH/USDT'], channels: ['trades:ws'], candles: 1000, fraction: 0.6937594675925925, msg: 'sim: running BTC/USDT, ETH/USDT (trades:ws), 1000 candles' }));
+    expect(line).toBe(`${local(at)} INFO  gateway: sim: running BTC/USDT, ETH/USDT (trades:ws), 1000 candles  fraction=0.694\n`);
+    const kept = humanLine(JSON.stringify({ level: 30, time: at, part: 'sink', connector: 'trades', state: 'RUNNING', msg: 'connector state' }));
+    expect(kept).toBe(`${local(at)} INFO  sink: connector state  connector=trades state=RUNNING\n`);
+  });
+});

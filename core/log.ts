@@ -65,7 +65,8 @@ function scalar(v: unknown): string | undefined {
     const s = v.length > MAX_VALUE ? `${v.slice(0, MAX_VALUE - 1)}…` : v;
     return s === '' || /[\s"=]/.test(s) ? JSON.stringify(s) : s;
   }
-  if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint') return String(v);
+  if (typeof v === 'number') return String(Number.isInteger(v) ? v : Number(v.toFixed(3)));
+  if (typeof v === 'boolean' || typeof v === 'bigint') return String(v);
   if (v === null) return 'null';
   return undefined;
 }
@@ -80,6 +81,13 @@ function errorText(v: unknown): string | undefined {
   return typeof v === 'string' ? v : undefined;
 }
 
+/** Whether the message already says this value (as a word of its own, or a long substring). */
+function said(msg: string, value: string): boolean {
+  if (value.length > 3 && msg.includes(value)) return true;
+  const esc = value.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return new RegExp(`(^|[^\\w.])${esc}($|[^\\w.])`).test(msg);
+}
+
 function fieldText(key: string, v: unknown, msg: string): string | undefined {
   if (key === 'err' || key === 'error') {
     const t = errorText(v);
@@ -87,13 +95,13 @@ function fieldText(key: string, v: unknown, msg: string): string | undefined {
   }
   if (Array.isArray(v)) {
     if (v.length === 0 || v.length > 8 || !v.every((x) => scalar(x) !== undefined)) return undefined;
-    const joined = v.map((x) => String(x)).join(',');
-    return msg.includes(joined) ? undefined : `${key}=${scalar(joined)}`;
+    if (v.every((x) => said(msg, String(x)))) return undefined;
+    return `${key}=${scalar(v.map((x) => String(x)).join(','))}`;
   }
   const s = scalar(v);
   if (s === undefined) return undefined; // nested objects: in the JSON format only
   // A value the message already says (e.g. the URL in "listening at <url>") is not repeated.
-  if (typeof v === 'string' && v.length > 3 && msg.includes(v)) return undefined;
+  if ((typeof v === 'string' || typeof v === 'number') && said(msg, String(v))) return undefined;
   return `${key}=${s}`;
 }
 
