@@ -15,8 +15,12 @@ const streamSchema = z
      * less than this (see api/stream/session.ts).
      */
     recentWindowMs: z.int().min(0).max(3_600_000).default(120_000),
-    /** Cap on the records held for that window, whatever their age (memory bound). */
-    recentMaxRecords: z.int().min(1_000).max(10_000_000).default(500_000),
+    /**
+     * Cap on the records held for that window, whatever their age (memory bound): about 1 KB of
+     * heap each, so the default holds up to ~100 MB. Past it the oldest go first, and a `since`
+     * replay is seamless only while the sink lags Kafka by less than what the cap still holds.
+     */
+    recentMaxRecords: z.int().min(1_000).max(10_000_000).default(100_000),
     /** A `since` replay larger than this is refused (fetch older history from the REST routes). */
     replayMaxRows: z.int().min(1).max(10_000_000).default(500_000),
     /** Rows per replay message; the replay waits for the socket to drain between them. */
