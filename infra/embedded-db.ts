@@ -22,6 +22,12 @@
  * 2 KB message and waits), which `psql` sends first; here it gets 'N'. PGlite asks for a
  * cleartext password and takes any: `psql` needs one (PGPASSWORD=x), node `pg` does without.
  *
+ * Memory (`npm run bench -- memory`): PGlite's WebAssembly memory is ~175 MB from the start and
+ * never shrinks; most of it is shared_buffers, which PGlite sets to 128 MB on its own command
+ * line (a constant of its build: postgresql.conf and ALTER SYSTEM cannot lower it), with
+ * work_mem 4 MB and temp_buffers 8 MB. Its compiled code is the other large part (see
+ * EmbeddedWasmCompiler), and rows are not kept once answered (see `execute`).
+ *
  * Background jobs do not run in PGlite: policies can be added but the process must run the
  * refreshes itself (`CALL refresh_continuous_aggregate(...)`, outside a transaction block and
  * not as part of a multi-statement string, which Postgres runs as one implicit transaction).
