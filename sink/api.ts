@@ -1,14 +1,11 @@
 import { timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
-import { describeIssues } from '../core/config.ts';
-import { messageOf } from '../core/errors.ts';
+import { isTickflowError, messageOf } from '../core/errors.ts';
 import { logger } from '../core/log.ts';
 import { registry } from '../core/metrics.ts';
-import { connectorSchema } from './config.ts';
 import { CHECK_TIMEOUT_MS, withTimeout, type SinkHealth } from './health.ts';
-import type { Connector } from './connector.ts';
 import { CONNECTOR_STATES } from './events.ts';
-import { ManagerError, type ConnectorManager } from './manager.ts';
+import { ManagerError, type ConnectorManager, type ManagedConnector } from './manager.ts';
 
 /**
  * The sink's REST API, shaped like Kafka Connect's: `/connectors` (list, create), and per
@@ -77,7 +74,7 @@ const statusBody = {
   },
 } as const;
 
-function info(c: Connector) {
+function info(c: ManagedConnector) {
   const { name, ...config } = c.config;
   return { name, type: 'sink', source: c.source, config };
 }
@@ -101,20 +98,24 @@ export const connectorRoutes: FastifyPluginAsync<ApiOptions> = async (app, { man
           additionalProperties: false,
           properties: { name: { type: 'string' }, config: { type: 'object' } },
         },
-        response: { 201: connectorInfo, 400: errorBody, 409: errorBody },
+        response: { 201: connectorInfo, 400: errorBody, 409: errorBody, 503: errorBody },
       },
     },
     async (req, reply) => {
-      const { name, config } = req.body;
-      if ('name' in config && config.name !== name) return reply.code(400).send({ error: 'config.name: differs from name' });
-      const parsed = connectorSchema.safeParse({ ...config, name });
-      if (!parsed.success) {
-        // Paths as in the request body: `name`, or `config.<key>`.
-        const issues = describeIssues(parsed.error).map((l) => (l.startsWith('name:') ? l : `config.${l}`));
-        return reply.code(400).send({ error: issues.join('; ') });
-      }
-      const c = await mgr().create(parsed.data);
+      // Checked completely (schema, the table in the database, the topics in Kafka) before
+      // anything is stored; errors name the field (`name`, `config.<key>`) and what is allowed.
+      const c = await mgr().create(req.body);
       return reply.code(201).send(info(c));
+    },
+  );
+
+  app.put<{ Params: { name: string }; Body: Record<string, unknown> }>(
+    '/connectors/:name/config',
+    { schema: { params: nameParams, body: { type: 'object' }, response: { 200: connectorInfo, 201: connectorInfo, 400: errorBody, 409: errorBody, 503: errorBody } } },
+    async (req, reply) => {
+      // The same complete check as a create, before anything is stored.
+      const { connector, created } = await mgr().update(req.params.name, req.body);
+      return reply.code(created ? 201 : 200).send(info(connector));
     },
   );
 
@@ -157,9 +158,27 @@ export const connectorRoutes: FastifyPluginAsync<ApiOptions> = async (app, { man
   });
 };
 
+/** The database (or the network to it) failing, as opposed to a bug: a 503, not a 500. */
+function unreachable(e: unknown): boolean {
+  if (isTickflowError(e)) return e.retriable;
+  const code = (e as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string') return /Connection terminated|timeout exceeded when trying to connect/i.test(messageOf(e));
+  return /^(08|53|57|58)/.test(code) || /^E(CONNREFUSED|CONNRESET|PIPE|TIMEDOUT|HOSTUNREACH|NOTFOUND)$/.test(code);
+}
+
 export function buildApi(opts: ApiOptions): FastifyInstance {
   const log = logger('sink').child({ module: 'api' });
   const app = Fastify({ logger: false });
+  // A bodiless request with `Content-Type: application/json` (curl -X PUT -H 'content-type:
+  // application/json' …/pause) is a request without a body, not a 400; a body is parsed as
+  // fastify's own JSON parser does (prototype poisoning refused).
+  const json = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    const text = typeof body === 'string' ? body : body.toString('utf8');
+    if (text.trim() === '') return done(null, undefined);
+    return json(req, text, done);
+  });
 
   app.addHook('onRequest', async (req, reply) => {
     if (!opts.token || !req.url.startsWith('/connectors')) return;
@@ -174,6 +193,8 @@ export function buildApi(opts: ApiOptions): FastifyInstance {
     if (err.validation || (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500)) {
       return reply.code(err.statusCode ?? 400).send({ error: err.message });
     }
+    // The database unreachable mid-request: the sink retries its own work; the client may too.
+    if (unreachable(err)) return reply.code(503).send({ error: `the database is unreachable: ${messageOf(err)}` });
     log.error({ err: messageOf(err) }, 'sink API request failed');
     return reply.code(500).send({ error: messageOf(err) });
   });

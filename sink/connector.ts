@@ -123,6 +123,10 @@ export class Connector {
   private kafkaError: { message: string; at: Date } | undefined;
   private joined = false;
   private partitionsInFlight: Promise<PartitionStatus[]> | undefined;
+  private starting: Promise<void> | undefined;
+  /** The consumer stop() disconnected (a start it interrupted must not disconnect it twice). */
+  private stoppedConsumer: Consumer | undefined;
+  private startFailing = false;
 
   constructor(
     readonly config: ConnectorConfig,
@@ -144,15 +148,27 @@ export class Connector {
   }
 
   /** Starts consuming (or stays PAUSED when asked); a failure to start leaves the connector FAILED. */
-  async start(paused = false): Promise<void> {
-    if (this.state === 'RUNNING' || this.state === 'PAUSED') return;
+  start(paused = false): Promise<void> {
+    if (this.state === 'RUNNING' || this.state === 'PAUSED') return Promise.resolve();
+    this.starting ??= this.doStart(paused).finally(() => (this.starting = undefined));
+    return this.starting;
+  }
+
+  private async doStart(paused: boolean): Promise<void> {
     this.wanted = paused ? 'PAUSED' : 'RUNNING';
     this.stopping = false;
     this.abort = new AbortController();
     this.queue = [];
     this.pausedForOutage = false;
+    // stop() during a start (a signal at start-up, a DELETE) wins: each step checks it, and a
+    // consumer created meanwhile is disconnected, not left running on its own.
+    const abort = this.abort;
+    const stopped = () => {
+      if (abort.signal.aborted) throw new TickflowError('INTERNAL', `connector ${this.name} stopped while starting`);
+    };
     try {
       await this.checkConflictKey();
+      stopped();
       const c = this.config;
       const consumer = createConsumer(this.deps.kafka, {
         groupId: this.groupId,
@@ -190,7 +206,9 @@ export class Connector {
         if (!e.payload.restart) void this.fail(new TickflowError('KAFKA_UNREACHABLE', `consumer crashed: ${messageOf(e.payload.error)}`, { cause: e.payload.error }));
       });
       await consumer.connect();
+      stopped();
       await consumer.subscribe({ topics: [...c.topics], fromBeginning: true });
+      stopped();
       this.writerDone = this.writerLoop();
       await consumer.run({
         autoCommit: false,
@@ -198,17 +216,33 @@ export class Connector {
         partitionsConsumedConcurrently: 1,
         eachBatch: (p) => this.eachBatch(p),
       });
+      stopped();
       if (this.wanted === 'PAUSED') consumer.pause(c.topics.map((topic) => ({ topic })));
       this.commitTimer = setInterval(() => void this.commitKafka(), COMMIT_INTERVAL_MS);
       this.setState(this.wanted);
     } catch (e) {
-      await this.fail(e);
+      if (abort.signal.aborted) {
+        // stop() took over (it disconnects this.consumer); one it did not see goes here.
+        if (this.consumer && this.consumer !== this.stoppedConsumer) {
+          const mine = this.consumer;
+          this.consumer = undefined;
+          await mine.disconnect().catch(() => undefined);
+        }
+        return;
+      }
+      // fail() stops the connector; that stop must not wait for this very start.
+      this.startFailing = true;
+      try {
+        await this.fail(e);
+      } finally {
+        this.startFailing = false;
+      }
     }
   }
 
   /** Stops consuming; the write in flight finishes, queued batches are re-read next time. */
   async stop(): Promise<void> {
-    if (this.state === 'STOPPED' && !this.consumer) return;
+    if (this.state === 'STOPPED' && !this.consumer && !this.starting) return;
     this.stopping = true;
     this.abort.abort(new TickflowError('INTERNAL', 'connector stopping'));
     this.queue = [];
@@ -219,7 +253,10 @@ export class Connector {
     await this.commitKafka();
     const consumer = this.consumer;
     this.consumer = undefined;
+    this.stoppedConsumer = consumer;
+    // Disconnecting also ends a join still in progress (a start being stopped).
     if (consumer) await consumer.disconnect().catch((e) => this.log.warn({ err: messageOf(e) }, 'consumer disconnect failed'));
+    if (this.starting && !this.startFailing) await this.starting.catch(() => undefined);
     this.assigned.clear();
     if (this.state !== 'FAILED') this.setState('STOPPED');
   }

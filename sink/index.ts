@@ -172,20 +172,20 @@ export function buildSink(config: Config, deps: SinkDeps = {}): Sink {
         health.watchConnectors(() => mgr.list().map((c) => ({ name: c.name, state: c.currentState, problem: c.problem() })));
 
         const declared: ConnectorSpec[] = config.sink.connectors ?? defaultConnectors();
-        const { stored, invalid } = await waitFor(dbName, () => transientDb(() => loadConnectors(pool)));
-        for (const bad of invalid) log.error(bad, 'a stored connector is invalid; skipped');
+        const stored = await waitFor(dbName, () => transientDb(() => loadConnectors(pool)));
         const names = new Set(declared.map((c) => c.name));
         // Registered before they join their groups: the REST API lists them (and their state)
-        // while the joins run.
+        // while the joins run. Each is checked first (sink/validate.ts); one that cannot start
+        // is listed as FAILED with the reason and skipped, never stopping the others.
         health.waitingFor = 'the connectors to join their consumer groups';
         const launches: Promise<unknown>[] = [];
         for (const spec of declared) launches.push(mgr.add(spec, 'config'));
         for (const s of stored) {
-          if (names.has(s.spec.name)) {
-            log.warn({ connector: s.spec.name }, 'a connector created over REST has the name of one in the config file; the config file wins');
+          if (names.has(s.name)) {
+            log.warn({ connector: s.name }, 'a connector created over REST has the name of one in the config file; the config file wins');
             continue;
           }
-          launches.push(mgr.add(s.spec, 'api', s.paused));
+          launches.push(mgr.add(s.config, 'api', s.paused));
         }
         manager = mgr;
         await Promise.all(launches);

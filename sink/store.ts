@@ -1,30 +1,45 @@
 import type { Pool } from '../core/db.ts';
-import { connectorSchema, type ConnectorSpec } from './config.ts';
+import type { ConnectorSpec } from './config.ts';
 
-/** Connectors created over the REST API, kept in `sink_connectors` so they survive restarts. */
+/**
+ * Connectors created over the REST API, kept in `sink_connectors` so they survive restarts.
+ * Rows are returned as stored: the sink checks each again (sink/validate.ts) before starting it,
+ * since the schema, the table or the topics may have changed since it was written (or an older
+ * sink stored it without the full check).
+ */
 
-export interface StoredConnector {
-  readonly spec: ConnectorSpec;
+export interface StoredRow {
+  readonly name: string;
+  /** The stored config with the row's name (which wins over any name inside it). */
+  readonly config: unknown;
   readonly paused: boolean;
 }
 
-export async function loadConnectors(pool: Pool): Promise<{ stored: StoredConnector[]; invalid: { name: string; error: string }[] }> {
+function rowOf(row: { name: string; config: unknown; paused: boolean }): StoredRow {
+  const c = row.config;
+  const config = typeof c === 'object' && c !== null && !Array.isArray(c) ? { ...(c as Record<string, unknown>), name: row.name } : c;
+  return { name: row.name, config, paused: row.paused };
+}
+
+export async function loadConnectors(pool: Pool): Promise<StoredRow[]> {
   const r = await pool.query<{ name: string; config: unknown; paused: boolean }>('select name, config, paused from sink_connectors order by name');
-  const stored: StoredConnector[] = [];
-  const invalid: { name: string; error: string }[] = [];
-  for (const row of r.rows) {
-    // Validated again: the schema may have tightened since the row was written.
-    const p = connectorSchema.safeParse(row.config);
-    if (p.success) stored.push({ spec: p.data, paused: row.paused });
-    else invalid.push({ name: row.name, error: p.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') });
-  }
-  return { stored, invalid };
+  return r.rows.map(rowOf);
+}
+
+export async function loadConnector(pool: Pool, name: string): Promise<StoredRow | undefined> {
+  const r = await pool.query<{ name: string; config: unknown; paused: boolean }>('select name, config, paused from sink_connectors where name = $1', [name]);
+  return r.rows[0] ? rowOf(r.rows[0]) : undefined;
 }
 
 /** Inserts a new connector; false when the name is taken. */
 export async function insertConnector(pool: Pool, spec: ConnectorSpec): Promise<boolean> {
   const r = await pool.query('insert into sink_connectors (name, config) values ($1, $2::jsonb) on conflict (name) do nothing', [spec.name, JSON.stringify(spec)]);
   return (r.rowCount ?? 0) > 0;
+}
+
+/** Replaces a connector's config (inserting it if another instance deleted it meanwhile); its paused flag stays. */
+export async function updateConnector(pool: Pool, spec: ConnectorSpec): Promise<void> {
+  await pool.query('insert into sink_connectors (name, config) values ($1, $2::jsonb) on conflict (name) do update set config = excluded.config, updated_at = now()', [spec.name, JSON.stringify(spec)]);
 }
 
 export async function setConnectorPaused(pool: Pool, name: string, paused: boolean): Promise<void> {

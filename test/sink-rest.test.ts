@@ -1,0 +1,185 @@
+/**
+ * The sink's REST writes and stored connectors, against the real broker and PostgreSQL server:
+ * every create or config update is checked completely (schema, the table in the database's
+ * catalog, the topics in Kafka) before anything is stored, answering 400 naming the field and
+ * what is allowed; a row stored with a bad config (as an older sink did) is listed FAILED by name
+ * and deletable while the other connectors write; such a row never keeps `tickflow sink` from
+ * stopping at the first SIGINT.
+ */
+import { describe, expect, it } from 'vitest';
+import type { Pool } from '../core/db.ts';
+import { migrate } from '../migrations/runner.ts';
+import { createPool } from '../core/db.ts';
+import { topicFor } from '../schemas/index.ts';
+import { buildSink } from '../sink/index.ts';
+import { createServerDatabase, describeEachDb } from './harness/db.ts';
+import { killSink, sinkConfigFile, spawnSink } from './harness/sink-process.ts';
+import { codecFor, makeTrades, produce, sinkTestConfig, testKafka, uniquePrefix, waitFor } from './harness/sink.ts';
+
+const kafka = testKafka();
+
+async function storedNames(pool: Pool): Promise<string[]> {
+  return (await pool.query<{ name: string }>('select name from sink_connectors order by name')).rows.map((r) => r.name);
+}
+
+async function tradeCount(pool: Pool, prefix: string): Promise<number> {
+  return (await pool.query<{ n: number }>('select count(*)::int as n from trades where id like $1', [`${prefix}-%`])).rows[0]!.n;
+}
+
+describeEachDb(['postgres'], (db) => {
+  it('checks every REST write completely before storing it: 400 naming the field and what is allowed, never 500', async () => {
+    const prefix = uniquePrefix('val');
+    const sink = buildSink(sinkTestConfig(prefix, { sink: { connectors: [{ name: `${prefix}-trades`, table: 'trades', insertMode: 'insert' }] } }), { pool: db().pool, schedule: false });
+    await sink.start();
+    const post = (name: string, config: Record<string, unknown>) => fetch(`${sink.url}/connectors`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name, config }) });
+    const x = `${prefix}-x`;
+    try {
+      // The issue's request: a key field naming no column. 400, nothing stored, the name free.
+      const noColumn = await post(x, { table: 'trades', keyFields: ['nope'] });
+      expect(noColumn.status).toBe(400);
+      expect((await noColumn.json()).error).toMatch(/^config\.keyFields: nope is not a column of trades \(columns: exchange, symbol, ts, id, side, price, amount, received_at\)/);
+      expect(await storedNames(db().pool)).toEqual([]);
+      expect((await fetch(`${sink.url}/connectors/${x}`)).status).toBe(404);
+      expect((await fetch(`${sink.url}/connectors/${x}`, { method: 'DELETE' })).status).toBe(404);
+
+      // Columns, but no unique key: on conflict (…) would fail at the first write.
+      const notUnique = await post(x, { table: 'trades', insertMode: 'upsert', keyFields: ['exchange', 'symbol'] });
+      expect(notUnique.status).toBe(400);
+      expect((await notUnique.json()).error).toMatch(/config\.keyFields: \(exchange, symbol\) is not a unique key of trades.*\(exchange, symbol, ts, id\)/);
+      // A topic that does not exist: named, with the topics that do.
+      const noTopic = await post(x, { table: 'trades', topics: [`${prefix}.nope`] });
+      expect(noTopic.status).toBe(400);
+      expect((await noTopic.json()).error).toMatch(new RegExp(`config\\.topics: ${prefix}\\.nope does not exist in Kafka.*${prefix}\\.trades`));
+      const badTable = await post(x, { table: 'trade' });
+      expect(badTable.status).toBe(400);
+      expect((await badTable.json()).error).toMatch(/config\.table/);
+      expect(await storedNames(db().pool)).toEqual([]);
+
+      // The same name, valid this time: created (no 409 left behind by the refusals above).
+      const ok = await post(x, { table: 'trades', insertMode: 'insert', keyFields: ['id', 'exchange', 'symbol', 'ts'] });
+      expect(ok.status).toBe(201);
+      expect(await storedNames(db().pool)).toEqual([x]);
+      expect((await post(x, { table: 'trades' })).status).toBe(409);
+
+      // A bodiless action with Content-Type: application/json, as curl -H sends it.
+      const pause = await fetch(`${sink.url}/connectors/${x}/pause`, { method: 'PUT', headers: { 'content-type': 'application/json' } });
+      expect(pause.status).toBe(202);
+      const restart = await fetch(`${sink.url}/connectors/${x}/restart`, { method: 'POST', headers: { 'content-type': 'application/json' } });
+      expect(restart.status).toBe(204);
+      // A bad JSON body is still a 400.
+      expect((await fetch(`${sink.url}/connectors`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"name":' })).status).toBe(400);
+
+      // A config update is checked the same way before it is stored.
+      const put = (name: string, config: Record<string, unknown>) => fetch(`${sink.url}/connectors/${name}/config`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(config) });
+      const badUpdate = await put(x, { table: 'trades', keyFields: ['nope'] });
+      expect(badUpdate.status).toBe(400);
+      expect((await badUpdate.json()).error).toMatch(/^keyFields: nope is not a column of trades/);
+      expect((await (await fetch(`${sink.url}/connectors/${x}`)).json()).config.keyFields).toEqual(['id', 'exchange', 'symbol', 'ts']);
+      const update = await put(x, { table: 'trades', insertMode: 'insert', batchMaxRows: 300 });
+      expect(update.status).toBe(200);
+      expect((await (await fetch(`${sink.url}/connectors/${x}`)).json()).config).toMatchObject({ batchMaxRows: 300 });
+      const stored = (await db().pool.query<{ config: { batchMaxRows: number; keyFields?: string[] } }>('select config from sink_connectors where name = $1', [x])).rows[0]!.config;
+      expect(stored.batchMaxRows).toBe(300);
+      expect(stored.keyFields).toBeUndefined();
+      // Paused before the update: still paused after it.
+      await waitFor('the updated connector to be PAUSED', async () => (await (await fetch(`${sink.url}/connectors/${x}/status`)).json()).state === 'PAUSED');
+      expect((await put(`${prefix}-trades`, { table: 'trades' })).status).toBe(409);
+
+      expect((await fetch(`${sink.url}/connectors/${x}`, { method: 'DELETE' })).status).toBe(204);
+      expect(await storedNames(db().pool)).toEqual([]);
+    } finally {
+      await sink.close();
+    }
+  });
+
+  it('lists a stored connector that cannot start as FAILED by name, skips it, lets the others write, and deletes it', async () => {
+    const prefix = uniquePrefix('bad');
+    const pool = db().pool;
+    await migrate(pool);
+    const badKey = `${prefix}-badkey`;
+    const badSchema = `${prefix}-badschema`;
+    // As the old code stored them: the first passed the schema only; the second predates it.
+    await pool.query(`insert into sink_connectors (name, config) values ($1, $2::jsonb), ($3, $4::jsonb)`, [
+      badKey,
+      JSON.stringify({ name: badKey, table: 'trades', keyFields: ['nope'], insertMode: 'upsert', batchMaxRows: 5000, lingerMs: 100, errorTolerance: 'all', sessionTimeoutMs: 6000 }),
+      badSchema,
+      JSON.stringify({ name: badSchema, table: 'nope' }),
+    ]);
+    const sink = buildSink(sinkTestConfig(prefix, { sink: { connectors: [{ name: `${prefix}-trades`, table: 'trades', insertMode: 'insert', batchMaxRows: 500 }] } }), { pool, listen: false, schedule: false });
+    await sink.start();
+    try {
+      const get = (url: string) => sink.api.inject({ method: 'GET', url });
+      expect((await get('/connectors')).json()).toEqual([badKey, badSchema, `${prefix}-trades`].sort());
+      const s1 = (await get(`/connectors/${badKey}/status`)).json();
+      expect(s1).toMatchObject({ name: badKey, state: 'FAILED' });
+      expect(s1.problem).toMatch(new RegExp(`connector ${badKey} cannot start: keyFields: nope is not a column of trades`));
+      const s2 = (await get(`/connectors/${badSchema}/status`)).json();
+      expect(s2).toMatchObject({ name: badSchema, state: 'FAILED' });
+      expect(s2.problem).toMatch(/table/);
+      expect((await get('/healthz')).json().connectors[badKey]).toMatchObject({ state: 'FAILED' });
+
+      // The others write.
+      const trades = makeTrades(800, { idPrefix: `${prefix}-` });
+      await produce(kafka, codecFor(prefix), topicFor(prefix, 'trade'), 'trade', trades);
+      await waitFor('the good connector to write every trade', async () => (await tradeCount(pool, prefix)) === trades.length);
+
+      // Actions on it say why; a restart checks it again; DELETE removes it everywhere.
+      expect((await sink.api.inject({ method: 'PUT', url: `/connectors/${badKey}/pause` })).statusCode).toBe(409);
+      const restart = await sink.api.inject({ method: 'POST', url: `/connectors/${badKey}/restart` });
+      expect(restart.statusCode).toBe(409);
+      expect(restart.json().error).toMatch(/nope is not a column/);
+      for (const name of [badKey, badSchema]) {
+        expect((await sink.api.inject({ method: 'DELETE', url: `/connectors/${name}` })).statusCode).toBe(204);
+        expect((await get(`/connectors/${name}`)).statusCode).toBe(404);
+      }
+      expect(await storedNames(pool)).toEqual([]);
+      const again = await sink.api.inject({ method: 'POST', url: '/connectors', payload: { name: badKey, config: { table: 'trades', insertMode: 'insert' } } });
+      expect(again.statusCode).toBe(201);
+      await sink.api.inject({ method: 'DELETE', url: `/connectors/${badKey}` });
+    } finally {
+      await sink.close();
+    }
+  });
+});
+
+describe('tickflow sink with a stored connector that cannot start', () => {
+  it('starts, names it, and stops at the first SIGINT (also during start-up)', async () => {
+    const prefix = uniquePrefix('sig');
+    const url = await createServerDatabase('sinksig');
+    const pool = createPool(url, { max: 2 });
+    try {
+      await migrate(pool);
+      await pool.query(`insert into sink_connectors (name, config) values ('x', $1::jsonb)`, [JSON.stringify({ name: 'x', table: 'trades', keyFields: ['nope'], insertMode: 'upsert', batchMaxRows: 5000, lingerMs: 100, errorTolerance: 'all', sessionTimeoutMs: 6000 })]);
+      const { file, name } = sinkConfigFile(prefix);
+
+      // Once started: it runs, the good connector writes, the bad one is named; one SIGINT stops it.
+      const p = spawnSink(file, url);
+      try {
+        await waitFor('the sink to start', () => /sink: \d+ connector\(s\)/.test(p.output()) || !p.alive(), 90_000);
+        expect(p.output()).toMatch(/connector x cannot start: keyFields: nope is not a column of trades/);
+        expect(p.output()).toContain(name);
+        await produce(kafka, codecFor(prefix), topicFor(prefix, 'trade'), 'trade', makeTrades(200, { idPrefix: `${prefix}-` }));
+        await waitFor('the good connector to write', async () => (await tradeCount(pool, prefix)) === 200);
+        p.child.kill('SIGINT');
+        await waitFor('the sink to exit after one SIGINT', () => !p.alive(), 30_000);
+        expect(p.child.exitCode).toBe(0);
+        expect(p.output()).not.toMatch(/RangeError/);
+      } finally {
+        await killSink(p);
+      }
+
+      // A SIGINT while it starts (the REST API listens, the connectors are not all up yet).
+      const q = spawnSink(file, url, { LOG_LEVEL: 'info' });
+      try {
+        await waitFor('the REST API to listen', () => /REST API listening/.test(q.output()), 90_000);
+        q.child.kill('SIGINT');
+        await waitFor('the sink to exit after one SIGINT during start-up', () => !q.alive(), 30_000);
+        expect(q.child.exitCode).toBe(0);
+      } finally {
+        await killSink(q);
+      }
+    } finally {
+      await pool.end();
+    }
+  });
+});
