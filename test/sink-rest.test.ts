@@ -22,6 +22,13 @@ async function storedNames(pool: Pool): Promise<string[]> {
   return (await pool.query<{ name: string }>('select name from sink_connectors order by name')).rows.map((r) => r.name);
 }
 
+interface Answer {
+  error: string;
+  state: string;
+  config: Record<string, unknown>;
+}
+const body = async (r: Response | Promise<Response>): Promise<Answer> => (await (await r).json()) as Answer;
+
 async function tradeCount(pool: Pool, prefix: string): Promise<number> {
   return (await pool.query<{ n: number }>('select count(*)::int as n from trades where id like $1', [`${prefix}-%`])).rows[0]!.n;
 }
@@ -37,7 +44,7 @@ describeEachDb(['postgres'], (db) => {
       // The issue's request: a key field naming no column. 400, nothing stored, the name free.
       const noColumn = await post(x, { table: 'trades', keyFields: ['nope'] });
       expect(noColumn.status).toBe(400);
-      expect((await noColumn.json()).error).toMatch(/^config\.keyFields: nope is not a column of trades \(columns: exchange, symbol, ts, id, side, price, amount, received_at\)/);
+      expect((await body(noColumn)).error).toMatch(/^config\.keyFields: nope is not a column of trades \(columns: exchange, symbol, ts, id, side, price, amount, received_at\)/);
       expect(await storedNames(db().pool)).toEqual([]);
       expect((await fetch(`${sink.url}/connectors/${x}`)).status).toBe(404);
       expect((await fetch(`${sink.url}/connectors/${x}`, { method: 'DELETE' })).status).toBe(404);
@@ -45,14 +52,14 @@ describeEachDb(['postgres'], (db) => {
       // Columns, but no unique key: on conflict (…) would fail at the first write.
       const notUnique = await post(x, { table: 'trades', insertMode: 'upsert', keyFields: ['exchange', 'symbol'] });
       expect(notUnique.status).toBe(400);
-      expect((await notUnique.json()).error).toMatch(/config\.keyFields: \(exchange, symbol\) is not a unique key of trades.*\(exchange, symbol, ts, id\)/);
+      expect((await body(notUnique)).error).toMatch(/config\.keyFields: \(exchange, symbol\) is not a unique key of trades.*\(exchange, symbol, ts, id\)/);
       // A topic that does not exist: named, with the topics that do.
       const noTopic = await post(x, { table: 'trades', topics: [`${prefix}.nope`] });
       expect(noTopic.status).toBe(400);
-      expect((await noTopic.json()).error).toMatch(new RegExp(`config\\.topics: ${prefix}\\.nope does not exist in Kafka.*${prefix}\\.trades`));
+      expect((await body(noTopic)).error).toMatch(new RegExp(`config\\.topics: ${prefix}\\.nope does not exist in Kafka.*${prefix}\\.trades`));
       const badTable = await post(x, { table: 'trade' });
       expect(badTable.status).toBe(400);
-      expect((await badTable.json()).error).toMatch(/config\.table/);
+      expect((await body(badTable)).error).toMatch(/config\.table/);
       expect(await storedNames(db().pool)).toEqual([]);
 
       // The same name, valid this time: created (no 409 left behind by the refusals above).
@@ -73,16 +80,16 @@ describeEachDb(['postgres'], (db) => {
       const put = (name: string, config: Record<string, unknown>) => fetch(`${sink.url}/connectors/${name}/config`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(config) });
       const badUpdate = await put(x, { table: 'trades', keyFields: ['nope'] });
       expect(badUpdate.status).toBe(400);
-      expect((await badUpdate.json()).error).toMatch(/^keyFields: nope is not a column of trades/);
-      expect((await (await fetch(`${sink.url}/connectors/${x}`)).json()).config.keyFields).toEqual(['id', 'exchange', 'symbol', 'ts']);
+      expect((await body(badUpdate)).error).toMatch(/^keyFields: nope is not a column of trades/);
+      expect((await body(fetch(`${sink.url}/connectors/${x}`))).config.keyFields).toEqual(['id', 'exchange', 'symbol', 'ts']);
       const update = await put(x, { table: 'trades', insertMode: 'insert', batchMaxRows: 300 });
       expect(update.status).toBe(200);
-      expect((await (await fetch(`${sink.url}/connectors/${x}`)).json()).config).toMatchObject({ batchMaxRows: 300 });
+      expect((await body(fetch(`${sink.url}/connectors/${x}`))).config).toMatchObject({ batchMaxRows: 300 });
       const stored = (await db().pool.query<{ config: { batchMaxRows: number; keyFields?: string[] } }>('select config from sink_connectors where name = $1', [x])).rows[0]!.config;
       expect(stored.batchMaxRows).toBe(300);
       expect(stored.keyFields).toBeUndefined();
       // Paused before the update: still paused after it.
-      await waitFor('the updated connector to be PAUSED', async () => (await (await fetch(`${sink.url}/connectors/${x}/status`)).json()).state === 'PAUSED');
+      await waitFor('the updated connector to be PAUSED', async () => (await body(fetch(`${sink.url}/connectors/${x}/status`))).state === 'PAUSED');
       expect((await put(`${prefix}-trades`, { table: 'trades' })).status).toBe(409);
 
       expect((await fetch(`${sink.url}/connectors/${x}`, { method: 'DELETE' })).status).toBe(204);
