@@ -14,6 +14,20 @@ import { freePort, isAlive } from '../infra/process.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 
+/** `tickflow <args>` with this test's environment (no KAFKA_BROKERS / DATABASE_URL). */
+function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const env: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: 'warn' };
+  for (const k of ['KAFKA_BROKERS', 'DATABASE_URL', 'TICKFLOW_DB_DIR', 'TICKFLOW_CONFIG', 'LOG_FORMAT']) delete env[k];
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [path.join(ROOT, 'bin', 'tickflow.js'), ...args], { cwd: ROOT, env });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d) => (stdout += d));
+    p.stderr.on('data', (d) => (stderr += d));
+    p.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
 function processesMentioning(text: string): number[] {
   const out: number[] = [];
   for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map(Number)) {
@@ -29,6 +43,8 @@ function processesMentioning(text: string): number[] {
 interface Candle { bucket: string; open: number; close: number; trades: number }
 
 interface Run {
+  /** npm's pid (tickflow runs under it). */
+  readonly pid: number;
   readonly apiUrl: string;
   readonly candles: Candle[];
   readonly startupMs: number;
@@ -50,7 +66,7 @@ describe('npm start', () => {
 
   async function npmStart(): Promise<Run> {
     const env = { ...process.env };
-    for (const k of ['KAFKA_BROKERS', 'DATABASE_URL', 'TICKFLOW_DB_DIR', 'TICKFLOW_CONFIG']) delete env[k];
+    for (const k of ['KAFKA_BROKERS', 'DATABASE_URL', 'TICKFLOW_DB_DIR', 'TICKFLOW_CONFIG', 'LOG_FORMAT']) delete env[k];
     const child = spawn('npm', ['start', '--', '--config', config], { cwd: ROOT, env: { ...env, LOG_LEVEL: 'warn' }, detached: true });
     children.push(child);
     let stdout = '';
@@ -73,6 +89,7 @@ describe('npm start', () => {
     expect(apiUrl, `no chart URL printed; stdout:\n${stdout}\nstderr:\n${stderr.slice(-2000)}`).toBeDefined();
     expect(candles.length, `no candles; stderr:\n${stderr.slice(-2000)}`).toBeGreaterThan(0);
     return {
+      pid: child.pid!,
       apiUrl: apiUrl!,
       candles,
       startupMs: Date.now() - t0,
@@ -111,6 +128,32 @@ describe('npm start', () => {
 
     const kafkaPid = Number(readFileSync(path.join(dir, 'kafka', 'kafka.pid'), 'utf8'));
     expect(isAlive(kafkaPid)).toBe(true);
+
+    // What it printed is for people: the README's block as printed, log lines one per event.
+    const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+    const block = /where to look[^`]*```\n([\s\S]*?)```/.exec(readme)?.[1];
+    expect(block, 'the printed block in README.md').toBeDefined();
+    expect(first.out()).toContain(block!.replaceAll('http://127.0.0.1:8080', first.apiUrl));
+    for (const line of first.err().split('\n').filter(Boolean)) expect(line).toMatch(/^(\d\d:\d\d:\d\d (TRACE|DEBUG|INFO |WARN |ERROR|FATAL) \S+: |tickflow|npm )/);
+
+    // A second start on the same folder says at once, in one line, that this one runs.
+    const again = await cli(['start', '--config', config]);
+    const npmPid = first.pid;
+    expect(again.code).toBe(1);
+    expect(again.stdout).toBe('');
+    expect(again.stderr.trimEnd().split('\n')).toEqual([
+      expect.stringMatching(new RegExp(`^tickflow: tickflow start is already running on ${dir}: \`tickflow start\` \\(pid (\\d+), since \\S+ UTC, chart at ${first.apiUrl}/\\); stop it first`)),
+    ]);
+    const startPid = Number(/pid (\d+)/.exec(again.stderr)![1]);
+    expect(processesMentioning(dir)).toContain(startPid);
+    expect(startPid).not.toBe(npmPid);
+    // And infra status says who holds the broker and the database.
+    const status = await cli(['infra', 'status', '--config', config]);
+    expect(status.code).toBe(0);
+    expect(status.stdout.trimEnd().split('\n')).toEqual([
+      expect.stringMatching(new RegExp(`^kafka: running \\(pid ${kafkaPid}\\) at 127\\.0\\.0\\.1:${kafkaPort}, run by \`tickflow start\` \\(pid ${startPid}, `)),
+      expect.stringMatching(new RegExp(`^database: embedded TimescaleDB in ${dir}/db open in \`tickflow start\` \\(pid ${startPid}, .*\\), serving only that process$`)),
+    ]);
     // npm itself ends by the signal at once; tickflow (same process group) stops its parts and
     // prints "stopped" last.
     await first.stop();
