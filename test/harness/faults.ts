@@ -30,7 +30,7 @@ import pg from 'pg';
 import { createKafka, ensureTopics, partitionOffsets } from '../../core/kafka.ts';
 import { sleep } from '../../core/retry.ts';
 import { startKafka, type KafkaBroker } from '../../infra/kafka.ts';
-import { isAlive } from '../../infra/process.ts';
+import { freePort, isAlive } from '../../infra/process.ts';
 import { startPostgresServer, type PostgresServer } from '../../infra/postgres-server.ts';
 import { migrate } from '../../migrations/runner.ts';
 import { topicFor } from '../../schemas/index.ts';
@@ -221,6 +221,8 @@ export class Rig {
   private pool: pg.Pool | undefined;
   private embedded: Part | undefined;
   private embeddedPid = 0;
+  /** The embedded server's port, kept across its restarts. */
+  private embeddedPort = 0;
   /** First trade id of the window, per symbol. */
   firstIds = new Map<string, number>();
   private readonly recoveries: Array<Promise<number | null>> = [];
@@ -261,7 +263,7 @@ export class Rig {
   private writeConfig(): void {
     const config = {
       kafka: { topicPrefix: this.prefix, clientId: this.prefix, partitions: this.opts.partitions ?? 3, retentionMs: 3_600_000 },
-      database: { dataDir: path.join(this.dir, 'db'), connectTimeoutMs: 3_000 },
+      database: { dataDir: path.join(this.dir, 'db'), connectTimeoutMs: 3_000, ...(this.embeddedPort ? { embeddedPort: this.embeddedPort } : {}) },
       infra: { kafkaDataDir: path.join(this.dir, 'infra-kafka') },
       gateway: { metricsPort: 0 },
       sink: {
@@ -310,6 +312,7 @@ export class Rig {
 
   /** `tickflow infra up` with KAFKA_BROKERS set: only the embedded TimescaleDB server, detached. */
   private async startEmbedded(): Promise<void> {
+    this.embeddedPort ||= await freePort();
     this.writeConfig();
     const up = this.track(spawnPart('infra', ['infra', 'up', '--config', this.configFile], { KAFKA_BROKERS: this.brokers.join(',') }, this.opts.scenario));
     const m = await up.waitFor(/embedded TimescaleDB (?:started|already running) \(pid (\d+)\) at (\S+)/, 150_000);
@@ -318,6 +321,21 @@ export class Rig {
     this.dbUrl = m[2]!.replace(/,$/, '');
     this.embedded = up;
     await this.prepareDb();
+  }
+
+  /**
+   * Stops the embedded server `tickflow infra up` started (SIGTERM: it closes PGlite cleanly),
+   * waits `downMs`, then `tickflow infra up` again: same data dir, same port.
+   */
+  async restartEmbedded(downMs: number): Promise<void> {
+    const pid = this.embeddedPid;
+    process.kill(pid, 'SIGTERM');
+    for (let i = 0; i < 600 && isAlive(pid); i++) await sleep(100);
+    if (isAlive(pid)) throw new Error(`the embedded database server (pid ${pid}) did not stop within 60 s`);
+    await sleep(downMs);
+    const up = this.track(spawnPart('infra', ['infra', 'up', '--config', this.configFile], { KAFKA_BROKERS: this.brokers.join(',') }, this.opts.scenario));
+    this.embeddedPid = Number((await up.waitFor(/embedded TimescaleDB (?:started|already running) \(pid (\d+)\)/, 150_000))[1]);
+    await up.exited;
   }
 
   /** Migrations, then the trigger that counts every committed insert attempt per trade. */
