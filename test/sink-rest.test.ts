@@ -10,7 +10,13 @@ import { describe, expect, it } from 'vitest';
 import type { Pool } from '../core/db.ts';
 import { migrate } from '../migrations/runner.ts';
 import { createPool } from '../core/db.ts';
+import { createProducer, ensureTopics } from '../core/kafka.ts';
+import { sleep } from '../core/retry.ts';
 import { topicFor } from '../schemas/index.ts';
+import { connectorSchema, resolveConnector } from '../sink/config.ts';
+import { Connector } from '../sink/connector.ts';
+import { Decoder } from '../sink/decode.ts';
+import { SinkEmitter } from '../sink/events.ts';
 import { buildSink } from '../sink/index.ts';
 import { createServerDatabase, describeEachDb } from './harness/db.ts';
 import { killSink, sinkConfigFile, spawnSink } from './harness/sink-process.ts';
@@ -125,10 +131,24 @@ describeEachDb(['postgres'], (db) => {
       expect(s2.problem).toMatch(/table/);
       expect((await get('/healthz')).json().connectors[badKey]).toMatchObject({ state: 'FAILED' });
 
+      // A connector deleted while it starts leaves no consumer behind (it would write on its own).
+      const gone = `${prefix}-gone`;
+      expect((await sink.api.inject({ method: 'POST', url: '/connectors', payload: { name: gone, config: { table: 'trades', insertMode: 'insert' } } })).statusCode).toBe(201);
+      expect((await sink.api.inject({ method: 'DELETE', url: `/connectors/${gone}` })).statusCode).toBe(204);
+
       // The others write.
       const trades = makeTrades(800, { idPrefix: `${prefix}-` });
       await produce(kafka, codecFor(prefix), topicFor(prefix, 'trade'), 'trade', trades);
       await waitFor('the good connector to write every trade', async () => (await tradeCount(pool, prefix)) === trades.length);
+      const admin = kafka.admin();
+      await admin.connect();
+      try {
+        const { groups } = await admin.describeGroups([`${prefix}-sink-${gone}`]);
+        expect(groups[0]!.members).toEqual([]);
+      } finally {
+        await admin.disconnect();
+      }
+      expect((await pool.query('select 1 from sink_offsets where connector = $1', [gone])).rowCount).toBe(0);
 
       // Actions on it say why; a restart checks it again; DELETE removes it everywhere.
       expect((await sink.api.inject({ method: 'PUT', url: `/connectors/${badKey}/pause` })).statusCode).toBe(409);
@@ -145,6 +165,37 @@ describeEachDb(['postgres'], (db) => {
       await sink.api.inject({ method: 'DELETE', url: `/connectors/${badKey}` });
     } finally {
       await sink.close();
+    }
+  });
+});
+
+describeEachDb(['postgres'], (db) => {
+  it('a connector stopped while it starts (a signal at start-up, a DELETE) leaves no consumer running', async () => {
+    const prefix = uniquePrefix('cls');
+    const pool = db().pool;
+    const config = sinkTestConfig(prefix);
+    await migrate(pool);
+    await ensureTopics(kafka, config.kafka);
+    const decoder = new Decoder(config.kafka);
+    decoder.start();
+    const producer = createProducer(kafka);
+    const admin = kafka.admin();
+    await Promise.all([producer.connect(), admin.connect()]);
+    const name = `${prefix}-trades`;
+    try {
+      const connector = new Connector(resolveConnector(connectorSchema.parse({ name, table: 'trades', insertMode: 'insert' }), prefix), { kafka, pool, decoder, producer, admin, events: new SinkEmitter(), clientId: prefix }, 'api');
+      const started = connector.start();
+      await connector.stop();
+      await started;
+      expect(connector.currentState).toBe('STOPPED');
+      // A consumer left behind would join the group and write what arrives.
+      await produce(kafka, codecFor(prefix), topicFor(prefix, 'trade'), 'trade', makeTrades(100, { idPrefix: `${prefix}-` }));
+      await sleep(8_000);
+      expect(await tradeCount(pool, prefix)).toBe(0);
+      const { groups } = await admin.describeGroups([`${prefix}-sink-${name}`]);
+      expect(groups[0]!.members).toEqual([]);
+    } finally {
+      await Promise.all([producer.disconnect(), admin.disconnect(), decoder.close()]);
     }
   });
 });
