@@ -244,16 +244,26 @@ export class Rig {
   /** Starts the sim, the broker and the database (migrated, with the attempts trigger), writes the config. */
   static async start(opts: RigOptions): Promise<Rig> {
     const rig = new Rig(opts, mkdtempSync(path.join(tmpdir(), 'tickflow-faults-')));
-    await rig.sim.start();
-    await Promise.all([rig.startKafka(), rig.database === 'postgres' ? rig.startPostgres() : Promise.resolve()]);
-    if (rig.database === 'embedded') await rig.startEmbedded();
-    await ensureTopics(createKafka({ brokers: rig.brokers, clientId: rig.prefix, connectionTimeoutMs: 5_000, requestTimeoutMs: 30_000 }), {
-      topicPrefix: rig.prefix,
-      partitions: opts.partitions ?? 3,
+    try {
+      await rig.sim.start();
+      const started = await Promise.allSettled([rig.startKafka(), rig.database === 'postgres' ? rig.startPostgres() : Promise.resolve()]);
+      for (const r of started) if (r.status === 'rejected') throw r.reason;
+      if (rig.database === 'embedded') await rig.startEmbedded();
+      await rig.createTopics();
+    } catch (e) {
+      await rig.close();
+      throw e;
+    }
+    return rig;
+  }
+
+  private async createTopics(): Promise<void> {
+    await ensureTopics(createKafka({ brokers: this.brokers, clientId: this.prefix, connectionTimeoutMs: 5_000, requestTimeoutMs: 30_000 }), {
+      topicPrefix: this.prefix,
+      partitions: this.opts.partitions ?? 3,
       replicationFactor: 1,
       retentionMs: 3_600_000,
     });
-    return rig;
   }
 
   get brokers(): string[] {
