@@ -99,6 +99,9 @@ describe('bad exchange entries', () => {
     await deleteTopics(brokers, `${prefix}cli`, ['trade', 'gap', 'instrument', 'ticker', 'candle', 'book']).catch(() => undefined);
   }, 45_000);
 
+  const leftovers: Array<() => unknown> = [];
+  afterAll(() => leftovers.forEach((kill) => kill()));
+
   /** `tickflow gateway` on these entries: its exit code, or 'running' 5 s after it said it runs. */
   async function gatewayRun(list: unknown[], forMs: number) {
     const dir = mkdtempSync(path.join(tmpdir(), 'tickflow-gw-'));
@@ -113,6 +116,7 @@ describe('bad exchange entries', () => {
     p.stderr.on('data', (d) => (stderr += d));
     let done = false;
     const exited = new Promise<number | null>((r) => p.on('close', r)).finally(() => (done = true));
+    leftovers.push(() => done || p.kill('SIGKILL'));
     // Until it exits, or has started and then kept running for 5 s.
     const deadline = Date.now() + forMs;
     while (!done && !stdout.includes('Ctrl-C to stop') && Date.now() < deadline) await sleep(100);
