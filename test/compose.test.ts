@@ -44,6 +44,8 @@ const NOT_FOR_DEPLOYMENT: Record<string, string> = {
   SCHEMA_REGISTRY_URL: 'optional: without a registry, single-object encoding',
   KAFKA_TOPIC_PREFIX: 'optional: the config file sets kafka.topicPrefix',
   SINK_API_TOKEN: 'set on the sink service only (checked below)',
+  NO_COLOR: 'console colours of the human log format; compose sets LOG_FORMAT=json',
+  TERM: 'console colours of the human log format; compose sets LOG_FORMAT=json',
 };
 
 describe('docker-compose.yml', () => {
