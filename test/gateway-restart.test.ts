@@ -144,7 +144,7 @@ describe('gateway restarted after SIGKILL and after SIGTERM, under load', () => 
         }
       }
     }
-    const reads = restarts.map((r) => /positions of the last run: [^"]*/.exec(r.output)?.[0]);
+    const reads = restarts.map((r) => /positions of the last run: [^"\n]*/.exec(r.output)?.[0]);
     console.log('gateway restart timing', JSON.stringify(timing), JSON.stringify(stops), JSON.stringify(reads));
   });
 
