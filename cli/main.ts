@@ -216,8 +216,17 @@ async function start(config: Config): Promise<number> {
 
     const { buildSink } = await import('../sink/index.ts');
     const sink = buildSink(config, { pool: db.pool, brokers });
-    await sink.start();
     closers.push(['sink', () => sink.close()]);
+    // A signal while the sink starts (its connectors joining their groups) stops at once.
+    const sinkStarted = sink.start().then(() => undefined);
+    const early = await Promise.race([sinkStarted, stopping]);
+    if (early) {
+      out(`${early}: stopping...`);
+      await stopAll();
+      await sinkStarted.catch(() => undefined);
+      out('stopped');
+      return 0;
+    }
     out(`sink:     consuming ${config.kafka.topicPrefix}.* into the database${sink.url ? `; connectors at ${sink.url}/connectors` : ''}`);
 
     const { buildApi } = await import('../api/index.ts');
