@@ -308,7 +308,7 @@ export async function main(argv: string[]): Promise<number> {
     case 'backfill':
       return (await import('../gateways/cli.ts')).backfillCommand(config, argv);
     default:
-      out(`unknown command: ${command}\n\n${USAGE}`);
+      process.stderr.write(`tickflow: unknown command ${command} (commands: start, infra, migrate, gateway, backfill, sink, api, sim; tickflow --help)\n`);
       return 2;
   }
 }
@@ -317,8 +317,11 @@ export async function run(argv: string[]): Promise<void> {
   try {
     process.exitCode = await main(argv);
   } catch (e) {
-    // Expected failures (bad config, unreachable services) print one clear line, no stack.
-    process.stderr.write(`tickflow: ${isTickflowError(e) ? e.message : (e as Error).stack ?? messageOf(e)}\n`);
+    // One clear line, no stack: expected failures (bad config, unreachable services) say what to
+    // do; anything else (a port taken, a bug) its message, the stack with LOG_LEVEL=debug.
+    const debug = /^(debug|trace)$/i.test(process.env.LOG_LEVEL ?? '');
+    const stack = e instanceof Error && !isTickflowError(e) && debug ? `\n${e.stack ?? ''}` : '';
+    process.stderr.write(`tickflow: ${messageOf(e)}${!isTickflowError(e) && !debug ? ' (LOG_LEVEL=debug shows where)' : ''}${stack}\n`);
     process.exitCode = 1;
   }
   // The command is done: a stray handle (a kafkajs retry timer, a socket a library keeps) must not

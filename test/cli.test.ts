@@ -98,6 +98,19 @@ describe('tickflow command line', () => {
     expect(r.stderr.trimEnd().split('\n')).toEqual([`tickflow: ${file}:3:1: not valid YAML: Flow sequence in block collection must be sufficiently indented and end with a ] (and 1 more problem after it)`]);
   });
 
+  it('refuses an unknown command in one line', async () => {
+    const r = await tickflow(['strat']);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toBe('tickflow: unknown command strat (commands: start, infra, migrate, gateway, backfill, sink, api, sim; tickflow --help)\n');
+  });
+
+  it('says in one line, without a stack, when a port it needs is taken', async () => {
+    const r = await tickflow(['api', '--config', configFile(`api:\n  port: ${blackholePort}\nexchanges: []\n`)], { DATABASE_URL: inject('postgresUrl') });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`tickflow: listen EADDRINUSE: address already in use 127.0.0.1:${blackholePort} (LOG_LEVEL=debug shows where)\n`);
+  });
+
   it('migrates a server database, and a second run applies nothing', async () => {
     const env = { DATABASE_URL: inject('postgresUrl') };
     const first = await tickflow(['migrate'], env);
