@@ -155,14 +155,24 @@ describeEachDb(['postgres'], (db) => {
       const restart = await sink.api.inject({ method: 'POST', url: `/connectors/${badKey}/restart` });
       expect(restart.statusCode).toBe(409);
       expect(restart.json().error).toMatch(/nope is not a column/);
+      // Fixed in place by a config update, or deleted.
+      const fixed = await sink.api.inject({ method: 'PUT', url: `/connectors/${badKey}/config`, headers: { 'content-type': 'application/json' }, payload: { table: 'trades', insertMode: 'insert' } });
+      expect(fixed.statusCode).toBe(200);
+      await waitFor('the fixed connector to run', async () => (await get(`/connectors/${badKey}/status`)).json().state === 'RUNNING');
       for (const name of [badKey, badSchema]) {
         expect((await sink.api.inject({ method: 'DELETE', url: `/connectors/${name}` })).statusCode).toBe(204);
         expect((await get(`/connectors/${name}`)).statusCode).toBe(404);
       }
       expect(await storedNames(pool)).toEqual([]);
-      const again = await sink.api.inject({ method: 'POST', url: '/connectors', payload: { name: badKey, config: { table: 'trades', insertMode: 'insert' } } });
-      expect(again.statusCode).toBe(201);
-      await sink.api.inject({ method: 'DELETE', url: `/connectors/${badKey}` });
+
+      // A row stored meanwhile by another instance: the 409, GET and DELETE agree that it exists.
+      const other = `${prefix}-other`;
+      await pool.query(`insert into sink_connectors (name, config) values ($1, $2::jsonb)`, [other, JSON.stringify({ name: other, table: 'trades', insertMode: 'insert' })]);
+      const taken = await sink.api.inject({ method: 'POST', url: '/connectors', payload: { name: other, config: { table: 'trades' } } });
+      expect(taken.statusCode).toBe(409);
+      await waitFor('the other instance\'s connector to be listed', async () => (await get(`/connectors/${other}`)).statusCode === 200);
+      expect((await sink.api.inject({ method: 'DELETE', url: `/connectors/${other}` })).statusCode).toBe(204);
+      expect(await storedNames(pool)).toEqual([]);
     } finally {
       await sink.close();
     }
