@@ -44,6 +44,7 @@ export class UnstartableConnector implements ManagedConnector {
     readonly config: { readonly name: string } & Record<string, unknown>,
     readonly reason: string,
     readonly paused: boolean,
+    private readonly topicPrefix: string,
   ) {}
 
   problem(): string {
@@ -51,7 +52,11 @@ export class UnstartableConnector implements ManagedConnector {
   }
 
   status() {
-    const topics = Array.isArray(this.config.topics) ? this.config.topics.filter((t): t is string => typeof t === 'string') : [];
+    const topics = Array.isArray(this.config.topics)
+      ? this.config.topics.filter((t): t is string => typeof t === 'string')
+      : typeof this.config.table === 'string'
+        ? [`${this.topicPrefix}.${this.config.table}`]
+        : [];
     return {
       name: this.name,
       state: this.currentState,
@@ -69,7 +74,7 @@ export class UnstartableConnector implements ManagedConnector {
   }
 
   partitions(): Promise<PartitionStatus[]> {
-    return Promise.resolve([]);
+    return Promise.reject(new Error('not started: its config cannot start'));
   }
 
   kafkaCheck(): Promise<undefined> {
@@ -151,7 +156,7 @@ export class ConnectorManager {
   private unstartable(name: string, raw: unknown, source: 'config' | 'api', reason: string, paused: boolean): UnstartableConnector {
     const config = { ...(isObject(raw) ? raw : { config: raw }), name };
     const why = `connector ${name} cannot start: ${reason}`;
-    const c = new UnstartableConnector(name, source, config, why, paused);
+    const c = new UnstartableConnector(name, source, config, why, paused, this.kafka.topicPrefix);
     this.connectors.set(name, c);
     this.log.error({ connector: name, source, reason }, `${why}; skipped (${source === 'api' ? 'DELETE /connectors/' + name + ' removes it' : 'fix it in the config file'})`);
     return c;

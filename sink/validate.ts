@@ -71,7 +71,7 @@ export async function validateConnector(raw: unknown, ctx: ValidateContext): Pro
     const allowed = uniqueKeys.length ? `one of its unique keys: ${uniqueKeys.map(list).join(' or ')}` : 'a unique key, and the table has none';
     errors.push(
       spec.keyFields
-        ? `${f('keyFields')}: ${list(key)} is not a unique key of ${table}; the upsert's on conflict needs ${allowed}`
+        ? `${f('keyFields')}: ${list(key)} is not a unique key of ${table}; on conflict (…) needs ${allowed}`
         : `${f('keyFields')}: absent, so the primary key ${list(key)}, which is not a unique key of ${table} in the database; give ${allowed}`,
     );
   }

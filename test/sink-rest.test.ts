@@ -124,7 +124,7 @@ describeEachDb(['postgres'], (db) => {
       const get = (url: string) => sink.api.inject({ method: 'GET', url });
       expect((await get('/connectors')).json()).toEqual([badKey, badSchema, `${prefix}-trades`].sort());
       const s1 = (await get(`/connectors/${badKey}/status`)).json();
-      expect(s1).toMatchObject({ name: badKey, state: 'FAILED' });
+      expect(s1).toMatchObject({ name: badKey, state: 'FAILED', table: 'trades', topics: [`${prefix}.trades`], lag: null });
       expect(s1.problem).toMatch(new RegExp(`connector ${badKey} cannot start: keyFields: nope is not a column of trades`));
       const s2 = (await get(`/connectors/${badSchema}/status`)).json();
       expect(s2).toMatchObject({ name: badSchema, state: 'FAILED' });
