@@ -180,6 +180,35 @@ describeEachDb(['postgres'], (db) => {
 });
 
 describeEachDb(['postgres'], (db) => {
+  it('accepts a unique key of the table other than the primary key, and names the connector FAILED once the table lost it', async () => {
+    const prefix = uniquePrefix('tbl');
+    const pool = db().pool;
+    await migrate(pool);
+    const index = `${prefix}_uq`;
+    await pool.query(`create unique index ${index} on trades (exchange, symbol, ts, id, side)`);
+    const name = `${prefix}-byside`;
+    const config = sinkTestConfig(prefix, { sink: { connectors: [] } });
+    const first = buildSink(config, { pool, listen: false, schedule: false });
+    await first.start();
+    try {
+      const created = await first.api.inject({ method: 'POST', url: '/connectors', payload: { name, config: { table: 'trades', keyFields: ['side', 'id', 'ts', 'symbol', 'exchange'] } } });
+      expect(created.statusCode).toBe(201);
+    } finally {
+      await first.close();
+    }
+    await pool.query(`drop index ${index}`);
+    const second = buildSink(config, { pool, listen: false, schedule: false });
+    await second.start();
+    try {
+      const s = (await second.api.inject({ method: 'GET', url: `/connectors/${name}/status` })).json();
+      expect(s.state).toBe('FAILED');
+      expect(s.problem).toMatch(new RegExp(`connector ${name} cannot start: keyFields: \\(side, id, ts, symbol, exchange\\) is not a unique key of trades.*\\(exchange, symbol, ts, id\\)`));
+      expect((await second.api.inject({ method: 'DELETE', url: `/connectors/${name}` })).statusCode).toBe(204);
+    } finally {
+      await second.close();
+    }
+  });
+
   it('a connector stopped while it starts (a signal at start-up, a DELETE) leaves no consumer running', async () => {
     const prefix = uniquePrefix('cls');
     const pool = db().pool;
