@@ -8,6 +8,7 @@ import type { Config } from '../core/config.ts';
 import { TickflowError } from '../core/errors.ts';
 import { untilSignal } from '../core/lifecycle.ts';
 import { serveMetrics } from '../core/metrics-server.ts';
+import { logFormat } from '../core/log.ts';
 import { collectProcessMetrics } from '../core/metrics.ts';
 import { resolveBrokers } from '../infra/kafka.ts';
 import { runBackfill } from './backfill.ts';
@@ -36,7 +37,8 @@ export async function gatewayCommand(config: Config, argv: readonly string[]): P
     return 2;
   }
   const brokers = await resolveBrokers(config);
-  const gw = buildGateway(config, { brokers, ...(only ? { only } : {}) });
+  // Problems are printed here, one line each; as human log lines they would show twice.
+  const gw = buildGateway(config, { brokers, logProblems: logFormat() === 'json', ...(only ? { only } : {}) });
   // An entry still waiting for its exchange to answer may yet run; the command gives up only once
   // every entry has failed for good (at start, or later when a waiting exchange refuses).
   const allFailed = (r: GatewayReport) => r.workers.every((w) => w.status === 'failed' || w.status === 'stopped');

@@ -45,6 +45,8 @@ export interface GatewayDeps {
   readonly log?: Logger;
   /** Metrics and logs from the events (default true). */
   readonly instrument?: boolean;
+  /** Problems as log lines (default true); false where the caller prints them itself (the CLI's console). */
+  readonly logProblems?: boolean;
   /**
    * Resume each stream where the previous process stopped, read from the tail of the topics at
    * start (positions.ts). Default: true with Kafka, false with a `transport`.
@@ -78,7 +80,7 @@ export interface Gateway {
 export function buildGateway(config: Config, deps: GatewayDeps = {}): Gateway {
   const log = deps.log ?? logger('gateway');
   const events = deps.events ?? new GatewayEvents();
-  const detach = deps.instrument === false ? () => undefined : instrument(events, log);
+  const detach = deps.instrument === false ? () => undefined : instrument(events, log, { logProblems: deps.logProblems ?? true });
   const brokers = deps.brokers ?? config.kafka.brokers;
   const codec = createCodec(config.kafka);
   const transport = deps.transport ?? kafkaTransport({ ...config.kafka, brokers }, codec);
