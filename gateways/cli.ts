@@ -57,16 +57,25 @@ export async function gatewayCommand(config: Config, argv: readonly string[]): P
       if (allFailed(r)) gaveUp(noneLeft(r));
     });
   });
-  const report = await gw.start();
+  // Metrics answer from the first second (buffered records, reconnects while exchanges or the
+  // registry are still being waited for); closed on every way out so nothing keeps the process up.
+  collectProcessMetrics();
+  const metrics = await serveMetrics(config.gateway.metricsHost, config.gateway.metricsPort);
+  let report: GatewayReport;
+  try {
+    report = await gw.start();
+  } catch (e) {
+    await metrics.close();
+    throw e;
+  }
   startedUp = true;
   for (const p of report.problems) err(problemLine(p));
   if (allFailed(report)) {
     err(noneLeft(report));
     await gw.close();
+    await metrics.close();
     return 1;
   }
-  collectProcessMetrics();
-  const metrics = await serveMetrics(config.gateway.metricsHost, config.gateway.metricsPort);
   const running = report.workers.filter((w) => w.status === 'running' || w.status === 'starting');
   for (const w of running) out(`gateway: ${w.name} ${w.status === 'running' ? `running ${w.symbols.join(', ')} (${w.channels.join(', ')})` : 'waiting for the exchange to answer'}`);
   out(`gateway: producing to ${brokers.join(',')}, topics ${config.kafka.topicPrefix}.*; metrics at ${metrics.url}/metrics; Ctrl-C to stop`);

@@ -229,12 +229,17 @@ describe('schema-registry mode against Apicurio Registry', () => {
     prefixes.push(p);
     const port = await freePort();
     const url = `http://127.0.0.1:${port}/apis/ccompat/v7`;
-    const file = configFile({ exchanges: [{ id: 'binance', name: 'sim', symbols: [SYMBOL], channels: { trades: {} }, backfillLookbackMinutes: 0, options: simOptions(sim) }], gateway: { metricsPort: 0 } });
+    const metricsPort = await freePort();
+    const file = configFile({ exchanges: [{ id: 'binance', name: 'sim', symbols: [SYMBOL], channels: { trades: {} }, backfillLookbackMinutes: 0, options: simOptions(sim) }], gateway: { metricsPort } });
     const cli = tickflow(['gateway', '--config', file], { KAFKA_BROKERS: brokers.join(','), KAFKA_TOPIC_PREFIX: p, SCHEMA_REGISTRY_URL: url, LOG_LEVEL: 'warn' });
     let late: RegistryServer | undefined;
     try {
       await waitFor('the gateway to say it waits for the registry', () => cli.stderr.includes(`SCHEMA_REGISTRY_URL=${url} is unreachable`) && cli.stderr.includes('waits for it'), 30_000, 100);
       expect(cli.child.exitCode).toBe(null);
+      // Monitoring answers while the gateway waits, not only once it runs.
+      const metrics = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
+      expect(metrics.status).toBe(200);
+      expect(await metrics.text()).toContain('tickflow_gateway_buffered_records');
       late = await startRegistry({ port });
       await waitFor('trades in the topic', async () => (await highWatermarks(brokers, topicFor(p, 'trade'))) > 0, 60_000, 500);
       expect(cli.stdout).toContain('gateway: sim running');
