@@ -11,12 +11,12 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { createPool, type Pool } from '../core/db.ts';
+import type { Pool } from '../core/db.ts';
 import { ensureTopics, partitionOffsets } from '../core/kafka.ts';
 import { sleep } from '../core/retry.ts';
-import { migrate } from '../migrations/runner.ts';
 import { topicFor } from '../schemas/index.ts';
 import { createServerDatabase } from './harness/db.ts';
+import { prepareCountedDatabase } from './harness/sink-process.ts';
 import { codecFor, makeTrades, produce, testKafka, uniquePrefix, waitFor } from './harness/sink.ts';
 
 const BIN = path.resolve(import.meta.dirname, '..', 'bin', 'tickflow.js');
@@ -48,16 +48,7 @@ async function kill(p: Proc): Promise<void> {
 async function setup(tag: string, partitions: number): Promise<{ prefix: string; pool: Pool; url: string; configFile: string; name: string }> {
   const prefix = uniquePrefix(tag);
   const url = await createServerDatabase('crash');
-  const pool = createPool(url, { max: 4 });
-  await migrate(pool);
-  await pool.query(`create table trade_attempts (exchange text, symbol text, ts timestamptz, id text, n int not null, primary key (exchange, symbol, ts, id))`);
-  await pool.query(`create function count_attempt() returns trigger language plpgsql as $$
-    begin
-      insert into trade_attempts values (new.exchange, new.symbol, new.ts, new.id, 1)
-      on conflict (exchange, symbol, ts, id) do update set n = trade_attempts.n + 1;
-      return new;
-    end $$`);
-  await pool.query('create trigger trades_attempts before insert on trades for each row execute function count_attempt()');
+  const pool = await prepareCountedDatabase(url);
   await ensureTopics(kafka, { topicPrefix: prefix, partitions, replicationFactor: 1, retentionMs: 3_600_000 }, ['trade']);
   const name = `${prefix}-trades`;
   const configFile = path.join(mkdtempSync(path.join(tmpdir(), 'tickflow-crash-')), 'tickflow.yaml');
