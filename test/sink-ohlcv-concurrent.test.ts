@@ -16,6 +16,7 @@ import { Aggregates } from '../sink/aggregates.ts';
 import { SinkEmitter } from '../sink/events.ts';
 import { Rng } from '../sim/rng.ts';
 import { createServerDatabase } from './harness/db.ts';
+import { MIN_US, ROLLUP_LEVELS, ohlcv, readBars, type Bar } from './harness/ohlcv.ts';
 
 interface T {
   exchange: string;
@@ -25,55 +26,6 @@ interface T {
   id: string;
   price: number;
   amount: number;
-}
-interface Bar {
-  exchange: string;
-  symbol: string;
-  bucket: number;
-  open: number;
-  high: number;
-  low: number;
-  close: number;
-  volume: number;
-  trades: number;
-}
-
-const MIN_US = 60_000_000;
-const LEVELS = [
-  ['ohlcv_1m', MIN_US],
-  ['ohlcv_1h', 60 * MIN_US],
-  ['ohlcv_1d', 1440 * MIN_US],
-] as const;
-
-function ohlcv(trades: readonly T[], widthUs: number): Bar[] {
-  const bars = new Map<string, Bar & { firstTs: number; lastTs: number }>();
-  for (const t of trades) {
-    const bucket = Math.floor(t.ts / widthUs) * widthUs;
-    const k = `${t.exchange}|${t.symbol}|${bucket}`;
-    const b = bars.get(k);
-    if (!b) {
-      bars.set(k, { exchange: t.exchange, symbol: t.symbol, bucket, open: t.price, high: t.price, low: t.price, close: t.price, volume: t.amount, trades: 1, firstTs: t.ts, lastTs: t.ts });
-      continue;
-    }
-    if (t.ts < b.firstTs) [b.firstTs, b.open] = [t.ts, t.price];
-    if (t.ts > b.lastTs) [b.lastTs, b.close] = [t.ts, t.price];
-    b.high = Math.max(b.high, t.price);
-    b.low = Math.min(b.low, t.price);
-    b.volume += t.amount;
-    b.trades++;
-  }
-  return [...bars.values()].map(({ firstTs: _f, lastTs: _l, ...bar }) => bar).sort(order);
-}
-
-function order(a: Bar, b: Bar): number {
-  return a.exchange.localeCompare(b.exchange) || a.symbol.localeCompare(b.symbol) || a.bucket - b.bucket;
-}
-
-async function read(pool: Pool, view: string): Promise<Bar[]> {
-  const r = await pool.query<Bar>(
-    `select exchange, symbol, (extract(epoch from bucket) * 1000000)::int8 as bucket, open, high, low, close, volume, trades::int8 as trades from ${view}`,
-  );
-  return r.rows.map((b) => ({ ...b, bucket: Number(b.bucket), trades: Number(b.trades) })).sort(order);
 }
 
 /** Bars of `want` that the view has wrong or lacks: what a reader of /v1/ohlcv would see differ. */
@@ -132,7 +84,7 @@ describe('plain PostgreSQL OHLCV rollups under concurrent writers', () => {
     await refresh(t0 + 2 * MIN_US);
     await refresh(t0 + 3 * MIN_US);
     const all = [...early, ...pending];
-    for (const [view, width] of LEVELS) expect(await read(pool, view), view).toEqual(ohlcv(all, width));
+    for (const [view, width] of ROLLUP_LEVELS) expect(await readBars(pool, view), view).toEqual(ohlcv(all, width));
   });
 
   it('keeps a late trade into a bucket that another transaction already marked for recomputation', async () => {
@@ -155,7 +107,7 @@ describe('plain PostgreSQL OHLCV rollups under concurrent writers', () => {
     }
     await refresh(t0 + 7 * MIN_US);
     const all = [...first, ...lateA, ...lateB];
-    for (const [view, width] of LEVELS) expect(await read(pool, view), view).toEqual(ohlcv(all, width));
+    for (const [view, width] of ROLLUP_LEVELS) expect(await readBars(pool, view), view).toEqual(ohlcv(all, width));
   });
 
   it('equal an independent computation after concurrent inserters and repeated refreshes across minute, hour and day ends', async () => {
@@ -218,9 +170,9 @@ describe('plain PostgreSQL OHLCV rollups under concurrent writers', () => {
     expect(n).toBe(committed.length);
     expect(refreshes).toBeGreaterThan(50);
     const check = async () => {
-      for (const [view, width] of LEVELS) {
+      for (const [view, width] of ROLLUP_LEVELS) {
         const want = ohlcv(committed, width);
-        const have = await read(pool, view);
+        const have = await readBars(pool, view);
         expect(diff(have, want), `${view}: buckets that differ from the trades`).toEqual([]);
         expect(have, view).toEqual(want);
       }

@@ -6,30 +6,18 @@
  * materialized. Amounts are multiples of 1/1024, so volume sums are exact in any order.
  */
 import { expect, it } from 'vitest';
-import type { Pool } from '../core/db.ts';
 import { topicFor, type Trade } from '../schemas/index.ts';
 import { buildSink } from '../sink/index.ts';
 import { describeEachDb } from './harness/db.ts';
+import { ROLLUP_LEVELS, ohlcv, readBars } from './harness/ohlcv.ts';
 import { codecFor, produce, sinkTestConfig, testKafka, uniquePrefix, waitFor } from './harness/sink.ts';
 import { Rng } from '../sim/rng.ts';
 
 const kafka = testKafka();
 
-interface Bar {
-  exchange: string;
-  symbol: string;
-  bucket: number;
-  open: number;
-  high: number;
-  low: number;
-  close: number;
-  volume: number;
-  trades: number;
-}
-
-
 const START_US = Date.UTC(2024, 2, 1, 0, 0, 0) * 1000;
 const SPAN_US = 3 * 86_400_000_000;
+const RANGE = { fromUs: START_US, toUs: START_US + SPAN_US };
 
 function makeTrades(n: number, seed: number, idPrefix: string, taken: Set<string>): Trade[] {
   const gen = new Rng(seed);
@@ -50,45 +38,6 @@ function makeTrades(n: number, seed: number, idPrefix: string, taken: Set<string
   return out;
 }
 
-function ohlcv(trades: readonly Trade[], widthUs: number): Bar[] {
-  const bars = new Map<string, Bar & { firstTs: number; lastTs: number }>();
-  for (const t of trades) {
-    const bucket = Math.floor(t.ts / widthUs) * widthUs;
-    const k = `${t.exchange}|${t.symbol}|${bucket}`;
-    const b = bars.get(k);
-    if (!b) {
-      bars.set(k, { exchange: t.exchange, symbol: t.symbol, bucket, open: t.price, high: t.price, low: t.price, close: t.price, volume: t.amount, trades: 1, firstTs: t.ts, lastTs: t.ts });
-      continue;
-    }
-    if (t.ts < b.firstTs) [b.firstTs, b.open] = [t.ts, t.price];
-    if (t.ts > b.lastTs) [b.lastTs, b.close] = [t.ts, t.price];
-    b.high = Math.max(b.high, t.price);
-    b.low = Math.min(b.low, t.price);
-    b.volume += t.amount;
-    b.trades++;
-  }
-  return [...bars.values()].map(({ firstTs: _f, lastTs: _l, ...bar }) => bar).sort(order);
-}
-
-function order(a: Bar, b: Bar): number {
-  return a.exchange.localeCompare(b.exchange) || a.symbol.localeCompare(b.symbol) || a.bucket - b.bucket;
-}
-
-async function read(pool: Pool, view: 'ohlcv_1m' | 'ohlcv_1h' | 'ohlcv_1d'): Promise<Bar[]> {
-  const r = await pool.query<Bar>(
-    `select exchange, symbol, (extract(epoch from bucket) * 1000000)::int8 as bucket, open, high, low, close, volume, trades::int8 as trades
-     from ${view} where bucket >= $1::timestamptz and bucket < $2::timestamptz`,
-    [new Date(START_US / 1000).toISOString(), new Date((START_US + SPAN_US) / 1000).toISOString()],
-  );
-  return r.rows.sort(order);
-}
-
-const LEVELS = [
-  ['ohlcv_1m', 60_000_000],
-  ['ohlcv_1h', 3_600_000_000],
-  ['ohlcv_1d', 86_400_000_000],
-] as const;
-
 describeEachDb(['embedded', 'postgres'], (db) => {
   it('1m/1h/1d OHLCV equal an independent computation, late trades included', async () => {
     const prefix = uniquePrefix('ohlcv');
@@ -107,13 +56,13 @@ describeEachDb(['embedded', 'postgres'], (db) => {
       await produce(kafka, codec, topic, 'trade', onTime);
       await waitFor('the on-time trades', async () => (await rowCount()) === onTime.length);
       await sink.refreshAggregates();
-      for (const [view, width] of LEVELS) expect(await read(db().pool, view), view).toEqual(ohlcv(onTime, width));
+      for (const [view, width] of ROLLUP_LEVELS) expect(await readBars(db().pool, view, RANGE), view).toEqual(ohlcv(onTime, width));
 
       // Late trades into buckets materialized above: not in the rollups until the refresh...
       await produce(kafka, codec, topic, 'trade', late);
       await waitFor('the late trades', async () => (await rowCount()) === onTime.length + late.length);
       const all = [...onTime, ...late];
-      expect(await read(db().pool, 'ohlcv_1m')).not.toEqual(ohlcv(all, 60_000_000));
+      expect(await readBars(db().pool, 'ohlcv_1m', RANGE)).not.toEqual(ohlcv(all, 60_000_000));
       // ...and exactly right after it, at every level.
       const windows: { what: string; from: string | null }[] = [];
       const off = sink.events.on('refresh', (e) => windows.push(e));
@@ -124,7 +73,7 @@ describeEachDb(['embedded', 'postgres'], (db) => {
         const oldest = Math.min(...late.map((t) => t.ts));
         expect(windows.find((w) => w.what === 'ohlcv_1m')?.from).toBe(new Date(Math.floor(oldest / 60_000_000) * 60_000).toISOString());
       }
-      for (const [view, width] of LEVELS) expect(await read(db().pool, view), view).toEqual(ohlcv(all, width));
+      for (const [view, width] of ROLLUP_LEVELS) expect(await readBars(db().pool, view, RANGE), view).toEqual(ohlcv(all, width));
     } finally {
       await sink.close();
     }
