@@ -113,7 +113,7 @@ export class ConfluentRegistry implements SchemaRegistry {
 }
 
 // ---- codec ----
-/** How long decoding waits for an unreachable registry to answer for a schema id. */
+/** How long decoding waits, by default, for an unreachable registry to answer for a schema id. */
 const ID_WAIT_MS = 60_000;
 
 export const SINGLE_OBJECT_MAGIC = Buffer.from([0xc3, 0x01]);
@@ -136,6 +136,12 @@ export interface CodecOptions {
   readonly registry?: SchemaRegistry;
   /** Older schema versions this process should still read in single-object encoding. */
   readonly writerSchemas?: readonly avro.Schema[];
+  /**
+   * How long decode() waits for an unreachable (or 5xx) registry when it meets a schema id it has
+   * not fetched yet, before it throws a retriable AVRO_DECODE error; default 60 s. The sink uses
+   * a few seconds and retries the whole batch itself (sink/connector.ts).
+   */
+  readonly idWaitMs?: number;
 }
 
 export interface PrepareOptions {
@@ -262,13 +268,20 @@ export class AvroCodec {
 
   /**
    * The writer schema of a Confluent id, from the registry. An unreachable registry is waited for
-   * up to a minute (decoding pauses: a sink meeting a new id while its registry restarts would
-   * otherwise dead-letter good records); an unknown id fails at once.
+   * up to idWaitMs (default a minute), then the error is thrown with retriable=true (the caller
+   * retries: a sink must not dead-letter good records because its registry is down); an unknown
+   * id (404) fails at once, not retriable.
    */
   private async writerOfId(id: number): Promise<WriterEntry> {
     const registry = this.opts.registry;
     if (!registry) throw new TickflowError('AVRO_DECODE', `Confluent-framed record with schema id ${id}, but no schema registry is configured (SCHEMA_REGISTRY_URL)`);
-    const text = await retry(() => registry.getById(id), { attempts: Number.POSITIVE_INFINITY, initialDelayMs: 200, maxDelayMs: 5_000, deadlineMs: ID_WAIT_MS });
+    let text: string;
+    try {
+      text = await retry(() => registry.getById(id), { attempts: Number.POSITIVE_INFINITY, initialDelayMs: 200, maxDelayMs: Math.min(5_000, this.opts.idWaitMs ?? ID_WAIT_MS), deadlineMs: this.opts.idWaitMs ?? ID_WAIT_MS });
+    } catch (e) {
+      // retriable survives: an unreachable registry is an outage to wait out, not a bad record.
+      throw new TickflowError('AVRO_DECODE', `schema id ${id}: ${messageOf(e)}`, { retriable: e instanceof TickflowError && e.retriable, cause: e });
+    }
     let writer: avro.Type;
     try {
       writer = avro.Type.forSchema(JSON.parse(text) as avro.Schema);
@@ -306,9 +319,10 @@ export class AvroCodec {
   }
 }
 
-export function createCodec(kafka: { topicPrefix: string; schemaRegistryUrl?: string | undefined }): AvroCodec {
+export function createCodec(kafka: { topicPrefix: string; schemaRegistryUrl?: string | undefined }, o: { idWaitMs?: number | undefined } = {}): AvroCodec {
   return new AvroCodec({
     topicPrefix: kafka.topicPrefix,
+    ...(o.idWaitMs !== undefined ? { idWaitMs: o.idWaitMs } : {}),
     ...(kafka.schemaRegistryUrl ? { registry: new ConfluentRegistry(kafka.schemaRegistryUrl) } : {}),
   });
 }

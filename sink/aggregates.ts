@@ -109,7 +109,7 @@ export class Aggregates {
       if (have && (await same(have.config.compress_after, want))) continue;
       if (have) await this.pool.query('call remove_columnstore_policy($1::regclass, if_exists => true)', [table]);
       if (want) await this.pool.query('call add_columnstore_policy($1::regclass, after => $2::interval, if_not_exists => true)', [table, want]);
-      log.info({ table, compressAfter: want }, 'columnstore policy set');
+      log.debug({ table, compressAfter: want }, 'columnstore policy set');
     }
 
     for (const [relation, value] of Object.entries(this.policies.retention)) {
@@ -119,7 +119,7 @@ export class Aggregates {
       if (!have && !want) continue;
       if (have) await this.pool.query('select remove_retention_policy($1::regclass, if_exists => true)', [relation]);
       if (want) await this.pool.query('select add_retention_policy($1::regclass, drop_after => $2::interval, if_not_exists => true)', [relation, want]);
-      log.info({ relation, dropAfter: want }, 'retention policy set');
+      log.debug({ relation, dropAfter: want }, 'retention policy set');
     }
 
     for (const { view } of CAGGS) {
@@ -129,7 +129,7 @@ export class Aggregates {
       if (have && (await same(have.config.start_offset ?? null, want.start)) && (await same(have.config.end_offset, want.end)) && (await same(have.schedule_interval, want.every))) continue;
       if (have) await this.pool.query('select remove_continuous_aggregate_policy($1::regclass, if_exists => true)', [view]);
       await this.pool.query('select add_continuous_aggregate_policy($1::regclass, start_offset => $2::interval, end_offset => $3::interval, schedule_interval => $4::interval, if_not_exists => true)', [view, want.start, want.end, want.every]);
-      log.info({ view, ...want }, 'refresh policy set');
+      log.debug({ view, ...want }, 'refresh policy set');
     }
   }
 

@@ -4,7 +4,7 @@ import { createConsumer, partitionOffsets, type Admin, type Consumer, type EachB
 import { logger } from '../core/log.ts';
 import { retry, sleep } from '../core/retry.ts';
 import type { ConnectorConfig } from './config.ts';
-import type { Decoder, DecodeTarget } from './decode.ts';
+import type { DecodedBlock, Decoder, DecodeTarget } from './decode.ts';
 import type { ConnectorState, SinkEmitter } from './events.ts';
 import { rowCodec, TABLES, type RowCodec, type TableName } from './tables.ts';
 import { dbError, writeBatch, type Chunk, type DeadLetter, type Item } from './writer.ts';
@@ -26,6 +26,10 @@ import { dbError, writeBatch, type Chunk, type DeadLetter, type Item } from './w
  *
  * A database outage: the write is retried with backoff (core/retry.ts) while the consumer is
  * paused (the queue is full anyway, and the batch callback keeps heartbeating), then resumes.
+ * A schema registry outage (a Confluent schema id not fetched yet, the registry unreachable or
+ * answering 5xx: a retriable decode error) is handled the same way one step earlier: the chunk
+ * is decoded again with backoff while the consumer is paused, and the writer waits for it, so
+ * nothing after it is committed and nothing goes to the dead-letter topic for an outage.
  */
 
 export interface ConnectorDeps {
@@ -115,6 +119,11 @@ export class Connector {
   private stopping = false;
   private abort = new AbortController();
   private pausedForOutage = false;
+  /** Chunks being decoded again because the schema registry did not answer; the last error. */
+  private registryWaits = 0;
+  private registryError: { message: string; at: Date } | undefined;
+  /** Group joins since the consumer started (the first is routine; later ones are rebalances). */
+  private joins = 0;
   private assigned = new Map<string, number[]>();
   private toCommit = new Map<string, { topic: string; partition: number; offset: string }>();
   private commitTimer: NodeJS.Timeout | undefined;
@@ -160,6 +169,9 @@ export class Connector {
     this.abort = new AbortController();
     this.queue = [];
     this.pausedForOutage = false;
+    this.registryWaits = 0;
+    this.registryError = undefined;
+    this.joins = 0;
     // stop() during a start (a signal at start-up, a DELETE) wins: each step checks it, and a
     // consumer created meanwhile is disconnected, not left running on its own.
     const abort = this.abort;
@@ -278,7 +290,7 @@ export class Connector {
   resume(): void {
     this.wanted = 'RUNNING';
     if (this.state !== 'PAUSED') return;
-    if (!this.pausedForOutage) this.consumer?.resume(this.config.topics.map((topic) => ({ topic })));
+    if (!this.held()) this.consumer?.resume(this.config.topics.map((topic) => ({ topic })));
     this.setState('RUNNING');
   }
 
@@ -303,6 +315,7 @@ export class Connector {
   problem(): string | null {
     if (this.state === 'FAILED') return this.lastError?.message ?? 'failed';
     if (this.pausedForOutage) return `database unreachable, writes retried: ${this.lastError?.message ?? ''}`.trim();
+    if (this.registryWaits > 0 && this.registryError) return `waiting for the schema registry (decoding retried, nothing committed meanwhile): ${this.registryError.message}`;
     if (this.kafkaError) return `Kafka: ${this.kafkaError.message} (since ${this.kafkaError.at.toISOString()}; the consumer retries)`;
     if ((this.state === 'RUNNING' || this.state === 'PAUSED') && !this.joined) return 'joining the consumer group';
     return null;
@@ -339,6 +352,19 @@ export class Connector {
   }
 
   // ---- internals ----
+
+  /** Whether an outage (database, schema registry) keeps the consumer paused. */
+  private held(): boolean {
+    return this.pausedForOutage || this.registryWaits > 0;
+  }
+
+  private hold(): void {
+    if (!this.held()) this.consumer?.pause(this.config.topics.map((topic) => ({ topic })));
+  }
+
+  private release(): void {
+    if (!this.held() && this.wanted === 'RUNNING' && !this.stopping) this.consumer?.resume(this.config.topics.map((topic) => ({ topic })));
+  }
 
   private setState(state: ConnectorState, reason?: string): void {
     if (this.state === state) return;
@@ -377,6 +403,7 @@ export class Connector {
     this.queue = [];
     for (const w of this.spaceWaiters.splice(0)) w();
     this.assigned = new Map(Object.entries(assignment));
+    const rebalance = ++this.joins > 1;
     this.positioned = (async () => {
       await this.writing?.catch(() => undefined);
       const topics = [...this.assigned.keys()];
@@ -408,7 +435,7 @@ export class Connector {
           partitions.push({ topic, partition, offset: stored.get(k) ?? null });
         }
       }
-      this.deps.events.emit('assigned', { connector: this.name, partitions });
+      this.deps.events.emit('assigned', { connector: this.name, partitions, rebalance });
     })();
     this.positioned.catch(() => undefined);
   }
@@ -450,7 +477,7 @@ export class Connector {
 
   /** Decodes a slice of a fetched batch (sink/decode.ts) into the writer's chunk. */
   private async decode(batch: EachBatchPayload['batch'], messages: readonly KafkaMessage[]): Promise<Chunk> {
-    const block = await this.deps.decoder.decode(this.decodeTarget, messages.map((m) => m.value));
+    const block = await this.decodeWithRetry(messages.map((m) => m.value));
     const errors = new Map(block.errors.map((e) => [e.index, e]));
     const items = messages.map((message, i): Item => {
       const offset = Number(message.offset);
@@ -461,6 +488,55 @@ export class Connector {
     });
     const last = messages[messages.length - 1]!;
     return { topic: batch.topic, partition: batch.partition, items, block, nextOffset: Number(last.offset) + 1, highWatermark: Number(batch.highWatermark) };
+  }
+
+  /**
+   * Decodes, retrying with backoff while decoding fails as retriable (the schema registry
+   * unreachable): the consumer is paused meanwhile and the status says what it waits for. Gives
+   * up when the chunk is dropped (a rebalance, a stop); a non-retriable failure fails the
+   * connector through the writer.
+   */
+  private async decodeWithRetry(values: readonly (Buffer | null)[]): Promise<DecodedBlock> {
+    const gen = this.generation;
+    let waiting = false;
+    let attempts = 0;
+    try {
+      return await retry(
+        () => {
+          if (gen !== this.generation || this.stopping) throw new TickflowError('INTERNAL', `connector ${this.name}: chunk dropped (rebalance or stop)`);
+          // Only what says it is retriable is retried (not a bug in the decoding thread).
+          return this.deps.decoder.decode(this.decodeTarget, values).catch((e: unknown) => {
+            throw e instanceof TickflowError ? e : new TickflowError('AVRO_DECODE', messageOf(e), { cause: e });
+          });
+        },
+        {
+          attempts: Number.MAX_SAFE_INTEGER,
+          initialDelayMs: 500,
+          maxDelayMs: 10_000,
+          signal: this.abort.signal,
+          onRetry: (err, attempt, delayMs) => {
+            attempts = attempt;
+            if (!waiting) {
+              waiting = true;
+              this.hold();
+              this.registryWaits++;
+            }
+            this.counts.retries++;
+            this.registryError = { message: messageOf(err), at: new Date() };
+            this.lastError = this.registryError;
+            this.deps.events.emit('retry', { connector: this.name, stage: 'decode', attempt, delayMs, error: messageOf(err) });
+          },
+        },
+      );
+    } finally {
+      if (waiting) {
+        if (--this.registryWaits === 0) {
+          this.registryError = undefined;
+          if (gen === this.generation && !this.stopping) this.log.info({ attempts }, 'the schema registry answers again: decoding resumed');
+        }
+        this.release();
+      }
+    }
   }
 
   private async writerLoop(): Promise<void> {
@@ -537,16 +613,17 @@ export class Connector {
           this.counts.retries++;
           this.lastError = { message: messageOf(err), at: new Date() };
           if (!this.pausedForOutage) {
+            this.hold();
             this.pausedForOutage = true;
-            this.consumer?.pause(this.config.topics.map((topic) => ({ topic })));
           }
-          this.deps.events.emit('retry', { connector: this.name, attempt, delayMs, error: messageOf(err) });
+          this.deps.events.emit('retry', { connector: this.name, stage: 'write', attempt, delayMs, error: messageOf(err) });
         },
       },
     );
     if (this.pausedForOutage) {
       this.pausedForOutage = false;
-      if (this.wanted === 'RUNNING') this.consumer?.resume(this.config.topics.map((topic) => ({ topic })));
+      this.log.info({ retries: this.counts.retries }, 'the write went through: writing again');
+      this.release();
     }
     this.counts.rows += result.rows;
     this.counts.messages += result.messages - result.skipped;

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { createCodec, type AvroCodec } from '../core/avro.ts';
-import { TickflowError, messageOf } from '../core/errors.ts';
+import { ERROR_CODES, TickflowError, messageOf, type ErrorCode } from '../core/errors.ts';
 import { logger } from '../core/log.ts';
 import type { DeadLetterStage } from './events.ts';
 import { rowCodec, TABLES, TIME_COLUMN, type RowCodec, type TableName } from './tables.ts';
@@ -13,7 +13,10 @@ import { rowCodec, TABLES, TIME_COLUMN, type RowCodec, type TableName } from './
  * elements of the valid records (`"binance"`, `42000.5`, `NULL`) joined by commas, with where
  * each record's element ends, so the writer takes a whole batch as one string per column and
  * any run of records (a replay's tail, a bisected half) as a slice of it. Records that cannot be
- * decoded or would be rejected by the table come back as errors with the reason.
+ * decoded or would be rejected by the table come back as errors with the reason; a failure that
+ * is not the record's (the schema registry unreachable: a retriable error) rejects the whole
+ * batch instead, its code and retriable flag kept across the thread boundary, so the connector
+ * pauses and retries it rather than dead-lettering good records.
  *
  * Decoding (Avro, validation, number formatting) is most of the sink's CPU per record and most
  * of its garbage: it runs in one worker thread per sink process, beside the thread that talks
@@ -135,6 +138,8 @@ export async function decodeValues(codec: AvroCodec, target: DecodeTarget, packe
       }
       record = d.value;
     } catch (e) {
+      // The registry down is an outage, not a bad record: the batch is retried (connector.ts).
+      if (e instanceof TickflowError && e.retriable) throw e;
       errors.push({ index: i, stage: 'decode', reason: messageOf(e) });
       continue;
     }
@@ -173,7 +178,26 @@ export interface DecodeRequest {
   readonly target: DecodeTarget;
   readonly packed: PackedValues;
 }
-export type DecodeReply = { readonly id: number; readonly block: DecodedBlock } | { readonly id: number; readonly error: string };
+/** A failed batch: the error's message, and its code and retriable flag when it is a TickflowError. */
+export type DecodeReply = { readonly id: number; readonly block: DecodedBlock } | { readonly id: number; readonly error: string; readonly code?: ErrorCode; readonly retriable?: boolean };
+
+/** What a worker sends for a batch that failed as a whole. */
+export function errorReply(id: number, e: unknown): DecodeReply {
+  return e instanceof TickflowError ? { id, error: e.message, code: e.code, retriable: e.retriable } : { id, error: messageOf(e) };
+}
+
+/** The error of a failed reply, as a TickflowError again (code and retriable flag kept). */
+export function replyError(m: { error: string; code?: ErrorCode; retriable?: boolean }): Error {
+  if (m.code === undefined || !ERROR_CODES.includes(m.code)) return new Error(m.error);
+  return new TickflowError(m.code, m.error, { retriable: m.retriable === true });
+}
+
+/**
+ * How long one decoding attempt waits for an unreachable schema registry (a schema id not
+ * fetched yet) before the batch fails as retriable and the connector pauses and retries it,
+ * saying so in its status.
+ */
+export const REGISTRY_WAIT_MS = 5_000;
 
 /** Records between yields when decoding in the writer's own thread. */
 const IN_THREAD_SLICE = 500;
@@ -194,6 +218,7 @@ export class Decoder {
   constructor(
     private readonly kafka: { readonly topicPrefix: string; readonly schemaRegistryUrl?: string | undefined },
     private readonly threaded = true,
+    private readonly registryWaitMs = REGISTRY_WAIT_MS,
   ) {}
 
   /** Starts the worker thread now (it takes a moment to load), rather than on the first batch. */
@@ -223,7 +248,7 @@ export class Decoder {
   }
 
   private decodeHere(target: DecodeTarget, values: readonly (Buffer | null | undefined)[]): Promise<DecodedBlock> {
-    this.local ??= createCodec(this.kafka);
+    this.local ??= createCodec(this.kafka, { idWaitMs: this.registryWaitMs });
     return decodeValues(this.local, target, packValues(values), IN_THREAD_SLICE);
   }
 
@@ -235,7 +260,7 @@ export class Decoder {
       const entry = new URL('./decode-worker.ts', import.meta.url).href;
       const w = new Worker(`import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); });`, {
         eval: true,
-        workerData: { kafka: { topicPrefix: this.kafka.topicPrefix, schemaRegistryUrl: this.kafka.schemaRegistryUrl } },
+        workerData: { kafka: { topicPrefix: this.kafka.topicPrefix, schemaRegistryUrl: this.kafka.schemaRegistryUrl }, idWaitMs: this.registryWaitMs },
       });
       w.unref();
       let answered = false;
@@ -245,7 +270,7 @@ export class Decoder {
         if (!p) return;
         this.pending.delete(m.id);
         if ('block' in m) p.resolve(m.block);
-        else p.reject(new Error(m.error));
+        else p.reject(replyError(m));
       });
       const lost = (why: string) => {
         if (this.worker !== w) return;

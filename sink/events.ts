@@ -8,16 +8,19 @@ import type { TableName } from './tables.ts';
  * metrics and a log line (tests can listen too).
  */
 export interface SinkEvents {
-  /** A connector's consumer joined its group; partitions assigned to this instance. */
-  assigned: { connector: string; partitions: { topic: string; partition: number; offset: number | null }[] };
+  /** A connector's consumer joined its group; partitions assigned to this instance (rebalance: not its first join). */
+  assigned: { connector: string; partitions: { topic: string; partition: number; offset: number | null }[]; rebalance: boolean };
   state: { connector: string; state: ConnectorState; reason?: string };
   /** One database transaction committed. */
   batch: { connector: string; table: TableName; messages: number; rows: number; skipped: number; deadLettered: number; seconds: number };
   /** Offsets now stored in the database, with the lag behind the partition's high watermark. */
   commit: { connector: string; offsets: { topic: string; partition: number; nextOffset: number; lag: number | undefined }[] };
   deadLetter: { connector: string; topic: string; partition: number; offset: string; stage: DeadLetterStage; reason: string };
-  /** A write failed for a reason that is not the records' (database or DLQ unreachable): retried. */
-  retry: { connector: string; attempt: number; delayMs: number; error: string };
+  /**
+   * A batch failed for a reason that is not the records': its write (database or DLQ
+   * unreachable) or its decoding (schema registry unreachable); retried.
+   */
+  retry: { connector: string; stage: 'decode' | 'write'; attempt: number; delayMs: number; error: string };
   refresh: { what: string; seconds: number; from: string | null; to: string };
   refreshError: { what: string; error: string };
   retention: { table: string; deleted: number };
@@ -47,16 +50,21 @@ const m = {
   batchSeconds: histogram('tickflow_sink_batch_seconds', 'Duration of one batch transaction', ['connector'], [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]),
   lag: gauge('tickflow_sink_consumer_lag_records', 'Records in the partition not yet written (high watermark - stored next offset)', ['connector', 'topic', 'partition']),
   deadLettered: counter('tickflow_sink_dead_lettered_records_total', 'Records sent to the dead-letter topic', ['connector', 'topic', 'stage']),
-  retries: counter('tickflow_sink_retries_total', 'Batch writes retried after a database or dead-letter topic failure', ['connector']),
+  retries: counter('tickflow_sink_retries_total', 'Batches retried after a database, dead-letter topic or schema registry failure', ['connector']),
   refreshSeconds: histogram('tickflow_sink_refresh_seconds', 'Duration of an aggregate refresh', ['what'], [0.01, 0.05, 0.1, 0.5, 1, 5, 30]),
   refreshErrors: counter('tickflow_sink_refresh_errors_total', 'Aggregate refreshes that failed', ['what']),
   retentionRows: counter('tickflow_sink_retention_deleted_rows_total', 'Rows deleted by scheduled retention (plain PostgreSQL)', ['table']),
 };
 
-/** Feeds metrics and logs from the events of one emitter. */
+/**
+ * Feeds metrics and logs from the events of one emitter. At info only what a person running the
+ * sink needs (failures, outages and recoveries, rebalances); routine start-up and shutdown
+ * steps (each connector's state, its first partition assignment) at debug.
+ */
 export function instrument(events: SinkEmitter): void {
-  events.on('assigned', (e) => log.info(e, 'partitions assigned'));
-  events.on('state', (e) => (e.state === 'FAILED' ? log.error(e, 'connector failed') : log.info(e, 'connector state')));
+  const registryWarned = new Map<string, number>();
+  events.on('assigned', (e) => (e.rebalance ? log.info(e, 'partitions assigned') : log.debug(e, 'partitions assigned')));
+  events.on('state', (e) => (e.state === 'FAILED' ? log.error(e, 'connector failed') : log.debug(e, 'connector state')));
   events.on('batch', (e) => {
     m.rows.inc({ connector: e.connector, table: e.table }, e.rows);
     m.batchRows.observe({ connector: e.connector }, e.messages);
@@ -74,7 +82,17 @@ export function instrument(events: SinkEmitter): void {
   });
   events.on('retry', (e) => {
     m.retries.inc({ connector: e.connector });
-    log.warn(e, 'batch write failed; retrying');
+    if (e.stage === 'write') {
+      log.warn(e, 'batch write failed; retrying');
+      return;
+    }
+    // The registry's wait: each of a connector's chunks retries on its own; one line per
+    // connector at first and then about every 30 s, the rest at debug.
+    const now = Date.now();
+    if (now - (registryWarned.get(e.connector) ?? 0) >= 30_000) {
+      registryWarned.set(e.connector, now);
+      log.warn(e, 'waiting for the schema registry to decode records; nothing is committed meanwhile (retrying)');
+    } else log.debug(e, 'waiting for the schema registry to decode records; retrying');
   });
   events.on('refresh', (e) => {
     m.refreshSeconds.observe({ what: e.what }, e.seconds);

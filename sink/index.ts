@@ -39,6 +39,11 @@ export interface SinkDeps {
   readonly listen?: boolean;
   /** Run the refresh/retention scheduler (default true); tests call refreshAggregates(). */
   readonly schedule?: boolean;
+  /**
+   * How long one decoding attempt waits for an unreachable schema registry before the connector
+   * pauses and retries the batch (default sink/decode.ts REGISTRY_WAIT_MS, 5 s).
+   */
+  readonly registryWaitMs?: number;
 }
 
 export interface Sink {
@@ -141,11 +146,11 @@ export function buildSink(config: Config, deps: SinkDeps = {}): Sink {
         health.watchDatabase(pool);
         const m = await waitFor(dbName, () => transientDb(() => migrate(pool)));
         const dbInfo = await waitFor(dbName, () => transientDb(() => detectDatabase(pool, m.flavour)));
-        log.info({ flavour: dbInfo.flavour, backgroundWorkers: dbInfo.backgroundWorkers, migrations: m.applied }, 'sink database ready');
+        log.debug({ flavour: dbInfo.flavour, backgroundWorkers: dbInfo.backgroundWorkers, migrations: m.applied }, 'sink database ready');
         aggregates = new Aggregates(pool, dbInfo, config.sink.policies, events);
         await aggregates.applyPolicies().catch((e) => log.error({ err: messageOf(e) }, 'applying the TimescaleDB policies failed'));
 
-        const decoder = new Decoder(config.kafka);
+        const decoder = new Decoder(config.kafka, true, deps.registryWaitMs);
         decoder.start();
         closers.push(() => decoder.close());
         const configured = deps.brokers ?? config.kafka.brokers;
@@ -189,6 +194,11 @@ export function buildSink(config: Config, deps: SinkDeps = {}): Sink {
         }
         manager = mgr;
         await Promise.all(launches);
+        // One line for the person running it (each failure was logged at error with its reason).
+        const all = mgr.list();
+        const byState = (...states: string[]) => all.filter((c) => states.includes(c.currentState)).map((c) => c.name);
+        const [up, failed] = [byState('RUNNING', 'PAUSED'), byState('FAILED')];
+        log.info({ running: up, failed }, `${up.length} connector(s) running${up.length ? `: ${up.join(', ')}` : ''}${failed.length ? `; failed: ${failed.join(', ')}` : ''}`);
 
         if (deps.schedule !== false) {
           const scheduler: Scheduler = startScheduler(aggs, config.sink);
