@@ -18,12 +18,12 @@ import { createKafka, ensureTopics } from '../core/kafka.ts';
 import { buildGateway, type GatewayReport } from '../gateways/index.ts';
 import { freePort } from '../infra/process.ts';
 import { CCOMPAT_PATH, startRegistry, type RegistryServer } from '../infra/registry.ts';
-import { RECORD_KINDS, schemaJson, topicFor, type Candle, type RecordKind, type Trade } from '../schemas/index.ts';
+import { RECORD_KINDS, TYPES, schemaJson, topicFor, type Candle, type RecordKind, type Trade } from '../schemas/index.ts';
 import { buildSim, type Sim } from '../sim/index.ts';
 import { buildSink } from '../sink/index.ts';
 import { openTestDb, type TestDb } from './harness/db.ts';
 import { gatewayConfig, simOptions, sleep, uniquePrefix } from './harness/gateway.ts';
-import { makeTrades, produce, readTopic, sinkTestConfig, testKafka, waitFor } from './harness/sink.ts';
+import { makeTrades, produce, produceRaw, readTopic, sinkTestConfig, testKafka, waitFor } from './harness/sink.ts';
 import { deleteTopics } from './harness/topics.ts';
 
 const BIN = path.resolve(import.meta.dirname, '..', 'bin', 'tickflow.js');
@@ -294,7 +294,7 @@ describe('the sink while the schema registry is down', () => {
     await deleteTopics(brokers, prefix, RECORD_KINDS).catch(() => undefined);
   });
 
-  it('pauses and retries records whose schema id it cannot fetch, and writes every one once the registry is back: none dead-lettered', async () => {
+  it('pauses and retries records whose schema id it cannot fetch, and writes every one once the registry is back: only an unknown id dead-lettered', async () => {
     // Records produced with the registry's ids; then the registry stops.
     const port = await freePort();
     first = await startRegistry({ port });
@@ -306,6 +306,10 @@ describe('the sink while the schema registry is down', () => {
     const config = sinkTestConfig(prefix, { kafka: { schemaRegistryUrl: `http://127.0.0.1:${port}${CCOMPAT_PATH}` }, sink: { connectors: [{ name, table: 'trades' }] } });
     await ensureTopics(testKafka(), config.kafka);
     await produce(testKafka(), writer, topicFor(prefix, 'trade'), 'trade', trades);
+    // And one record with an id the registry never gave: a bad record, for the dead-letter topic.
+    const unknown = Buffer.alloc(5);
+    unknown.writeUInt32BE(9999, 1);
+    await produceRaw(testKafka(), topicFor(prefix, 'trade'), [{ key: 'bad', value: Buffer.concat([unknown, TYPES.trade.toBuffer(makeTrades(1, { idPrefix: 'bad' })[0]!)]) }]);
     await first.stop();
     first = undefined;
 
@@ -349,10 +353,14 @@ describe('the sink while the schema registry is down', () => {
       await waitFor('every trade in the table', async () => Number((await db!.pool.query<{ n: string }>('select count(*) as n from trades')).rows[0]!.n) >= trades.length, 60_000, 250);
       const rows = await db.pool.query<{ id: string }>('select id from trades order by id');
       expect(rows.rows.map((r) => r.id)).toEqual(trades.map((t) => t.id).sort());
-      expect(await highWatermarks(brokers, dlq)).toBe(0);
+      // Only the record whose id the registry does not know (404, not retriable) was dead-lettered.
+      await waitFor('the status to settle', async () => (await sink.api.inject({ method: 'GET', url: `/connectors/${name}/status` })).json<{ messagesProcessed: number }>().messagesProcessed >= trades.length, 30_000, 200);
       const after = (await sink.api.inject({ method: 'GET', url: `/connectors/${name}/status` })).json<{ problem: string | null; deadLettered: number; rowsWritten: number }>();
-      expect(after).toMatchObject({ problem: null, deadLettered: 0, rowsWritten: trades.length });
-      console.log(`registry down: ${retries.length} decode retries, 0 dead-lettered; ${rows.rows.length}/${trades.length} trades written once it answered`);
+      expect(after).toMatchObject({ problem: null, deadLettered: 1, rowsWritten: trades.length });
+      const letters = await readTopic(testKafka(), dlq, 1);
+      expect(letters.map((l) => ({ key: l.key, stage: l.headers['dlq.stage'], reason: l.headers['dlq.reason'] }))).toEqual([{ key: 'bad', stage: 'decode', reason: expect.stringMatching(/schema id 9999: .*answered 404/) }]);
+      expect(await highWatermarks(brokers, dlq)).toBe(1);
+      console.log(`registry down: ${retries.length} decode retries, nothing dead-lettered meanwhile; ${rows.rows.length}/${trades.length} trades written once it answered, the one unknown id dead-lettered`);
     } finally {
       await sink.close();
     }
