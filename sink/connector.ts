@@ -498,10 +498,13 @@ export class Connector {
    */
   private async decodeWithRetry(values: readonly (Buffer | null)[]): Promise<DecodedBlock> {
     const gen = this.generation;
+    // The run of the consumer (a restart resets the count; an old run's retries must not touch it).
+    const run = this.abort;
     let waiting = false;
     let attempts = 0;
+    let decoded = false;
     try {
-      return await retry(
+      const block = await retry(
         () => {
           if (gen !== this.generation || this.stopping) throw new TickflowError('INTERNAL', `connector ${this.name}: chunk dropped (rebalance or stop)`);
           // Only what says it is retriable is retried (not a bug in the decoding thread).
@@ -528,11 +531,13 @@ export class Connector {
           },
         },
       );
+      decoded = true;
+      return block;
     } finally {
-      if (waiting) {
+      if (waiting && run === this.abort) {
         if (--this.registryWaits === 0) {
           this.registryError = undefined;
-          if (gen === this.generation && !this.stopping) this.log.info({ attempts }, 'the schema registry answers again: decoding resumed');
+          if (decoded && gen === this.generation && !this.stopping) this.log.info({ attempts }, 'the schema registry answers again: decoding resumed');
         }
         this.release();
       }
