@@ -22,3 +22,30 @@ describe('kafkajs log levels', () => {
     expect(kafkaLogLevel(logLevel.WARN, 'Consumer group received unsubscribed topics')).toBe('warn');
   });
 });
+
+// Under Node 24 kafkajs's request queue prints a TimeoutNegativeWarning into every command's
+// console; core/kafka.ts drops exactly that one. Run in a child process: warnings print once.
+describe('warnings', () => {
+  const script = (trigger: string) => `
+    await import('./core/kafka.ts');
+    const { createRequire } = await import('node:module');
+    const RequestQueue = createRequire(import.meta.url)('kafkajs/src/network/requestQueue/index.js');
+    ${trigger}
+    await new Promise((r) => setTimeout(r, 20));
+    process.exit(0);`;
+  const run = async (trigger: string): Promise<string> => {
+    const { execFile } = await import('node:child_process');
+    return new Promise((resolve, reject) =>
+      execFile(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script(trigger)], { cwd: new URL('..', import.meta.url).pathname }, (err, _out, stderr) => (err ? reject(err) : resolve(stderr))),
+    );
+  };
+  const negativeSupported = Number(process.versions.node.split('.')[0]) >= 24;
+
+  it("drops the negative-timeout warning of kafkajs's request queue and keeps everyone else's", async () => {
+    const q = "const q = new RequestQueue({ maxInFlightRequests: 1, requestTimeout: 1000, enforceRequestTimeout: false, clientId: 't', broker: 'b', logger: { debug() {} } }); q.scheduleCheckPendingRequests(); clearTimeout(q.throttleCheckTimeoutId);";
+    expect(await run(q)).not.toContain('TimeoutNegativeWarning');
+    const own = await run('setTimeout(() => {}, -5);');
+    if (negativeSupported) expect(own).toContain('TimeoutNegativeWarning');
+    else expect(own).toBe('');
+  });
+});

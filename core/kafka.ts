@@ -27,6 +27,18 @@ import { retry } from './retry.ts';
 export type { Admin, Batch, Consumer, ConsumerConfig, EachBatchPayload, IHeaders, Kafka, KafkaMessage, Message, Producer };
 export { CompressionTypes };
 
+// kafkajs 2.2.4 re-arms its request-queue check with a negative delay whenever nothing is
+// throttled (network/requestQueue/index.js, scheduleCheckPendingRequests: `throttledUntil -
+// Date.now()` with throttledUntil 0). Node clamps it to 1 ms as it always has; since Node 24 it
+// also prints a TimeoutNegativeWarning on stderr, into every command's console. Drop exactly
+// that warning when kafkajs's request queue raised it; every other warning is printed as before.
+const emitWarning = process.emitWarning.bind(process) as (...args: unknown[]) => void;
+process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
+  const type = typeof rest[0] === 'string' ? rest[0] : (rest[0] as { type?: string } | undefined)?.type;
+  if (type === 'TimeoutNegativeWarning' && new Error().stack?.includes('requestQueue')) return;
+  emitWarning(warning, ...rest);
+}) as typeof process.emitWarning;
+
 export interface KafkaSettings {
   readonly brokers: readonly string[];
   readonly clientId: string;
