@@ -174,11 +174,12 @@ export function buildGateway(config: Config, deps: GatewayDeps = {}): Gateway {
         retry(() => readPositions({ ...config.kafka, brokers }, codec, wanted, { log }), {
           attempts: Infinity,
           initialDelayMs: 500,
-          maxDelayMs: 10_000,
+          // Short cap: the streams start within ~2 s of Kafka answering (a read attempt is cheap).
+          maxDelayMs: 2_000,
           signal: closing.signal,
           onRetry: (e, attempt, delayMs) => {
             waited = true;
-            log.warn({ brokers, attempt, delayMs, err: messageOf(e) }, `cannot read where the previous run stopped from Kafka (${brokers.join(', ')}) yet; the streams wait for it`);
+            log[attempt <= 1 || attempt % 15 === 0 ? 'warn' : 'debug']({ brokers, attempt, delayMs, err: messageOf(e) }, `cannot read where the previous run stopped from Kafka (${brokers.join(', ')}) yet; the streams wait for it`);
           },
         }).then((p) => {
           if (waited) p.waitedSinceMs = startedAtMs;
