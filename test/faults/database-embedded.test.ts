@@ -30,11 +30,13 @@ describe('fault: embedded TimescaleDB server restarted under the sink (`tickflow
     const t0 = Date.now();
     await rig.restartEmbedded(5_000);
     rig.notes.serverRestartS = seconds(Date.now() - t0);
-    void rig.recoveryBySinkStatus(rig.sinkUrl(), Date.now(), 90_000);
+    const recovered = rig.recoveryBySinkStatus(rig.sinkUrl(), Date.now(), 90_000);
     await sleep(8_000);
     const end = rig.lastIds();
     await sleep(3_000);
     rig.notes.caughtUp = await rig.waitSinkCaughtUp(await rig.topicEnds(), 60_000);
+    // Recovery is read from the sink's status: let that reading finish while the sink still answers.
+    await recovered;
     rig.notes.sinkAlive = rig.sink!.alive();
     await rig.sink!.stop('SIGTERM');
     await rig.fixWindowStart();

@@ -43,11 +43,13 @@ describe('fault: sink SIGKILLed in a loop (embedded TimescaleDB of `tickflow inf
       if (i === 0) await rig.fixWindowStart(); // the one client is free now
       rig.startSink();
     }
-    void rig.recoveryBySinkStatus(rig.sinkUrl(), rig.sink!.startedAt, 90_000);
+    const recovered = rig.recoveryBySinkStatus(rig.sinkUrl(), rig.sink!.startedAt, 90_000);
     await sleep(3_000);
     const end = rig.lastIds();
     await sleep(3_000); // the gateway has produced them
     const caughtUp = await rig.waitSinkCaughtUp(await rig.topicEnds(), 90_000);
+    // Recovery is read from the sink's status: let that reading finish while the sink still answers.
+    await recovered;
     await rig.sink!.stop('SIGTERM');
     rig.notes.kills = kills;
     rig.notes.killedWhileWriting = kills.filter((k) => k.firstWriteS !== null).length;
