@@ -554,17 +554,7 @@ export class Rig {
   recoveryBySinkStatus(sinkUrl: Promise<string>, sinceMs = Date.now(), timeoutMs = 60_000): Promise<number | null> {
     const p = (async () => {
       const target = await this.topicEnds();
-      const url = await sinkUrl;
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const ok = await fetch(`${url}/connectors/trades/status`, { signal: AbortSignal.timeout(5_000) })
-          .then((r) => r.json() as Promise<{ partitions?: { partition: number; nextOffset: number | null }[] }>)
-          .then((s) => [...target].every(([part, high]) => (s.partitions?.find((x) => x.partition === part)?.nextOffset ?? 0) >= high))
-          .catch(() => false);
-        if (ok) return seconds(Date.now() - sinceMs);
-        if (Date.now() > deadline) return null;
-        await sleep(250);
-      }
+      return (await this.untilSinkReaches(await sinkUrl, target, timeoutMs)) ? seconds(Date.now() - sinceMs) : null;
     })();
     this.recoveries.push(p);
     return p;
@@ -572,7 +562,11 @@ export class Rig {
 
   /** Waits until the sink's stored offsets reach `target` (the trades topic's ends); false after the timeout. */
   async waitSinkCaughtUp(target: Map<number, number>, timeoutMs = 60_000): Promise<boolean> {
-    const url = await this.sinkUrl();
+    return this.untilSinkReaches(await this.sinkUrl(), target, timeoutMs);
+  }
+
+  /** Polls the sink's status until its stored offsets reach `target` per partition; false after the timeout. */
+  private async untilSinkReaches(url: string, target: Map<number, number>, timeoutMs: number): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const ok = await fetch(`${url}/connectors/trades/status`, { signal: AbortSignal.timeout(5_000) })
