@@ -24,6 +24,7 @@ import { buildSink } from '../sink/index.ts';
 import { openTestDb, type TestDb } from './harness/db.ts';
 import { gatewayConfig, simOptions, sleep, uniquePrefix } from './harness/gateway.ts';
 import { makeTrades, produce, produceRaw, readTopic, sinkTestConfig, testKafka, waitFor } from './harness/sink.ts';
+import { startTcpProxy, type TcpProxy } from './harness/tcp-proxy.ts';
 import { deleteTopics } from './harness/topics.ts';
 
 const BIN = path.resolve(import.meta.dirname, '..', 'bin', 'tickflow.js');
@@ -285,19 +286,25 @@ describe('the sink while the schema registry is down', () => {
   const prefix = uniquePrefix('regdown');
   let first: RegistryServer | undefined;
   let again: RegistryServer | undefined;
+  let proxy: TcpProxy | undefined;
   let db: TestDb | undefined;
 
   afterAll(async () => {
     await db?.close();
+    await proxy?.close();
     await first?.stop();
     await again?.stop();
     await deleteTopics(brokers, prefix, RECORD_KINDS).catch(() => undefined);
   });
 
   it('pauses and retries records whose schema id it cannot fetch, and writes every one once the registry is back: only an unknown id dead-lettered', async () => {
-    // Records produced with the registry's ids; then the registry stops.
+    // Records produced with the registry's ids; then the registry stops. The sink reaches it
+    // through a forwarder on `port`, so the address can come back only once the restarted
+    // registry holds its schemas again (as a restored registry would): a sink asking the empty
+    // registry in between would get 404 and rightly dead-letter.
     const port = await freePort();
-    first = await startRegistry({ port });
+    first = await startRegistry({ port: await freePort() });
+    proxy = await startTcpProxy(port, first.port);
     const writer = new AvroCodec({ topicPrefix: prefix, registry: new ConfluentRegistry(first.url) });
     await writer.prepare();
     const ids = RECORD_KINDS.map((k) => writer.schemaId(k));
@@ -312,6 +319,8 @@ describe('the sink while the schema registry is down', () => {
     await produceRaw(testKafka(), topicFor(prefix, 'trade'), [{ key: 'bad', value: Buffer.concat([unknown, TYPES.trade.toBuffer(makeTrades(1, { idPrefix: 'bad' })[0]!)]) }]);
     await first.stop();
     first = undefined;
+    await proxy.close();
+    proxy = undefined;
 
     // A sink that has never fetched those ids (its own decoding thread, a fresh codec) starts
     // while the registry is down. One decoding attempt waits 1 s here (5 s by default; the codec
@@ -343,12 +352,13 @@ describe('the sink while the schema registry is down', () => {
       expect(Number((await db.pool.query<{ n: string }>('select count(*) as n from trades')).rows[0]!.n)).toBe(0);
       expect(await highWatermarks(brokers, dlq)).toBe(0);
 
-      // The registry comes back on the same port. Its storage is in memory: the same schemas,
-      // registered in the same order, get the same ids (checked), as a restored registry would.
-      again = await startRegistry({ port });
+      // The registry comes back. Its storage is in memory: the same schemas, registered in the
+      // same order, get the same ids (checked), as a restored registry would; then its address opens.
+      again = await startRegistry({ port: await freePort() });
       const rewriter = new AvroCodec({ topicPrefix: prefix, registry: new ConfluentRegistry(again.url) });
       await rewriter.prepare();
       expect(RECORD_KINDS.map((k) => rewriter.schemaId(k))).toEqual(ids);
+      proxy = await startTcpProxy(port, again.port);
 
       await waitFor('every trade in the table', async () => Number((await db!.pool.query<{ n: string }>('select count(*) as n from trades')).rows[0]!.n) >= trades.length, 60_000, 250);
       const rows = await db.pool.query<{ id: string }>('select id from trades order by id');
