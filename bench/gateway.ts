@@ -135,7 +135,7 @@ function gatewayPipeline(config: Config, brokers: readonly string[]): Pipeline {
     });
     events.on('stream.down', (e) => problems.push(`gap ${e.symbol}: ${e.reason.slice(0, 80)}`));
     events.on('buffer.drop', (e) => problems.push(`buffer drop ${e.count}`));
-    const gw = buildGateway(cfg, { brokers, events, instrument: false });
+    const gw = buildGateway(cfg, { brokers, events, telemetry: false });
     const r = await gw.start();
     if (r.problems.length) throw new Error(r.problems.map((p) => p.message).join('; '));
     return { stop: () => gw.close(), buffered: () => gw.publisher.buffered };

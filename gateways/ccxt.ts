@@ -22,7 +22,7 @@ export type { Exchange };
  *   `stableAfter` apart (its default 1 s doubling to 60 s, 30 s: a stream dropped every 5-30 s
  *   was soon down 33 s of 40). Here a connection that lived 3 s redials at once and repeated
  *   failures wait 0.5 s doubling to 5 s; the watch loops add their own backoff (STREAM_RETRY in
- *   streams.ts), which takes over up to 10 s for a stream that keeps failing.
+ *   watch.ts), which takes over up to 10 s for a stream that keeps failing.
  */
 export const CCXT_DEFAULTS = {
   enableRateLimit: true,

@@ -1,6 +1,6 @@
 /**
  * The gateway's one instrumentation point: every part reports through this typed event map,
- * and `instrument.ts` turns the events into metrics and logs (tests and the benchmark listen
+ * and `telemetry.ts` turns the events into metrics and logs (tests and the benchmark listen
  * to the same events).
  */
 import { EventEmitter } from 'node:events';

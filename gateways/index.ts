@@ -7,19 +7,20 @@
  *                        └─ one ExchangeWorker per exchange entry (worker.ts)
  *                              ├─ validation: ccxt id, listed symbols, supported channels
  *                              ├─ instruments, candle history (history.ts)
- *                              ├─ ws loops per (symbol, channel) with gaps and refills (streams.ts)
+ *                              ├─ one watch loop per (symbol, channel) (watch.ts): channel handlers
+ *                              │  (streams.ts), gaps (gaps.ts), silence (watchdog.ts), REST refills (recovery.ts)
  *                              └─ cron polls (poll.ts)
  *
  * Exchange-specific behaviour lives in exchanges/<ccxt id>.ts; ccxt → records in normalize.ts;
  * `closed` for candles in candles.ts; metrics and logs from one event map (events.ts,
- * instrument.ts).
+ * telemetry.ts).
  */
 import { createCodec } from '../core/avro.ts';
 import type { Config } from '../core/config.ts';
 import { logger, type Logger } from '../core/log.ts';
 import { guardCcxtSendAfterClose, type Exchange } from './ccxt.ts';
 import { GatewayEvents, type Problem } from './events.ts';
-import { instrument } from './instrument.ts';
+import { attachTelemetry } from './telemetry.ts';
 import { readPositions, type Positions } from './positions.ts';
 import { kafkaTransport, Publisher, type Transport } from './publisher.ts';
 import { entryName, ExchangeWorker, type WorkerStatus } from './worker.ts';
@@ -44,7 +45,7 @@ export interface GatewayDeps {
   readonly createExchange?: (entry: ExchangeEntry, exchangeDefaults: Record<string, unknown>) => Exchange;
   readonly log?: Logger;
   /** Metrics and logs from the events (default true). */
-  readonly instrument?: boolean;
+  readonly telemetry?: boolean;
   /** Problems as log lines (default true); false where the caller prints them itself (the CLI's console). */
   readonly logProblems?: boolean;
   /**
@@ -80,7 +81,7 @@ export interface Gateway {
 export function buildGateway(config: Config, deps: GatewayDeps = {}): Gateway {
   const log = deps.log ?? logger('gateway');
   const events = deps.events ?? new GatewayEvents();
-  const detach = deps.instrument === false ? () => undefined : instrument(events, log, { logProblems: deps.logProblems ?? true });
+  const detach = deps.telemetry === false ? () => undefined : attachTelemetry(events, log, { logProblems: deps.logProblems ?? true });
   const brokers = deps.brokers ?? config.kafka.brokers;
   const codec = createCodec(config.kafka);
   const transport = deps.transport ?? kafkaTransport({ ...config.kafka, brokers }, codec);

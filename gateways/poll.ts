@@ -12,7 +12,10 @@ import { translateError } from './ccxt.ts';
 import type { StreamRef } from './events.ts';
 import { msToMicros, normalizeBook, normalizeTicker } from './normalize.ts';
 import { openRestartGap } from './positions.ts';
-import { GapTracker, nowUs, produceCandles, produceTicker, produceTrades, refillTrades, type WorkerContext } from './streams.ts';
+import { nowUs, type WorkerContext } from './context.ts';
+import { GapTracker } from './gaps.ts';
+import { produceCandles, produceTicker, produceTrades, type LastTicker } from './produce.ts';
+import { refillTrades } from './recovery.ts';
 import { timeframeMs } from './candles.ts';
 
 export interface PollPlan {
@@ -25,7 +28,7 @@ export interface PollPlan {
 
 export function startPoll(ctx: WorkerContext, plan: PollPlan): ScheduledTask {
   const gaps = new Map<string, GapTracker>();
-  const lastTicker = new Map<string, { ts: number; sig: string }>();
+  const lastTicker = new Map<string, LastTicker>();
   const gapOf = (symbol: string, timeframe?: string) => {
     const k = `${symbol}\u0000${timeframe ?? ''}`;
     let g = gaps.get(k);

@@ -11,7 +11,7 @@
  * wanted keys are decoded. A key not found (never produced, or older than the scan) starts as
  * new, as before.
  *
- * With a position, the streams resume from it (streams.ts, poll.ts): trades are refilled over
+ * With a position, the streams resume from it (streams.ts, recovery.ts, poll.ts): trades are refilled over
  * REST from the stored trade id/time and deduped against it, candles are backfilled from the
  * stored bucket, and the downtime of every stream is a gap record (open, then closed with what
  * came back; tickers and books cannot be refilled, and their gap record says so).

@@ -17,8 +17,10 @@ import { backoffDelay } from '../core/retry.ts';
 
 /** Kafka reconnects back off to at most this, so the buffer drains within seconds of the broker answering. */
 const RECONNECT_MAX_MS = 2_000;
-import { topicFor, type Gap, type RecordKind, type RecordOf } from '../schemas/index.ts';
+import { topicFor, type RecordKind } from '../schemas/index.ts';
 import type { GatewayEvents, QueuedRecord } from './events.ts';
+import { gapRecord } from './gaps.ts';
+import { Outbox, type OutboxRecord } from './outbox.ts';
 
 export interface TopicBatch {
   readonly topic: string;
@@ -63,125 +65,6 @@ export function kafkaTransport(settings: KafkaSettings, codec: AvroCodec): Trans
       await producer?.disconnect().catch(() => undefined);
     },
   };
-}
-
-interface Loss {
-  count: number;
-  fromTs: number;
-  toTs: number;
-  readonly byKind: Map<RecordKind, number>;
-}
-
-/** One exchange entry's bounded buffer. */
-export class Outbox {
-  private items: QueuedRecord[] = [];
-  private head = 0;
-  /** Gap and instrument records: small, never dropped. */
-  private priority: QueuedRecord[] = [];
-  private readonly losses = new Map<string, Loss>();
-  private roomWaiters: Array<() => void> = [];
-  dropped = 0;
-
-  constructor(
-    readonly exchange: string,
-    readonly maxRecords: number,
-    private readonly publisher: Publisher,
-  ) {}
-
-  get size(): number {
-    return this.items.length - this.head + this.priority.length;
-  }
-
-  /** Encodes and queues a record; the oldest droppable record goes when the buffer is full. */
-  add<K extends RecordKind>(kind: K, record: RecordOf[K] & { exchange: string; symbol: string; ts: number; received_at: number }): void {
-    const q = this.publisher.encode(kind, record);
-    if (kind === 'gap' || kind === 'instrument') this.priority.push(q);
-    else {
-      this.items.push(q);
-      if (this.items.length - this.head > this.maxRecords) this.dropOldest();
-    }
-    this.publisher.wake();
-  }
-
-  private dropOldest(): void {
-    const r = this.items[this.head]!;
-    this.items[this.head] = undefined as unknown as QueuedRecord;
-    this.head++;
-    this.dropped++;
-    let loss = this.losses.get(r.symbol);
-    if (!loss) {
-      loss = { count: 0, fromTs: r.ts, toTs: r.ts, byKind: new Map() };
-      this.losses.set(r.symbol, loss);
-    }
-    loss.count++;
-    if (r.ts < loss.fromTs) loss.fromTs = r.ts;
-    if (r.ts > loss.toTs) loss.toTs = r.ts;
-    loss.byKind.set(r.kind, (loss.byKind.get(r.kind) ?? 0) + 1);
-    if (this.dropped % 1000 === 1) this.publisher.events.emit('buffer.drop', { exchange: this.exchange, count: this.dropped });
-    this.compact();
-  }
-
-  private compact(): void {
-    if (this.head > 4096 && this.head * 2 > this.items.length) {
-      this.items = this.items.slice(this.head);
-      this.head = 0;
-    }
-  }
-
-  /** Takes up to `n` records, oldest first: loss reports, then status records, then data. */
-  take(n: number, nowUs: number): QueuedRecord[] {
-    const out: QueuedRecord[] = [];
-    for (const [symbol, loss] of this.losses) {
-      const kinds = [...loss.byKind].map(([k, c]) => `${c} ${k}`).join(', ');
-      const gap: Gap = {
-        exchange: this.exchange,
-        symbol,
-        ts: nowUs,
-        received_at: nowUs,
-        channel: 'kafka',
-        from_ts: loss.fromTs,
-        to_ts: loss.toTs,
-        reason: `kafka unreachable: buffer full (maxBufferedRecords=${this.maxRecords}), dropped ${loss.count} records (${kinds}), oldest first`,
-        refilled: 0,
-      };
-      out.push(this.publisher.encode('gap', gap));
-    }
-    this.losses.clear();
-    if (this.priority.length > 0) {
-      const p = this.priority.splice(0, Math.max(0, n - out.length));
-      for (const r of p) out.push(r);
-    }
-    const avail = this.items.length - this.head;
-    const k = Math.min(avail, Math.max(0, n - out.length));
-    for (let i = 0; i < k; i++) {
-      out.push(this.items[this.head]!);
-      this.items[this.head] = undefined as unknown as QueuedRecord;
-      this.head++;
-    }
-    if (this.head === this.items.length) {
-      this.items = [];
-      this.head = 0;
-    } else this.compact();
-    this.notifyRoom();
-    return out;
-  }
-
-  get pendingLoss(): boolean {
-    return this.losses.size > 0;
-  }
-
-  /** Resolves once the buffer is at most half full: REST backfills wait here instead of overflowing it. */
-  waitForRoom(): Promise<void> {
-    if (this.size <= this.maxRecords / 2) return Promise.resolve();
-    return new Promise((resolve) => this.roomWaiters.push(resolve));
-  }
-
-  notifyRoom(): void {
-    if (this.roomWaiters.length === 0 || this.size > this.maxRecords / 2) return;
-    const w = this.roomWaiters;
-    this.roomWaiters = [];
-    for (const f of w) f();
-  }
 }
 
 export interface PublisherOptions {
@@ -237,12 +120,12 @@ export class Publisher {
   }
 
   outbox(exchange: string, maxRecords: number): Outbox {
-    const box = new Outbox(exchange, maxRecords, this);
+    const box = new Outbox(exchange, maxRecords, { encode: (kind, record) => this.encode(kind, record), added: () => this.wake(), events: this.events });
     this.outboxes.push(box);
     return box;
   }
 
-  encode<K extends RecordKind>(kind: K, record: RecordOf[K] & { exchange: string; symbol: string; ts: number; received_at: number }): QueuedRecord {
+  encode<K extends RecordKind>(kind: K, record: OutboxRecord<K>): QueuedRecord {
     const ks = `${record.exchange}\u0000${record.symbol}`;
     let key = this.keys.get(ks);
     if (key === undefined) {
@@ -406,17 +289,8 @@ export class Publisher {
     for (const list of bySymbol.values()) {
       const first = list[0]!;
       const box = this.outboxes.find((b) => b.exchange === first.exchange);
-      box?.add('gap', {
-        exchange: first.exchange,
-        symbol: first.symbol,
-        ts: nowUs,
-        received_at: nowUs,
-        channel: 'kafka',
-        from_ts: Math.min(...list.map((r) => r.ts)),
-        to_ts: Math.max(...list.map((r) => r.ts)),
-        reason: `kafka rejected ${list.length} records: ${why}`.slice(0, 500),
-        refilled: 0,
-      });
+      const range = { fromUs: Math.min(...list.map((r) => r.ts)), toUs: Math.max(...list.map((r) => r.ts)) };
+      box?.add('gap', gapRecord({ exchange: first.exchange, symbol: first.symbol, channel: 'kafka', ...range, reason: `kafka rejected ${list.length} records: ${why}` }, nowUs));
     }
   }
 

@@ -15,8 +15,13 @@ import type { GatewayEvents, Problem } from './events.ts';
 import { adapterFor, type ExchangeAdapter } from './exchanges/index.ts';
 import { normalizeInstrument } from './normalize.ts';
 import { startPoll, type PollPlan } from './poll.ts';
-import type { Outbox, Publisher } from './publisher.ts';
-import { backfillHistory, nowUs, runBookStream, runOhlcvStream, runTickerStream, runTradeStream, tickCandles, Watchdog, type WorkerContext } from './streams.ts';
+import { nowUs, type WorkerContext } from './context.ts';
+import type { Outbox } from './outbox.ts';
+import type { Publisher } from './publisher.ts';
+import { backfillHistory } from './recovery.ts';
+import { bookChannel, ohlcvChannel, tickCandles, tickerChannel, tradesChannel } from './streams.ts';
+import { runWatch } from './watch.ts';
+import { Watchdog } from './watchdog.ts';
 import type { Positions } from './positions.ts';
 import { TradeLedger } from './trades.ts';
 
@@ -192,19 +197,16 @@ export class ExchangeWorker {
     const spawn = (p: Promise<void>) =>
       this.loops.push(p.catch((e: unknown) => this.log.error({ err: e }, 'stream loop crashed')));
     for (const symbol of this.symbols) {
-      if (plan.get('trades')?.mode === 'ws') spawn(runTradeStream(ctx, symbol, entry.channels.trades!.silenceTimeoutMs));
-      if (plan.get('ticker')?.mode === 'ws') spawn(runTickerStream(ctx, symbol, entry.channels.ticker!.silenceTimeoutMs));
-      if (plan.get('book')?.mode === 'ws') {
-        const b = entry.channels.book!;
-        spawn(runBookStream(ctx, symbol, b.depth, b.intervalMs, b.silenceTimeoutMs));
-      }
+      if (plan.get('trades')?.mode === 'ws') spawn(runWatch(ctx, tradesChannel(ctx, symbol, entry.channels.trades!.silenceTimeoutMs)));
+      if (plan.get('ticker')?.mode === 'ws') spawn(runWatch(ctx, tickerChannel(ctx, symbol, entry.channels.ticker!.silenceTimeoutMs)));
+      if (plan.get('book')?.mode === 'ws') spawn(runWatch(ctx, bookChannel(ctx, symbol, entry.channels.book!)));
       if (plan.has('ohlcv')) {
         for (const tf of timeframes) {
           const ws = plan.get('ohlcv')!.mode === 'ws';
           spawn(
             (async () => {
               await backfillHistory(ctx, symbol, tf, entry.backfillLookbackMinutes);
-              if (ws && !this.abort.signal.aborted) await runOhlcvStream(ctx, symbol, tf, ohlcv!.silenceTimeoutMs);
+              if (ws && !this.abort.signal.aborted) await runWatch(ctx, ohlcvChannel(ctx, symbol, tf, ohlcv!.silenceTimeoutMs));
             })(),
           );
         }

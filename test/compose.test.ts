@@ -10,7 +10,7 @@ import { parse } from 'yaml';
 import { ENV_OVERRIDES, loadConfig } from '../core/config.ts';
 import { registry } from '../core/metrics.ts';
 // The modules that declare the parts' metrics (they register on import).
-import '../gateways/instrument.ts';
+import '../gateways/telemetry.ts';
 import '../sink/events.ts';
 import '../api/index.ts';
 

@@ -16,7 +16,7 @@ const buffered = gauge('tickflow_gateway_buffered_records', 'Records held in mem
 const dropped = gauge('tickflow_gateway_dropped_records', 'Records dropped from a full buffer since start (each loss published as a kafka gap record), per exchange', ['exchange']);
 const kafkaErrors = counter('tickflow_gateway_kafka_errors_total', 'Failed Kafka connects and sends (retried)');
 
-export function instrument(events: GatewayEvents, log: Logger, opts: { logProblems: boolean } = { logProblems: true }): () => void {
+export function attachTelemetry(events: GatewayEvents, log: Logger, opts: { logProblems: boolean } = { logProblems: true }): () => void {
   const progressAt = new Map<string, number>();
   const handlers: { [K in keyof GatewayEventMap]?: (...args: GatewayEventMap[K]) => void } = {
     problem: (p) => (!opts.logProblems ? log.debug(p, p.message) : p.severity === 'error' ? log.error(p, p.message) : log.warn(p, p.message)),

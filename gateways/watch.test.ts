@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { STREAM_RETRY, StreamAttempts } from './streams.ts';
+import { STREAM_RETRY, StreamAttempts } from './watch.ts';
 
 describe('StreamAttempts (the watch loops\' reconnect policy)', () => {
   it('starts over after a stream that delivered for a while, however often it drops', () => {

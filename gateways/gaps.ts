@@ -1,0 +1,79 @@
+/**
+ * Gap records: a stream that dropped (or records Kafka could not take) is data, not just a log
+ * line. A stream's outage is two records: one when it starts (`to_ts` null), one when data flows
+ * again (same `from_ts`, `to_ts` set, `refilled` = records recovered over REST).
+ */
+import type { Channel } from '../core/config.ts';
+import type { Gap } from '../schemas/index.ts';
+import { nowUs } from './context.ts';
+import type { GatewayEvents, StreamRef } from './events.ts';
+import type { Outbox } from './outbox.ts';
+
+/** Longest `reason` a gap record carries. */
+const MAX_REASON = 500;
+
+export interface GapSpec {
+  readonly exchange: string;
+  readonly symbol: string;
+  /** The stream's channel, or `kafka` for records lost on the way to Kafka. */
+  readonly channel: Channel | 'kafka';
+  /** µs: the last record before the outage. */
+  readonly fromUs: number;
+  /** µs: where data resumed; null while the outage lasts. */
+  readonly toUs: number | null;
+  readonly reason: string;
+  /** Records recovered over REST. */
+  readonly refilled?: number;
+}
+
+/** The one way a gap record is built; `atUs` (its `ts` and `received_at`) is when it is emitted. */
+export function gapRecord(g: GapSpec, atUs: number = nowUs()): Gap {
+  return {
+    exchange: g.exchange,
+    symbol: g.symbol,
+    ts: atUs,
+    received_at: atUs,
+    channel: g.channel,
+    from_ts: g.fromUs,
+    to_ts: g.toUs,
+    reason: g.reason.slice(0, MAX_REASON),
+    refilled: g.refilled ?? 0,
+  };
+}
+
+/** Open/close gap records of one stream. */
+export class GapTracker {
+  private current: { fromUs: number; reason: string; openedAt: number } | undefined;
+
+  constructor(
+    private readonly ctx: { readonly outbox: Outbox; readonly events: GatewayEvents },
+    private readonly ref: StreamRef,
+  ) {}
+
+  get isOpen(): boolean {
+    return this.current !== undefined;
+  }
+
+  private label(): string {
+    return this.ref.timeframe ? `${this.ref.channel} ${this.ref.timeframe}` : this.ref.channel;
+  }
+
+  open(fromUs: number, reason: string): void {
+    if (this.current) return;
+    this.current = { fromUs, reason: `${this.label()}: ${reason}`.slice(0, MAX_REASON), openedAt: Date.now() };
+    this.ctx.outbox.add('gap', this.record(fromUs, null, this.current.reason, 0));
+    this.ctx.events.emit('stream.down', { ...this.ref, reason });
+  }
+
+  close(toUs: number, refilled: number, note?: string): void {
+    const c = this.current;
+    if (!c) return;
+    this.current = undefined;
+    this.ctx.outbox.add('gap', this.record(c.fromUs, Math.max(toUs, c.fromUs), note ? `${c.reason}; ${note}` : c.reason, refilled));
+    this.ctx.events.emit('stream.resumed', { ...this.ref, downMs: Date.now() - c.openedAt, refilled, ...(note ? { note } : {}) });
+  }
+
+  private record(fromUs: number, toUs: number | null, reason: string, refilled: number): Gap {
+    return gapRecord({ exchange: this.ref.exchange, symbol: this.ref.symbol, channel: this.ref.channel, fromUs, toUs, reason, refilled });
+  }
+}

@@ -1,0 +1,150 @@
+/**
+ * REST recovery: what a stream could not deliver, fetched over REST and produced before the
+ * stream's gap is closed. Trades are refilled from the last one produced; candle buckets the
+ * stream cannot vouch for are filled; on start, candle history is backfilled from where the
+ * previous process stopped (or `backfillLookbackMinutes`).
+ */
+import type { Trade as CcxtTrade } from 'ccxt';
+import { messageOf } from '../core/errors.ts';
+import { retry } from '../core/retry.ts';
+import { bucketEnd, type FillRange } from './candles.ts';
+import { has, translateError } from './ccxt.ts';
+import { nowUs, type WorkerContext } from './context.ts';
+import type { StreamRef } from './events.ts';
+import { GapTracker } from './gaps.ts';
+import { fetchCandlePages } from './history.ts';
+import { msToMicros } from './normalize.ts';
+import { openRestartGap } from './positions.ts';
+import { produceCandles, produceTrades } from './produce.ts';
+import { missingIds, type TradeLedger } from './trades.ts';
+
+/** Pages a trade refill may take (a longer outage is refilled that far and the gap says so). */
+const REFILL_MAX_PAGES = 1_000;
+
+/** Retry policies of trade refills (core/retry.ts options). */
+export const REFILL_RETRY = {
+  /**
+   * After a stream outage: until REST answers or the worker closes. The stream waits for the
+   * refill (Kafka keeps each instrument's trades in order), ccxt keeps caching what it receives.
+   */
+  stream: { attempts: Infinity, initialDelayMs: 500, maxDelayMs: 10_000 },
+  /** A trade poll: a few tries; the next scheduled poll starts again from the last trade produced. */
+  poll: { attempts: 6, initialDelayMs: 200, maxDelayMs: 10_000 },
+} as const;
+export type RefillRetry = (typeof REFILL_RETRY)[keyof typeof REFILL_RETRY];
+
+/** Records recovered, and what stopped the recovery short (the gap's closing note says it). */
+export interface Recovered {
+  readonly count: number;
+  readonly error?: string;
+}
+
+/**
+ * REST refill from the newest trade produced up to the present, retried by `policy` (each retry
+ * resumes where the last one stopped; every failure is a `refill.retry` event, logged at warn).
+ */
+export async function refillTrades(ctx: WorkerContext, symbol: string, fallbackTsMs: number, policy: RefillRetry = REFILL_RETRY.poll): Promise<Recovered> {
+  if (!has(ctx.ex, 'fetchTrades')) return { count: 0, error: 'no REST refill (the exchange has no fetchTrades)' };
+  const ledger = ctx.ledger(symbol);
+  const ref: StreamRef = { exchange: ctx.name, channel: 'trades', symbol };
+  let count = 0;
+  try {
+    const pages = await retry(
+      async () => {
+        let n = 0;
+        try {
+          for await (const page of ctx.adapter.refillTrades(ctx.ex, symbol, ledger.cursor(fallbackTsMs), { maxPages: REFILL_MAX_PAGES, signal: ctx.signal })) {
+            count += produceTrades(ctx, ledger, page, nowUs());
+            n++;
+          }
+        } catch (e) {
+          throw translateError(e, `refill fetchTrades(${symbol})`, ctx.ex);
+        }
+        return n;
+      },
+      { ...policy, signal: ctx.signal, onRetry: (err, attempt, delayMs) => ctx.events.emit('refill.retry', { ...ref, attempt, delayMs, refilled: count, reason: messageOf(err) }) },
+    );
+    if (ctx.signal.aborted) return { count, error: 'refill interrupted: the gateway is closing' };
+    return pages >= REFILL_MAX_PAGES ? { count, error: `refill stopped after ${REFILL_MAX_PAGES} pages` } : { count };
+  } catch (e) {
+    return { count, error: ctx.signal.aborted ? 'refill interrupted: the gateway is closing' : `refill incomplete: ${messageOf(e)}` };
+  } finally {
+    if (count > 0) ctx.events.emit('refill', { ...ref, count });
+  }
+}
+
+/** The closing note of a trade gap: what the refill could not bring back, counted where ids are consecutive. */
+export function unrefilledNote(contiguous: boolean, ledger: TradeLedger, resumed: readonly CcxtTrade[], error: string | undefined): string | undefined {
+  const missing = contiguous ? missingIds(ledger.lastTradeId, resumed) : undefined;
+  if (missing !== undefined) return missing > 0 ? `${missing} trades not refilled${error ? ` (${error})` : ''}` : undefined;
+  return error ? `${error}; trades in this range may be missing (count unknown)` : undefined;
+}
+
+/** Closed candles for bucket opens [range.from, range.to) from REST; returns how many were produced. */
+export async function fillCandles(ctx: WorkerContext, symbol: string, timeframe: string, range: FillRange): Promise<Recovered> {
+  if (!has(ctx.ex, 'fetchOHLCV')) return { count: 0, error: 'no REST fill (the exchange has no fetchOHLCV)' };
+  const tracker = ctx.tracker(symbol, timeframe);
+  let count = 0;
+  try {
+    await fetchCandlePages({
+      ex: ctx.ex,
+      adapter: ctx.adapter,
+      symbol,
+      timeframe,
+      from: range.from,
+      to: range.to,
+      signal: ctx.signal,
+      onPage: (rows) => {
+        count += produceCandles(ctx, symbol, timeframe, tracker.onRest(rows, ctx.clock.now(Date.now()), { before: range.to }));
+      },
+    });
+  } catch (e) {
+    return { count, error: `fill incomplete: ${translateError(e, `fetchOHLCV(${symbol}, ${timeframe})`, ctx.ex).message}` };
+  }
+  if (count > 0) ctx.events.emit('refill', { exchange: ctx.name, channel: 'ohlcv', symbol, timeframe, count });
+  return { count };
+}
+
+/**
+ * History on start: closed candles from where the previous process stopped (its last bucket in
+ * Kafka: a restart gap covers the downtime, closed with the candles fetched), else from
+ * `lookbackMinutes` ago; paginated, waiting for room in the outbox. The tracker then expects the
+ * stream (or the poll) to continue from where it ended.
+ */
+export async function backfillHistory(ctx: WorkerContext, symbol: string, timeframe: string, lookbackMinutes: number): Promise<void> {
+  const ref: StreamRef = { exchange: ctx.name, channel: 'ohlcv', symbol, timeframe };
+  const gap = new GapTracker(ctx, ref);
+  const stopped = has(ctx.ex, 'fetchOHLCV') ? openRestartGap(ctx.stoppedAt, ref, gap) : undefined;
+  if ((lookbackMinutes <= 0 && !stopped) || !has(ctx.ex, 'fetchOHLCV')) return;
+  const tracker = ctx.tracker(symbol, timeframe);
+  const now = ctx.clock.now(Date.now());
+  const from = stopped ? stopped.tsUs / 1000 : now - lookbackMinutes * 60_000;
+  let error: string | undefined;
+  let candles = 0;
+  let lastClosed: number | undefined;
+  try {
+    await fetchCandlePages({
+      ex: ctx.ex,
+      adapter: ctx.adapter,
+      symbol,
+      timeframe,
+      from,
+      to: Infinity,
+      signal: ctx.signal,
+      onPage: async (rows) => {
+        await ctx.outbox.waitForRoom();
+        const em = tracker.onRest(rows, ctx.clock.now(Date.now()));
+        candles += produceCandles(ctx, symbol, timeframe, em);
+        for (const e of em) if (lastClosed === undefined || e.row[0]! > lastClosed) lastClosed = e.row[0]!;
+        const lastTs = rows[rows.length - 1]![0]!;
+        ctx.events.emit('backfill.progress', { exchange: ctx.name, symbol, timeframe, candles, fraction: Math.min(1, (lastTs - from) / Math.max(1, now - from)) });
+      },
+    });
+  } catch (e) {
+    error = translateError(e, 'history backfill', ctx.ex).message;
+    ctx.log.warn({ symbol, timeframe, err: error }, 'candle history backfill stopped early');
+  }
+  if (lastClosed !== undefined) tracker.expectFrom(bucketEnd(timeframe, lastClosed));
+  else if (stopped) tracker.expectFrom(stopped.tsUs / 1000);
+  gap.close(msToMicros(ctx.clock.now(Date.now())), candles, error ? `backfill incomplete: ${error}` : undefined);
+}

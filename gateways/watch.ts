@@ -1,0 +1,173 @@
+/**
+ * The one watch loop, run per (symbol, channel): it calls the channel's source continuously
+ * (ccxt pro's `watch*`; ccxt does not reconnect by itself: a dropped connection is only dialled
+ * again by the next call). A failed or silent stream opens a gap (a `gap` record with `to_ts`
+ * null) and retries with backoff; once data flows again the channel recovers what it can over
+ * REST and the gap is closed with a second record (`to_ts` set, `refilled` = records recovered).
+ *
+ * What differs per channel (the call, where an outage starts, what a message produces and what
+ * it recovers) is a `ChannelHandler` (streams.ts); the lifecycle is here, once.
+ */
+import type { TickflowError } from '../core/errors.ts';
+import { backoffDelay, sleep } from '../core/retry.ts';
+import { endSilentConnections, translateError } from './ccxt.ts';
+import { nowUs, type WorkerContext } from './context.ts';
+import type { StreamRef } from './events.ts';
+import type { GapTracker } from './gaps.ts';
+import type { Watched } from './watchdog.ts';
+
+/**
+ * Retry policy of the watch loops. A stream that delivered for `healthyAfterMs` before it failed
+ * starts again from the first delay, so it is back within about a second; one that keeps failing
+ * (dials refused, connections dropping right after they open) backs off to the cap. ccxt's own
+ * dial backoff (`options.ws.backoff`, CCXT_DEFAULTS in ccxt.ts) uses the same notion of healthy.
+ */
+export const STREAM_RETRY = {
+  initialDelayMs: 200,
+  maxDelayMs: 10_000,
+  /** Errors that are not retriable (a refused subscription) are retried slower. */
+  rejectedInitialDelayMs: 5_000,
+  rejectedMaxDelayMs: 60_000,
+  healthyAfterMs: 3_000,
+} as const;
+
+/** Consecutive failures of one watch loop; a healthy stretch of delivery forgives them. */
+export class StreamAttempts {
+  private n = 0;
+  private healthySince: number | undefined;
+
+  /** Data arrived. */
+  ok(now = Date.now()): void {
+    this.healthySince ??= now;
+  }
+
+  /** A watch failed: the attempt number its backoff counts from. */
+  failed(now = Date.now()): number {
+    if (this.healthySince !== undefined && now - this.healthySince >= STREAM_RETRY.healthyAfterMs) this.n = 0;
+    this.healthySince = undefined;
+    return ++this.n;
+  }
+}
+
+/** Delay before the next watch after a failure. */
+function retryDelay(err: TickflowError, attempt: number): number {
+  const after = (err as { retryAfterMs?: number }).retryAfterMs;
+  if (after !== undefined) return after;
+  const p = STREAM_RETRY;
+  return err.retriable ? backoffDelay(attempt, p.initialDelayMs, p.maxDelayMs) : backoffDelay(attempt, p.rejectedInitialDelayMs, p.rejectedMaxDelayMs);
+}
+
+/** Where a channel's messages come from: each `next()` is one call (ccxt pro's `watch*`). */
+export interface Source<M> {
+  /** The call as errors and logs name it: `watchTrades(BTC/USDT)`. */
+  readonly call: string;
+  next(): Promise<M>;
+}
+
+/** What a message proves once the stream is back: an open gap closes at `toUs`. */
+export interface Resumption {
+  /** µs: where data resumed (an exchange time where there is one). */
+  readonly toUs: number;
+  /** Records recovered over REST for the outage. */
+  readonly refilled: number;
+  /** What could not be recovered (appended to the gap's reason). */
+  readonly note?: string | undefined;
+  /** After the gap is closed: what must come after it (the message's own records). */
+  readonly after?: () => void;
+}
+
+/**
+ * One channel of one instrument (streams.ts builds one per channel). The loop owns the lifecycle;
+ * the handler says what its messages mean. A source is a field, not the loop's business, so a
+ * channel could be given a REST source beside its websocket one.
+ */
+export interface ChannelHandler<M> {
+  readonly ref: StreamRef;
+  /** No message for this long on a healthy connection: the stream is checked (`isQuiet`), then ended. */
+  readonly silenceMs: number;
+  /** The websocket source. */
+  readonly ws: Source<M>;
+  /** The stream's gap tracker (it may be open from the start: the downtime of a restart, positions.ts). */
+  readonly gap: GapTracker;
+  /** Records in a message (the `stream.messages` count). */
+  count(m: M): number;
+  /** The stream failed with no gap open: where the outage starts (µs); forget what it cannot vouch for. */
+  down(): number;
+  /**
+   * A message (received at `receivedAtUs`): produce it (in `after` where its records must follow
+   * the gap's closing record), recovering what the outage lost first. The handler may itself open
+   * the gap (a loss detected in the data). 'closing': the worker closed mid-way, stop here.
+   */
+  receive(m: M, receivedAtUs: number): Resumption | 'closing' | Promise<Resumption | 'closing'>;
+  /** The stream looks silent: true when it is merely quiet (the default: it is dead). */
+  isQuiet?(): Promise<boolean>;
+  /** The loop ended. */
+  close?(): void;
+}
+
+/** Runs a channel until the worker closes. */
+export async function runWatch<M>(ctx: WorkerContext, h: ChannelHandler<M>): Promise<void> {
+  const { ref, gap } = h;
+  const w = watched(ctx, h);
+  ctx.watchdog.add(w);
+  const attempts = new StreamAttempts();
+  try {
+    while (!ctx.signal.aborted) {
+      let m: M;
+      w.active = !gap.isOpen;
+      try {
+        m = await h.ws.next();
+      } catch (e) {
+        w.active = false;
+        if (ctx.signal.aborted) break;
+        const err = translateError(e, h.ws.call, ctx.ex);
+        if (!gap.isOpen) gap.open(h.down(), err.message);
+        await retryAfter(ctx, ref, err, attempts);
+        continue;
+      }
+      const receivedAtUs = nowUs();
+      w.lastMessageAt = Date.now();
+      attempts.ok();
+      ctx.events.emit('stream.messages', { ...ref, count: h.count(m) });
+      const r = await h.receive(m, receivedAtUs);
+      // Closing mid-recovery: the gap stays open; the next start recovers from what Kafka holds.
+      if (r === 'closing') break;
+      gap.close(r.toUs, r.refilled, r.note);
+      r.after?.();
+    }
+  } finally {
+    ctx.watchdog.remove(w);
+    h.close?.();
+  }
+}
+
+/** A watch failed: report the retry, then wait its backoff (or until the worker stops). */
+async function retryAfter(ctx: WorkerContext, ref: StreamRef, err: TickflowError, attempts: StreamAttempts): Promise<void> {
+  const attempt = attempts.failed();
+  const delayMs = retryDelay(err, attempt);
+  ctx.events.emit('stream.retry', { ...ref, attempt, delayMs, reason: err.message });
+  await sleep(delayMs, ctx.signal).catch(() => undefined);
+}
+
+function watched<M>(ctx: WorkerContext, h: ChannelHandler<M>): Watched {
+  const w: Watched = {
+    ref: h.ref,
+    silenceMs: h.silenceMs,
+    lastMessageAt: Date.now(),
+    active: false,
+    checking: false,
+    onSilence: async () => {
+      if (h.isQuiet && (await h.isQuiet())) w.lastMessageAt = Date.now();
+      else endSilent(ctx, w);
+    },
+  };
+  return w;
+}
+
+/** Ends the connection of a silent stream so the next watch dials again (the loop opens the gap). */
+function endSilent(ctx: WorkerContext, w: Watched): void {
+  const reason = `no message for ${Math.round(w.silenceMs / 1000)}s`;
+  const n = endSilentConnections(ctx.ex, w.ref.symbol, w.ref.channel, reason);
+  if (n === 0) ctx.log.warn({ ...w.ref }, `${reason}, but no websocket connection of this stream was found to end`);
+  w.lastMessageAt = Date.now();
+}
