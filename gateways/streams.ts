@@ -7,7 +7,7 @@
  * a second record (`to_ts` set, `refilled` = records recovered).
  */
 import type { Exchange, OHLCV, OrderBook, Trade as CcxtTrade } from 'ccxt';
-import type { ExchangeEntry } from '../core/config.ts';
+import type { ExchangeEntry } from './config.ts';
 import type { Logger } from '../core/log.ts';
 import { backoffDelay, retry, sleep } from '../core/retry.ts';
 import { messageOf, type TickflowError } from '../core/errors.ts';
