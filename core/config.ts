@@ -8,9 +8,9 @@ import { TickflowError } from './errors.ts';
  * What every part reads of the configuration: the shared sections (kafka, database, infra),
  * their defaults (units in the key names), and the machinery that reads a config file and names
  * a bad key. Each part owns the schema of its own section (api/config.ts, sink/config.ts,
- * gateways/config.ts, sim/config.ts) and declares the slice of the config it reads
- * (`SharedConfig & { its section }`); config/schema.ts composes the whole file from them, above
- * the parts, so nothing here depends on a part.
+ * gateways/config.ts) and declares the slice of the config it reads (`SharedConfig & { its
+ * section }`); config/schema.ts composes the whole file from them, above the parts, so nothing
+ * here depends on a part (test/layering.test.ts keeps it so).
  */
 
 export const REPO_ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
