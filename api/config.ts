@@ -1,7 +1,8 @@
 import { z } from 'zod';
+import type { SharedConfig } from '../core/config.ts';
 
 /**
- * The `api:` section of the config (core/config.ts). Every limit that keeps a request bounded
+ * The `api:` section of the config (composed with the others in config/schema.ts). Every limit that keeps a request bounded
  * lives here, with its unit in the name: a request the limits cannot answer in one response is
  * paged (`next` cursor) or refused with a 400 naming the limit, never left to run unbounded.
  */
@@ -58,3 +59,6 @@ export const apiSchema = z
   .prefault({});
 
 export type ApiConfig = z.infer<typeof apiSchema>;
+
+/** The config as the API reads it. */
+export type ConfigForApi = SharedConfig & { readonly api: ApiConfig };

@@ -16,7 +16,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import type { AvroCodec } from '../core/avro.ts';
-import type { Config } from '../core/config.ts';
+import type { ConfigForApi } from './config.ts';
 import type { Pool } from '../core/db.ts';
 import { logger } from '../core/log.ts';
 import { histogram } from '../core/metrics.ts';
@@ -53,7 +53,7 @@ export interface Api {
 
 const requestDuration = histogram('tickflow_api_request_duration_seconds', 'HTTP requests of the query API, by route, method and status', ['route', 'method', 'status'], [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]);
 
-export function buildApi(config: Config, deps: ApiDeps = {}): Api {
+export function buildApi(config: ConfigForApi, deps: ApiDeps = {}): Api {
   const cfg = config.api;
   const app = Fastify({
     loggerInstance: logger('api') as FastifyBaseLogger,

@@ -1,12 +1,12 @@
 /**
  * `tickflow api`: builds the API from the config, listens, and closes it on SIGINT/SIGTERM.
  */
-import type { Config } from '../core/config.ts';
+import type { ConfigForApi } from './config.ts';
 import { collectProcessMetrics } from '../core/metrics.ts';
 import { untilSignal } from '../core/lifecycle.ts';
 import { buildApi } from './index.ts';
 
-export async function runApi(config: Config, out: (line: string) => void = (s) => process.stdout.write(`${s}\n`)): Promise<number> {
+export async function runApi(config: ConfigForApi, out: (line: string) => void = (s) => process.stdout.write(`${s}\n`)): Promise<number> {
   collectProcessMetrics();
   const api = buildApi(config);
   const url = await api.start();

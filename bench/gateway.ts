@@ -20,7 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import WebSocket from 'ws';
 import { createCodec } from '../core/avro.ts';
-import { loadConfig, parseConfig, type Config } from '../core/config.ts';
+import { loadConfig, parseConfig, type Config } from '../config/schema.ts';
 import { createKafka } from '../core/kafka.ts';
 import { benchBrokers } from './kafka.ts';
 import { topicFor, RECORD_KINDS, type Trade } from '../schemas/index.ts';

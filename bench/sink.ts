@@ -16,7 +16,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { AvroCodec } from '../core/avro.ts';
-import { parseConfig } from '../core/config.ts';
+import { parseConfig } from '../config/schema.ts';
 import { createPool, type Pool } from '../core/db.ts';
 import { CompressionTypes, createKafka, createProducer, ensureNamedTopics, ensureTopics } from '../core/kafka.ts';
 import { benchBrokers } from './kafka.ts';

@@ -9,7 +9,8 @@
  */
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { resolveDir, type Config } from '../core/config.ts';
+import { resolveDir } from '../core/config.ts';
+import { type Config } from '../config/schema.ts';
 import { TickflowError } from '../core/errors.ts';
 import { isAlive } from '../infra/process.ts';
 

@@ -1,27 +1,22 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import cron from 'node-cron';
 import { LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
-import { apiSchema } from '../api/config.ts';
 import { TickflowError } from './errors.ts';
-import { sinkSchema } from '../sink/config.ts';
 
 /**
- * The configuration: one YAML file, validated once at start-up against this schema, then
- * frozen. Defaults live here, with units in the key names. Environment variables override
- * endpoints and secrets (see ENV_OVERRIDES); `exchanges` entries are validated one by one so a
- * bad entry is reported by name without stopping the good ones.
+ * What every part reads of the configuration: the shared sections (kafka, database, infra),
+ * their defaults (units in the key names), and the machinery that reads a config file and names
+ * a bad key. Each part owns the schema of its own section (api/config.ts, sink/config.ts,
+ * gateways/config.ts) and declares the slice of the config it reads (`SharedConfig & { its
+ * section }`); config/schema.ts composes the whole file from them, above the parts, so nothing
+ * here depends on a part (test/layering.test.ts keeps it so).
  */
 
 export const REPO_ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 export const DEFAULT_CONFIG_PATH = path.join(REPO_ROOT, 'config', 'tickflow.yaml');
 
-export const CHANNELS = ['trades', 'ticker', 'ohlcv', 'book'] as const;
-export type Channel = (typeof CHANNELS)[number];
-export const CHANNEL_MODES = ['ws', 'poll'] as const;
-
-const kafkaSchema = z
+export const kafkaSchema = z
   .strictObject({
     /** Empty: tickflow runs its own local broker (see infra/kafka.ts). */
     brokers: z.array(z.string().regex(/^[^\s:]+:\d+$/, 'expected host:port')).default([]),
@@ -37,7 +32,7 @@ const kafkaSchema = z
   })
   .prefault({});
 
-const databaseSchema = z
+export const databaseSchema = z
   .strictObject({
     /** Any PostgreSQL or TimescaleDB server; absent: the embedded TimescaleDB. */
     url: z.string().regex(/^postgres(ql)?:\/\//, 'expected a postgres:// URL').optional(),
@@ -56,7 +51,7 @@ const databaseSchema = z
   })
   .prefault({});
 
-const infraSchema = z
+export const infraSchema = z
   .strictObject({
     /** Where the local Kafka broker keeps its data and pid files. */
     kafkaDataDir: z.string().min(1).default('.tickflow/kafka'),
@@ -71,120 +66,18 @@ const infraSchema = z
   })
   .prefault({});
 
-const gatewaySchema = z
-  .strictObject({
-    /** Where `tickflow gateway` serves /metrics for Prometheus (the API and sink serve theirs). */
-    metricsHost: z.string().min(1).default('127.0.0.1'),
-    /** 0 picks a free port; the docker-compose deployment uses 9464. */
-    metricsPort: z.int().min(0).max(65535).default(9464),
-  })
-  .prefault({});
+export type KafkaConfig = z.infer<typeof kafkaSchema>;
+export type DatabaseConfig = z.infer<typeof databaseSchema>;
+export type InfraConfig = z.infer<typeof infraSchema>;
 
-const simSchema = z
-  .strictObject({
-    /**
-     * Whether `tickflow start` runs the offline exchange (sim/): auto = when an enabled exchange
-     * entry is named `sim` (the default config's), so a config of live exchanges runs without it.
-     */
-    enabled: z.union([z.boolean(), z.literal('auto')]).default('auto'),
-    /** The port the `sim` exchange entry's urls point at. */
-    port: z.int().min(0).max(65535).default(9500),
-    seed: z.int().default(1),
-    /** Trades per second per symbol. */
-    tradesPerSecond: z.number().positive().max(1_000_000).default(5),
-  })
-  .prefault({});
-
-/** A cron expression with seconds (node-cron: `sec min hour day month weekday`). */
-const cronSchedule = z
-  .string()
-  .min(1)
-  .refine((s) => cron.validate(s), 'expected a cron expression with seconds, e.g. "*/10 * * * * *"');
-
-/**
- * Per channel: `mode` ws (ccxt pro watch*) or poll (REST on `schedule`). A ws channel the
- * exchange cannot stream falls back to polling when it has a `schedule`; a poll channel without
- * one uses DEFAULT_POLL_SCHEDULES. `silenceTimeoutMs`: a ws stream without a message for this
- * long is treated as dropped (reconnect + gap); trades check REST first, so a quiet market is
- * not mistaken for a dead stream.
- */
-const channelBase = (silenceTimeoutMs: number) => ({
-  mode: z.enum(CHANNEL_MODES).default('ws'),
-  schedule: cronSchedule.optional(),
-  silenceTimeoutMs: z.int().min(1_000).default(silenceTimeoutMs),
-});
-
-/** Poll schedules used when a poll channel names none (cron with seconds). */
-export const DEFAULT_POLL_SCHEDULES: Readonly<Record<Channel, string>> = {
-  trades: '*/10 * * * * *',
-  ticker: '*/10 * * * * *',
-  ohlcv: '*/30 * * * * *',
-  book: '*/10 * * * * *',
-};
-
-export const exchangeEntrySchema = z.strictObject({
-  /** Any ccxt exchange id. */
-  id: z.string().regex(/^[a-z0-9]+$/, 'expected a ccxt exchange id (lower-case letters and digits)'),
-  /** A name for this entry when one exchange id appears twice (e.g. a testnet); defaults to id. */
-  name: z.string().regex(/^[a-z0-9_-]+$/).optional(),
-  enabled: z.boolean().default(true),
-  symbols: z.array(z.string().regex(/^[^/\s]+\/[^/\s]+(:\S+)?$/, 'expected a ccxt unified symbol like BTC/USDT')).min(1),
-  channels: z
-    .strictObject({
-      trades: z.strictObject({ ...channelBase(60_000) }).optional(),
-      ticker: z.strictObject({ ...channelBase(30_000) }).optional(),
-      ohlcv: z.strictObject({ ...channelBase(60_000), timeframes: z.array(z.string().regex(/^\d+[smhdwM]$/)).min(1).default(['1m']) }).optional(),
-      book: z.strictObject({ ...channelBase(30_000), depth: z.int().min(1).max(1000).default(10), intervalMs: z.int().min(10).default(1000) }).optional(),
-    })
-    .refine((c) => Object.keys(c).length > 0, 'expected at least one channel'),
-  /** Candle history fetched on start, in minutes back from now. */
-  backfillLookbackMinutes: z.int().min(0).default(24 * 60),
-  /**
-   * Records this entry may hold in memory while Kafka is unreachable; past it the oldest are
-   * dropped and the loss is published as a `gap` record (channel `kafka`) once Kafka is back.
-   */
-  maxBufferedRecords: z.int().min(10).default(250_000),
-  /** Free-form ccxt constructor options: keys, urls overrides, proxies, rateLimit, options. */
-  options: z.record(z.string(), z.unknown()).default({}),
-});
-export type ExchangeEntry = z.infer<typeof exchangeEntrySchema>;
-
-export const configSchema = z.strictObject({
-  kafka: kafkaSchema,
-  database: databaseSchema,
-  infra: infraSchema,
-  sim: simSchema,
-  gateway: gatewaySchema,
-  /** Validated entry by entry (see loadConfig): one bad entry doesn't stop the others. */
-  exchanges: z.array(z.unknown()).default([]),
-  /** Later parts (sink, api) add their sections here; unknown keys are refused until then. */
-  sink: sinkSchema,
-  api: apiSchema,
-});
-
-export interface ExchangeEntryError {
-  readonly index: number;
-  readonly id: string | undefined;
-  readonly message: string;
-}
-
-export type Config = Readonly<Omit<z.infer<typeof configSchema>, 'exchanges'>> & {
-  readonly exchanges: readonly ExchangeEntry[];
-  /** Entries that failed validation, reported at start-up by the gateway, skipped. */
-  readonly exchangeErrors: readonly ExchangeEntryError[];
+/** The sections every part may read, and where they came from. */
+export interface SharedConfig {
+  readonly kafka: KafkaConfig;
+  readonly database: DatabaseConfig;
+  readonly infra: InfraConfig;
   /** The file this came from, or undefined for defaults only. */
   readonly source: string | undefined;
-};
-
-/** Environment variables that override config keys (endpoints and secrets). */
-export const ENV_OVERRIDES = {
-  KAFKA_BROKERS: 'kafka.brokers',
-  SCHEMA_REGISTRY_URL: 'kafka.schemaRegistryUrl',
-  KAFKA_TOPIC_PREFIX: 'kafka.topicPrefix',
-  DATABASE_URL: 'database.url',
-  TICKFLOW_DB_DIR: 'database.dataDir',
-  SINK_API_TOKEN: 'sink.apiToken',
-} as const;
+}
 
 function formatPath(p: readonly PropertyKey[]): string {
   return p.reduce<string>((acc, k) => (typeof k === 'number' ? `${acc}[${k}]` : acc ? `${acc}.${String(k)}` : String(k)), '');
@@ -205,47 +98,27 @@ export function describeIssues(error: z.ZodError, prefix = ''): string[] {
   });
 }
 
-function applyEnv(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): void {
-  for (const [name, keyPath] of Object.entries(ENV_OVERRIDES)) {
+/**
+ * Applies environment variables to a parsed document before validation: `overrides` maps a
+ * variable to the `section.key` it sets (a comma-separated list for `listKeys`).
+ */
+export function applyEnv(raw: Record<string, unknown>, env: NodeJS.ProcessEnv, overrides: Readonly<Record<string, string>>, listKeys: ReadonlySet<string> = new Set()): void {
+  for (const [name, keyPath] of Object.entries(overrides)) {
     const value = env[name];
     if (value === undefined || value === '') continue;
     const [section, key] = keyPath.split('.') as [string, string];
     const target = (raw[section] ??= {});
     if (typeof target !== 'object' || target === null || Array.isArray(target)) continue; // the schema reports it
-    (target as Record<string, unknown>)[key] = name === 'KAFKA_BROKERS' ? value.split(',').map((s) => s.trim()).filter(Boolean) : value;
+    (target as Record<string, unknown>)[key] = listKeys.has(name) ? value.split(',').map((s) => s.trim()).filter(Boolean) : value;
   }
 }
 
-function deepFreeze<T>(o: T): T {
+export function deepFreeze<T>(o: T): T {
   if (o && typeof o === 'object' && !Object.isFrozen(o)) {
     Object.freeze(o);
     for (const v of Object.values(o)) deepFreeze(v);
   }
   return o;
-}
-
-/** Validates an already-parsed document; throws CONFIG_INVALID naming every bad key. */
-export function parseConfig(raw: unknown, opts: { env?: NodeJS.ProcessEnv; source?: string } = {}): Config {
-  const where = opts.source ?? 'config';
-  if (raw === null || raw === undefined) raw = {};
-  if (typeof raw !== 'object' || Array.isArray(raw)) {
-    throw new TickflowError('CONFIG_INVALID', `${where}: expected a mapping of sections (kafka, database, exchanges, ...) at the top level`);
-  }
-  const copy: Record<string, unknown> = structuredClone(raw as Record<string, unknown>);
-  applyEnv(copy, opts.env ?? process.env);
-  const parsed = configSchema.safeParse(copy);
-  if (!parsed.success) {
-    throw new TickflowError('CONFIG_INVALID', `${where} is invalid:\n  ${describeIssues(parsed.error).join('\n  ')}`);
-  }
-  const exchanges: ExchangeEntry[] = [];
-  const exchangeErrors: ExchangeEntryError[] = [];
-  parsed.data.exchanges.forEach((entry, index) => {
-    const r = exchangeEntrySchema.safeParse(entry);
-    const id = typeof (entry as { id?: unknown } | null)?.id === 'string' ? (entry as { id: string }).id : undefined;
-    if (r.success) exchanges.push(r.data);
-    else exchangeErrors.push({ index, id, message: describeIssues(r.error, `exchanges[${index}]`).join('; ') });
-  });
-  return deepFreeze({ ...parsed.data, exchanges, exchangeErrors, source: opts.source });
 }
 
 /**
@@ -261,21 +134,22 @@ function yamlProblem(file: string, errors: readonly { message: string; pos: [num
 }
 
 /**
- * Loads the config file: the `--config` path, else TICKFLOW_CONFIG, else config/tickflow.yaml.
- * A missing explicit path is an error; a missing default file means "all defaults".
+ * Reads the config file: the `--config` path, else TICKFLOW_CONFIG, else config/tickflow.yaml.
+ * A missing explicit path is an error; a missing default file means "all defaults" (an empty
+ * document without a source). Validation is config/schema.ts's loadConfig.
  */
-export function loadConfig(opts: { path?: string; env?: NodeJS.ProcessEnv } = {}): Config {
+export function readConfigFile(opts: { path?: string; env?: NodeJS.ProcessEnv } = {}): { raw: unknown; source: string | undefined } {
   const env = opts.env ?? process.env;
   const explicit = opts.path ?? env.TICKFLOW_CONFIG;
   const file = explicit ? path.resolve(explicit) : DEFAULT_CONFIG_PATH;
   if (!existsSync(file)) {
     if (explicit) throw new TickflowError('CONFIG_NOT_FOUND', `config file not found: ${file}`);
-    return parseConfig({}, { env, source: undefined });
+    return { raw: {}, source: undefined };
   }
   const lineCounter = new LineCounter();
   const doc = parseDocument(readFileSync(file, 'utf8'), { prettyErrors: false, uniqueKeys: true, lineCounter });
   if (doc.errors.length > 0) throw new TickflowError('CONFIG_INVALID', yamlProblem(file, doc.errors, lineCounter));
-  return parseConfig(doc.toJS(), { env, source: file });
+  return { raw: doc.toJS(), source: file };
 }
 
 /** Resolves a configured folder against the repository root. */

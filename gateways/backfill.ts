@@ -6,7 +6,7 @@
  */
 import type { Exchange } from 'ccxt';
 import { createCodec } from '../core/avro.ts';
-import type { Config, ExchangeEntry } from '../core/config.ts';
+import type { ConfigForGateway, ExchangeEntry } from './config.ts';
 import { TickflowError } from '../core/errors.ts';
 import { logger } from '../core/log.ts';
 import { retry } from '../core/retry.ts';
@@ -67,7 +67,7 @@ export interface BackfillDeps {
 /** How long backfill waits for an unreachable schema registry before it stops. */
 const REGISTRY_WAIT_MS = 60_000;
 
-export function findEntry(config: Config, name: string): ExchangeEntry {
+export function findEntry(config: ConfigForGateway, name: string): ExchangeEntry {
   const entry = config.exchanges.find((e) => entryName(e) === name) ?? config.exchanges.find((e) => e.id === name);
   if (entry) return entry;
   if (ccxtClassFor(name)) {
@@ -106,7 +106,7 @@ async function nothingInRange(ex: Exchange, name: string, req: BackfillRequest, 
   return new TickflowError('NO_DATA', `backfill: ${what}; ${holds}`);
 }
 
-export async function runBackfill(config: Config, req: BackfillRequest, deps: BackfillDeps = {}): Promise<BackfillResult> {
+export async function runBackfill(config: ConfigForGateway, req: BackfillRequest, deps: BackfillDeps = {}): Promise<BackfillResult> {
   const started = Date.now();
   const entry = findEntry(config, req.exchange);
   const name = entryName(entry);

@@ -5,7 +5,7 @@
  */
 import http from 'node:http';
 import ccxt, { type Exchange } from 'ccxt';
-import type { Channel, ExchangeEntry } from '../core/config.ts';
+import type { Channel, ExchangeEntry } from './config.ts';
 import { TickflowError, messageOf, type ErrorCode } from '../core/errors.ts';
 
 export type { Exchange };

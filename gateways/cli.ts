@@ -4,13 +4,13 @@
  * the entry; the good entries run until SIGINT/SIGTERM.
  */
 import { parseArgs } from 'node:util';
-import type { Config } from '../core/config.ts';
+import type { ConfigForGateway } from './config.ts';
 import { TickflowError } from '../core/errors.ts';
 import { untilSignal } from '../core/lifecycle.ts';
 import { serveMetrics } from '../core/metrics-server.ts';
 import { logFormat } from '../core/log.ts';
 import { collectProcessMetrics } from '../core/metrics.ts';
-import { resolveBrokers } from '../infra/kafka.ts';
+import { resolveBrokers } from '../infra/brokers.ts';
 import { runBackfill } from './backfill.ts';
 import { buildGateway, type GatewayReport, type Problem } from './index.ts';
 import { entryName } from './worker.ts';
@@ -21,7 +21,7 @@ const err = (s: string) => process.stderr.write(`${s}\n`);
 
 const problemLine = (p: Problem) => `tickflow gateway: ${p.severity}: ${p.message}`;
 
-export async function gatewayCommand(config: Config, argv: readonly string[]): Promise<number> {
+export async function gatewayCommand(config: ConfigForGateway, argv: readonly string[]): Promise<number> {
   const { values } = parseArgs({ args: [...argv], options: { exchange: { type: 'string' }, config: { type: 'string' } }, allowPositionals: true, strict: false });
   const only = typeof values.exchange === 'string' ? values.exchange.split(',').map((s) => s.trim()).filter(Boolean) : undefined;
   if (only) {
@@ -106,7 +106,7 @@ export function parseTime(flag: string, v: unknown, now = Date.now()): number | 
 
 const BACKFILL_USAGE = 'usage: tickflow backfill <exchange> <symbol> <timeframe> --from TIME [--to TIME]   TIME: ISO, epoch ms, now-6h (m, h, d, w); e.g. tickflow backfill sim BTC/USDT 1m --from now-6h';
 
-export async function backfillCommand(config: Config, argv: readonly string[]): Promise<number> {
+export async function backfillCommand(config: ConfigForGateway, argv: readonly string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: [...argv],
     options: { from: { type: 'string' }, to: { type: 'string' }, config: { type: 'string' } },

@@ -3,7 +3,7 @@
  * ccxt instance and adapter, its outbox, events, clock and per-instrument state.
  */
 import type { Exchange } from 'ccxt';
-import type { ExchangeEntry } from '../core/config.ts';
+import type { ExchangeEntry } from './config.ts';
 import type { Logger } from '../core/log.ts';
 import type { CandleTracker, ExchangeClock } from './candles.ts';
 import type { GatewayEvents, StreamRef } from './events.ts';

@@ -4,7 +4,7 @@
  * to the same events).
  */
 import { EventEmitter } from 'node:events';
-import type { Channel } from '../core/config.ts';
+import type { Channel } from './config.ts';
 import type { ErrorCode } from '../core/errors.ts';
 import type { RecordKind } from '../schemas/index.ts';
 

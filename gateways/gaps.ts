@@ -3,7 +3,7 @@
  * line. A stream's outage is two records: one when it starts (`to_ts` null), one when data flows
  * again (same `from_ts`, `to_ts` set, `refilled` = records recovered over REST).
  */
-import type { Channel } from '../core/config.ts';
+import type { Channel } from './config.ts';
 import type { Gap } from '../schemas/index.ts';
 import { nowUs } from './context.ts';
 import type { GatewayEvents, StreamRef } from './events.ts';

@@ -6,7 +6,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import ccxt from 'ccxt';
 import { AvroCodec } from '../core/avro.ts';
-import { parseConfig } from '../core/config.ts';
+import { parseConfig } from '../config/schema.ts';
 import type { AnyRecord, Gap, Trade } from '../schemas/index.ts';
 import { buildSim, type Sim } from '../sim/index.ts';
 import { createExchange } from './ccxt.ts';

@@ -16,7 +16,6 @@
  * telemetry.ts).
  */
 import { createCodec } from '../core/avro.ts';
-import type { Config } from '../core/config.ts';
 import { logger, type Logger } from '../core/log.ts';
 import { guardCcxtSendAfterClose, type Exchange } from './ccxt.ts';
 import { GatewayEvents, type Problem } from './events.ts';
@@ -24,7 +23,7 @@ import { attachTelemetry } from './telemetry.ts';
 import { readPositions, type Positions } from './positions.ts';
 import { kafkaTransport, Publisher, type Transport } from './publisher.ts';
 import { entryName, ExchangeWorker, type WorkerStatus } from './worker.ts';
-import type { Channel, ExchangeEntry } from '../core/config.ts';
+import type { Channel, ConfigForGateway, ExchangeEntry } from './config.ts';
 import { messageOf } from '../core/errors.ts';
 import { retry } from '../core/retry.ts';
 
@@ -78,7 +77,7 @@ export interface Gateway {
   report(): GatewayReport;
 }
 
-export function buildGateway(config: Config, deps: GatewayDeps = {}): Gateway {
+export function buildGateway(config: ConfigForGateway, deps: GatewayDeps = {}): Gateway {
   const log = deps.log ?? logger('gateway');
   const events = deps.events ?? new GatewayEvents();
   const detach = deps.telemetry === false ? () => undefined : attachTelemetry(events, log, { logProblems: deps.logProblems ?? true });

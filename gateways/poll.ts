@@ -7,7 +7,7 @@
  * while the exchange answers again within its history).
  */
 import cron, { type ScheduledTask } from 'node-cron';
-import type { Channel } from '../core/config.ts';
+import type { Channel } from './config.ts';
 import { translateError } from './ccxt.ts';
 import type { StreamRef } from './events.ts';
 import { msToMicros, normalizeBook, normalizeTicker } from './normalize.ts';

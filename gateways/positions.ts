@@ -18,7 +18,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { AvroCodec } from '../core/avro.ts';
-import type { Channel } from '../core/config.ts';
+import type { Channel } from './config.ts';
 import { createKafka, partitionOfKey, partitionOffsets, readRanges, recordKey, type KafkaSettings, type OffsetRange } from '../core/kafka.ts';
 import type { Logger } from '../core/log.ts';
 import { topicFor, type Candle, type RecordKind } from '../schemas/index.ts';

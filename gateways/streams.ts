@@ -4,7 +4,7 @@
  * message produces and recovers over REST (recovery.ts) before the gap closes.
  */
 import type { OHLCV, OrderBook, Ticker as CcxtTicker, Trade as CcxtTrade } from 'ccxt';
-import type { Channel } from '../core/config.ts';
+import type { Channel } from './config.ts';
 import { has, releaseConsumedTrades } from './ccxt.ts';
 import { nowUs, type WorkerContext } from './context.ts';
 import type { StreamRef } from './events.ts';

@@ -5,7 +5,7 @@
  * loop per (symbol, channel) over websocket or a cron poll.
  */
 import cron, { type ScheduledTask } from 'node-cron';
-import { DEFAULT_POLL_SCHEDULES, type Channel, type ExchangeEntry } from '../core/config.ts';
+import { DEFAULT_POLL_SCHEDULES, type Channel, type ExchangeEntry } from './config.ts';
 import { TickflowError, messageOf, type ErrorCode } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import { backoffDelay, sleep } from '../core/retry.ts';

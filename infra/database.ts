@@ -7,7 +7,7 @@
  * second process from opening the same data folder.
  */
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { resolveDir, type Config } from '../core/config.ts';
+import { resolveDir, type SharedConfig } from '../core/config.ts';
 import { createPool, unreachable, type Pool } from '../core/db.ts';
 import { logger } from '../core/log.ts';
 import { startEmbeddedDb, type EmbeddedDb } from './embedded-db.ts';
@@ -43,7 +43,7 @@ export function embeddedServerStatus(dataDir: string): EmbeddedServerRecord | un
 }
 
 /** Starts the embedded TimescaleDB on the configured data folder (embedded-db.ts locks it). */
-export async function startEmbeddedOnDataDir(config: Config, opts: { port?: number; record?: boolean } = {}): Promise<EmbeddedDb> {
+export async function startEmbeddedOnDataDir(config: Pick<SharedConfig, 'database'>, opts: { port?: number; record?: boolean } = {}): Promise<EmbeddedDb> {
   const dataDir = resolveDir(config.database.dataDir);
   const db = await startEmbeddedDb({ dataDir, port: opts.port ?? config.database.embeddedPort, wasmCompiler: config.database.embeddedWasmCompiler });
   if (opts.record) writeFileSync(recordFile(dataDir), JSON.stringify({ pid: process.pid, url: db.url, dataDir } satisfies EmbeddedServerRecord));
@@ -56,7 +56,7 @@ export async function startEmbeddedOnDataDir(config: Config, opts: { port?: numb
   };
 }
 
-export async function openDatabase(config: Config, opts: { applicationName?: string } = {}): Promise<OpenDatabase> {
+export async function openDatabase(config: Pick<SharedConfig, 'database'>, opts: { applicationName?: string } = {}): Promise<OpenDatabase> {
   const applicationName = opts.applicationName ?? 'tickflow';
   const url = config.database.url;
   if (url) {

@@ -17,7 +17,6 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { probeKafka } from '../core/kafka.ts';
 import { freePort, isAlive } from './process.ts';
-import { resolveDir, type Config } from '../core/config.ts';
 import { TickflowError, messageOf } from '../core/errors.ts';
 import { logger } from '../core/log.ts';
 import { sleep } from '../core/retry.ts';
@@ -551,15 +550,4 @@ export async function stopKafkaAt(dataDir: string): Promise<boolean> {
   await removeRecord(p, rec.pid);
   log.info({ pid: rec.pid, dataDir: p.dir }, 'Kafka stopped');
   return true;
-}
-
-/** The brokers to use: configured ones (probed), else the local broker from `infra up`. */
-export async function resolveBrokers(config: Config): Promise<string[]> {
-  if (config.kafka.brokers.length > 0) {
-    await probeKafka(config.kafka.brokers, config.kafka.connectionTimeoutMs * 2);
-    return [...config.kafka.brokers];
-  }
-  const status = await kafkaStatus(resolveDir(config.infra.kafkaDataDir));
-  if (status.running && status.brokers) return status.brokers;
-  throw new TickflowError('KAFKA_UNREACHABLE', 'no Kafka: set KAFKA_BROKERS, or start the local broker with `tickflow infra up`');
 }

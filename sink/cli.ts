@@ -2,15 +2,15 @@
  * `tickflow sink`: loads nothing itself (cli/main.ts passes the config), builds the sink (which
  * finds the brokers as it starts), runs until SIGINT/SIGTERM, closes it.
  */
-import type { Config } from '../core/config.ts';
+import type { ConfigForSink } from './config.ts';
 import { untilSignal } from '../core/lifecycle.ts';
 import { collectProcessMetrics } from '../core/metrics.ts';
-import { resolveBrokers } from '../infra/kafka.ts';
+import { resolveBrokers } from '../infra/brokers.ts';
 import { buildSink } from './index.ts';
 
 const out = (s: string) => process.stdout.write(`${s}\n`);
 
-export async function sinkCommand(config: Config, _args: readonly string[] = []): Promise<number> {
+export async function sinkCommand(config: ConfigForSink, _args: readonly string[] = []): Promise<number> {
   // The brokers are found inside start(), once the REST API and /healthz answer ('starting').
   const sink = buildSink(config, { resolveBrokers: () => resolveBrokers(config) });
   collectProcessMetrics();

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseConfig } from '../core/config.ts';
+import { parseConfig } from '../config/schema.ts';
 import { connectorSchema, defaultConnectors, intervalSql, resolveConnector } from './config.ts';
 
 describe('sink config', () => {

@@ -1,5 +1,6 @@
 import cron from 'node-cron';
 import { z } from 'zod';
+import type { SharedConfig } from '../core/config.ts';
 import { TABLE_NAMES, type TableName } from './tables.ts';
 
 /**
@@ -130,6 +131,9 @@ export const sinkSchema = z
   })
   .prefault({});
 export type SinkConfig = z.infer<typeof sinkSchema>;
+
+/** The config as the sink reads it. */
+export type ConfigForSink = SharedConfig & { readonly sink: SinkConfig };
 
 /** The default connectors: one per record table, reading its topic. */
 export function defaultConnectors(): ConnectorSpec[] {

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import type { Config } from '../core/config.ts';
+import type { ConfigForSink } from './config.ts';
 import { maskUrl, type Pool } from '../core/db.ts';
 import { TickflowError, messageOf } from '../core/errors.ts';
 import { createKafka, createProducer, ensureTopics, type Admin, type Producer } from '../core/kafka.ts';
@@ -61,7 +61,7 @@ export interface Sink {
   applyRetention(now?: Date): Promise<void>;
 }
 
-export function buildSink(config: Config, deps: SinkDeps = {}): Sink {
+export function buildSink(config: ConfigForSink, deps: SinkDeps = {}): Sink {
   const log = logger('sink');
   const events = new SinkEmitter();
   instrument(events);

@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApi, type Api } from '../api/index.ts';
-import { parseConfig } from '../core/config.ts';
+import { parseConfig } from '../config/schema.ts';
 import { createPool } from '../core/db.ts';
 import { sig12 } from '../api/sql.ts';
 import { migrate } from '../migrations/runner.ts';

@@ -9,7 +9,7 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buildApi, type Api } from '../api/index.ts';
-import { parseConfig } from '../core/config.ts';
+import { parseConfig } from '../config/schema.ts';
 import { migrate } from '../migrations/runner.ts';
 import type { Trade } from '../schemas/index.ts';
 import { describeEachDb } from './harness/db.ts';

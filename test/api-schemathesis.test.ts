@@ -15,7 +15,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApi, type Api } from '../api/index.ts';
-import { parseConfig } from '../core/config.ts';
+import { parseConfig } from '../config/schema.ts';
 import { migrate } from '../migrations/runner.ts';
 import type { Trade } from '../schemas/index.ts';
 import { openTestDb, type TestDb } from './harness/db.ts';

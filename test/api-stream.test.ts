@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { buildApi, type Api } from '../api/index.ts';
 import { AvroCodec } from '../core/avro.ts';
-import { parseConfig, type Config } from '../core/config.ts';
+import { parseConfig, type Config } from '../config/schema.ts';
 import { createKafka, createProducer, ensureTopics, recordKey, type Producer } from '../core/kafka.ts';
 import { sleep } from '../core/retry.ts';
 import { migrate } from '../migrations/runner.ts';

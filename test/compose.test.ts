@@ -7,7 +7,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { ENV_OVERRIDES, loadConfig } from '../core/config.ts';
+import { ENV_OVERRIDES, loadConfig } from '../config/schema.ts';
 import { registry } from '../core/metrics.ts';
 // The modules that declare the parts' metrics (they register on import).
 import '../gateways/telemetry.ts';

@@ -8,7 +8,7 @@
  * order) and no two trades of an instrument share a time (open/close are unambiguous).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseConfig } from '../core/config.ts';
+import { parseConfig } from '../config/schema.ts';
 import { createPool, type Pool, type PoolClient } from '../core/db.ts';
 import { sleep } from '../core/retry.ts';
 import { migrate } from '../migrations/runner.ts';

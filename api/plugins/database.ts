@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
-import type { Config } from '../../core/config.ts';
+import type { ConfigForApi } from '../config.ts';
 import type { Pool } from '../../core/db.ts';
 import { histogram } from '../../core/metrics.ts';
 import { openDatabase } from '../../infra/database.ts';
@@ -44,7 +44,7 @@ function statementName(text: string): string {
 }
 
 export interface DatabasePluginOptions {
-  readonly config: Config;
+  readonly config: ConfigForApi;
   readonly pool?: Pool | undefined;
 }
 

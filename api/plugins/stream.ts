@@ -6,10 +6,10 @@
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { createCodec, type AvroCodec } from '../../core/avro.ts';
-import type { Config } from '../../core/config.ts';
+import type { ConfigForApi } from '../config.ts';
 import { messageOf } from '../../core/errors.ts';
 import { logger } from '../../core/log.ts';
-import { resolveBrokers } from '../../infra/kafka.ts';
+import { resolveBrokers } from '../../infra/brokers.ts';
 import { StreamHub } from '../stream/hub.ts';
 
 declare module 'fastify' {
@@ -19,7 +19,7 @@ declare module 'fastify' {
 }
 
 export interface StreamPluginOptions {
-  readonly config: Config;
+  readonly config: ConfigForApi;
   /** Brokers to consume from; undefined: the configured ones or the local broker; false: no stream. */
   readonly brokers?: readonly string[] | false | undefined;
   readonly codec?: AvroCodec | undefined;

@@ -3,7 +3,7 @@
  * topic prefix.
  */
 import { randomBytes } from 'node:crypto';
-import { parseConfig, type Config } from '../../core/config.ts';
+import { parseConfig, type Config } from '../../config/schema.ts';
 import type { Sim } from '../../sim/index.ts';
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

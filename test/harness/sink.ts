@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { inject } from 'vitest';
 import { AvroCodec } from '../../core/avro.ts';
-import { parseConfig, type Config } from '../../core/config.ts';
+import { parseConfig, type Config } from '../../config/schema.ts';
 import { createKafka, createProducer, type IHeaders, type Kafka } from '../../core/kafka.ts';
 import { sleep } from '../../core/retry.ts';
 import type { RecordKind, RecordOf, Trade } from '../../schemas/index.ts';

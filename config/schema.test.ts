@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadConfig, parseConfig } from './config.ts';
+import { loadConfig, parseConfig } from './schema.ts';
 
 function file(text: string): string {
   const dir = mkdtempSync(path.join(tmpdir(), 'tickflow-config-'));

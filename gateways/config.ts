@@ -1,0 +1,105 @@
+import cron from 'node-cron';
+import { z } from 'zod';
+import { describeIssues, type SharedConfig } from '../core/config.ts';
+
+/**
+ * The gateway's parts of the config: the `gateway` section and the `exchanges` entries (one per
+ * ccxt exchange to run). config/schema.ts composes them into the whole file; entries are
+ * validated one by one (parseExchangeEntries) so a bad entry is reported by name without
+ * stopping the good ones.
+ */
+
+export const CHANNELS = ['trades', 'ticker', 'ohlcv', 'book'] as const;
+export type Channel = (typeof CHANNELS)[number];
+export const CHANNEL_MODES = ['ws', 'poll'] as const;
+
+export const gatewaySchema = z
+  .strictObject({
+    /** Where `tickflow gateway` serves /metrics for Prometheus (the API and sink serve theirs). */
+    metricsHost: z.string().min(1).default('127.0.0.1'),
+    /** 0 picks a free port; the docker-compose deployment uses 9464. */
+    metricsPort: z.int().min(0).max(65535).default(9464),
+  })
+  .prefault({});
+
+/** A cron expression with seconds (node-cron: `sec min hour day month weekday`). */
+const cronSchedule = z
+  .string()
+  .min(1)
+  .refine((s) => cron.validate(s), 'expected a cron expression with seconds, e.g. "*/10 * * * * *"');
+
+/**
+ * Per channel: `mode` ws (ccxt pro watch*) or poll (REST on `schedule`). A ws channel the
+ * exchange cannot stream falls back to polling when it has a `schedule`; a poll channel without
+ * one uses DEFAULT_POLL_SCHEDULES. `silenceTimeoutMs`: a ws stream without a message for this
+ * long is treated as dropped (reconnect + gap); trades check REST first, so a quiet market is
+ * not mistaken for a dead stream.
+ */
+const channelBase = (silenceTimeoutMs: number) => ({
+  mode: z.enum(CHANNEL_MODES).default('ws'),
+  schedule: cronSchedule.optional(),
+  silenceTimeoutMs: z.int().min(1_000).default(silenceTimeoutMs),
+});
+
+/** Poll schedules used when a poll channel names none (cron with seconds). */
+export const DEFAULT_POLL_SCHEDULES: Readonly<Record<Channel, string>> = {
+  trades: '*/10 * * * * *',
+  ticker: '*/10 * * * * *',
+  ohlcv: '*/30 * * * * *',
+  book: '*/10 * * * * *',
+};
+
+export const exchangeEntrySchema = z.strictObject({
+  /** Any ccxt exchange id. */
+  id: z.string().regex(/^[a-z0-9]+$/, 'expected a ccxt exchange id (lower-case letters and digits)'),
+  /** A name for this entry when one exchange id appears twice (e.g. a testnet); defaults to id. */
+  name: z.string().regex(/^[a-z0-9_-]+$/).optional(),
+  enabled: z.boolean().default(true),
+  symbols: z.array(z.string().regex(/^[^/\s]+\/[^/\s]+(:\S+)?$/, 'expected a ccxt unified symbol like BTC/USDT')).min(1),
+  channels: z
+    .strictObject({
+      trades: z.strictObject({ ...channelBase(60_000) }).optional(),
+      ticker: z.strictObject({ ...channelBase(30_000) }).optional(),
+      ohlcv: z.strictObject({ ...channelBase(60_000), timeframes: z.array(z.string().regex(/^\d+[smhdwM]$/)).min(1).default(['1m']) }).optional(),
+      book: z.strictObject({ ...channelBase(30_000), depth: z.int().min(1).max(1000).default(10), intervalMs: z.int().min(10).default(1000) }).optional(),
+    })
+    .refine((c) => Object.keys(c).length > 0, 'expected at least one channel'),
+  /** Candle history fetched on start, in minutes back from now. */
+  backfillLookbackMinutes: z.int().min(0).default(24 * 60),
+  /**
+   * Records this entry may hold in memory while Kafka is unreachable; past it the oldest are
+   * dropped and the loss is published as a `gap` record (channel `kafka`) once Kafka is back.
+   */
+  maxBufferedRecords: z.int().min(10).default(250_000),
+  /** Free-form ccxt constructor options: keys, urls overrides, proxies, rateLimit, options. */
+  options: z.record(z.string(), z.unknown()).default({}),
+});
+export type ExchangeEntry = z.infer<typeof exchangeEntrySchema>;
+export type GatewaySection = z.infer<typeof gatewaySchema>;
+
+export interface ExchangeEntryError {
+  readonly index: number;
+  readonly id: string | undefined;
+  readonly message: string;
+}
+
+/** Validates the `exchanges` entries one by one: the good ones, and a line for each bad one. */
+export function parseExchangeEntries(entries: readonly unknown[]): { exchanges: ExchangeEntry[]; exchangeErrors: ExchangeEntryError[] } {
+  const exchanges: ExchangeEntry[] = [];
+  const exchangeErrors: ExchangeEntryError[] = [];
+  entries.forEach((entry, index) => {
+    const r = exchangeEntrySchema.safeParse(entry);
+    const id = typeof (entry as { id?: unknown } | null)?.id === 'string' ? (entry as { id: string }).id : undefined;
+    if (r.success) exchanges.push(r.data);
+    else exchangeErrors.push({ index, id, message: describeIssues(r.error, `exchanges[${index}]`).join('; ') });
+  });
+  return { exchanges, exchangeErrors };
+}
+
+/** The config as the gateway reads it. */
+export type ConfigForGateway = SharedConfig & {
+  readonly gateway: GatewaySection;
+  readonly exchanges: readonly ExchangeEntry[];
+  /** Entries that failed validation, reported at start-up by the gateway, skipped. */
+  readonly exchangeErrors: readonly ExchangeEntryError[];
+};
