@@ -1,11 +1,13 @@
 /**
  * Runs the sim exchange on its own: `tsx sim/main.ts --port 9000 --rate 20 --symbols BTC/USDT,ETH/USDT`.
- * Prints one JSON line on stdout, `{"url", "wsUrl", "ccxtOptions"}`, once it listens (logs go to
- * stderr), and closes cleanly on SIGINT/SIGTERM. `tickflow sim` builds the same thing from
- * `parseSimArgs` + `buildSim`.
+ * Prints one JSON line on stdout, `{"url", "wsUrl", "ccxtOptions", "control", "dialects"}`, once it
+ * listens (logs go to stderr), and closes cleanly on SIGINT/SIGTERM. `tickflow sim` builds the
+ * same thing from `parseSimArgs` + `buildSim`. Faults are applied over HTTP (control.ts).
  */
 import { pathToFileURL } from 'node:url';
 import { TickflowError } from '../core/errors.ts';
+import { CONTROL_PREFIX, simInfo } from './control.ts';
+import { DIALECTS } from './dialects/types.ts';
 import { buildSim, type SimOptions } from './index.ts';
 
 /** The standalone sim's port: config/tickflow.yaml's `sim` exchange entry points here. */
@@ -23,7 +25,17 @@ export const SIM_USAGE = `usage: sim [options]
   --speed <x>              virtual clock speed, 60 = a minute per second (default 1)
   --start-time <ms|iso>    virtual start time (default now)
   --tick-ms <n>            generation/send tick in real ms (default 10)
-  --max-stored-trades <n>  trades kept per symbol for REST refills (default 2000000)`;
+  --max-stored-trades <n>  trades kept per symbol for REST refills (default 2000000)
+  --dialects <a,b>         exchange formats served, each under its own path prefix
+                           (default all: ${DIALECTS.join(',')}; binance at the root)
+
+Faults over HTTP, on the same port (any process; "dialect" optional):
+  curl -XPOST <url>/__sim/faults -d '{"kind":"drop"}'
+  curl -XPOST <url>/__sim/faults -d '{"kind":"pause","channel":"trades","ms":5000}'
+  curl -XPOST <url>/__sim/faults -d '{"kind":"refuse","target":"ws","status":403,"ms":10000}'
+  curl -XPOST <url>/__sim/faults -d '{"kind":"rateLimit","requestsPerSecond":2,"ms":10000}'
+  kinds: drop, pause, refuse (target rest|ws), rateLimit, tradeRate, clear.
+  GET <url>/__sim/info, /__sim/stats, /__sim/emitted/trades?symbol=BTC/USDT&fromId=N, /__sim/book?symbol=...`;
 
 const NUMERIC: Record<string, keyof SimOptions> = {
   '--port': 'port',
@@ -64,6 +76,13 @@ export function parseSimArgs(argv: readonly string[]): SimOptions & { help?: boo
         .split(',')
         .map((s) => s.trim().toUpperCase())
         .filter((s) => s.length > 0);
+    } else if (flag === '--dialects') {
+      const list = takeValue()
+        .split(',')
+        .map((s) => s.trim().toLowerCase())
+        .filter((s) => s.length > 0);
+      for (const d of list) if (!(DIALECTS as readonly string[]).includes(d)) throw bad(flag, `names an unknown dialect "${d}" (known: ${DIALECTS.join(', ')})`);
+      out.dialects = list;
     } else if (flag === '--start-time') {
       const raw = takeValue();
       const t = /^\d+$/.test(raw) ? Number(raw) : Date.parse(raw);
@@ -99,7 +118,8 @@ export async function main(argv: readonly string[], defaults: SimOptions = {}): 
   const { help: _help, ...simOpts } = opts;
   const sim = buildSim({ port: SIM_DEFAULT_PORT, ...defaults, ...simOpts });
   await sim.start();
-  process.stdout.write(`${JSON.stringify({ url: sim.url, wsUrl: sim.wsUrl, ccxtOptions: sim.ccxtOptions() })}\n`);
+  const { dialects } = simInfo(sim);
+  process.stdout.write(`${JSON.stringify({ url: sim.url, wsUrl: sim.wsUrl, ccxtOptions: sim.ccxtOptions(), control: `${sim.url}${CONTROL_PREFIX}`, dialects })}\n`);
   const signal = await new Promise<string>((resolve) => {
     process.once('SIGINT', () => resolve('SIGINT'));
     process.once('SIGTERM', () => resolve('SIGTERM'));

@@ -3,10 +3,11 @@
  * Hot-path events (trades) are built with template strings: at 50k trades/s JSON.stringify of an
  * object per trade costs more than everything else the sim does.
  */
-import type { Kline } from './candles.ts';
-import type { BookDiff, BookSnapshot, Stats24h } from './engine.ts';
-import { type MarketSpec, fmtFloat, fmtUnits } from './market.ts';
-import type { TradeStore } from './trades.ts';
+import type { Kline } from '../../candles.ts';
+import type { BookDiff, BookSnapshot, Stats24h } from '../../engine.ts';
+import { type MarketSpec, fmtFloat, fmtUnits } from '../../market.ts';
+import type { TickerText } from '../../market-engine.ts';
+import type { TradeStore } from '../../trades.ts';
 
 export const price = (spec: MarketSpec, ticks: number): string => fmtUnits(ticks, spec.tickDecimals);
 export const qty = (spec: MarketSpec, steps: number): string => fmtUnits(steps, spec.stepDecimals);
@@ -94,47 +95,6 @@ export function klineEvent(spec: MarketSpec, interval: string, k: Kline, closed:
       B: '0',
     },
   });
-}
-
-/** The 24 h ticker's numbers as text, computed once and used by every format. */
-export interface TickerText {
-  readonly priceChange: string;
-  readonly priceChangePercent: string;
-  readonly weightedAvgPrice: string;
-  readonly prevClosePrice: string;
-  readonly lastPrice: string;
-  readonly lastQty: string;
-  readonly bidPrice: string;
-  readonly bidQty: string;
-  readonly askPrice: string;
-  readonly askQty: string;
-  readonly openPrice: string;
-  readonly highPrice: string;
-  readonly lowPrice: string;
-  readonly volume: string;
-  readonly quoteVolume: string;
-}
-
-export function tickerText(spec: MarketSpec, s: Stats24h): TickerText {
-  const pct = s.open > 0 ? ((s.last - s.open) / s.open) * 100 : 0;
-  const vwap = s.volume > 0 ? s.quoteVolume / (s.volume * spec.step) : 0;
-  return {
-    priceChange: price(spec, s.last - s.open),
-    priceChangePercent: pct.toFixed(3),
-    weightedAvgPrice: fmtFloat(vwap),
-    prevClosePrice: price(spec, s.prevClose),
-    lastPrice: price(spec, s.last),
-    lastQty: qty(spec, s.lastQty),
-    bidPrice: price(spec, s.bid),
-    bidQty: qty(spec, s.bidQty),
-    askPrice: price(spec, s.ask),
-    askQty: qty(spec, s.askQty),
-    openPrice: price(spec, s.open),
-    highPrice: price(spec, s.high),
-    lowPrice: price(spec, s.low),
-    volume: qty(spec, s.volume),
-    quoteVolume: fmtFloat(s.quoteVolume),
-  };
 }
 
 /** `GET /api/v3/ticker/24hr` entry. No `time` key: ccxt would take it for a futures ticker. */

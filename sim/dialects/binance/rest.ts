@@ -4,25 +4,24 @@
  * production. Every answer reflects the state as of the last timer tick.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { type Interval, ceilOpen, bucketOpen, isInterval, nextOpen, prevOpen } from './candles.ts';
-import type { Stats24h, SymbolEngine } from './engine.ts';
-import { exchangeInfoSymbol } from './market.ts';
+import { type Interval, ceilOpen, bucketOpen, isInterval, nextOpen, prevOpen } from '../../candles.ts';
+import type { SymbolEngine } from '../../engine.ts';
+import type { RestRefusal } from '../../faults.ts';
+import { exchangeInfoSymbol } from '../../market.ts';
+import { type MarketEngine, tickerText } from '../../market-engine.ts';
 import * as wire from './wire.ts';
 
 export interface RestContext {
+  readonly market: MarketEngine;
+  /** Engines by Binance id (BTCUSDT). */
   readonly engines: ReadonlyMap<string, SymbolEngine>;
-  /** Virtual time (what the exchange's clock says). */
-  readonly now: () => number;
-  /** While set, REST answers with this status (see Sim.refuseService). */
-  readonly refusal: () => { status: number; retryAfterS: number } | undefined;
-  readonly simStats: () => unknown;
+  /** What to answer instead of serving (faults), counted per request. */
+  readonly refusal: () => RestRefusal | undefined;
   readonly onError: (err: unknown, path: string) => void;
-  /** Every full 24 h ticker REST serves, so `emitted.tickers` covers REST-polled tickers too. */
-  readonly onTicker: (e: SymbolEngine, s: Stats24h, x: wire.TickerText) => void;
 }
 
-/** A Binance API error answer. */
-class ApiError extends Error {
+/** A Binance API error answer (`{code, msg}` with a negative code). */
+class BinanceApiError extends Error {
   constructor(
     readonly status: number,
     readonly code: number,
@@ -32,36 +31,36 @@ class ApiError extends Error {
   }
 }
 
-const mandatory = (name: string): ApiError =>
-  new ApiError(400, -1102, `Mandatory parameter '${name}' was not sent, was empty/null, or malformed.`);
-const invalidSymbol = (): ApiError => new ApiError(400, -1121, 'Invalid symbol.');
+const mandatory = (name: string): BinanceApiError =>
+  new BinanceApiError(400, -1102, `Mandatory parameter '${name}' was not sent, was empty/null, or malformed.`);
+const invalidSymbol = (): BinanceApiError => new BinanceApiError(400, -1121, 'Invalid symbol.');
 
 function intParam(q: URLSearchParams, name: string): number | undefined {
   const raw = q.get(name);
   if (raw === null || raw === '') return undefined;
   if (!/^-?[0-9]{1,20}$/.test(raw)) {
-    throw new ApiError(400, -1100, `Illegal characters found in parameter '${name}'; legal range is '^[0-9]{1,20}$'.`);
+    throw new BinanceApiError(400, -1100, `Illegal characters found in parameter '${name}'; legal range is '^[0-9]{1,20}$'.`);
   }
   return Number(raw);
 }
 
 function limitParam(q: URLSearchParams, dflt: number, max: number): number {
   const limit = intParam(q, 'limit') ?? dflt;
-  if (limit < 1 || limit > max) throw new ApiError(400, -1130, "Data sent for parameter 'limit' is not valid.");
+  if (limit < 1 || limit > max) throw new BinanceApiError(400, -1130, "Data sent for parameter 'limit' is not valid.");
   return limit;
 }
 
 function symbolsParam(ctx: RestContext, q: URLSearchParams): SymbolEngine[] {
   const one = q.get('symbol');
   const many = q.get('symbols');
-  if (one !== null && many !== null) throw new ApiError(400, -1128, 'Combination of optional parameters invalid.');
+  if (one !== null && many !== null) throw new BinanceApiError(400, -1128, 'Combination of optional parameters invalid.');
   if (one !== null) return [engineOf(ctx, one)];
   if (many !== null) {
     let ids: unknown;
     try {
       ids = JSON.parse(many);
     } catch {
-      throw new ApiError(400, -1100, "Illegal characters found in parameter 'symbols'; legal range is '^\\[(\"[A-Z0-9-_.]{1,20}\"(,\"[A-Z0-9-_.]{1,20}\"){0,}){0,1}\\]$'.");
+      throw new BinanceApiError(400, -1100, "Illegal characters found in parameter 'symbols'; legal range is '^\\[(\"[A-Z0-9-_.]{1,20}\"(,\"[A-Z0-9-_.]{1,20}\"){0,}){0,1}\\]$'.");
     }
     if (!Array.isArray(ids)) throw mandatory('symbols');
     return ids.map((id) => engineOf(ctx, String(id)));
@@ -80,13 +79,13 @@ type Handler = (ctx: RestContext, q: URLSearchParams) => unknown;
 
 const routes: Record<string, Handler> = {
   '/api/v3/ping': () => ({}),
-  '/api/v3/time': (ctx) => ({ serverTime: Math.floor(ctx.now()) }),
+  '/api/v3/time': (ctx) => ({ serverTime: Math.floor(ctx.market.now()) }),
 
   '/api/v3/exchangeInfo': (ctx, q) => {
     const engines = symbolsParam(ctx, q);
     return {
       timezone: 'UTC',
-      serverTime: Math.floor(ctx.now()),
+      serverTime: Math.floor(ctx.market.now()),
       rateLimits: [
         { rateLimitType: 'REQUEST_WEIGHT', interval: 'MINUTE', intervalNum: 1, limit: 6000 },
         { rateLimitType: 'ORDERS', interval: 'SECOND', intervalNum: 10, limit: 100 },
@@ -102,7 +101,7 @@ const routes: Record<string, Handler> = {
     const e = engineOf(ctx, q.get('symbol'));
     const iv = q.get('interval');
     if (iv === null || iv === '') throw mandatory('interval');
-    if (!isInterval(iv)) throw new ApiError(400, -1120, 'Invalid interval.');
+    if (!isInterval(iv)) throw new BinanceApiError(400, -1120, 'Invalid interval.');
     const limit = limitParam(q, 500, 1000);
     const startTime = intParam(q, 'startTime');
     const endTime = intParam(q, 'endTime');
@@ -116,10 +115,10 @@ const routes: Record<string, Handler> = {
     const startTime = intParam(q, 'startTime');
     const endTime = intParam(q, 'endTime');
     if (fromId !== undefined && (startTime !== undefined || endTime !== undefined)) {
-      throw new ApiError(400, -1128, 'Combination of optional parameters invalid.');
+      throw new BinanceApiError(400, -1128, 'Combination of optional parameters invalid.');
     }
     if (startTime !== undefined && endTime !== undefined && endTime - startTime > 3_600_000) {
-      throw new ApiError(400, -1127, 'More than 1 hours between startTime and endTime.');
+      throw new BinanceApiError(400, -1127, 'More than 1 hours between startTime and endTime.');
     }
     const t = e.trades;
     let from: number;
@@ -162,14 +161,16 @@ const routes: Record<string, Handler> = {
 
   '/api/v3/ticker/24hr': (ctx, q) => {
     const type = q.get('type') ?? 'FULL';
-    if (type !== 'FULL' && type !== 'MINI') throw new ApiError(400, -1100, "Illegal characters found in parameter 'type'.");
+    if (type !== 'FULL' && type !== 'MINI') throw new BinanceApiError(400, -1100, "Illegal characters found in parameter 'type'.");
     const one = q.get('symbol') !== null;
     const rows = symbolsParam(ctx, q).map((e) => {
-      const s = e.stats24h();
-      const x = wire.tickerText(e.spec, s);
-      if (type === 'MINI') return wire.tickerMiniRest(e.spec, s, x);
-      ctx.onTicker(e, s, x);
-      return wire.ticker24hRest(e.spec, s, x);
+      if (type === 'MINI') {
+        const s = e.stats24h();
+        return wire.tickerMiniRest(e.spec, s, tickerText(e.spec, s));
+      }
+      // Every full ticker served is recorded, so `emitted.tickers` covers REST-polled tickers too.
+      const v = ctx.market.takeTicker(e, 'rest');
+      return wire.ticker24hRest(e.spec, v.stats, v.text);
     });
     return one ? rows[0] : rows;
   },
@@ -209,8 +210,6 @@ const routes: Record<string, Handler> = {
     const limit = limitParam(q, 100, 5000);
     return wire.depthSnapshot(e.spec, e.book(limit));
   },
-
-  '/sim/stats': (ctx) => ctx.simStats(),
 };
 
 /**
@@ -240,35 +239,36 @@ export function klines(e: SymbolEngine, iv: Interval, startTime: number | undefi
 
 const JSON_TYPE = 'application/json;charset=UTF-8';
 
-export function createRestHandler(ctx: RestContext): (req: IncomingMessage, res: ServerResponse) => void {
+export function refuse(res: ServerResponse, r: RestRefusal): void {
+  const headers = { 'retry-after': String(r.retryAfterS) };
+  if (r.rateLimited) {
+    res.writeHead(r.status, { ...headers, 'content-type': JSON_TYPE }).end(
+      JSON.stringify({
+        code: -1003,
+        msg: 'Too many requests; current limit of IP(127.0.0.1) is 6000 requests per minute. Please use WebSocket Streams for live updates to avoid polling the API.',
+      }),
+    );
+  } else {
+    // Binance's gateway answers 503 with a plain-text body: ccxt maps the status (ExchangeNotAvailable).
+    res.writeHead(r.status, { ...headers, 'content-type': 'text/plain' }).end('Service Unavailable.');
+  }
+}
+
+/** `/api/v3/*`: answers and returns true, or returns false when the path is not one of its routes. */
+export function createRestHandler(ctx: RestContext): (req: IncomingMessage, res: ServerResponse, path: string, url: URL) => boolean {
   let weightMinute = 0;
   let weight = 0;
-  return (req, res) => {
-    const url = new URL(req.url ?? '/', 'http://sim');
-    const handler = routes[url.pathname];
-    if (!handler) {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('Not Found');
-      return;
-    }
+  return (req, res, path, url) => {
+    const handler = routes[path];
+    if (!handler) return false;
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { 'content-type': 'text/plain', allow: 'GET' }).end('Method Not Allowed');
-      return;
+      return true;
     }
-    const refusal = url.pathname.startsWith('/api/') ? ctx.refusal() : undefined;
+    const refusal = ctx.refusal();
     if (refusal) {
-      const headers = { 'retry-after': String(refusal.retryAfterS) };
-      if (refusal.status === 429 || refusal.status === 418) {
-        res.writeHead(refusal.status, { ...headers, 'content-type': JSON_TYPE }).end(
-          JSON.stringify({
-            code: -1003,
-            msg: 'Too many requests; current limit of IP(127.0.0.1) is 6000 requests per minute. Please use WebSocket Streams for live updates to avoid polling the API.',
-          }),
-        );
-      } else {
-        // Binance's gateway answers 503 with a plain-text body: ccxt maps the status (ExchangeNotAvailable).
-        res.writeHead(refusal.status, { ...headers, 'content-type': 'text/plain' }).end('Service Unavailable.');
-      }
-      return;
+      refuse(res, refusal);
+      return true;
     }
     const minute = Math.floor(Date.now() / 60_000);
     if (minute !== weightMinute) {
@@ -281,12 +281,13 @@ export function createRestHandler(ctx: RestContext): (req: IncomingMessage, res:
       const body = JSON.stringify(handler(ctx, url.searchParams));
       res.writeHead(200, baseHeaders).end(req.method === 'HEAD' ? undefined : body);
     } catch (err) {
-      if (err instanceof ApiError) {
+      if (err instanceof BinanceApiError) {
         res.writeHead(err.status, baseHeaders).end(JSON.stringify({ code: err.code, msg: err.message }));
-        return;
+        return true;
       }
       res.writeHead(500, baseHeaders).end(JSON.stringify({ code: -1000, msg: 'An unknown error occurred while processing the request.' }));
-      ctx.onError(err, url.pathname);
+      ctx.onError(err, path);
     }
+    return true;
   };
 }

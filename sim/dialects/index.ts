@@ -1,0 +1,9 @@
+/** Every dialect the sim speaks, by name (see types.ts for what a dialect is). */
+import { binance } from './binance/index.ts';
+import type { DialectModule, DialectName } from './types.ts';
+
+export { DIALECTS, type Dialect, type DialectModule, type DialectName } from './types.ts';
+
+export const DIALECT_MODULES: Readonly<Record<DialectName, DialectModule>> = Object.freeze({
+  binance,
+});
