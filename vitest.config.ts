@@ -7,7 +7,8 @@ const UNIT = ['core/**/*.test.ts', 'config/**/*.test.ts', 'schemas/**/*.test.ts'
 export default defineConfig({
   test: {
     include: unitOnly ? UNIT : ['**/*.test.ts'],
-    exclude: ['node_modules/**', '.cache/**', '.tickflow/**'],
+    // api/stream/hub.test.ts reads a real broker: not a unit test.
+    exclude: ['node_modules/**', '.cache/**', '.tickflow/**', ...(unitOnly ? ['api/stream/hub.test.ts'] : [])],
     // Brings up Kafka and the PostgreSQL server once for the run (or uses KAFKA_BROKERS).
     globalSetup: unitOnly ? [] : ['test/harness/global-setup.ts'],
     // Forks, not threads: PGlite's WebAssembly heap and child processes are per process.
