@@ -1,17 +1,25 @@
 import type { Pool } from '../core/db.ts';
 import { TickflowError, messageOf } from '../core/errors.ts';
-import { createConsumer, partitionOffsets, type Admin, type Consumer, type EachBatchPayload, type IHeaders, type Kafka, type KafkaMessage, type Producer } from '../core/kafka.ts';
+import { createConsumer, type Admin, type Consumer, type EachBatchPayload, type Kafka, type KafkaMessage, type Producer } from '../core/kafka.ts';
 import { logger } from '../core/log.ts';
 import { retry, sleep } from '../core/retry.ts';
+import { ChunkQueue } from './chunk-queue.ts';
 import type { ConnectorConfig } from './config.ts';
+import { DeadLetters } from './dead-letter.ts';
 import type { DecodedBlock, Decoder, DecodeTarget } from './decode.ts';
 import type { ConnectorState, SinkEmitter } from './events.ts';
+import { KafkaCommits, partitionStatus, startPositions, type PartitionStatus } from './offsets.ts';
 import { rowCodec, TABLES, type RowCodec, type TableName } from './tables.ts';
-import { dbError, writeBatch, type Chunk, type DeadLetter, type Item } from './writer.ts';
+import { writeBatch, type Chunk, type Item } from './writer.ts';
+
+export type { PartitionStatus } from './offsets.ts';
 
 /**
  * One connector: a kafkajs consumer group reading its topics, and a writer that puts each batch
- * into the database in one transaction with the partitions' next offsets (see writer.ts).
+ * into the database in one transaction with the partitions' next offsets (see writer.ts). This
+ * file is the facade and its lifecycle; the parts are testable alone: offsets.ts (every
+ * `sink_offsets` statement, the exactly-once rule), chunk-queue.ts (decoded chunks in order),
+ * writer.ts (one transaction), dead-letter.ts (the dead-letter topic).
  *
  * The consumer side splits each fetched batch into chunks of at most batchMaxRows messages, hands
  * each to the decoding thread (decode.ts) and puts it in a small bounded queue while it decodes;
@@ -49,17 +57,6 @@ export interface ConnectorDeps {
   readonly kafkaCheck?: () => Promise<{ ok: boolean; error?: string } | undefined>;
 }
 
-export interface PartitionStatus {
-  readonly topic: string;
-  readonly partition: number;
-  /** The next offset to write, as stored in the database; null before the first batch. */
-  readonly nextOffset: number | null;
-  readonly highWatermark: number;
-  readonly lag: number;
-  /** Whether this sink instance currently consumes the partition. */
-  readonly assigned: boolean;
-}
-
 export interface ConnectorStatus {
   readonly name: string;
   readonly state: ConnectorState;
@@ -76,21 +73,6 @@ export interface ConnectorStatus {
   readonly problem: string | null;
 }
 
-export const DLQ_HEADERS = {
-  reason: 'dlq.reason',
-  stage: 'dlq.stage',
-  topic: 'dlq.topic',
-  partition: 'dlq.partition',
-  offset: 'dlq.offset',
-  connector: 'dlq.connector',
-} as const;
-
-/** A slice of a fetched batch in the queue: being decoded (chunk undefined) or decoded. */
-interface Queued {
-  chunk: Chunk | undefined;
-  readonly ready: Promise<Chunk>;
-}
-
 /** Chunks queued per connector (each at most batchMaxRows messages). */
 const QUEUE_CHUNKS = 4;
 const COMMIT_INTERVAL_MS = 1_000;
@@ -100,6 +82,7 @@ export class Connector {
   readonly name: string;
   private readonly codecRows: RowCodec;
   private readonly decodeTarget: DecodeTarget;
+  private readonly deadLetters: DeadLetters;
   private readonly log;
   private consumer: Consumer | undefined;
   private state: ConnectorState = 'STOPPED';
@@ -109,11 +92,9 @@ export class Connector {
   private counts = { rows: 0, messages: 0, deadLettered: 0, retries: 0 };
 
   // The pipeline between the batch callback and the writer.
-  private queue: Queued[] = [];
+  private readonly queue = new ChunkQueue(QUEUE_CHUNKS);
   private generation = 0;
   private positioned: Promise<void> = Promise.resolve();
-  private wake: (() => void) | undefined;
-  private spaceWaiters: (() => void)[] = [];
   private writing: Promise<void> | undefined;
   private writerDone: Promise<void> = Promise.resolve();
   private stopping = false;
@@ -125,9 +106,8 @@ export class Connector {
   /** Group joins since the consumer started (the first is routine; later ones are rebalances). */
   private joins = 0;
   private assigned = new Map<string, number[]>();
-  private toCommit = new Map<string, { topic: string; partition: number; offset: string }>();
+  private readonly kafkaCommits: KafkaCommits;
   private commitTimer: NodeJS.Timeout | undefined;
-  private committing: Promise<void> | undefined;
   /** The consumer's last failure to talk to Kafka (it restarts itself), cleared by the next fetch or join. */
   private kafkaError: { message: string; at: Date } | undefined;
   private joined = false;
@@ -146,6 +126,8 @@ export class Connector {
     this.codecRows = rowCodec(config.table, config.keyFields);
     this.decodeTarget = { connector: config.name, table: config.table, keyFields: config.keyFields, keys: config.insertMode === 'upsert' };
     this.log = logger('sink').child({ connector: config.name });
+    this.deadLetters = new DeadLetters(deps.producer, config.deadLetterTopic, config.name, deps.events);
+    this.kafkaCommits = new KafkaCommits(this.log);
   }
 
   get groupId(): string {
@@ -167,7 +149,7 @@ export class Connector {
     this.wanted = paused ? 'PAUSED' : 'RUNNING';
     this.stopping = false;
     this.abort = new AbortController();
-    this.queue = [];
+    this.queue.drop();
     this.pausedForOutage = false;
     this.registryWaits = 0;
     this.registryError = undefined;
@@ -257,9 +239,7 @@ export class Connector {
     if (this.state === 'STOPPED' && !this.consumer && !this.starting) return;
     this.stopping = true;
     this.abort.abort(new TickflowError('INTERNAL', 'connector stopping'));
-    this.queue = [];
-    this.wake?.();
-    for (const w of this.spaceWaiters.splice(0)) w();
+    this.queue.drop();
     clearInterval(this.commitTimer);
     await this.writerDone.catch(() => undefined);
     await this.commitKafka();
@@ -336,19 +316,8 @@ export class Connector {
     return this.partitionsInFlight;
   }
 
-  private async readPartitions(): Promise<PartitionStatus[]> {
-    const stored = new Map<string, number>();
-    const r = await this.deps.pool.query<{ topic: string; partition: number; next_offset: number }>('select topic, partition, next_offset from sink_offsets where connector = $1', [this.name]);
-    for (const row of r.rows) stored.set(`${row.topic}\u0000${row.partition}`, Number(row.next_offset));
-    const out: PartitionStatus[] = [];
-    for (const topic of this.config.topics) {
-      const offsets = await partitionOffsets(this.deps.admin, topic);
-      for (const [partition, { low, high }] of [...offsets].sort((a, b) => a[0] - b[0])) {
-        const next = stored.get(`${topic}\u0000${partition}`);
-        out.push({ topic, partition, nextOffset: next ?? null, highWatermark: high, lag: Math.max(0, high - Math.max(next ?? low, low)), assigned: this.assigned.get(topic)?.includes(partition) ?? false });
-      }
-    }
-    return out;
+  private readPartitions(): Promise<PartitionStatus[]> {
+    return partitionStatus(this.deps.pool, this.deps.admin, this.name, this.config.topics, this.assigned);
   }
 
   // ---- internals ----
@@ -400,42 +369,18 @@ export class Connector {
   /** Group join (start or rebalance): drop what is queued, then seek to the database's offsets. */
   private onGroupJoin(assignment: Record<string, number[]>): void {
     const gen = ++this.generation;
-    this.queue = [];
-    for (const w of this.spaceWaiters.splice(0)) w();
-    this.assigned = new Map(Object.entries(assignment));
+    this.queue.drop();
+    const assigned = new Map(Object.entries(assignment));
+    this.assigned = assigned;
     const rebalance = ++this.joins > 1;
     this.positioned = (async () => {
       await this.writing?.catch(() => undefined);
-      const topics = [...this.assigned.keys()];
-      const rows = await retry(
-        async () => {
-          try {
-            return (await this.deps.pool.query<{ topic: string; partition: number; next_offset: number }>('select topic, partition, next_offset from sink_offsets where connector = $1 and topic = any($2::text[])', [this.name, topics])).rows;
-          } catch (e) {
-            throw dbError(e, 'reading the stored offsets failed');
-          }
-        },
-        { attempts: Number.MAX_SAFE_INTEGER, initialDelayMs: 200, maxDelayMs: 5_000, signal: this.abort.signal },
-      );
-      const stored = new Map(rows.map((r) => [`${r.topic}\u0000${r.partition}`, Number(r.next_offset)]));
-      // A partition the database has never seen starts at the beginning of the log, whatever
-      // Kafka's committed offset says (a new or restored database must not miss records).
-      const earliest = new Map<string, number>();
-      for (const [topic, ps] of this.assigned) {
-        if (ps.every((p) => stored.has(`${topic}\u0000${p}`))) continue;
-        for (const [p, o] of await retry(() => partitionOffsets(this.deps.admin, topic), { attempts: Number.MAX_SAFE_INTEGER, initialDelayMs: 200, maxDelayMs: 5_000, signal: this.abort.signal })) earliest.set(`${topic}\u0000${p}`, o.low);
-      }
+      const positions = await startPositions(this.deps.pool, this.deps.admin, this.name, assigned, this.abort.signal);
       if (gen !== this.generation || !this.consumer) return;
-      const partitions: { topic: string; partition: number; offset: number | null }[] = [];
-      for (const [topic, ps] of this.assigned) {
-        for (const partition of ps) {
-          const k = `${topic}\u0000${partition}`;
-          const offset = stored.get(k) ?? earliest.get(k);
-          if (offset !== undefined) this.consumer.seek({ topic, partition, offset: String(offset) });
-          partitions.push({ topic, partition, offset: stored.get(k) ?? null });
-        }
+      for (const p of positions) {
+        if (p.seek !== undefined) this.consumer.seek({ topic: p.topic, partition: p.partition, offset: String(p.seek) });
       }
-      this.deps.events.emit('assigned', { connector: this.name, partitions, rebalance });
+      this.deps.events.emit('assigned', { connector: this.name, partitions: positions.map((p) => ({ topic: p.topic, partition: p.partition, offset: p.stored })), rebalance });
     })();
     this.positioned.catch(() => undefined);
   }
@@ -453,8 +398,8 @@ export class Connector {
     const max = this.config.batchMaxRows;
     for (let from = 0; from < batch.messages.length; from += max) {
       const messages = batch.messages.slice(from, from + max);
-      while (this.queue.length >= QUEUE_CHUNKS) {
-        await Promise.race([new Promise<void>((r) => this.spaceWaiters.push(r)), sleep(HEARTBEAT_EVERY_MS)]);
+      while (this.queue.full) {
+        await this.queue.waitForSpace(HEARTBEAT_EVERY_MS);
         if (!live()) return;
         await heartbeat();
         if (!live()) return;
@@ -462,15 +407,7 @@ export class Connector {
       if (!live()) return;
       // Queued while it is decoded (in the decoder's thread): the callback returns and kafkajs
       // fetches the next batch meanwhile; the writer takes chunks in queue order once decoded.
-      const q: Queued = { chunk: undefined, ready: this.decode(batch, messages) };
-      q.ready.then(
-        (chunk) => {
-          q.chunk = chunk;
-          this.wake?.();
-        },
-        () => this.wake?.(),
-      );
-      this.queue.push(q);
+      this.queue.push(this.decode(batch, messages));
       resolveOffset(messages[messages.length - 1]!.offset);
     }
   }
@@ -546,46 +483,16 @@ export class Connector {
 
   private async writerLoop(): Promise<void> {
     while (!this.stopping) {
-      const first = this.queue[0];
-      if (!first) {
-        await new Promise<void>((r) => (this.wake = r));
-        this.wake = undefined;
-        continue;
+      // Decoded chunks (any partitions) in one transaction, filled up to batchMaxRows messages.
+      let take: Chunk[];
+      try {
+        take = await this.queue.take(this.config.batchMaxRows);
+      } catch (e) {
+        // The oldest chunk failed to decode (not for an outage: that is retried while decoding).
+        if (!this.stopping) void this.fail(e);
+        break;
       }
-      if (!first.chunk) {
-        // The oldest chunk is still being decoded: wait for it (or for the queue to be dropped).
-        const gen = this.generation;
-        try {
-          await first.ready;
-        } catch (e) {
-          if (gen === this.generation && !this.stopping) {
-            void this.fail(e);
-            break;
-          }
-        }
-        continue;
-      }
-      // Decoded chunks (any partitions) in one transaction, filled up to batchMaxRows messages:
-      // a chunk that does not fit whole is split, its rest stays first in the queue.
-      const take: Chunk[] = [];
-      let n = 0;
-      while (this.queue.length > 0 && n < this.config.batchMaxRows) {
-        const head = this.queue[0]!.chunk;
-        if (!head) break;
-        const room = this.config.batchMaxRows - n;
-        if (head.items.length <= room) {
-          this.queue.shift();
-          take.push(head);
-          n += head.items.length;
-        } else {
-          const part = head.items.slice(0, room);
-          take.push({ ...head, items: part, nextOffset: part[part.length - 1]!.offset + 1 });
-          const rest = { ...head, items: head.items.slice(room) };
-          this.queue[0] = { chunk: rest, ready: Promise.resolve(rest) };
-          n += room;
-        }
-      }
-      for (const w of this.spaceWaiters.splice(0)) w();
+      if (take.length === 0) continue;
       const run = this.writeWithRetry(take);
       this.writing = run;
       try {
@@ -606,7 +513,7 @@ export class Connector {
       () =>
         writeBatch(
           this.deps.pool,
-          { connector: this.name, codec: this.codecRows, mode: this.config.insertMode, errorTolerance: this.config.errorTolerance, deadLetter: (l) => this.deadLetter(l) },
+          { connector: this.name, codec: this.codecRows, mode: this.config.insertMode, errorTolerance: this.config.errorTolerance, deadLetter: (l) => this.deadLetters.send(l) },
           chunks,
         ),
       {
@@ -638,48 +545,11 @@ export class Connector {
     this.deps.events.emit('batch', { connector: this.name, table: this.config.table, messages: result.messages, rows: result.rows, skipped: result.skipped, deadLettered: result.deadLettered, seconds });
     this.deps.events.emit('commit', { connector: this.name, offsets: result.offsets });
     if (result.minTimeUs !== undefined) this.deps.onWritten?.(this.config.table, result.minTimeUs);
-    for (const o of result.offsets) this.toCommit.set(`${o.topic}\u0000${o.partition}`, { topic: o.topic, partition: o.partition, offset: String(o.nextOffset) });
-  }
-
-  private async deadLetter(letters: readonly DeadLetter[]): Promise<void> {
-    const topic = this.config.deadLetterTopic;
-    try {
-      await this.deps.producer.send({
-        topic,
-        acks: -1,
-        messages: letters.map((l) => ({
-          key: l.item.message.key,
-          value: l.item.message.value,
-          headers: {
-            ...(l.item.message.headers as IHeaders | undefined),
-            [DLQ_HEADERS.reason]: l.reason.slice(0, 2000),
-            [DLQ_HEADERS.stage]: l.stage,
-            [DLQ_HEADERS.topic]: l.topic,
-            [DLQ_HEADERS.partition]: String(l.partition),
-            [DLQ_HEADERS.offset]: String(l.item.offset),
-            [DLQ_HEADERS.connector]: this.name,
-          },
-        })),
-      });
-    } catch (e) {
-      throw new TickflowError('DEAD_LETTER', `producing ${letters.length} record(s) to the dead-letter topic ${topic} failed: ${messageOf(e)}`, { retriable: true, cause: e });
-    }
-    for (const l of letters) {
-      this.deps.events.emit('deadLetter', { connector: this.name, topic: l.topic, partition: l.partition, offset: String(l.item.offset), stage: l.stage, reason: l.reason });
-    }
+    this.kafkaCommits.note(result.offsets);
   }
 
   /** Kafka's committed offsets follow the database's, best effort (monitoring, a fresh database). */
   private commitKafka(): Promise<void> {
-    if (this.committing || this.toCommit.size === 0 || !this.consumer) return this.committing ?? Promise.resolve();
-    const offsets = [...this.toCommit.values()].filter((o) => this.assigned.get(o.topic)?.includes(o.partition));
-    this.toCommit.clear();
-    if (offsets.length === 0) return Promise.resolve();
-    const consumer = this.consumer;
-    this.committing = consumer
-      .commitOffsets(offsets)
-      .catch((e) => this.log.debug({ err: messageOf(e) }, 'committing offsets to Kafka failed (the database has them)'))
-      .finally(() => (this.committing = undefined));
-    return this.committing;
+    return this.kafkaCommits.commit(this.consumer, this.assigned);
   }
 }

@@ -4,6 +4,7 @@ import { maskUrl, type Pool } from '../core/db.ts';
 import { TickflowError, messageOf } from '../core/errors.ts';
 import { createKafka, createProducer, ensureTopics, type Admin, type Producer } from '../core/kafka.ts';
 import { logger } from '../core/log.ts';
+import { dbError, translatePgError } from '../core/pg-errors.ts';
 import { retry } from '../core/retry.ts';
 import { openDatabase, type OpenDatabase } from '../infra/database.ts';
 import { migrate } from '../migrations/runner.ts';
@@ -16,7 +17,6 @@ import { SinkHealth } from './health.ts';
 import { ConnectorManager, ManagerError } from './manager.ts';
 import { startScheduler, type Scheduler } from './scheduler.ts';
 import { loadConnectors } from './store.ts';
-import { dbError, isTransientDbError } from './writer.ts';
 
 /**
  * The sink: Kafka → database, Kafka Connect-like. `buildSink(config)` returns the part;
@@ -229,7 +229,7 @@ async function transientDb<T>(fn: () => Promise<T>): Promise<T> {
     return await fn();
   } catch (e) {
     for (let c: unknown = e; c; c = (c as { cause?: unknown }).cause) {
-      if (!(c instanceof TickflowError) && isTransientDbError(c)) throw dbError(c, messageOf(e));
+      if (!(c instanceof TickflowError) && translatePgError(c).retriable) throw dbError(c, messageOf(e));
     }
     throw e;
   }
