@@ -9,12 +9,12 @@ import { retry } from '../core/retry.ts';
 import { openDatabase, type OpenDatabase } from '../infra/database.ts';
 import { migrate } from '../migrations/runner.ts';
 import { Aggregates, detectDatabase } from './aggregates.ts';
-import { buildApi } from './api.ts';
 import { defaultConnectors, type ConnectorSpec } from './config.ts';
 import { Decoder } from './decode.ts';
 import { SinkEmitter, instrument } from './events.ts';
 import { SinkHealth } from './health.ts';
 import { ConnectorManager, ManagerError } from './manager.ts';
+import { buildConnectApi } from './rest.ts';
 import { startScheduler, type Scheduler } from './scheduler.ts';
 import { loadConnectors } from './store.ts';
 
@@ -77,7 +77,7 @@ export function buildSink(config: ConfigForSink, deps: SinkDeps = {}): Sink {
     return manager;
   };
   // The API is built up front (tests inject requests); its routes reach the manager once started.
-  const api = buildApi({ token: config.sink.apiToken, manager: manage, health });
+  const api = buildConnectApi({ token: config.sink.apiToken, manager: manage, health });
 
   const close = async () => {
     health.phase = 'stopping';
