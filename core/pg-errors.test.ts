@@ -31,6 +31,8 @@ describe('translatePgError', () => {
     }
     expect(translatePgError(Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }))).toMatchObject({ kind: 'unavailable', sqlstate: undefined });
     expect(translatePgError(new Error('something odd'))).toMatchObject({ kind: 'unknown', retriable: true });
+    // A broken socket's EPIPE is no SQLSTATE (it used to read as one, failing the connector).
+    expect(translatePgError(Object.assign(new Error('write EPIPE'), { code: 'EPIPE' }))).toMatchObject({ kind: 'unknown', sqlstate: undefined, retriable: true });
     expect(translatePgError(new TypeError('x is undefined'))).toMatchObject({ kind: 'bug', retriable: false });
     expect(translatePgError(new RangeError('out of range'))).toMatchObject({ kind: 'bug', retriable: false });
   });

@@ -7,6 +7,7 @@ import { TickflowError, messageOf } from './errors.ts';
  *
  * A failure that carries a SQLSTATE (`code`, five characters) is classified by it; one without
  * (pg's client and pool errors, sockets) by its message; TypeError and RangeError are bugs.
+ * Anything without a SQLSTATE that is not a bug counts as retriable: the connection's, not the SQL's.
  */
 export type PgErrorKind =
   /** The connection or the server's state: refused, reset, terminated, 08 connection, 53 resources, 57P shutdown. */
@@ -45,9 +46,15 @@ const CONNECTION_MESSAGE = /Query read timeout|timeout exceeded when trying to c
 
 const RETRIABLE: ReadonlySet<PgErrorKind> = new Set(['unavailable', 'timeout', 'contention', 'server', 'unknown']);
 
+/**
+ * A SQLSTATE: five digits or capitals. Node's socket errors (`EPIPE`, `ECONNRESET`) also sit in
+ * `code`; no SQLSTATE class starts with E, so those are read by their message like pg's own.
+ */
+const SQLSTATE = /^[0-9A-DF-Z][0-9A-Z]{4}$/;
+
 function kindOf(e: unknown): { kind: PgErrorKind; sqlstate: string | undefined } {
   const code = (e as { code?: unknown } | null)?.code;
-  if (typeof code !== 'string' || !/^[0-9A-Z]{5}$/.test(code)) {
+  if (typeof code !== 'string' || !SQLSTATE.test(code)) {
     if (e instanceof TypeError || e instanceof RangeError) return { kind: 'bug', sqlstate: undefined };
     return { kind: CONNECTION_MESSAGE.test(messageOf(e)) ? 'unavailable' : 'unknown', sqlstate: undefined };
   }

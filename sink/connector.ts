@@ -1,6 +1,6 @@
 import type { Pool } from '../core/db.ts';
 import { TickflowError, messageOf } from '../core/errors.ts';
-import { createConsumer, type Admin, type Consumer, type EachBatchPayload, type Kafka, type KafkaMessage, type Producer } from '../core/kafka.ts';
+import { createConsumer, type Admin, type Consumer, type ConsumerConfig, type EachBatchPayload, type Kafka, type KafkaMessage, type Producer } from '../core/kafka.ts';
 import { logger } from '../core/log.ts';
 import { retry, sleep } from '../core/retry.ts';
 import { ChunkQueue } from './chunk-queue.ts';
@@ -77,6 +77,31 @@ export interface ConnectorStatus {
 const QUEUE_CHUNKS = 4;
 const COMMIT_INTERVAL_MS = 1_000;
 const HEARTBEAT_EVERY_MS = 2_000;
+
+/** The consumer of a connector: fetch sizes from batchMaxRows, group timings from sessionTimeoutMs. */
+function consumerConfig(groupId: string, c: ConnectorConfig): ConsumerConfig {
+  return {
+    groupId,
+    // lingerMs: the broker holds a fetch until it has about a batch, or lingerMs passed.
+    // Fetch sizes follow batchMaxRows (compressed bytes, ~64 per trade record): a fetch is
+    // held in memory as message objects until written, so it bounds the sink's memory.
+    maxWaitTimeInMs: Math.max(10, c.lingerMs),
+    minBytes: Math.min(256 << 10, c.batchMaxRows * 16),
+    maxBytesPerPartition: Math.min(1 << 20, Math.max(64 << 10, c.batchMaxRows * 64)),
+    maxBytes: 8 << 20,
+    // A member that stops heartbeating (a killed process) holds its partitions until the
+    // session times out; a restarted instance's join waits for that too. kafkajs has no
+    // static membership (it never sends a group.instance.id), so the session timeout is
+    // what bounds recovery: see sessionTimeoutMs in config.ts. Heartbeats go out every
+    // second (a fifth of the 6 s minimum), so a rebalance is noticed within about a second.
+    sessionTimeout: c.sessionTimeoutMs,
+    heartbeatInterval: Math.min(1_000, Math.floor(c.sessionTimeoutMs / 5)),
+    // How long the coordinator waits for every member to re-join in a rebalance; a member
+    // stuck longer is dropped from that generation (and joins the next one).
+    rebalanceTimeout: Math.max(10_000, c.sessionTimeoutMs),
+    retry: { retries: 10, initialRetryTime: 300, maxRetryTime: 10_000 },
+  };
+}
 
 export class Connector {
   readonly name: string;
@@ -164,27 +189,7 @@ export class Connector {
       await this.checkConflictKey();
       stopped();
       const c = this.config;
-      const consumer = createConsumer(this.deps.kafka, {
-        groupId: this.groupId,
-        // lingerMs: the broker holds a fetch until it has about a batch, or lingerMs passed.
-        // Fetch sizes follow batchMaxRows (compressed bytes, ~64 per trade record): a fetch is
-        // held in memory as message objects until written, so it bounds the sink's memory.
-        maxWaitTimeInMs: Math.max(10, c.lingerMs),
-        minBytes: Math.min(256 << 10, c.batchMaxRows * 16),
-        maxBytesPerPartition: Math.min(1 << 20, Math.max(64 << 10, c.batchMaxRows * 64)),
-        maxBytes: 8 << 20,
-        // A member that stops heartbeating (a killed process) holds its partitions until the
-        // session times out; a restarted instance's join waits for that too. kafkajs has no
-        // static membership (it never sends a group.instance.id), so the session timeout is
-        // what bounds recovery: see sessionTimeoutMs in config.ts. Heartbeats go out every
-        // second (a fifth of the 6 s minimum), so a rebalance is noticed within about a second.
-        sessionTimeout: c.sessionTimeoutMs,
-        heartbeatInterval: Math.min(1_000, Math.floor(c.sessionTimeoutMs / 5)),
-        // How long the coordinator waits for every member to re-join in a rebalance; a member
-        // stuck longer is dropped from that generation (and joins the next one).
-        rebalanceTimeout: Math.max(10_000, c.sessionTimeoutMs),
-        retry: { retries: 10, initialRetryTime: 300, maxRetryTime: 10_000 },
-      });
+      const consumer = createConsumer(this.deps.kafka, consumerConfig(this.groupId, c));
       this.consumer = consumer;
       this.joined = false;
       consumer.on(consumer.events.GROUP_JOIN, (e) => {
