@@ -5,6 +5,7 @@
  */
 import type { FastifyError } from 'fastify';
 import { messageOf } from '../core/errors.ts';
+import { translatePgError } from '../core/pg-errors.ts';
 
 export class ApiError extends Error {
   override readonly name = 'ApiError';
@@ -88,28 +89,26 @@ export function describeValidation(issues: readonly AjvIssue[], context: string 
   return { parameter: path || undefined, message: `${where}${name}: ${msg}` };
 }
 
-/** pg error codes of a statement the server cancelled (statement_timeout) or could not take. */
-const PG_TIMEOUT = '57014';
-const PG_UNAVAILABLE = /^(08|53|57P)/;
-
 /**
  * Translates a database failure into an ApiError: timeouts and unavailability are expected under
  * load or outage; anything else is returned untouched (a bug, answered with a 500).
  */
 export function translateDbError(e: unknown, timeoutMs: number): unknown {
   if (e instanceof ApiError) return e;
-  const code = (e as { code?: unknown } | null)?.code;
   const msg = messageOf(e);
-  if (code === PG_TIMEOUT) {
-    return new ApiError(400, `the query ran past the ${timeoutMs} ms statement timeout: narrow from/to or choose a coarser interval`, { parameter: 'from', cause: e });
+  switch (translatePgError(e).kind) {
+    case 'timeout':
+      return new ApiError(400, `the query ran past the ${timeoutMs} ms statement timeout: narrow from/to or choose a coarser interval`, { parameter: 'from', cause: e });
+    case 'unavailable':
+      return new ApiError(503, `the database is unavailable or busy (${msg}); retry later`, { cause: e });
+    case 'undefined-table':
+      return new ApiError(503, `the database lacks tickflow's tables (${msg}): run \`tickflow migrate\``, { cause: e });
+    // Data exceptions (22xxx) come from values the route let through: still the caller's input.
+    case 'data':
+      return new ApiError(400, `a parameter was not accepted by the database: ${msg}`, { cause: e });
+    default:
+      return e;
   }
-  if ((typeof code === 'string' && PG_UNAVAILABLE.test(code)) || /Query read timeout|timeout exceeded when trying to connect|Connection terminated|ECONNREFUSED|ECONNRESET|Client has encountered a connection error|Cannot use a pool after calling end/i.test(msg)) {
-    return new ApiError(503, `the database is unavailable or busy (${msg}); retry later`, { cause: e });
-  }
-  if (code === '42P01') return new ApiError(503, `the database lacks tickflow's tables (${msg}): run \`tickflow migrate\``, { cause: e });
-  // Data exceptions (22xxx) come from values the route let through: still the caller's input.
-  if (typeof code === 'string' && code.startsWith('22')) return new ApiError(400, `a parameter was not accepted by the database: ${msg}`, { cause: e });
-  return e;
 }
 
 export function isFastifyValidation(e: unknown): e is FastifyError & { validation: AjvIssue[]; validationContext?: string } {

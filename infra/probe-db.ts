@@ -7,19 +7,13 @@
 import pg from 'pg';
 import { maskUrl } from '../core/db.ts';
 import { TickflowError, messageOf } from '../core/errors.ts';
+import { translatePgError } from '../core/pg-errors.ts';
 
 export interface DatabaseProbe {
   /** The timescaledb extension is available (CREATE EXTENSION would work), installed or not. */
   timescaledb: boolean;
   /** server_version, e.g. "17.5" or "15.18 (Debian 15.18-0+deb12u1)". */
   version: string;
-}
-
-
-/** Wrong credentials or a missing database: retrying the same URL won't help. */
-function isPermanent(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && /^(28|3D)/.test(code);
 }
 
 function reasonOf(err: unknown, timeoutMs: number): string {
@@ -60,7 +54,8 @@ export async function probeDatabase(url: string, timeoutMs = 10_000): Promise<Da
     throw new TickflowError(
       'DATABASE_UNREACHABLE',
       `DATABASE_URL=${maskUrl(url)} is unreachable: ${reasonOf(err, timeoutMs)}`,
-      { retriable: !isPermanent(err), cause: err },
+      // Wrong credentials or a missing database: retrying the same URL won't help.
+      { retriable: translatePgError(err).kind !== 'access', cause: err },
     );
   } finally {
     clearTimeout(timer);

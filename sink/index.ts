@@ -4,19 +4,19 @@ import { maskUrl, type Pool } from '../core/db.ts';
 import { TickflowError, messageOf } from '../core/errors.ts';
 import { createKafka, createProducer, ensureTopics, type Admin, type Producer } from '../core/kafka.ts';
 import { logger } from '../core/log.ts';
+import { dbError, translatePgError } from '../core/pg-errors.ts';
 import { retry } from '../core/retry.ts';
 import { openDatabase, type OpenDatabase } from '../infra/database.ts';
 import { migrate } from '../migrations/runner.ts';
 import { Aggregates, detectDatabase } from './aggregates.ts';
-import { buildApi } from './api.ts';
 import { defaultConnectors, type ConnectorSpec } from './config.ts';
 import { Decoder } from './decode.ts';
 import { SinkEmitter, instrument } from './events.ts';
 import { SinkHealth } from './health.ts';
 import { ConnectorManager, ManagerError } from './manager.ts';
+import { buildConnectApi } from './rest.ts';
 import { startScheduler, type Scheduler } from './scheduler.ts';
 import { loadConnectors } from './store.ts';
-import { dbError, isTransientDbError } from './writer.ts';
 
 /**
  * The sink: Kafka → database, Kafka Connect-like. `buildSink(config)` returns the part;
@@ -77,7 +77,7 @@ export function buildSink(config: ConfigForSink, deps: SinkDeps = {}): Sink {
     return manager;
   };
   // The API is built up front (tests inject requests); its routes reach the manager once started.
-  const api = buildApi({ token: config.sink.apiToken, manager: manage, health });
+  const api = buildConnectApi({ token: config.sink.apiToken, manager: manage, health });
 
   const close = async () => {
     health.phase = 'stopping';
@@ -229,7 +229,7 @@ async function transientDb<T>(fn: () => Promise<T>): Promise<T> {
     return await fn();
   } catch (e) {
     for (let c: unknown = e; c; c = (c as { cause?: unknown }).cause) {
-      if (!(c instanceof TickflowError) && isTransientDbError(c)) throw dbError(c, messageOf(e));
+      if (!(c instanceof TickflowError) && translatePgError(c).retriable) throw dbError(c, messageOf(e));
     }
     throw e;
   }

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Pool } from '../core/db.ts';
 import { topicFor, type Candle, type Trade } from '../schemas/index.ts';
-import { DLQ_HEADERS } from '../sink/connector.ts';
+import { DLQ_HEADERS } from '../sink/dead-letter.ts';
 import { buildSink, type Sink } from '../sink/index.ts';
 import { describeEachDb, openTestDb, type TestDb } from './harness/db.ts';
 import { BASE_US, codecFor, makeTrades, produce, produceRaw, readTopic, sinkTestConfig, testKafka, uniquePrefix, waitFor } from './harness/sink.ts';

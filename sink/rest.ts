@@ -166,7 +166,7 @@ function unreachable(e: unknown): boolean {
   return /^(08|53|57|58)/.test(code) || /^E(CONNREFUSED|CONNRESET|PIPE|TIMEDOUT|HOSTUNREACH|NOTFOUND)$/.test(code);
 }
 
-export function buildApi(opts: ApiOptions): FastifyInstance {
+export function buildConnectApi(opts: ApiOptions): FastifyInstance {
   const log = logger('sink').child({ module: 'api' });
   const app = Fastify({ logger: false });
   // A bodiless request with `Content-Type: application/json` (curl -X PUT -H 'content-type:
