@@ -19,7 +19,7 @@ import {
   type ITopicConfig,
   type LogEntry,
 } from 'kafkajs';
-import { RECORD_KINDS, topicFor, type RecordKind } from '../schemas/index.ts';
+import { CATALOG, RECORD_KINDS, topicFor, type RecordKind } from '../schemas/catalog.ts';
 import { TickflowError, messageOf } from './errors.ts';
 import { logger } from './log.ts';
 import { retry } from './retry.ts';
@@ -221,16 +221,12 @@ export async function ensureTopics(kafka: Kafka, s: Pick<KafkaSettings, 'topicPr
   try {
     return await createTopicsVerified(
       admin,
-      kinds
-        .map((k) => topicFor(s.topicPrefix, k))
-        .map((topic) => ({
-          topic,
-          numPartitions: s.partitions,
-          replicationFactor: s.replicationFactor,
-          configEntries: topic.endsWith('.instruments')
-            ? [{ name: 'cleanup.policy', value: 'compact' }]
-            : [{ name: 'retention.ms', value: String(s.retentionMs) }],
-        })),
+      kinds.map((k) => ({
+        topic: topicFor(s.topicPrefix, k),
+        numPartitions: s.partitions,
+        replicationFactor: s.replicationFactor,
+        configEntries: CATALOG[k].compacted ? [{ name: 'cleanup.policy', value: 'compact' }] : [{ name: 'retention.ms', value: String(s.retentionMs) }],
+      })),
     );
   } finally {
     await admin.disconnect();

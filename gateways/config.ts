@@ -9,8 +9,9 @@ import { describeIssues, type SharedConfig } from '../core/config.ts';
  * stopping the good ones.
  */
 
-export const CHANNELS = ['trades', 'ticker', 'ohlcv', 'book'] as const;
-export type Channel = (typeof CHANNELS)[number];
+/** The channels of an exchange entry: the record kinds a gateway collects (schemas/catalog.ts). */
+export { CHANNELS, type Channel } from '../schemas/catalog.ts';
+import type { Channel } from '../schemas/catalog.ts';
 export const CHANNEL_MODES = ['ws', 'poll'] as const;
 
 export const gatewaySchema = z
@@ -62,7 +63,7 @@ export const exchangeEntrySchema = z.strictObject({
       ticker: z.strictObject({ ...channelBase(30_000) }).optional(),
       ohlcv: z.strictObject({ ...channelBase(60_000), timeframes: z.array(z.string().regex(/^\d+[smhdwM]$/)).min(1).default(['1m']) }).optional(),
       book: z.strictObject({ ...channelBase(30_000), depth: z.int().min(1).max(1000).default(10), intervalMs: z.int().min(10).default(1000) }).optional(),
-    })
+    } satisfies Record<Channel, unknown>)
     .refine((c) => Object.keys(c).length > 0, 'expected at least one channel'),
   /** Candle history fetched on start, in minutes back from now. */
   backfillLookbackMinutes: z.int().min(0).default(24 * 60),

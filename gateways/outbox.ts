@@ -4,7 +4,7 @@
  * oldest data record goes and each symbol's loss becomes one `kafka` gap record, taken first.
  * Gap and instrument records are never dropped.
  */
-import type { RecordKind, RecordOf } from '../schemas/index.ts';
+import { CATALOG, type RecordKind, type RecordOf } from '../schemas/catalog.ts';
 import type { GatewayEvents, QueuedRecord } from './events.ts';
 import { gapRecord } from './gaps.ts';
 
@@ -32,7 +32,7 @@ interface Loss {
 export class Outbox {
   private items: QueuedRecord[] = [];
   private head = 0;
-  /** Gap and instrument records: small, never dropped. */
+  /** Records the catalog says are never dropped (gaps, instruments): small. */
   private priority: QueuedRecord[] = [];
   private readonly losses = new Map<string, Loss>();
   private roomWaiters: Array<() => void> = [];
@@ -51,7 +51,7 @@ export class Outbox {
   /** Encodes and queues a record; the oldest droppable record goes when the buffer is full. */
   add<K extends RecordKind>(kind: K, record: OutboxRecord<K>): void {
     const q = this.deps.encode(kind, record);
-    if (kind === 'gap' || kind === 'instrument') this.priority.push(q);
+    if (!CATALOG[kind].droppable) this.priority.push(q);
     else {
       this.items.push(q);
       if (this.items.length - this.head > this.maxRecords) this.dropOldest();

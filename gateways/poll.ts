@@ -8,6 +8,7 @@
  */
 import cron, { type ScheduledTask } from 'node-cron';
 import type { Channel } from './config.ts';
+import { assertNever } from '../schemas/catalog.ts';
 import { translateError } from './ccxt.ts';
 import type { StreamRef } from './events.ts';
 import { msToMicros, normalizeBook, normalizeTicker } from './normalize.ts';
@@ -88,6 +89,8 @@ export function startPoll(ctx: WorkerContext, plan: PollPlan): ScheduledTask {
           ctx.outbox.add('book', rec);
           break;
         }
+        default:
+          assertNever(plan.channel);
       }
     } catch (e) {
       if (ctx.signal.aborted) return;

@@ -21,6 +21,7 @@ import type { AvroCodec } from '../core/avro.ts';
 import type { Channel } from './config.ts';
 import { createKafka, partitionOfKey, partitionOffsets, readRanges, recordKey, type KafkaSettings, type OffsetRange } from '../core/kafka.ts';
 import type { Logger } from '../core/log.ts';
+import { KIND_OF_CHANNEL, assertNever } from '../schemas/catalog.ts';
 import { topicFor, type Candle, type RecordKind } from '../schemas/index.ts';
 import type { StreamRef } from './events.ts';
 
@@ -47,8 +48,6 @@ export interface PositionsWanted {
   readonly channels: readonly Channel[];
   readonly timeframes: readonly string[];
 }
-
-const KIND_OF_CHANNEL: Readonly<Record<Channel, RecordKind>> = { trades: 'trade', ticker: 'ticker', ohlcv: 'candle', book: 'book' };
 
 const itemKey = (exchange: string, symbol: string, channel: Channel, timeframe?: string) =>
   `${exchange}\u0000${symbol}\u0000${channel}${timeframe ? `\u0000${timeframe}` : ''}`;
@@ -223,6 +222,8 @@ export function restartReason(ref: StreamRef, p: StreamPosition): string {
       return `gateway restarted; last ticker in Kafka at ${at}; ticker updates in between cannot be refilled`;
     case 'book':
       return `gateway restarted; last book snapshot in Kafka at ${at}; book snapshots in between cannot be refilled`;
+    default:
+      return assertNever(ref.channel);
   }
 }
 

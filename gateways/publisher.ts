@@ -17,7 +17,7 @@ import { backoffDelay } from '../core/retry.ts';
 
 /** Kafka reconnects back off to at most this, so the buffer drains within seconds of the broker answering. */
 const RECONNECT_MAX_MS = 2_000;
-import { topicFor, type RecordKind } from '../schemas/index.ts';
+import { RECORD_KINDS, topicFor, type RecordKind } from '../schemas/catalog.ts';
 import type { GatewayEvents, QueuedRecord } from './events.ts';
 import { gapRecord } from './gaps.ts';
 import { Outbox, type OutboxRecord } from './outbox.ts';
@@ -109,14 +109,7 @@ export class Publisher {
     // kafkajs groups a batch per partition by copying arrays (quadratic in the batch): a few
     // thousand records per request keeps that small and the single in-flight request busy.
     this.batchMaxRecords = o.batchMaxRecords ?? 2_000;
-    this.topics = {
-      trade: topicFor(o.topicPrefix, 'trade'),
-      ticker: topicFor(o.topicPrefix, 'ticker'),
-      candle: topicFor(o.topicPrefix, 'candle'),
-      book: topicFor(o.topicPrefix, 'book'),
-      gap: topicFor(o.topicPrefix, 'gap'),
-      instrument: topicFor(o.topicPrefix, 'instrument'),
-    };
+    this.topics = Object.fromEntries(RECORD_KINDS.map((k) => [k, topicFor(o.topicPrefix, k)])) as Record<RecordKind, string>;
   }
 
   outbox(exchange: string, maxRecords: number): Outbox {

@@ -2,37 +2,10 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import avro from 'avsc';
-import type { Book, Candle, Gap, Instrument, Ticker, Trade } from './types.gen.ts';
+import { RECORD_KINDS, type RecordKind } from './catalog.ts';
 
 export type * from './types.gen.ts';
-
-/** The record kinds of the Avro contract; each has its schema file and its Kafka topic. */
-export const RECORD_KINDS = ['trade', 'ticker', 'candle', 'book', 'gap', 'instrument'] as const;
-export type RecordKind = (typeof RECORD_KINDS)[number];
-
-export interface RecordOf {
-  trade: Trade;
-  ticker: Ticker;
-  candle: Candle;
-  book: Book;
-  gap: Gap;
-  instrument: Instrument;
-}
-export type AnyRecord = RecordOf[RecordKind];
-
-/** Topic name = `<prefix>.<suffix>`. */
-export const TOPIC_SUFFIX: Readonly<Record<RecordKind, string>> = {
-  trade: 'trades',
-  ticker: 'tickers',
-  candle: 'candles',
-  book: 'books',
-  gap: 'gaps',
-  instrument: 'instruments',
-};
-
-export function topicFor(prefix: string, kind: RecordKind): string {
-  return `${prefix}.${TOPIC_SUFFIX[kind]}`;
-}
+export { RECORD_KINDS, topicFor, type AnyRecord, type RecordKind, type RecordOf } from './catalog.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 

@@ -4,7 +4,7 @@ import { logger } from '../core/log.ts';
 import type { Flavour } from '../migrations/runner.ts';
 import { intervalMs, intervalSql, type SinkConfig } from './config.ts';
 import type { SinkEmitter } from './events.ts';
-import type { TableName } from './tables.ts';
+import { COLUMNSTORE_TABLES, OHLCV_ROLLUPS, OHLCV_VIEWS, RETENTION_TABLES, specOfTable, type TableName } from '../schemas/catalog.ts';
 
 /**
  * The OHLCV rollups and the data lifecycle, on both flavours of migrations/:
@@ -17,24 +17,14 @@ import type { TableName } from './tables.ts';
  *   retention as scheduled deletes.
  */
 
-const CAGGS = [
-  { view: 'ohlcv_1m', widthMs: 60_000 },
-  { view: 'ohlcv_1h', widthMs: 3_600_000 },
-  { view: 'ohlcv_1d', widthMs: 86_400_000 },
-] as const;
-const COLUMNSTORE_TABLES = ['trades', 'tickers', 'candles', 'books'] as const;
+const CAGGS = OHLCV_ROLLUPS.map((r) => ({ view: r.view, widthMs: r.seconds * 1000 }));
+/** Rows past retention, by relation: raw tables by their time column, rollups by bucket. */
 const RETENTION_TIME: Readonly<Record<string, string>> = {
-  trades: 'ts',
-  tickers: 'ts',
-  candles: 'ts',
-  books: 'ts',
-  gaps: 'from_ts',
-  ohlcv_1m: 'bucket',
-  ohlcv_1h: 'bucket',
-  ohlcv_1d: 'bucket',
+  ...Object.fromEntries(RETENTION_TABLES.map((t) => [t, specOfTable(t).timeColumn])),
+  ...Object.fromEntries(OHLCV_VIEWS.map((v) => [v, 'bucket'])),
 };
 /** Plain PostgreSQL keeps the rollups in these tables (migrations/004_ohlcv.plain.sql). */
-const PLAIN_TABLE: Readonly<Record<string, string>> = { ohlcv_1m: 'ohlcv_1m_mat', ohlcv_1h: 'ohlcv_1h_mat', ohlcv_1d: 'ohlcv_1d_mat' };
+const PLAIN_TABLE: Readonly<Record<string, string>> = Object.fromEntries(OHLCV_VIEWS.map((v) => [v, `${v}_mat`]));
 const DELETE_CHUNK = 50_000;
 
 const log = logger('sink').child({ module: 'aggregates' });

@@ -1,7 +1,7 @@
 import cron from 'node-cron';
 import { z } from 'zod';
 import type { SharedConfig } from '../core/config.ts';
-import { TABLE_NAMES, type TableName } from './tables.ts';
+import { CATALOG, KIND_OF_TABLE, OHLCV_VIEWS, RECORD_KINDS, RETENTION_TABLES, TABLE_NAMES, asTuple, topicFor, type OhlcvView, type RetentionTable } from '../schemas/catalog.ts';
 
 /**
  * The `sink` section of the config: connectors (Kafka Connect-like: topics → table), the
@@ -42,9 +42,9 @@ export const CONNECTOR_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
 /** One connector, as declared in the config file or POSTed to the REST API. */
 export const connectorSchema = z.strictObject({
   name: z.string().regex(CONNECTOR_NAME, 'expected 1-100 letters, digits, ".", "_" or "-", starting with a letter or digit'),
-  /** Default: the table's own topic, `<kafka.topicPrefix>.<table>`. */
+  /** Default: the topic of the table's record kind, `<kafka.topicPrefix>.<topic>` (schemas/catalog.ts). */
   topics: z.array(z.string().regex(/^[A-Za-z0-9._-]{1,249}$/, 'expected a Kafka topic name')).min(1).optional(),
-  table: z.enum(TABLE_NAMES),
+  table: z.enum(asTuple(TABLE_NAMES)),
   /** insert: the first version of a key wins (on conflict do nothing); upsert: the latest wins. */
   insertMode: z.enum(INSERT_MODES).default('upsert'),
   /** The conflict key; default the table's primary key. Needs a unique index on exactly these columns. */
@@ -86,16 +86,9 @@ const policiesSchema = z
     compressAfter: optionalInterval.default('7d'),
     /** Raw rows (TimescaleDB: whole chunks) older than this are dropped; null keeps them. */
     retention: z
-      .strictObject({
-        trades: optionalInterval.default(null),
-        tickers: optionalInterval.default(null),
-        candles: optionalInterval.default(null),
-        books: optionalInterval.default(null),
-        gaps: optionalInterval.default(null),
-        ohlcv_1m: optionalInterval.default(null),
-        ohlcv_1h: optionalInterval.default(null),
-        ohlcv_1d: optionalInterval.default(null),
-      })
+      .strictObject(
+        Object.fromEntries([...RETENTION_TABLES, ...OHLCV_VIEWS].map((t) => [t, optionalInterval.default(null)])) as Record<RetentionTable | OhlcvView, ReturnType<typeof optionalInterval.default>>,
+      )
       .prefault({}),
     /** TimescaleDB refresh policies of the continuous aggregates (run by a server's background jobs). */
     refresh: z
@@ -103,14 +96,14 @@ const policiesSchema = z
         ohlcv_1m: refreshPolicy('3h', '1m', '1m'),
         ohlcv_1h: refreshPolicy('3d', '1h', '30m'),
         ohlcv_1d: refreshPolicy('30d', '1d', '1h'),
-      })
+      } satisfies Record<OhlcvView, unknown>)
       .prefault({}),
   })
   .prefault({});
 
 export const sinkSchema = z
   .strictObject({
-    /** Absent: one connector per record topic (trades, tickers, candles, books, gaps, instruments). */
+    /** Absent: one connector per record kind of schemas/catalog.ts, reading its topic into its table. */
     connectors: z.array(connectorSchema).optional(),
     /** Refreshes the OHLCV aggregates (node-cron; 6 fields = with seconds). */
     refreshSchedule: cronExpr.default('*/30 * * * * *'),
@@ -135,26 +128,19 @@ export type SinkConfig = z.infer<typeof sinkSchema>;
 /** The config as the sink reads it. */
 export type ConfigForSink = SharedConfig & { readonly sink: SinkConfig };
 
-/** The default connectors: one per record table, reading its topic. */
+/** The default connectors: one per record table, reading its topic, in the catalog's insert mode. */
 export function defaultConnectors(): ConnectorSpec[] {
-  const mode: Record<TableName, 'insert' | 'upsert'> = {
-    // Trades, tickers and books are immutable facts: the first copy wins, a replay writes nothing.
-    trades: 'insert',
-    tickers: 'insert',
-    books: 'insert',
-    // A forming candle, a gap being closed and re-loaded markets update in place.
-    candles: 'upsert',
-    gaps: 'upsert',
-    instruments: 'upsert',
-  };
-  return TABLE_NAMES.map((table) => connectorSchema.parse({ name: table, table, insertMode: mode[table] }));
+  return RECORD_KINDS.map((k) => {
+    const { table, insertMode } = CATALOG[k];
+    return connectorSchema.parse({ name: table, table, insertMode });
+  });
 }
 
 /** Fills in what depends on the rest of the config (the topic prefix). */
 export function resolveConnector(spec: ConnectorSpec, topicPrefix: string): ConnectorConfig {
   return Object.freeze({
     ...spec,
-    topics: Object.freeze([...(spec.topics ?? [`${topicPrefix}.${spec.table}`])]),
+    topics: Object.freeze([...(spec.topics ?? [topicFor(topicPrefix, KIND_OF_TABLE[spec.table])])]),
     keyFields: spec.keyFields ? Object.freeze([...spec.keyFields]) : undefined,
     deadLetterTopic: spec.deadLetterTopic ?? `${topicPrefix}.dlq`,
   });

@@ -1,22 +1,13 @@
-import type { AnyRecord, RecordKind } from '../schemas/index.ts';
+import { byTable, type AnyRecord, type Column, type RecordKind, type TableName } from '../schemas/catalog.ts';
 
 /**
- * The sink's view of the tables of migrations/002_tables.sql: which record kind fills each,
- * its columns in order with their types, and its primary key. Every identifier in the sink's
- * SQL comes from here, never from user input (key fields are checked against these lists).
+ * The sink's view of the tables of migrations/: which record kind fills each, its columns in
+ * order with their types, and its primary key, all from the record catalog (schemas/catalog.ts).
+ * Every identifier in the sink's SQL comes from here, never from user input (key fields are
+ * checked against these lists).
  */
 
-export const TABLE_NAMES = ['trades', 'tickers', 'candles', 'books', 'gaps', 'instruments'] as const;
-export type TableName = (typeof TABLE_NAMES)[number];
-
-export const COLUMN_TYPES = ['text', 'timestamptz', 'float8', 'bool', 'int4', 'int8', 'jsonb'] as const;
-export type ColumnType = (typeof COLUMN_TYPES)[number];
-
-export interface Column {
-  readonly name: string;
-  readonly type: ColumnType;
-  readonly nullable: boolean;
-}
+export { COLUMN_TYPES, TABLE_NAMES, type Column, type ColumnType, type TableName } from '../schemas/catalog.ts';
 
 export interface TableSpec {
   readonly table: TableName;
@@ -25,90 +16,10 @@ export interface TableSpec {
   readonly primaryKey: readonly string[];
 }
 
-const col = (name: string, type: ColumnType, nullable = false): Column => ({ name, type, nullable });
-const common = [col('exchange', 'text'), col('symbol', 'text')];
-
-export const TABLES: Readonly<Record<TableName, TableSpec>> = {
-  trades: {
-    table: 'trades',
-    kind: 'trade',
-    columns: [...common, col('ts', 'timestamptz'), col('id', 'text'), col('side', 'text'), col('price', 'float8'), col('amount', 'float8'), col('received_at', 'timestamptz')],
-    primaryKey: ['exchange', 'symbol', 'ts', 'id'],
-  },
-  tickers: {
-    table: 'tickers',
-    kind: 'ticker',
-    columns: [
-      ...common,
-      col('ts', 'timestamptz'),
-      col('received_at', 'timestamptz'),
-      ...['bid', 'bid_size', 'ask', 'ask_size', 'last', 'open_24h', 'high_24h', 'low_24h', 'base_volume_24h', 'quote_volume_24h'].map((n) => col(n, 'float8', true)),
-    ],
-    primaryKey: ['exchange', 'symbol', 'ts'],
-  },
-  candles: {
-    table: 'candles',
-    kind: 'candle',
-    columns: [
-      ...common,
-      col('timeframe', 'text'),
-      col('ts', 'timestamptz'),
-      col('received_at', 'timestamptz'),
-      ...['open', 'high', 'low', 'close', 'volume'].map((n) => col(n, 'float8')),
-      col('closed', 'bool'),
-    ],
-    primaryKey: ['exchange', 'symbol', 'timeframe', 'ts'],
-  },
-  books: {
-    table: 'books',
-    kind: 'book',
-    columns: [...common, col('ts', 'timestamptz'), col('received_at', 'timestamptz'), col('depth', 'int4'), col('bids', 'jsonb'), col('asks', 'jsonb'), col('sequence', 'int8', true)],
-    primaryKey: ['exchange', 'symbol', 'ts'],
-  },
-  gaps: {
-    table: 'gaps',
-    kind: 'gap',
-    columns: [
-      ...common,
-      col('channel', 'text'),
-      col('from_ts', 'timestamptz'),
-      col('to_ts', 'timestamptz', true),
-      col('reason', 'text'),
-      col('refilled', 'int8'),
-      col('ts', 'timestamptz'),
-      col('received_at', 'timestamptz'),
-    ],
-    primaryKey: ['exchange', 'symbol', 'channel', 'from_ts'],
-  },
-  instruments: {
-    table: 'instruments',
-    kind: 'instrument',
-    columns: [
-      ...common,
-      col('base', 'text'),
-      col('quote', 'text'),
-      col('type', 'text'),
-      col('active', 'bool'),
-      col('price_increment', 'float8', true),
-      col('amount_increment', 'float8', true),
-      col('min_amount', 'float8', true),
-      col('exchange_symbol', 'text'),
-      col('ts', 'timestamptz'),
-      col('received_at', 'timestamptz'),
-    ],
-    primaryKey: ['exchange', 'symbol'],
-  },
-};
+export const TABLES: Readonly<Record<TableName, TableSpec>> = byTable(({ table, kind, columns, primaryKey }) => ({ table, kind, columns, primaryKey }));
 
 /** The time column a table is partitioned by (the aggregates' dirty window follows it). */
-export const TIME_COLUMN: Readonly<Record<TableName, string>> = {
-  trades: 'ts',
-  tickers: 'ts',
-  candles: 'ts',
-  books: 'ts',
-  gaps: 'from_ts',
-  instruments: 'ts',
-};
+export const TIME_COLUMN: Readonly<Record<TableName, string>> = byTable((s) => s.timeColumn);
 
 const INT4_MAX = 2_147_483_647;
 
