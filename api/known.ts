@@ -3,7 +3,7 @@
  * known instead of an empty 200 (or, with fill=null, a page of made-up empty candles).
  *
  * Known = listed in the `instruments` table (the gateways publish the markets they collect) or
- * present in any table of records (trades, candles, tickers, books, gaps), so data written
+ * present in any table of records (schemas/catalog.ts), so data written
  * without metadata — a backfill, another producer — is still served. Every table's primary key
  * leads with (exchange, symbol), so the check is one index probe per table at most, stopping at
  * the first hit; a hit is cached for a minute (instruments don't vanish in less; retention
@@ -11,10 +11,12 @@
  * never cached: an instrument that appears answers at once. The lists in a 404 (an exchange's
  * symbols, or the exchanges) are loose index scans, read only on that path.
  */
+import { TABLE_NAMES, specOfTable } from '../schemas/catalog.ts';
 import { ApiError } from './errors.ts';
 import type { ApiDatabase } from './plugins/database.ts';
 
-const TABLES = ['instruments', 'trades', 'candles', 'tickers', 'books', 'gaps'] as const;
+/** Every record table; compacted kinds (the latest state per instrument, small: instruments) first, the likeliest hit. */
+const TABLES = [...TABLE_NAMES].sort((a, b) => Number(specOfTable(b).compacted) - Number(specOfTable(a).compacted));
 const HIT_TTL_MS = 60_000;
 const MAX_CACHED = 10_000;
 /** Names listed in a 404 at most. */

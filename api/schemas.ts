@@ -4,6 +4,7 @@
  * envelope `{ data, next }`, the error body, and the query parameters shared by the routes.
  */
 import type { FastifyInstance } from 'fastify';
+import { CATALOG, SERIES_TABLES, assertNever, type Column, type RecordKind } from '../schemas/catalog.ts';
 import { PATTERN_HINTS } from './errors.ts';
 import { FILLS } from './fill.ts';
 import { TIME_PATTERN, intervalPattern } from './time.ts';
@@ -16,59 +17,50 @@ const intN = { type: ['integer', 'null'] } as const;
 const time = { type: 'string', format: 'date-time', description: 'ISO 8601, UTC' } as const;
 const timeN = { type: ['string', 'null'], format: 'date-time', description: 'ISO 8601, UTC' } as const;
 
+const bool = { type: 'boolean' } as const;
+
+/** A column's JSON schema, as rows carry it: times as ISO strings, null where the column allows it. */
+function columnSchema(c: Column): object {
+  switch (c.type) {
+    case 'text':
+      return c.enum ? { type: 'string', enum: c.enum } : c.nullable ? strN : str;
+    case 'timestamptz':
+      return c.nullable ? timeN : time;
+    case 'float8':
+      return c.nullable ? numN : num;
+    case 'int4':
+    case 'int8':
+      return c.nullable ? intN : { type: 'integer' };
+    case 'bool':
+      return c.nullable ? { type: ['boolean', 'null'] } : bool;
+    case 'jsonb':
+      return {};
+    default:
+      return assertNever(c.type);
+  }
+}
+
+/** A table's row: its catalog columns in table order (schemas/catalog.ts, types from the .avsc). */
+function rowProperties(kind: RecordKind): Readonly<Record<string, object>> {
+  return Object.fromEntries(CATALOG[kind].columns.map((c) => [c.name, columnSchema(c)]));
+}
+
 /** Row shapes; the property order is the CSV column order. */
 export const ROWS = {
   Candle: {
     description: 'One OHLCV bucket. Empty buckets produced by a fill have volume 0 and trades 0 (null from exchange candles) and null or filled prices.',
     properties: { exchange: str, symbol: str, bucket: time, open: numN, high: numN, low: numN, close: numN, volume: num, trades: intN },
   },
-  Trade: {
-    description: 'One trade (table trades).',
-    properties: { exchange: str, symbol: str, ts: time, id: str, side: { type: 'string', enum: ['buy', 'sell', 'unknown'] }, price: num, amount: num, received_at: time },
-  },
-  Ticker: {
-    description: 'A ticker record (table tickers).',
-    properties: {
-      exchange: str,
-      symbol: str,
-      ts: time,
-      received_at: time,
-      bid: numN,
-      bid_size: numN,
-      ask: numN,
-      ask_size: numN,
-      last: numN,
-      open_24h: numN,
-      high_24h: numN,
-      low_24h: numN,
-      base_volume_24h: numN,
-      quote_volume_24h: numN,
-    },
-  },
-  Instrument: {
-    description: 'Market metadata from ccxt (table instruments).',
-    properties: {
-      exchange: str,
-      symbol: str,
-      base: str,
-      quote: str,
-      type: str,
-      active: { type: 'boolean' },
-      price_increment: numN,
-      amount_increment: numN,
-      min_amount: numN,
-      exchange_symbol: str,
-      ts: time,
-      received_at: time,
-    },
-  },
+  Trade: { description: 'One trade (table trades).', properties: rowProperties('trade') },
+  Ticker: { description: 'A ticker record (table tickers).', properties: rowProperties('ticker') },
+  Instrument: { description: 'Market metadata from ccxt (table instruments).', properties: rowProperties('instrument') },
   Coverage: {
     description:
       'A stretch of time of one instrument and channel: `data` from the first to the last record held (split around gaps), or a `gap` from the gaps table (a stream outage, with the reason and how many records were refilled; an open gap has no to_ts).',
     properties: {
       exchange: str,
       symbol: str,
-      channel: { type: 'string', enum: ['trades', 'tickers', 'candles', 'books'] },
+      channel: { type: 'string', enum: SERIES_TABLES },
       timeframe: strN,
       kind: { type: 'string', enum: ['data', 'gap'] },
       from_ts: time,

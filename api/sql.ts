@@ -4,6 +4,7 @@
  * parameter. Times cross the wire as ISO strings with microseconds (exact) and come back as
  * int8 microseconds.
  */
+import { OHLCV_ROLLUPS, SERIES_TABLES, mapOf, specOfTable, type OhlcvView, type SeriesTable } from '../schemas/catalog.ts';
 import { formatTimeParam, type Interval } from './time.ts';
 
 /** `(extract(epoch from x) * 1e6)::int8`: a timestamptz as exact microseconds. */
@@ -25,11 +26,8 @@ export class Params {
   }
 }
 
-export const ROLLUPS = [
-  { table: 'ohlcv_1d', seconds: 86_400 },
-  { table: 'ohlcv_1h', seconds: 3_600 },
-  { table: 'ohlcv_1m', seconds: 60 },
-] as const;
+/** The OHLCV rollups, coarsest first. */
+export const ROLLUPS = [...OHLCV_ROLLUPS].reverse().map((r) => ({ table: r.view, seconds: r.seconds }));
 export type RollupTable = (typeof ROLLUPS)[number]['table'];
 
 /** The coarsest rollup whose bucket divides the interval (every Nm/Nh/Nd/Nw has one: 1m). */
@@ -37,8 +35,7 @@ export function rollupFor(iv: Interval): (typeof ROLLUPS)[number] | undefined {
   return ROLLUPS.find((r) => iv.seconds % r.seconds === 0);
 }
 
-export const SOURCE_TABLES = ['ohlcv_1m', 'ohlcv_1h', 'ohlcv_1d', 'trades', 'tickers', 'candles', 'books'] as const;
-export type SourceTable = (typeof SOURCE_TABLES)[number];
+export type SourceTable = OhlcvView | SeriesTable;
 export type KeyColumn = 'exchange' | 'symbol' | 'timeframe';
 
 export interface BucketSource {
@@ -208,31 +205,18 @@ export const OHLCV_FROM_EXCHANGE: readonly Aggregate[] = [
 
 // ---- /v1/sample ----
 
-export const SAMPLE_CHANNELS = ['trades', 'tickers', 'candles', 'books'] as const;
-export type SampleChannel = (typeof SAMPLE_CHANNELS)[number];
+/** The market data tables (schemas/catalog.ts). */
+export const SAMPLE_CHANNELS = SERIES_TABLES;
+export type SampleChannel = SeriesTable;
 export const AGGS = ['first', 'last', 'min', 'max', 'avg', 'sum', 'count'] as const;
 export type Agg = (typeof AGGS)[number];
 
 const bookLevel = (side: 'bids' | 'asks', key: 'price' | 'amount') => `(${side} -> 0 ->> '${key}')::float8`;
 
-/** The numeric fields of each channel: a column, or an expression derived from columns. */
-export const SAMPLE_FIELDS: Readonly<Record<SampleChannel, Readonly<Record<string, string>>>> = {
-  trades: { price: 'price', amount: 'amount', notional: '(price * amount)' },
-  tickers: {
-    bid: 'bid',
-    bid_size: 'bid_size',
-    ask: 'ask',
-    ask_size: 'ask_size',
-    last: 'last',
-    open_24h: 'open_24h',
-    high_24h: 'high_24h',
-    low_24h: 'low_24h',
-    base_volume_24h: 'base_volume_24h',
-    quote_volume_24h: 'quote_volume_24h',
-    mid: '((bid + ask) / 2)',
-    spread: '(ask - bid)',
-  },
-  candles: { open: 'open', high: 'high', low: 'low', close: 'close', volume: 'volume' },
+/** Fields derived from columns, beyond each table's own float8 columns. */
+const DERIVED_FIELDS: Readonly<Partial<Record<SampleChannel, Readonly<Record<string, string>>>>> = {
+  trades: { notional: '(price * amount)' },
+  tickers: { mid: '((bid + ask) / 2)', spread: '(ask - bid)' },
   // Top of book, derived from the first level of each side.
   books: {
     best_bid: bookLevel('bids', 'price'),
@@ -243,6 +227,12 @@ export const SAMPLE_FIELDS: Readonly<Record<SampleChannel, Readonly<Record<strin
     spread: `(${bookLevel('asks', 'price')} - ${bookLevel('bids', 'price')})`,
   },
 };
+
+/** The numeric fields of each channel: its float8 columns (schemas/catalog.ts), then expressions derived from columns. */
+export const SAMPLE_FIELDS: Readonly<Record<SampleChannel, Readonly<Record<string, string>>>> = mapOf(SAMPLE_CHANNELS, (t) => ({
+  ...Object.fromEntries(specOfTable(t).columns.filter((c) => c.type === 'float8').map((c) => [c.name, c.name])),
+  ...DERIVED_FIELDS[t],
+}));
 
 export function rawAggregate(agg: Agg, expr: string, time: string): Aggregate {
   const sql =

@@ -197,6 +197,11 @@ const tables = <T extends TableName>(ks: readonly RecordKind[]): readonly T[] =>
 
 export const TABLE_NAMES: readonly TableName[] = tables(RECORD_KINDS);
 export const KIND_OF_TABLE: Readonly<Record<TableName, RecordKind>> = Object.freeze(Object.fromEntries(RECORD_KINDS.map((k) => [CATALOG[k].table, k])) as Record<TableName, RecordKind>);
+/** `{ [k]: f(k) }` over a derived list, typed by its members. */
+export function mapOf<K extends string, V>(keys: readonly K[], f: (k: K) => V): Readonly<Record<K, V>> {
+  return Object.freeze(Object.fromEntries(keys.map((k) => [k, f(k)])) as Record<K, V>);
+}
+
 /** A map over tables (catalog order) built from each kind's spec. */
 export function byTable<T>(f: (s: RecordSpec) => T): Readonly<Record<TableName, T>> {
   return Object.freeze(Object.fromEntries(RECORD_KINDS.map((k) => [CATALOG[k].table, f(CATALOG[k])])) as Record<TableName, T>);

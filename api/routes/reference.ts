@@ -5,6 +5,7 @@
  * (one index probe per instrument), never by scanning the records.
  */
 import type { FastifyPluginAsync } from 'fastify';
+import { CATALOG, SERIES_TABLES, mapOf, specOfTable, type SeriesTable, type TableName } from '../../schemas/catalog.ts';
 import type { ApiConfig } from '../config.ts';
 import { decodeCursor, encodeCursor, fingerprint } from '../cursor.ts';
 import { badRequest } from '../errors.ts';
@@ -16,7 +17,7 @@ import { formatTime } from '../time.ts';
 const SEP = '\u0001';
 
 /** Instruments present in a table keyed (exchange, symbol, ...), after a cursor, filtered. */
-function distinctInstruments(p: Params, table: 'tickers' | 'trades' | 'candles' | 'books', f: { exchange?: string | undefined; symbol?: string | undefined; after?: readonly [string, string] | undefined }): string {
+function distinctInstruments(p: Params, table: TableName, f: { exchange?: string | undefined; symbol?: string | undefined; after?: readonly [string, string] | undefined }): string {
   const cond: string[] = [];
   if (f.exchange !== undefined) cond.push(`exchange = ${p.ref('exchange', f.exchange)}`);
   const first = [...cond, ...(f.after ? [`(exchange, symbol) > (${p.ref('after_exchange', f.after[0], 'text')}, ${p.ref('after_symbol', f.after[1], 'text')})`] : [])];
@@ -45,17 +46,20 @@ interface TickerRow {
   [k: string]: unknown;
 }
 
-const TICKER_VALUES = ['bid', 'bid_size', 'ask', 'ask_size', 'last', 'open_24h', 'high_24h', 'low_24h', 'base_volume_24h', 'quote_volume_24h'] as const;
+/** The tickers' columns, times as µs. */
+const TICKER_COLUMNS = CATALOG.ticker.columns.map((c) => (c.type === 'timestamptz' ? `${us(c.name)} as ${c.name}` : c.name)).join(', ');
 
-const COVERAGE_CHANNELS = ['trades', 'tickers', 'candles', 'books'] as const;
-type CoverageChannel = (typeof COVERAGE_CHANNELS)[number];
-/** The gateway names channels by config (ticker, ohlcv, book); `kafka` gaps lost every channel. */
-const GAP_CHANNELS: Readonly<Record<CoverageChannel, readonly string[]>> = {
-  trades: ['trades', 'kafka'],
-  tickers: ['ticker', 'tickers', 'kafka'],
-  candles: ['ohlcv', 'candles', 'kafka'],
-  books: ['book', 'books', 'kafka'],
-};
+/** The market data tables: those a gateway channel fills (schemas/catalog.ts). */
+const COVERAGE_CHANNELS = SERIES_TABLES;
+type CoverageChannel = SeriesTable;
+/**
+ * The gaps of each table's channel: the gateway names channels by config (ticker, ohlcv, book)
+ * and older records used the table's name; `kafka` gaps lost every channel.
+ */
+const GAP_CHANNELS: Readonly<Record<CoverageChannel, readonly string[]>> = mapOf(COVERAGE_CHANNELS, (t) => {
+  const { gatewayChannel, table } = specOfTable(t);
+  return [...new Set([gatewayChannel!, table, 'kafka'])];
+});
 
 interface HeldRow {
   exchange: string;
@@ -147,7 +151,7 @@ export const referenceRoutes: FastifyPluginAsync<{ config: ApiConfig }> = async 
       const instruments = distinctInstruments(p, 'tickers', { exchange: q.exchange, symbol: q.symbol, after });
       const text =
         `select l.* from (${instruments} order by i.exchange, i.symbol limit ${p.ref('limit', limit + 1)}) i, lateral (` +
-        `select exchange, symbol, ${us('ts')} as ts, ${us('received_at')} as received_at, ${TICKER_VALUES.join(', ')} from tickers t ` +
+        `select ${TICKER_COLUMNS} from tickers t ` +
         `where t.exchange = i.exchange and t.symbol = i.symbol order by ts desc limit 1) l order by l.exchange, l.symbol`;
       const rows = await app.db.query<TickerRow>('tickers_latest', text, p.values);
       const page = rows.slice(0, limit);

@@ -1,16 +1,16 @@
 /**
- * The channels of /v1/stream and what the seam needs to know of each: its topic kind and table,
+ * The channels of /v1/stream (the record kinds the catalog streams, schemas/catalog.ts) and what
+ * the seam needs to know of each, derived from the kind's catalog entry: its topic kind and table,
  * how a record is identified (the table's primary key), whether a newer version may replace it
  * (a forming candle, a gap being closed), and the SQL that replays it from the database in the
  * primary key's order. Rows sent to clients look like the REST rows: columns named like the
  * table, times as ISO 8601 UTC, whether they come from Kafka (Avro) or the database.
  */
-import type { RecordKind } from '../../schemas/index.ts';
+import { CATALOG, STREAM_CHANNELS, STREAM_KINDS, type RecordKind, type StreamChannel } from '../../schemas/catalog.ts';
 import { Params, us } from '../sql.ts';
 import { formatTime, formatTimeParam } from '../time.ts';
 
-export const STREAM_CHANNELS = ['trades', 'tickers', 'candles', 'books', 'gaps'] as const;
-export type StreamChannel = (typeof STREAM_CHANNELS)[number];
+export { STREAM_CHANNELS, type StreamChannel } from '../../schemas/catalog.ts';
 
 interface OrderColumn {
   readonly col: string;
@@ -20,59 +20,34 @@ interface OrderColumn {
 interface ChannelSpec {
   readonly kind: RecordKind;
   readonly table: StreamChannel;
-  /** Columns as the Avro fields name them; the time ones travel as µs. */
+  /** Columns as the Avro fields name them, in the table's order; the time ones travel as µs. */
   readonly columns: readonly string[];
   readonly timeColumns: ReadonlySet<string>;
-  /** Primary key order after (exchange, symbol): the replay's keyset. */
+  /** ts, then the rest of the primary key after (exchange, symbol): the replay's keyset. */
   readonly order: readonly OrderColumn[];
   /** True when a later record with the same key replaces the earlier one (received_at orders them). */
   readonly versioned: boolean;
 }
 
-const TIME = new Set(['ts', 'received_at']);
-
-export const CHANNEL_SPECS: Readonly<Record<StreamChannel, ChannelSpec>> = {
-  trades: {
-    kind: 'trade',
-    table: 'trades',
-    columns: ['exchange', 'symbol', 'ts', 'id', 'side', 'price', 'amount', 'received_at'],
-    timeColumns: TIME,
-    order: [{ col: 'ts', type: 'timestamptz' }, { col: 'id', type: 'text' }],
-    versioned: false,
-  },
-  tickers: {
-    kind: 'ticker',
-    table: 'tickers',
-    columns: ['exchange', 'symbol', 'ts', 'received_at', 'bid', 'bid_size', 'ask', 'ask_size', 'last', 'open_24h', 'high_24h', 'low_24h', 'base_volume_24h', 'quote_volume_24h'],
-    timeColumns: TIME,
-    order: [{ col: 'ts', type: 'timestamptz' }],
-    versioned: false,
-  },
-  candles: {
-    kind: 'candle',
-    table: 'candles',
-    columns: ['exchange', 'symbol', 'timeframe', 'ts', 'received_at', 'open', 'high', 'low', 'close', 'volume', 'closed'],
-    timeColumns: TIME,
-    order: [{ col: 'ts', type: 'timestamptz' }, { col: 'timeframe', type: 'text' }],
-    versioned: true,
-  },
-  books: {
-    kind: 'book',
-    table: 'books',
-    columns: ['exchange', 'symbol', 'ts', 'received_at', 'depth', 'bids', 'asks', 'sequence'],
-    timeColumns: TIME,
-    order: [{ col: 'ts', type: 'timestamptz' }],
-    versioned: false,
-  },
-  gaps: {
-    kind: 'gap',
-    table: 'gaps',
-    columns: ['exchange', 'symbol', 'channel', 'from_ts', 'to_ts', 'reason', 'refilled', 'ts', 'received_at'],
-    timeColumns: new Set(['ts', 'received_at', 'from_ts', 'to_ts']),
-    order: [{ col: 'ts', type: 'timestamptz' }, { col: 'channel', type: 'text' }, { col: 'from_ts', type: 'timestamptz' }],
-    versioned: true,
-  },
-};
+/** Each channel from its record kind's catalog entry. */
+export const CHANNEL_SPECS: Readonly<Record<StreamChannel, ChannelSpec>> = Object.freeze(
+  Object.fromEntries(
+    STREAM_KINDS.map((kind) => {
+      const s = CATALOG[kind];
+      const typeOf = (col: string) => s.columns.find((c) => c.name === col)!.type as OrderColumn['type'];
+      const order = ['ts', ...s.primaryKey.filter((c) => c !== 'exchange' && c !== 'symbol' && c !== 'ts')].map((col) => ({ col, type: typeOf(col) }));
+      const spec: ChannelSpec = {
+        kind,
+        table: s.table,
+        columns: s.columns.map((c) => c.name),
+        timeColumns: new Set(s.columns.filter((c) => c.type === 'timestamptz').map((c) => c.name)),
+        order,
+        versioned: s.insertMode === 'upsert',
+      };
+      return [s.table, spec];
+    }),
+  ) as Record<StreamChannel, ChannelSpec>,
+);
 
 export const CHANNEL_OF_KIND: ReadonlyMap<RecordKind, StreamChannel> = new Map(STREAM_CHANNELS.map((c) => [CHANNEL_SPECS[c].kind, c]));
 
