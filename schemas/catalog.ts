@@ -9,8 +9,13 @@
  * against the Avro schemas and the migrated tables.
  *
  * Adding a record kind: `schemas/<kind>.avsc`, regenerate types.gen.ts, one entry below (the
- * `satisfies` makes a missing one a type error), a migration creating its table, and whatever
- * produces it (a gateway normalizer).
+ * `satisfies` makes a missing one a type error), a migration creating its table (one file: a
+ * `do` block can make it a hypertable only where TimescaleDB is installed), its retention key in
+ * config/tickflow.yaml, and whatever produces it (a gateway normalizer). Connectors, topics,
+ * /v1/stream, the sink's policies and the API's lists follow. A kind with a `gatewayChannel`
+ * is collected per exchange entry: that also takes the channel's config, ccxt capability and
+ * watch/poll handler in gateways/ (the `Record<Channel, ...>` maps there fail typecheck until
+ * they have it).
  */
 import { AVRO_COLUMNS, type RecordOf } from './types.gen.ts';
 
