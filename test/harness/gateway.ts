@@ -4,7 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { parseConfig, type Config } from '../../config/schema.ts';
-import type { Sim } from '../../sim/index.ts';
+import type { DialectName, Sim } from '../../sim/index.ts';
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -15,6 +15,12 @@ export function uniquePrefix(tag: string): string {
 /** The entry's `options` for a sim: its URLs, no rate limiter, a short ccxt reconnect backoff. */
 export function simOptions(sim: Sim): Record<string, unknown> {
   const o = sim.ccxtOptions();
+  return { ...o, enableRateLimit: false, options: { ...o.options, ws: { backoff: { base: 100, max: 1000 } } } };
+}
+
+/** The same for one of the sim's dialects (the entry's `id` is the dialect's ccxt id, DIALECT_MODULES[d].ccxtId). */
+export function simDialectOptions(sim: Sim, dialect: DialectName): Record<string, unknown> {
+  const o = sim.ccxtOptions(dialect) as { options?: Record<string, unknown> };
   return { ...o, enableRateLimit: false, options: { ...o.options, ws: { backoff: { base: 100, max: 1000 } } } };
 }
 
