@@ -38,7 +38,7 @@ const MAY_IMPORT: Readonly<Record<string, readonly string[] | '*'>> = {
 const PART_FILES_CONFIG_MAY_IMPORT = new Set(PARTS.map((p) => `${p}/config.ts`));
 
 /** Tooling beside a part's code that runs other parts, as a test does. */
-const TOOLING = [/\.test\.ts$/, /^gateways\/fixtures\//];
+const TOOLING = [/\.test\.ts$/, /^gateways\/(exchanges\/)?fixtures\//];
 
 const SKIP_DIRS = new Set(['node_modules', '.cache', '.tickflow', '.git', 'test-artifacts', 'public', 'grafana']);
 

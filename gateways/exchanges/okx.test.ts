@@ -6,11 +6,14 @@
  * retry policy relies on.
  */
 import ccxt, { type Exchange, type Market, type OHLCV, type OrderBook } from 'ccxt';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TYPES } from '../../schemas/index.ts';
+import { buildSim, type Sim } from '../../sim/index.ts';
+import { createExchange } from '../ccxt.ts';
 import { normalizeBook, normalizeCandle, normalizeInstrument, normalizeTicker, normalizeTrade, TICK_SIZE } from '../normalize.ts';
 import real from './fixtures/okx/real.json' with { type: 'json' };
 import sim from './fixtures/okx/sim.json' with { type: 'json' };
+import { adapterFor } from './index.ts';
 
 const RECEIVED = 1_800_000_000_123_456;
 type Any = Record<string, (...a: unknown[]) => unknown>;
@@ -178,5 +181,38 @@ describe("the sim's books chain: prevSeqId of the first update = seqId of the sn
   it('holds in the captured frames', () => {
     expect(sim.ws.books_update.data[0]!.prevSeqId).toBe(sim.ws.books_snapshot.data[0]!.seqId);
     expect(sim.ws.books_snapshot.data[0]!.prevSeqId).toBe(-1);
+  });
+});
+
+describe('OKX candles of 6 h and more: stream and REST on the same UTC buckets (against the sim)', () => {
+  let simServer: Sim;
+  beforeAll(async () => {
+    simServer = buildSim({ seed: 2, symbols: ['BTC/USDT'], tradesPerSecond: 2, historyDays: 3, dialects: ['okx'] });
+    await simServer.start();
+  });
+  afterAll(async () => {
+    await simServer.close();
+  });
+
+  it('watchOHLCV and fetchOHLCV give the same 6h and 1d buckets, opening on UTC, equal to the engine', async () => {
+    const entry = { id: 'okx', options: { ...simServer.ccxtOptions('okx'), enableRateLimit: false } };
+    const ex = createExchange(entry, adapterFor('okx').ccxtDefaults(entry.options));
+    try {
+      for (const [tf, ms] of [
+        ['6h', 6 * 3_600_000],
+        ['1d', 86_400_000],
+      ] as const) {
+        const streamed = await ex.watchOHLCV('BTC/USDT', tf);
+        const fetched = await ex.fetchOHLCV('BTC/USDT', tf, simServer.now() - 2 * 86_400_000, 20);
+        const forming = streamed.at(-1)!;
+        expect(forming[0]! % ms).toBe(0);
+        expect(fetched.every((r) => r[0]! % ms === 0)).toBe(true);
+        expect(fetched.at(-1)![0]).toBe(forming[0]);
+        const engine = new Map(simServer.emitted.candles('BTC/USDT', tf, { includeHistory: true }).map((c) => [c.timestamp, c]));
+        for (const [ts, o] of fetched) expect(o).toBe(engine.get(ts!)!.open);
+      }
+    } finally {
+      await ex.close();
+    }
   });
 });
