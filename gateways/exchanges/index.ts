@@ -8,7 +8,7 @@ import { defaultAdapter } from './default.ts';
 import { okxAdapter } from './okx.ts';
 import type { ExchangeAdapter } from './types.ts';
 
-export type { ExchangeAdapter, RefillOptions, TradeCursor } from './types.ts';
+export type { ExchangeAdapter, RefillEnd, RefillOptions, TradeCursor } from './types.ts';
 
 const ADAPTERS: Readonly<Record<string, Partial<ExchangeAdapter>>> = {
   binance: binanceAdapter,
