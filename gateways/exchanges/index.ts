@@ -4,6 +4,7 @@
  * exchange lives only in its file.
  */
 import { binanceAdapter } from './binance.ts';
+import { coinbaseexchangeAdapter } from './coinbaseexchange.ts';
 import { defaultAdapter } from './default.ts';
 import { okxAdapter } from './okx.ts';
 import type { ExchangeAdapter } from './types.ts';
@@ -12,6 +13,7 @@ export type { ExchangeAdapter, RefillEnd, RefillOptions, TradeCursor } from './t
 
 const ADAPTERS: Readonly<Record<string, Partial<ExchangeAdapter>>> = {
   binance: binanceAdapter,
+  coinbaseexchange: coinbaseexchangeAdapter,
   okx: okxAdapter,
 };
 
