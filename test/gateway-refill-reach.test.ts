@@ -101,3 +101,45 @@ describe('a refill whose REST answers only the latest trades', () => {
     expect(honoured.end).toEqual({ reachedCursor: true });
   });
 });
+
+describe('trade polls whose REST answers only the latest trades', () => {
+  const brokers = inject('kafkaBrokers');
+  const prefix = uniquePrefix('gwreachpoll');
+  let sim: Sim;
+  let gw: Gateway;
+  let got: Decoded;
+
+  beforeAll(async () => {
+    sim = buildSim({ seed: 31, symbols: ['BTC/USDT'], tradesPerSecond: 20, historyDays: 0 });
+    await sim.start();
+    const config = gatewayConfig(brokers, prefix, [
+      { id: 'binance', name: 'sim', symbols: ['BTC/USDT'], channels: { trades: { mode: 'poll', schedule: '*/2 * * * * *' } }, backfillLookbackMinutes: 0, options: simOptions(sim) },
+    ]);
+    gw = buildGateway(config);
+    await gw.start();
+    await sleep(4_500);
+    sim.applyFault({ kind: 'quirk', quirk: 'ignoreSince', latest: LATEST, ms: 5_000 });
+    await sleep(9_000);
+    await gw.close();
+    got = await readTopics(brokers, prefix, ['trade', 'gap']);
+  }, 60_000);
+
+  afterAll(async () => {
+    await gw?.close();
+    await sim?.close();
+    await deleteTopics(brokers, prefix, ['trade', 'gap', 'instrument', 'ticker', 'candle', 'book']).catch(() => undefined);
+  });
+
+  it('a poll that cannot reach back opens a gap saying how many trades may be missing; the next poll that reaches back closes it', () => {
+    const ids = got.trade.map((t) => Number(t.id)).sort((a, b) => a - b);
+    expect(new Set(ids).size).toBe(ids.length);
+    const hole = ids.at(-1)! - ids[0]! + 1 - ids.length;
+    expect(hole).toBeGreaterThan(20); // 2 s of 20 trades a second per poll, minus the latest 5
+    const gaps = got.gap.filter((g) => g.channel === 'trades').sort((a, b) => a.ts - b.ts);
+    expect(gaps.length).toBeGreaterThanOrEqual(2);
+    expect(gaps[0]!.to_ts).toBeNull();
+    expect(gaps[0]!.reason).toMatch(/refill could not reach back to the last trade produced \(publicGetAggTrades answered from id \d+ when asked from \d+\): \d+ trades may be missing/);
+    expect(gaps.at(-1)!.to_ts).not.toBeNull();
+    expect(gaps.at(-1)!.from_ts).toBe(gaps[0]!.from_ts);
+  });
+});
