@@ -26,7 +26,7 @@ describe('tickers polled from an exchange that gives them no time', () => {
   let servedWithoutTime = 0;
 
   beforeAll(async () => {
-    // No trades: only the book's resting sizes change now and then, so polls often see the same ticker.
+    // Trades stop: only the book's resting sizes change now and then, so polls often see the same ticker.
     sim = buildSim({ seed: 29, symbols: [SYMBOL], tradesPerSecond: 5, historyDays: 0 });
     await sim.start();
     await sleep(1_000);
@@ -59,7 +59,7 @@ describe('tickers polled from an exchange that gives them no time', () => {
     served.forEach((t, index) => {
       if (runs.length === 0 || content(runs.at(-1)!.first) !== content(t)) runs.push({ first: t, index });
     });
-    expect(served.length).toBeGreaterThan(10);
+    expect(served.length).toBeGreaterThan(6);
     expect(runs.length).toBeLessThan(served.length); // polls did repeat a content
     const stored = got.ticker.filter((t) => t.symbol === SYMBOL).sort((a, b) => a.received_at - b.received_at);
     expect(stored.map((t) => [t.bid, t.bid_size, t.ask, t.ask_size, t.last, t.open_24h, t.high_24h, t.low_24h, t.base_volume_24h, t.quote_volume_24h].join('|'))).toEqual(
