@@ -13,11 +13,12 @@ import { nowUs, type WorkerContext } from './context.ts';
 import type { StreamRef } from './events.ts';
 import { GapTracker } from './gaps.ts';
 import { fetchCandlePages } from './history.ts';
-import { msToMicros, tradeId } from './normalize.ts';
-import type { RefillEnd } from './exchanges/index.ts';
+import { msToMicros } from './normalize.ts';
 import { openRestartGap } from './positions.ts';
 import { produceCandles, produceTrades } from './produce.ts';
 import { missingIds, type TradeLedger } from './trades.ts';
+import type { RefillEnd } from './exchanges/index.ts';
+import { tradeId } from './normalize.ts';
 
 /** Pages a trade refill may take (a longer outage is refilled that far and the gap says so). */
 const REFILL_MAX_PAGES = 1_000;
