@@ -1,6 +1,6 @@
 /**
  * Records into the outbox, shared by the watch loops, the polls and the REST recovery: trades
- * deduplicated by the instrument's ledger, tickers once per update, candles as the tracker emits
+ * deduplicated by the instrument's ledger, tickers once per content, candles as the tracker emits
  * them; exchange times move the exchange clock forward.
  */
 import type { Trade as CcxtTrade } from 'ccxt';
@@ -26,12 +26,23 @@ export interface LastTicker {
   readonly sig: string;
 }
 
-/** Produces a ticker unless it repeats `last`; returns the new last. */
+/** A ticker's content: every value but its times. */
+const tickerContent = (r: Ticker): string =>
+  [r.bid, r.bid_size, r.ask, r.ask_size, r.last, r.open_24h, r.high_24h, r.low_24h, r.base_volume_24h, r.quote_volume_24h].join('|');
+
+/**
+ * Produces a ticker unless its content repeats `last`'s; returns the new last. A repeat is not a
+ * new ticker, whatever its time: a poll of an exchange whose tickers carry no time (Kraken,
+ * Bybit; `ts` is then the receive time) would otherwise store the same ticker on every poll,
+ * stamped with the poll's time. So the ticker held carries the exchange's time (ccxt's
+ * `timestamp`) where there is one, else the time its content was first received.
+ */
 export function produceTicker(ctx: WorkerContext, rec: Ticker, last: LastTicker | undefined): LastTicker {
-  const sig = `${rec.bid}|${rec.ask}|${rec.last}|${rec.base_volume_24h}`;
-  if (last && last.ts === rec.ts && last.sig === sig) return last; // the same update twice
+  const sig = tickerContent(rec);
+  if (last && last.sig === sig) return last;
   ctx.outbox.add('ticker', rec);
-  ctx.clock.observe(rec.ts / 1000, rec.received_at / 1000);
+  // ts = received_at: no exchange time (normalizeTicker), nothing to tell about the exchange clock.
+  if (rec.ts !== rec.received_at) ctx.clock.observe(rec.ts / 1000, rec.received_at / 1000);
   return { ts: rec.ts, sig };
 }
 

@@ -17,6 +17,8 @@ import { msToMicros } from './normalize.ts';
 import { openRestartGap } from './positions.ts';
 import { produceCandles, produceTrades } from './produce.ts';
 import { missingIds, type TradeLedger } from './trades.ts';
+import type { RefillEnd } from './exchanges/index.ts';
+import { tradeId } from './normalize.ts';
 
 /** Pages a trade refill may take (a longer outage is refilled that far and the gap says so). */
 const REFILL_MAX_PAGES = 1_000;
@@ -37,46 +39,128 @@ export type RefillRetry = (typeof REFILL_RETRY)[keyof typeof REFILL_RETRY];
 export interface Recovered {
   readonly count: number;
   readonly error?: string;
+  /**
+   * Set when the refill could not reach back to the last trade produced (RefillEnd): how many
+   * trades may be missing between it and the first trade refilled, null when the ids cannot count
+   * them (not consecutive).
+   */
+  readonly missing?: number | null;
 }
+
+/** The hole a refill left before its first trade, kept for the gap's closing note (unrefilledNote). */
+interface Hole {
+  /** Trades skipped, or null when not countable. */
+  readonly missing: number | null;
+  readonly why: string;
+}
+const holes = new WeakMap<TradeLedger, Hole>();
+
+const INT = /^\d{1,30}$/;
+
+/**
+ * What one refill attempt left between its cursor and the first trade it brought: judged by the
+ * ids where they are consecutive (they count it), else by the adapter's word (RefillEnd).
+ */
+function holeOf(contiguous: boolean, cursorId: string | undefined, oldestNew: bigint | undefined, end: RefillEnd | undefined): Hole | undefined {
+  if (contiguous && cursorId !== undefined && INT.test(cursorId) && oldestNew !== undefined) {
+    const skipped = Number(oldestNew - BigInt(cursorId) - 1n);
+    return skipped > 0 ? { missing: skipped, why: end?.why ?? `the first trade refilled is id ${oldestNew}, not the one after ${cursorId}` } : undefined;
+  }
+  if (end && !end.reachedCursor) return { missing: null, why: end.why ?? 'the pages did not reach back to it' };
+  return undefined;
+}
+
+function addHoles(a: Hole | undefined, b: Hole): Hole {
+  if (!a) return b;
+  return { missing: a.missing === null || b.missing === null ? null : a.missing + b.missing, why: a.why };
+}
+
+const holeText = (h: Hole): string =>
+  `refill could not reach back to the last trade produced (${h.why}): ${h.missing === null ? 'an unknown number of trades may be missing' : `${h.missing} trades may be missing`}`;
 
 /**
  * REST refill from the newest trade produced up to the present, retried by `policy` (each retry
  * resumes where the last one stopped; every failure is a `refill.retry` event, logged at warn).
+ * A refill whose pages do not reach back to that trade (an exchange whose `fetchTrades` ignores
+ * `since` and answers only its latest trades; history shorter than the outage) says so: `error`
+ * and `missing`, logged at warn, and in the gap's closing note.
  */
 export async function refillTrades(ctx: WorkerContext, symbol: string, fallbackTsMs: number, policy: RefillRetry = REFILL_RETRY.poll): Promise<Recovered> {
   if (!has(ctx.ex, 'fetchTrades')) return { count: 0, error: 'no REST refill (the exchange has no fetchTrades)' };
   const ledger = ctx.ledger(symbol);
   const ref: StreamRef = { exchange: ctx.name, channel: 'trades', symbol };
+  const contiguous = ctx.adapter.contiguousTradeIds(ctx.ex, symbol);
   let count = 0;
+  let hole: Hole | undefined;
+  holes.delete(ledger);
+  const result = (r: { error?: string }): Recovered => {
+    if (!hole) return { count, ...r };
+    const text = holeText(hole);
+    ctx.log.warn({ ...ref, missing: hole.missing, refilled: count }, text);
+    holes.set(ledger, hole);
+    return { count, missing: hole.missing, error: r.error ? `${text}; ${r.error}` : text };
+  };
   try {
     const pages = await retry(
       async () => {
         let n = 0;
+        const cursor = ledger.cursor(fallbackTsMs);
+        let oldestNew: bigint | undefined;
+        let end: RefillEnd | undefined;
         try {
-          for await (const page of ctx.adapter.refillTrades(ctx.ex, symbol, ledger.cursor(fallbackTsMs), { maxPages: REFILL_MAX_PAGES, signal: ctx.signal })) {
-            count += produceTrades(ctx, ledger, page, nowUs());
+          const gen = ctx.adapter.refillTrades(ctx.ex, symbol, cursor, { maxPages: REFILL_MAX_PAGES, signal: ctx.signal });
+          for (;;) {
+            const step = await gen.next();
+            if (step.done) {
+              end = step.value ?? undefined;
+              break;
+            }
+            if (contiguous && cursor.id !== undefined && INT.test(cursor.id)) {
+              const after = BigInt(cursor.id);
+              for (const t of step.value) {
+                const id = tradeId(t);
+                if (!INT.test(id)) continue;
+                const b = BigInt(id);
+                if (b > after && (oldestNew === undefined || b < oldestNew)) oldestNew = b;
+              }
+            }
+            count += produceTrades(ctx, ledger, step.value, nowUs());
             n++;
           }
         } catch (e) {
           throw translateError(e, `refill fetchTrades(${symbol})`, ctx.ex);
+        } finally {
+          // What this attempt brought is judged even when it failed part-way (the retry resumes after it).
+          const h = n > 0 || end ? holeOf(contiguous, cursor.id, oldestNew, end) : undefined;
+          if (h) hole = addHoles(hole, h);
         }
         return n;
       },
       { ...policy, signal: ctx.signal, onRetry: (err, attempt, delayMs) => ctx.events.emit('refill.retry', { ...ref, attempt, delayMs, refilled: count, reason: messageOf(err) }) },
     );
     if (ctx.signal.aborted) return { count, error: 'refill interrupted: the gateway is closing' };
-    return pages >= REFILL_MAX_PAGES ? { count, error: `refill stopped after ${REFILL_MAX_PAGES} pages` } : { count };
+    return result(pages >= REFILL_MAX_PAGES ? { error: `refill stopped after ${REFILL_MAX_PAGES} pages` } : {});
   } catch (e) {
-    return { count, error: ctx.signal.aborted ? 'refill interrupted: the gateway is closing' : `refill incomplete: ${messageOf(e)}` };
+    return ctx.signal.aborted ? { count, error: 'refill interrupted: the gateway is closing' } : result({ error: `refill incomplete: ${messageOf(e)}` });
   } finally {
     if (count > 0) ctx.events.emit('refill', { ...ref, count });
   }
 }
 
-/** The closing note of a trade gap: what the refill could not bring back, counted where ids are consecutive. */
+/**
+ * The closing note of a trade gap: what the refill could not bring back. Where ids are
+ * consecutive it is counted: the hole the refill left before its first trade plus the trades
+ * between its last one and the resumed batch.
+ */
 export function unrefilledNote(contiguous: boolean, ledger: TradeLedger, resumed: readonly CcxtTrade[], error: string | undefined): string | undefined {
-  const missing = contiguous ? missingIds(ledger.lastTradeId, resumed) : undefined;
-  if (missing !== undefined) return missing > 0 ? `${missing} trades not refilled${error ? ` (${error})` : ''}` : undefined;
+  const hole = holes.get(ledger);
+  holes.delete(ledger);
+  const after = contiguous ? missingIds(ledger.lastTradeId, resumed) : undefined;
+  if (hole) {
+    if (hole.missing === null || after === undefined || after === 0) return error ?? holeText(hole);
+    return `${hole.missing + after} trades not refilled (${error ?? holeText(hole)})`;
+  }
+  if (after !== undefined) return after > 0 ? `${after} trades not refilled${error ? ` (${error})` : ''}` : undefined;
   return error ? `${error}; trades in this range may be missing (count unknown)` : undefined;
 }
 

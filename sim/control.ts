@@ -6,6 +6,7 @@
  *                                      {"kind":"drop"} {"kind":"pause","channel":"trades","ms":5000}
  *                                      {"kind":"refuse","target":"ws","status":403,"ms":10000,"dialect":"okx"}
  *                                      {"kind":"rateLimit","requestsPerSecond":2,"ms":10000}
+ *                                      {"kind":"quirk","quirk":"ignoreSince","latest":10,"ms":60000}
  *                                      {"kind":"tradeRate","perSecond":50} {"kind":"clear"}
  *                                      → 200 {"ok":true,"dropped":n}; 400 {"error"} when malformed
  *   GET  /__sim/info                   url, wsUrl, symbols, dialects with their ccxt id and options

@@ -20,12 +20,20 @@ export type SimFault =
   | { readonly kind: 'refuse'; readonly target?: 'rest' | 'ws'; readonly ms: number; readonly status?: number; readonly dialect?: string }
   /** REST answers the exchange's rate-limit error beyond `requestsPerSecond` (per dialect) for ms. */
   | { readonly kind: 'rateLimit'; readonly requestsPerSecond: number; readonly ms: number; readonly dialect?: string }
+  /**
+   * REST behaves like some real exchanges for ms: `ignoreSince` = the trades endpoints ignore
+   * since/fromId/startTime and answer only the latest `latest` trades (Coinbase Exchange, Bybit);
+   * `tickerWithoutTime` = tickers carry no exchange time (Kraken, Bybit). Binance dialect so far.
+   */
+  | { readonly kind: 'quirk'; readonly quirk: RestQuirk; readonly latest?: number; readonly ms: number; readonly dialect?: string }
   /** Mean trades per second per symbol from now on (the engine's, so every dialect). */
   | { readonly kind: 'tradeRate'; readonly perSecond: number }
   /** Ends every refusal, pause and rate limit now. */
   | { readonly kind: 'clear' };
 
-export const FAULT_KINDS = ['drop', 'pause', 'refuse', 'rateLimit', 'tradeRate', 'clear'] as const;
+export const FAULT_KINDS = ['drop', 'pause', 'refuse', 'rateLimit', 'quirk', 'tradeRate', 'clear'] as const;
+export const REST_QUIRKS = ['ignoreSince', 'tickerWithoutTime'] as const;
+export type RestQuirk = (typeof REST_QUIRKS)[number];
 
 /** What a dialect must answer instead of serving a REST request. */
 export interface RestRefusal {
@@ -55,6 +63,8 @@ export class Faults {
   /** key: `${dialect}|${target}` */
   private readonly paused = new Map<string, number>();
   private readonly limits = new Map<string, Limit>();
+  /** key: `${dialect}|${quirk}` */
+  private readonly quirks = new Map<string, { until: number; latest: number }>();
 
   constructor(private readonly clock: () => number = Date.now) {}
 
@@ -71,7 +81,32 @@ export class Faults {
     this.limits.set(dialect, { until: this.clock() + ms, perSecond, second: 0, count: 0 });
   }
 
+  quirk(quirk: RestQuirk, ms: number, latest = 10, dialect = ALL): void {
+    this.quirks.set(`${dialect}|${quirk}`, { until: this.clock() + ms, latest });
+  }
+
+  /** With `ignoreSince` active: how many of the latest trades the trades endpoints answer. */
+  ignoresSince(dialect: string): number | undefined {
+    return this.activeQuirk(dialect, 'ignoreSince')?.latest;
+  }
+
+  tickerWithoutTime(dialect: string): boolean {
+    return this.activeQuirk(dialect, 'tickerWithoutTime') !== undefined;
+  }
+
+  private activeQuirk(dialect: string, quirk: RestQuirk): { latest: number } | undefined {
+    const now = this.clock();
+    for (const key of [`${dialect}|${quirk}`, `${ALL}|${quirk}`]) {
+      const q = this.quirks.get(key);
+      if (!q) continue;
+      if (now < q.until) return q;
+      this.quirks.delete(key);
+    }
+    return undefined;
+  }
+
   clear(): void {
+    this.quirks.clear();
     this.restRefusals.clear();
     this.wsRefusals.clear();
     this.paused.clear();
@@ -157,6 +192,9 @@ export function parseFault(x: unknown): SimFault {
       return { kind: 'refuse', ...(f.target ? { target: f.target } : {}), ms: num('ms'), ...(f.status !== undefined ? { status: num('status', 100) } : {}), ...dialect };
     case 'rateLimit':
       return { kind: 'rateLimit', requestsPerSecond: num('requestsPerSecond'), ms: num('ms'), ...dialect };
+    case 'quirk':
+      if (!(REST_QUIRKS as readonly unknown[]).includes(f.quirk)) throw bad(`"quirk" must be one of ${REST_QUIRKS.join(', ')}`);
+      return { kind: 'quirk', quirk: f.quirk as RestQuirk, ...(f.latest !== undefined ? { latest: num('latest', 1) } : {}), ms: num('ms'), ...dialect };
     case 'tradeRate':
       return { kind: 'tradeRate', perSecond: num('perSecond') };
     case 'clear':

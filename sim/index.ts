@@ -96,6 +96,10 @@ export function buildSim(opts: SimOptions = {}): Sim {
         faults.rateLimit(f.requestsPerSecond, f.ms, f.dialect);
         log.info({ requestsPerSecond: f.requestsPerSecond, ms: f.ms, dialect: f.dialect }, 'sim rate-limiting REST');
         return 0;
+      case 'quirk':
+        faults.quirk(f.quirk, f.ms, f.latest, f.dialect);
+        log.info({ quirk: f.quirk, latest: f.latest, ms: f.ms, dialect: f.dialect }, 'sim REST quirk on');
+        return 0;
       case 'tradeRate':
         if (!Number.isFinite(f.perSecond) || f.perSecond < 0) throw invalid(`trade rate must be a non-negative number, got ${f.perSecond}`);
         market.setTradeRate(f.perSecond);

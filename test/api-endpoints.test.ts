@@ -70,6 +70,11 @@ candles.push(candle('1h', T, 61_000, 1_000), candle('1h', T + 60 * MIN, 61_100, 
 const gaps: Gap[] = [
   { exchange: 'binance', symbol: 'BTC/USDT', channel: 'trades', from_ts: T + 20 * MIN, to_ts: T + 25 * MIN, reason: 'connection closed (1006)', refilled: 12, ts: T + 25 * MIN, received_at: T + 25 * MIN },
   { exchange: 'binance', symbol: 'BTC/USDT', channel: 'ticker', from_ts: T + 4 * MIN, to_ts: null, reason: 'no message for 30s', refilled: 0, ts: T + 4 * MIN, received_at: T + 4 * MIN },
+  // A channel failing from the start: gap records, never a record stored.
+  { exchange: 'okx', symbol: 'BTC/USDT', channel: 'book', from_ts: T + MIN, to_ts: null, reason: 'book: watchOrderBook(BTC/USDT): ExchangeNotAvailable', refilled: 0, ts: T + MIN, received_at: T + MIN },
+  { exchange: 'okx', symbol: 'BTC/USDT', channel: 'book', from_ts: T, to_ts: T + 30 * S, reason: 'book: gateway restarted', refilled: 0, ts: T + 30 * S, received_at: T + 30 * S },
+  // Records lost on the way to Kafka concern every channel: alone, they list none.
+  { exchange: 'okx', symbol: 'DOGE/USDT', channel: 'kafka', from_ts: T, to_ts: T + MIN, reason: 'kafka: 12 records dropped from a full buffer', refilled: 0, ts: T + MIN, received_at: T + MIN },
 ];
 
 const instrument = (exchange: string, symbol: string, active = true): Instrument => {
@@ -180,6 +185,17 @@ describeEachDb(['embedded', 'postgres'], (db) => {
       ['candles', '1m', 'data', t(T), t(T + 119 * MIN), null, null],
     ]);
     expect((await ok('/v1/coverage', { channel: 'trades' })).data.filter((r) => r.kind === 'data').map((r) => `${r.exchange} ${r.symbol}`)).toEqual(['binance BTC/USDT', 'binance BTC/USDT', 'binance ETH/USDT', 'bitstamp BTC/EUR', 'okx BTC/USDT']);
+  });
+
+  it('/v1/coverage: a channel that never stored a record is listed, with its gaps', async () => {
+    const t = (us: number) => iso(us).replace(/000Z$/, 'Z');
+    const rows = (await ok('/v1/coverage', { exchange: 'okx' })).data.map((r) => [r.symbol, r.channel, r.timeframe, r.kind, r.from_ts, r.to_ts, r.reason]);
+    expect(rows.filter((r) => r[1] === 'books')).toEqual([
+      ['BTC/USDT', 'books', null, 'gap', t(T), t(T + 30 * S), 'book: gateway restarted'],
+      ['BTC/USDT', 'books', null, 'gap', t(T + MIN), null, 'book: watchOrderBook(BTC/USDT): ExchangeNotAvailable'],
+    ]);
+    expect(rows.filter((r) => r[0] === 'DOGE/USDT')).toEqual([]);
+    expect((await ok('/v1/coverage', { channel: 'books' })).data.map((r) => `${r.exchange} ${r.symbol} ${r.kind}`)).toEqual(['okx BTC/USDT gap', 'okx BTC/USDT gap']);
   });
 
   describe('/v1/sample', () => {

@@ -167,7 +167,7 @@ export const referenceRoutes: FastifyPluginAsync<{ config: ApiConfig }> = async 
       schema: {
         summary: 'Per instrument and channel: the time held, and the gaps in it',
         description:
-          'One `data` row per stretch of records held (from the first to the last record, split around gaps) and one `gap` row per stream outage reported by the gateways (gaps table). Candles are reported per timeframe. At most api.maxRows rows: narrow with exchange, symbol or channel.',
+          'One `data` row per stretch of records held (from the first to the last record, split around gaps) and one `gap` row per stream outage reported by the gateways (gaps table). Every channel with records or gap records is listed: a channel that never stored a record (failing from the start) shows its gaps alone, with timeframe null. Candles are reported per timeframe. At most api.maxRows rows: narrow with exchange, symbol or channel.',
         tags: ['reference'],
         querystring: {
           type: 'object',
@@ -210,7 +210,7 @@ order by 1, 2`;
           `select exchange, symbol, channel, ${us('from_ts')} as from_ts, ${us('to_ts')} as to_ts, reason, refilled from gaps where ${gcond.join(' and ')} order by exchange, symbol, from_ts limit ${gp.ref('limit', config.maxRows + 1)}`,
           gp.values,
         );
-        for (const h of held) out.push(...segments(channel, h, gaps.filter((g) => g.exchange === h.exchange && g.symbol === h.symbol)));
+        out.push(...coverageRows(channel, held, gaps));
         if (out.length > config.maxRows || gaps.length > config.maxRows) {
           throw badRequest(q.symbol ? 'channel' : 'symbol', `coverage holds more than ${config.maxRows} rows (api.maxRows): narrow it with exchange, symbol or channel`);
         }
@@ -219,6 +219,30 @@ order by 1, 2`;
     },
   );
 };
+
+/**
+ * A channel's coverage rows, per instrument in (exchange, symbol) order: what is held cut around
+ * its gaps, and for an instrument that has gap records of this channel but no record held (a
+ * channel failing from the start) its gaps alone (timeframe null: gap records carry none). A
+ * `kafka` gap alone does not list a channel: it lost records of every channel.
+ */
+function coverageRows(channel: CoverageChannel, held: readonly HeldRow[], gaps: readonly GapRow[]): Record<string, unknown>[] {
+  const key = (r: { exchange: string; symbol: string }) => `${r.exchange}${SEP}${r.symbol}`;
+  const gapsOf = new Map<string, GapRow[]>();
+  for (const g of gaps) gapsOf.set(key(g), [...(gapsOf.get(key(g)) ?? []), g]);
+  const parts: { exchange: string; symbol: string; rows: Record<string, unknown>[] }[] = held.map((h) => ({ ...h, rows: segments(channel, h, gapsOf.get(key(h)) ?? []) }));
+  const heldKeys = new Set(held.map(key));
+  for (const [k, gs] of gapsOf) {
+    if (heldKeys.has(k) || gs.every((g) => g.channel === 'kafka')) continue;
+    const { exchange, symbol } = gs[0]!;
+    const rows = [...gs]
+      .sort((a, b) => a.from_ts - b.from_ts)
+      .map((g) => ({ exchange, symbol, channel, timeframe: null, kind: 'gap', from_ts: formatTime(g.from_ts), to_ts: g.to_ts === null ? null : formatTime(g.to_ts), reason: g.reason, refilled: g.refilled }));
+    parts.push({ exchange, symbol, rows });
+  }
+  parts.sort((a, b) => (a.exchange < b.exchange ? -1 : a.exchange > b.exchange ? 1 : a.symbol < b.symbol ? -1 : a.symbol > b.symbol ? 1 : 0));
+  return parts.flatMap((p) => p.rows);
+}
 
 /** The held range of one instrument and channel cut around its gaps, gaps included, in time order. */
 function segments(channel: CoverageChannel, h: HeldRow, gaps: readonly GapRow[]): Record<string, unknown>[] {

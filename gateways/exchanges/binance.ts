@@ -10,7 +10,7 @@
  */
 import type { Exchange, Trade } from 'ccxt';
 import { defaultAdapter } from './default.ts';
-import type { ExchangeAdapter, RefillOptions, TradeCursor } from './types.ts';
+import type { ExchangeAdapter, RefillEnd, RefillOptions, TradeCursor } from './types.ts';
 
 const PAGE = 1000;
 /** Binance's accepted depth limits for the REST snapshot. */
@@ -31,11 +31,8 @@ async function firstAggAt(ex: Exchange, symbol: string, ts: number): Promise<{ a
 
 const next = (id: string): string => (BigInt(id) + 1n).toString();
 
-async function* refillById(ex: Exchange, symbol: string, from: TradeCursor, opts: RefillOptions): AsyncGenerator<Trade[]> {
-  if (!isSpot(ex, symbol)) {
-    yield* defaultAdapter.refillTrades(ex, symbol, from, opts);
-    return;
-  }
+async function* refillById(ex: Exchange, symbol: string, from: TradeCursor, opts: RefillOptions): AsyncGenerator<Trade[], RefillEnd | void> {
+  if (!isSpot(ex, symbol)) return yield* defaultAdapter.refillTrades(ex, symbol, from, opts);
   const fills = streamName(ex) === 'trade' && hasKey(ex);
   let fromId: string | undefined;
   if (from.id !== undefined && /^\d+$/.test(from.id)) fromId = next(from.id);
@@ -49,7 +46,12 @@ async function* refillById(ex: Exchange, symbol: string, from: TradeCursor, opts
     if (opts.signal?.aborted) return;
     const trades = await ex.fetchTrades(symbol, undefined, PAGE, { fetchTradesMethod: method, fromId });
     if (trades.length === 0) return;
+    // Binance answers from `fromId` on; a page starting later skipped trades (a proxy or an
+    // endpoint that ignores fromId): the caller counts the ids skipped.
+    const first = String(trades[0]!.id);
+    const skipped = /^\d+$/.test(first) && BigInt(first) > BigInt(fromId);
     yield trades;
+    if (skipped) return { reachedCursor: false, why: `${method} answered from id ${first} when asked from ${fromId}` };
     if (trades.length < PAGE) return;
     fromId = next(String(trades[trades.length - 1]!.id));
   }

@@ -5,14 +5,24 @@
  */
 import ccxt, { type Exchange, type Trade } from 'ccxt';
 import { describe, expect, it } from 'vitest';
-import { adapterFor } from './index.ts';
+import { adapterFor, type RefillEnd } from './index.ts';
 
 const trade = (id: number, ts = id): Trade => ({ id: String(id), timestamp: ts, price: 1, amount: 1, side: 'buy', symbol: 'BTC/USDT' }) as Trade;
 
-async function collect(gen: AsyncGenerator<Trade[]>): Promise<string[]> {
+async function collect(gen: AsyncGenerator<Trade[], unknown>): Promise<string[]> {
   const ids: string[] = [];
   for await (const page of gen) ids.push(...page.map((t) => String(t.id)));
   return ids;
+}
+
+/** The pages' ids and how the refill ended (its return value). */
+async function drain(gen: AsyncGenerator<Trade[], RefillEnd | void>): Promise<{ ids: number[]; end: RefillEnd | void }> {
+  const ids: number[] = [];
+  for (;;) {
+    const step = await gen.next();
+    if (step.done) return { ids, end: step.value };
+    ids.push(...step.value.map((t) => Number(t.id)));
+  }
 }
 
 function binance(apiKey?: string): { ex: Exchange; calls: Record<string, unknown>[] } {
@@ -86,6 +96,27 @@ describe('okx', () => {
   });
 });
 
+describe('coinbaseexchange', () => {
+  it('pages products/{id}/trades backwards by the `after` trade id to the last trade produced, then oldest first', async () => {
+    const ex = new ccxt.coinbaseexchange();
+    const calls: Record<string, unknown>[] = [];
+    ex.fetchTrades = async (_s, since, limit, params = {}) => {
+      calls.push({ since, limit, ...params });
+      const before = params.after !== undefined ? Number(params.after) : 1_251;
+      return Array.from({ length: Math.min(limit!, before - 1) }, (_, i) => trade(before - 1 - i)); // newest first
+    };
+    const { ids, end } = await drain(adapterFor('coinbaseexchange').refillTrades(ex, 'BTC/USD', { id: '1000', ts: 0 }, { maxPages: 50 }));
+    expect(calls).toEqual([
+      { since: undefined, limit: 100 },
+      { since: undefined, limit: 100, after: '1151' },
+      { since: undefined, limit: 100, after: '1051' },
+    ]);
+    expect(ids.filter((n) => n > 1000).sort((a, b) => a - b)).toEqual(Array.from({ length: 250 }, (_, i) => 1001 + i));
+    expect(ids.indexOf(1001)).toBeLessThan(ids.indexOf(1250));
+    expect(end).toEqual({ reachedCursor: true });
+  });
+});
+
 describe('default', () => {
   it('pages forward by time, inclusive of the last millisecond, until nothing new', async () => {
     const ex = new ccxt.kraken();
@@ -98,5 +129,48 @@ describe('default', () => {
     const ids = await collect(adapterFor('kraken').refillTrades(ex, 'BTC/USD', { id: '4', ts: 1_001 }, { maxPages: 20 }));
     expect([...new Set(ids.map(Number))].filter((n) => n > 4).sort((a, b) => a - b)).toEqual(Array.from({ length: 21 }, (_, i) => i + 5));
     expect(sinces[0]).toBe(1_001);
+  });
+});
+
+describe('a refill that cannot reach back', () => {
+  /** Like Bybit (or Coinbase Exchange without its cursor): the latest `n` trades whatever `since` says, then filtered by ccxt's parseTrades. */
+  const latestOnly = (ex: Exchange, all: Trade[], n: number, calls: (number | undefined)[] = []) => {
+    ex.fetchTrades = async (_s, since) => {
+      calls.push(since);
+      return all.slice(-n).filter((t) => since === undefined || t.timestamp! >= since);
+    };
+  };
+  const all = Array.from({ length: 100 }, (_, i) => trade(i + 1, 10_000 + i * 10));
+
+  it('generic: says so when the first page does not hold the last trade produced (fetchTrades ignores since)', async () => {
+    const ex = new ccxt.bybit();
+    const calls: (number | undefined)[] = [];
+    latestOnly(ex, all, 20, calls);
+    const { ids, end } = await drain(adapterFor('bybit').refillTrades(ex, 'BTC/USDT', { id: '50', ts: 10_490 }, { maxPages: 20 }));
+    expect(Math.min(...ids)).toBe(81);
+    expect(end).toMatchObject({ reachedCursor: false, why: expect.stringMatching(/ignores since/) });
+    expect(calls).toHaveLength(2); // the second page (since = the newest) brings nothing new
+  });
+
+  it('generic: reached when the page holds the last trade produced, or when no trade was produced yet', async () => {
+    const ex = new ccxt.bybit();
+    latestOnly(ex, all, 60);
+    expect((await drain(adapterFor('bybit').refillTrades(ex, 'BTC/USDT', { id: '50', ts: 10_490 }, { maxPages: 20 }))).end).toEqual({ reachedCursor: true });
+    expect((await drain(adapterFor('bybit').refillTrades(ex, 'BTC/USDT', { id: undefined, ts: 10_495 }, { maxPages: 20 }))).end).toEqual({ reachedCursor: true });
+  });
+
+  it('binance: a page that starts after the asked fromId', async () => {
+    const { ex } = binance();
+    ex.fetchTrades = async () => Array.from({ length: 10 }, (_, i) => trade(3_000_002_491 + i));
+    const { ids, end } = await drain(adapterFor('binance').refillTrades(ex, 'BTC/USDT', { id: '3000000000', ts: 0 }, { maxPages: 100 }));
+    expect(ids[0]).toBe(3_000_002_491);
+    expect(end).toMatchObject({ reachedCursor: false, why: 'publicGetAggTrades answered from id 3000002491 when asked from 3000000001' });
+  });
+
+  it('okx: history that keeps answering the same page', async () => {
+    const ex = new ccxt.okx();
+    ex.fetchTrades = async () => Array.from({ length: 100 }, (_, i) => trade(2_000 - i));
+    const { end } = await drain(adapterFor('okx').refillTrades(ex, 'BTC/USDT', { id: '1000', ts: 0 }, { maxPages: 50 }));
+    expect(end).toMatchObject({ reachedCursor: false });
   });
 });

@@ -4,14 +4,16 @@
  * exchange lives only in its file.
  */
 import { binanceAdapter } from './binance.ts';
+import { coinbaseexchangeAdapter } from './coinbaseexchange.ts';
 import { defaultAdapter } from './default.ts';
 import { okxAdapter } from './okx.ts';
 import type { ExchangeAdapter } from './types.ts';
 
-export type { ExchangeAdapter, RefillOptions, TradeCursor } from './types.ts';
+export type { ExchangeAdapter, RefillEnd, RefillOptions, TradeCursor } from './types.ts';
 
 const ADAPTERS: Readonly<Record<string, Partial<ExchangeAdapter>>> = {
   binance: binanceAdapter,
+  coinbaseexchange: coinbaseexchangeAdapter,
   okx: okxAdapter,
 };
 

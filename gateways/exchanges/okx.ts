@@ -9,10 +9,8 @@
  * gateway's UTC bucket math). The gateway maps those timeframes to the `utc` bars for both, and
  * sets fetchOHLCV's `timezone` to one ccxt does not append `utc` for (the bars carry it already).
  */
-import type { Exchange, Trade } from 'ccxt';
-import type { ExchangeAdapter, RefillOptions, TradeCursor } from './types.ts';
-
-const PAGE = 100;
+import { refillBackwards } from './paging.ts';
+import type { ExchangeAdapter } from './types.ts';
 
 /** ccxt timeframe → OKX's UTC bar, for every timeframe OKX opens on Hong Kong time by default. */
 export const UTC_BARS: Readonly<Record<string, string>> = Object.freeze({
@@ -26,28 +24,15 @@ export const UTC_BARS: Readonly<Record<string, string>> = Object.freeze({
   '3M': '3Mutc',
 });
 
-async function* refillBackwards(ex: Exchange, symbol: string, from: TradeCursor, opts: RefillOptions): AsyncGenerator<Trade[]> {
-  const pages: Trade[][] = [];
-  let after: string | undefined;
-  const reached = (t: Trade) =>
-    from.id !== undefined && /^\d+$/.test(from.id) && /^\d+$/.test(String(t.id)) ? BigInt(String(t.id)) <= BigInt(from.id) : (t.timestamp ?? 0) < from.ts;
-  for (let page = 0; page < opts.maxPages; page++) {
-    if (opts.signal?.aborted) return;
-    const params: Record<string, unknown> = { method: 'publicGetMarketHistoryTrades', ...(after !== undefined ? { after, type: '1' } : {}) };
-    const trades = await ex.fetchTrades(symbol, undefined, PAGE, params);
-    if (trades.length === 0) break;
-    pages.push(trades);
-    const oldest = trades.reduce((a, b) => ((a.timestamp ?? 0) <= (b.timestamp ?? 0) ? a : b));
-    if (trades.some(reached) || String(oldest.id) === after) break;
-    after = String(oldest.id);
-  }
-  for (let i = pages.length - 1; i >= 0; i--) yield pages[i]!;
-}
-
 export const okxAdapter: Partial<ExchangeAdapter> = {
   // `timezone: 'HK'` only stops ccxt from appending `utc` to the bar: the bars above are UTC.
   ccxtDefaults: () => ({ timeframes: { ...UTC_BARS }, options: { fetchOHLCV: { timezone: 'HK' } } }),
-  refillTrades: refillBackwards,
+  refillTrades: (ex, symbol, from, opts) =>
+    refillBackwards(ex, symbol, from, opts, {
+      limit: 100,
+      params: (after) => ({ method: 'publicGetMarketHistoryTrades', ...(after !== undefined ? { after, type: '1' } : {}) }),
+      endpoint: 'history-trades',
+    }),
   monotonicTradeIds: () => true,
   ohlcvPageLimit: () => 300,
 };

@@ -14,6 +14,19 @@ export interface RefillOptions {
 }
 
 /**
+ * How a trade refill ended, returned by `refillTrades` when it can tell whether its pages reached
+ * back to the cursor (an exchange whose `fetchTrades` ignores `since` answers only its latest
+ * trades; its history may be shorter than the outage). Without it, the caller judges from the ids
+ * where they are consecutive, and otherwise takes the refill as complete.
+ */
+export interface RefillEnd {
+  /** The pages reach back to the cursor: nothing between it and the first trade refilled is missing. */
+  readonly reachedCursor: boolean;
+  /** Why not (for the gap record), e.g. "fetchTrades ignores since". */
+  readonly why?: string;
+}
+
+/**
  * What differs between exchanges in how the gateway uses ccxt. `exchanges/default.ts` is the
  * generic behaviour; an exchange file (named by the ccxt id) overrides only what it must.
  */
@@ -26,9 +39,10 @@ export interface ExchangeAdapter {
   watchTickerParams(ex: Exchange, symbol: string): Record<string, unknown>;
   /**
    * Trades after `from` over REST, oldest first, page by page until caught up with the present.
-   * Pages may overlap what was already produced: the caller dedupes by id.
+   * Pages may overlap what was already produced: the caller dedupes by id. Returns whether the
+   * pages reached back to `from` where it can tell (see RefillEnd).
    */
-  refillTrades(ex: Exchange, symbol: string, from: TradeCursor, opts: RefillOptions): AsyncGenerator<Trade[]>;
+  refillTrades(ex: Exchange, symbol: string, from: TradeCursor, opts: RefillOptions): AsyncGenerator<Trade[], RefillEnd | void>;
   /** Ids grow with time as integers: a trade at or below the newest produced id is a duplicate. */
   monotonicTradeIds(ex: Exchange, symbol: string): boolean;
   /** Ids are consecutive on the stream: a jump means trades were missed. */

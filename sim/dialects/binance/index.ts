@@ -27,6 +27,8 @@ export const binance: DialectModule = {
       market: ctx.market,
       engines: new Map<string, SymbolEngine>(ctx.market.engines.map((e) => [e.spec.id, e])),
       refusal: () => ctx.faults.restVerdict('binance'),
+      ignoresSince: () => ctx.faults.ignoresSince('binance'),
+      tickerWithoutTime: () => ctx.faults.tickerWithoutTime('binance'),
       onError: ctx.onError,
     });
     return {

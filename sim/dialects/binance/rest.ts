@@ -18,6 +18,10 @@ export interface RestContext {
   /** What to answer instead of serving (faults), counted per request. */
   readonly refusal: () => RestRefusal | undefined;
   readonly onError: (err: unknown, path: string) => void;
+  /** Fault `quirk: ignoreSince`: the trades endpoints answer only this many latest trades, whatever is asked. */
+  readonly ignoresSince?: () => number | undefined;
+  /** Fault `quirk: tickerWithoutTime`: REST tickers carry no closeTime (ccxt's ticker timestamp). */
+  readonly tickerWithoutTime?: () => boolean;
 }
 
 /** A Binance API error answer (`{code, msg}` with a negative code). */
@@ -123,7 +127,11 @@ const routes: Record<string, Handler> = {
     const t = e.trades;
     let from: number;
     let to: number; // exclusive
-    if (fromId !== undefined) {
+    const latest = ctx.ignoresSince?.();
+    if (latest !== undefined) {
+      to = t.nextId;
+      from = Math.max(t.firstId, to - Math.min(limit, latest));
+    } else if (fromId !== undefined) {
       from = Math.max(fromId, t.firstId);
       to = Math.min(t.nextId, from + limit);
     } else if (startTime !== undefined) {
@@ -152,7 +160,9 @@ const routes: Record<string, Handler> = {
     const limit = limitParam(q, 500, 1000);
     const fromId = intParam(q, 'fromId');
     const t = e.trades;
-    const from = fromId === undefined ? Math.max(t.firstId, t.nextId - limit) : Math.max(t.firstId, fromId);
+    const latest = ctx.ignoresSince?.();
+    const from =
+      latest !== undefined ? Math.max(t.firstId, t.nextId - Math.min(limit, latest)) : fromId === undefined ? Math.max(t.firstId, t.nextId - limit) : Math.max(t.firstId, fromId);
     const to = Math.min(t.nextId, from + limit);
     const out: unknown[] = [];
     for (let id = from; id < to; id++) out.push(wire.tradeRest(e.spec, t, id));
@@ -170,7 +180,9 @@ const routes: Record<string, Handler> = {
       }
       // Every full ticker served is recorded, so `emitted.tickers` covers REST-polled tickers too.
       const v = ctx.market.takeTicker(e, 'rest');
-      return wire.ticker24hRest(e.spec, v.stats, v.text);
+      const row = wire.ticker24hRest(e.spec, v.stats, v.text);
+      if (ctx.tickerWithoutTime?.()) delete row.closeTime;
+      return row;
     });
     return one ? rows[0] : rows;
   },
