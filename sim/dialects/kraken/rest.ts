@@ -81,7 +81,7 @@ function pairsParam(ctx: KrakenRestContext, q: URLSearchParams, required: boolea
 function intParam(q: URLSearchParams, name: string): number | undefined {
   const raw = q.get(name);
   if (raw === null || raw === '') return undefined;
-  if (!/^[0-9]{1,20}$/.test(raw)) throw new KrakenError(`EGeneral:Invalid arguments:${name}`);
+  if (!/^[0-9]{1,20}$/.test(raw)) throw new KrakenError('EGeneral:Invalid arguments');
   return Number(raw);
 }
 
@@ -153,7 +153,7 @@ const routes: Record<string, Handler> = {
     const [[e, p]] = pairsParam(ctx, q, true) as [[SymbolEngine, KrakenPair]];
     const count = Math.min(TRADES_MAX, Math.max(1, intParam(q, 'count') ?? TRADES_MAX));
     const sinceRaw = q.get('since');
-    if (sinceRaw !== null && sinceRaw !== '' && !/^[0-9]{1,20}$/.test(sinceRaw)) throw new KrakenError('EGeneral:Invalid arguments:since');
+    if (sinceRaw !== null && sinceRaw !== '' && !/^[0-9]{1,20}$/.test(sinceRaw)) throw new KrakenError('EGeneral:Invalid arguments');
     const t = e.trades;
     let from: number;
     let to: number;
