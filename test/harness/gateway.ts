@@ -4,7 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { parseConfig, type Config } from '../../config/schema.ts';
-import type { Sim } from '../../sim/index.ts';
+import type { DialectName, Sim } from '../../sim/index.ts';
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -12,9 +12,12 @@ export function uniquePrefix(tag: string): string {
   return `t${tag}${randomBytes(4).toString('hex')}`;
 }
 
-/** The entry's `options` for a sim: its URLs, no rate limiter, a short ccxt reconnect backoff. */
-export function simOptions(sim: Sim): Record<string, unknown> {
-  const o = sim.ccxtOptions();
+/**
+ * The entry's `options` for a sim (Binance unless a dialect is named; the entry's `id` must be
+ * that dialect's ccxt id): its URLs, no rate limiter, a short ccxt reconnect backoff.
+ */
+export function simOptions(sim: Sim, dialect: DialectName = 'binance'): Record<string, unknown> {
+  const o = sim.ccxtOptions(dialect) as { options?: Record<string, unknown> };
   return { ...o, enableRateLimit: false, options: { ...o.options, ws: { backoff: { base: 100, max: 1000 } } } };
 }
 

@@ -33,7 +33,7 @@ export const kraken: DialectModule = {
   build(ctx): Dialect {
     const hub = new SocketHub({ dialect: 'kraken', log: ctx.log, faults: ctx.faults, maxBufferedBytes: ctx.maxBufferedBytes, pingIntervalMs: 0 });
     const pairs = new Map<SymbolEngine, KrakenPair>(ctx.market.engines.map((e) => [e, krakenPair(e.spec)]));
-    const streams = new KrakenStreams(hub, pairs, ctx.klinePushIntervalMs, () => ctx.market.now());
+    const streams = new KrakenStreams(hub, pairs, ctx.klinePushIntervalMs, () => ctx.market.now(), (e) => ctx.market.takeTicker(e, 'ws'));
     hub.use(streams);
     const rest = createKrakenRest({ market: ctx.market, pairs, refusal: () => ctx.faults.restVerdict('kraken'), onError: ctx.onError });
     return {

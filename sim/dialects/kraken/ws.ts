@@ -58,6 +58,7 @@ export class KrakenStreams implements SocketProtocol {
     private readonly pairs: ReadonlyMap<SymbolEngine, KrakenPair>,
     private readonly klinePushIntervalMs: number,
     private readonly now: () => number,
+    private readonly takeTicker: (e: SymbolEngine) => TickerView,
   ) {
     for (const [e, p] of pairs) this.bySymbol.set(p.wsSymbol, [e, p]);
   }
@@ -156,8 +157,8 @@ export class KrakenStreams implements SocketProtocol {
       for (let id = Math.max(t.firstId, t.nextId - TRADE_SNAPSHOT); id < t.nextId; id++) rows.push(wsTrade(p, t, id));
       this.hub.reply(conn, `{"channel":"trade","type":"snapshot","data":[${rows.join(',')}]}`);
     } else if (kind === 'ticker') {
-      // Not recorded in `emitted.tickers`: the numbers are the last pushed ones moved on by at most one tick.
-      const s = e.stats24h();
+      // Recorded in `emitted.tickers` as 'ws': a client stores it like any pushed one.
+      const s = this.takeTicker(e).stats;
       this.hub.reply(conn, `{"channel":"ticker","type":"snapshot","data":[${this.tickerData(p, e, s)}]}`);
     } else if (kind === 'ohlc') {
       const st = this.ohlc.get(topic)!;
