@@ -1,7 +1,7 @@
 /**
  * Kraken payloads through ccxt's own parsers (ccxt.pro.kraken: REST methods with the HTTP call
  * stubbed, websocket v2 handlers fed the frames) and tickflow's normalizers, as in production:
- * the sim's Kraken dialect (fixtures/kraken/sim.json, captured by fixtures/kraken/capture.ts)
+ * the sim's Kraken dialect (fixtures/kraken/sim.json, captured by sim/dialects/kraken/capture.ts)
  * and real Kraken answers (fixtures/kraken/real.json). Kraken has no adapter file: the generic
  * behaviour (exchanges/default.ts) serves it, `fetchTrades(since)` honouring `since`.
  */
