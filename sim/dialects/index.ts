@@ -1,6 +1,7 @@
 /** Every dialect the sim speaks, by name (see types.ts for what a dialect is). */
 import { binance } from './binance/index.ts';
 import { okx } from './okx/index.ts';
+import { kraken } from './kraken/index.ts';
 import type { DialectModule, DialectName } from './types.ts';
 
 export { DIALECTS, type Dialect, type DialectModule, type DialectName } from './types.ts';
@@ -8,4 +9,5 @@ export { DIALECTS, type Dialect, type DialectModule, type DialectName } from './
 export const DIALECT_MODULES: Readonly<Record<DialectName, DialectModule>> = Object.freeze({
   binance,
   okx,
+  kraken,
 });

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { buildGateway, type Gateway, type GatewayReport } from '../../gateways/index.ts';
 import { RECORD_KINDS } from '../../schemas/index.ts';
 import { buildSim, type Sim } from '../../sim/index.ts';
-import { gatewayConfig, simDialectOptions, sleep, uniquePrefix } from '../harness/gateway.ts';
+import { gatewayConfig, simOptions, sleep, uniquePrefix } from '../harness/gateway.ts';
 import { deleteTopics, readTopics, type Decoded } from '../harness/topics.ts';
 
 const SYMBOLS = ['BTC/USDT', 'ETH/USDT'];
@@ -38,7 +38,7 @@ describe('gateway → Kafka against the OKX dialect, websockets dropped every fe
         symbols: SYMBOLS,
         channels: { trades: {}, ticker: {}, ohlcv: { timeframes: ['1m'] }, book: { depth: 5, intervalMs: 500 } },
         backfillLookbackMinutes: LOOKBACK_MIN,
-        options: simDialectOptions(sim, 'okx'),
+        options: simOptions(sim, 'okx'),
       },
     ]);
     gw = buildGateway(config);
@@ -196,7 +196,7 @@ describe('gateway → Kafka against the OKX dialect, a trade outage longer than 
     sim = buildSim({ seed: 12, symbols: [SYMBOL], tradesPerSecond: 5, historyDays: 0, dialects: ['okx'] });
     await sim.start();
     const config = gatewayConfig(brokers, prefix, [
-      { id: 'okx', name: 'okxlong', symbols: [SYMBOL], channels: { trades: {} }, backfillLookbackMinutes: 0, options: simDialectOptions(sim, 'okx') },
+      { id: 'okx', name: 'okxlong', symbols: [SYMBOL], channels: { trades: {} }, backfillLookbackMinutes: 0, options: simOptions(sim, 'okx') },
     ]);
     gw = buildGateway(config);
     await gw.start();

@@ -12,17 +12,15 @@ export function uniquePrefix(tag: string): string {
   return `t${tag}${randomBytes(4).toString('hex')}`;
 }
 
-/** The entry's `options` for a sim: its URLs, no rate limiter, a short ccxt reconnect backoff. */
-export function simOptions(sim: Sim): Record<string, unknown> {
-  const o = sim.ccxtOptions();
-  return { ...o, enableRateLimit: false, options: { ...o.options, ws: { backoff: { base: 100, max: 1000 } } } };
-}
-
-/** The same for one of the sim's dialects (the entry's `id` is the dialect's ccxt id, DIALECT_MODULES[d].ccxtId). */
-export function simDialectOptions(sim: Sim, dialect: DialectName): Record<string, unknown> {
+/**
+ * The entry's `options` for a sim (Binance unless a dialect is named; the entry's `id` must be
+ * that dialect's ccxt id): its URLs, no rate limiter, a short ccxt reconnect backoff.
+ */
+export function simOptions(sim: Sim, dialect: DialectName = 'binance'): Record<string, unknown> {
   const o = sim.ccxtOptions(dialect) as { options?: Record<string, unknown> };
   return { ...o, enableRateLimit: false, options: { ...o.options, ws: { backoff: { base: 100, max: 1000 } } } };
 }
+
 
 export function gatewayConfig(brokers: readonly string[], prefix: string, exchanges: unknown[], kafka: Record<string, unknown> = {}): Config {
   return parseConfig({ kafka: { brokers: [...brokers], topicPrefix: prefix, partitions: 2, ...kafka }, exchanges }, { env: {} });
