@@ -4,6 +4,7 @@
  * exchange lives only in its file.
  */
 import { binanceAdapter } from './binance.ts';
+import { bybitAdapter } from './bybit.ts';
 import { defaultAdapter } from './default.ts';
 import { okxAdapter } from './okx.ts';
 import type { ExchangeAdapter } from './types.ts';
@@ -12,6 +13,7 @@ export type { ExchangeAdapter, RefillOptions, TradeCursor } from './types.ts';
 
 const ADAPTERS: Readonly<Record<string, Partial<ExchangeAdapter>>> = {
   binance: binanceAdapter,
+  bybit: bybitAdapter,
   okx: okxAdapter,
 };
 
