@@ -214,4 +214,20 @@ describe('Bybit exchange file', () => {
     ]);
     expect(a.ohlcvPageLimit(ex)).toBe(1000);
   });
+
+  it('says whether the latest trades reached back to the cursor (its trade or its millisecond)', async () => {
+    const ex = await exchange(sim.rest);
+    ex.fetchTrades = async (symbol) => [5, 6, 7].map((i) => ({ id: String(i), timestamp: 1000 + i, price: 1, amount: 1, side: 'buy', symbol }) as Trade);
+    const end = async (cursor: { id: string | undefined; ts: number }) => {
+      const gen = adapterFor('bybit').refillTrades(ex, 'BTC/USDT', cursor, { maxPages: 10 });
+      for (;;) {
+        const step = await gen.next();
+        if (step.done) return step.value as { reachedCursor: boolean; why?: string };
+      }
+    };
+    expect(await end({ id: '6', ts: 1006 })).toEqual({ reachedCursor: true });
+    expect(await end({ id: '4', ts: 1005 })).toEqual({ reachedCursor: true }); // its millisecond is in the page
+    expect(await end({ id: '2', ts: 1002 })).toEqual({ reachedCursor: false, why: expect.stringMatching(/only the latest 60 trades/) });
+    expect(await end({ id: undefined, ts: 0 })).toEqual({ reachedCursor: true });
+  });
 });
