@@ -1,6 +1,6 @@
 /**
  * Bybit fixtures beside the adapter: payloads captured from the sim's Bybit dialect
- * (fixtures/bybit/sim.json, by fixtures/bybit/capture-sim.ts) and real Bybit v5 payloads as
+ * (fixtures/bybit/sim.json, by gateways/fixtures/capture-bybit.ts) and real Bybit v5 payloads as
  * documented (fixtures/bybit/real.json), run through ccxt.pro.bybit's own parsers and websocket
  * handlers and then tickflow's normalizers, for spot and the linear perpetual. And the Bybit
  * exchange file: a refill is one request for as many trades as Bybit gives.
