@@ -5,6 +5,7 @@
  */
 import { binanceAdapter } from './binance.ts';
 import { coinbaseexchangeAdapter } from './coinbaseexchange.ts';
+import { bybitAdapter } from './bybit.ts';
 import { defaultAdapter } from './default.ts';
 import { okxAdapter } from './okx.ts';
 import type { ExchangeAdapter } from './types.ts';
@@ -14,6 +15,7 @@ export type { ExchangeAdapter, RefillEnd, RefillOptions, TradeCursor } from './t
 const ADAPTERS: Readonly<Record<string, Partial<ExchangeAdapter>>> = {
   binance: binanceAdapter,
   coinbaseexchange: coinbaseexchangeAdapter,
+  bybit: bybitAdapter,
   okx: okxAdapter,
 };
 

@@ -1,5 +1,6 @@
 /** Every dialect the sim speaks, by name (see types.ts for what a dialect is). */
 import { binance } from './binance/index.ts';
+import { bybit } from './bybit/index.ts';
 import { okx } from './okx/index.ts';
 import { kraken } from './kraken/index.ts';
 import type { DialectModule, DialectName } from './types.ts';
@@ -8,6 +9,7 @@ export { DIALECTS, type Dialect, type DialectModule, type DialectName } from './
 
 export const DIALECT_MODULES: Readonly<Record<DialectName, DialectModule>> = Object.freeze({
   binance,
+  bybit,
   okx,
   kraken,
 });
