@@ -2,7 +2,7 @@ import avro from 'avsc';
 import { KIND_BY_NAME, RECORD_KINDS, TYPES, schemaJson, topicFor, type RecordKind, type RecordOf } from '../schemas/index.ts';
 import { TickflowError, messageOf } from './errors.ts';
 import type { Logger } from './log.ts';
-import { retry } from './retry.ts';
+import { RETRY, retry } from './retry.ts';
 
 /**
  * The Avro codec of the Kafka values, in the two framings of DESIGN.md:
@@ -211,9 +211,7 @@ export class AvroCodec {
   async prepareWaiting(o: PrepareOptions = {}): Promise<void> {
     if (!this.opts.registry) return;
     await retry(() => this.prepare(), {
-      attempts: Number.POSITIVE_INFINITY,
-      initialDelayMs: 500,
-      maxDelayMs: 10_000,
+      ...RETRY.schemaRegistry,
       ...(o.deadlineMs !== undefined ? { deadlineMs: o.deadlineMs } : {}),
       ...(o.signal ? { signal: o.signal } : {}),
       onRetry: (e, attempt, delayMs) =>
@@ -277,7 +275,7 @@ export class AvroCodec {
     if (!registry) throw new TickflowError('AVRO_DECODE', `Confluent-framed record with schema id ${id}, but no schema registry is configured (SCHEMA_REGISTRY_URL)`);
     let text: string;
     try {
-      text = await retry(() => registry.getById(id), { attempts: Number.POSITIVE_INFINITY, initialDelayMs: 200, maxDelayMs: Math.min(5_000, this.opts.idWaitMs ?? ID_WAIT_MS), deadlineMs: this.opts.idWaitMs ?? ID_WAIT_MS });
+      text = await retry(() => registry.getById(id), { ...RETRY.schemaRegistryId, maxDelayMs: Math.min(RETRY.schemaRegistryId.maxDelayMs, this.opts.idWaitMs ?? ID_WAIT_MS), deadlineMs: this.opts.idWaitMs ?? ID_WAIT_MS });
     } catch (e) {
       // retriable survives: an unreachable registry is an outage to wait out, not a bad record.
       throw new TickflowError('AVRO_DECODE', `schema id ${id}: ${messageOf(e)}`, { retriable: e instanceof TickflowError && e.retriable, cause: e });

@@ -22,7 +22,7 @@ import {
 import { CATALOG, RECORD_KINDS, topicFor, type RecordKind } from '../schemas/catalog.ts';
 import { TickflowError, messageOf } from './errors.ts';
 import { logger } from './log.ts';
-import { retry } from './retry.ts';
+import { RETRY, retry } from './retry.ts';
 
 export type { Admin, Batch, Consumer, ConsumerConfig, EachBatchPayload, IHeaders, Kafka, KafkaMessage, Message, Producer };
 export { CompressionTypes };
@@ -205,7 +205,7 @@ export async function createTopicsVerified(admin: Admin, topics: readonly ITopic
       });
       if (incomplete.length > 0) throw new TickflowError('KAFKA_UNREACHABLE', `topics not served yet: ${incomplete.join(', ')}`, { retriable: true });
     },
-    { attempts: Number.MAX_SAFE_INTEGER, initialDelayMs: 100, maxDelayMs: 2_000, deadlineMs: opts.deadlineMs ?? 60_000 },
+    { ...RETRY.kafkaTopics, deadlineMs: opts.deadlineMs ?? RETRY.kafkaTopics.deadlineMs },
   );
   return created ?? [];
 }

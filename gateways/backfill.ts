@@ -9,7 +9,7 @@ import { createCodec } from '../core/avro.ts';
 import type { ConfigForGateway, ExchangeEntry } from './config.ts';
 import { TickflowError } from '../core/errors.ts';
 import { logger } from '../core/log.ts';
-import { retry } from '../core/retry.ts';
+import { RETRY, retry } from '../core/retry.ts';
 import { CandleTracker, timeframeMs } from './candles.ts';
 import { ccxtClassFor, createExchange, has, translateError } from './ccxt.ts';
 import { GatewayEvents } from './events.ts';
@@ -135,7 +135,7 @@ export async function runBackfill(config: ConfigForGateway, req: BackfillRequest
           throw translateError(e, `${name} loadMarkets`, ex);
         }
       },
-      { attempts: 5, initialDelayMs: 1_000, maxDelayMs: 10_000 },
+      RETRY.exchangeMarkets,
     );
     if (!ex.markets?.[req.symbol]) throw new TickflowError('SYMBOL_UNKNOWN', `backfill: symbol ${req.symbol} is not listed by ${name} (${entry.id})`);
     if (!has(ex, 'fetchOHLCV')) throw new TickflowError('CHANNEL_UNSUPPORTED', `backfill: ${entry.id} has no fetchOHLCV`);

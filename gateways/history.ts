@@ -5,7 +5,7 @@
  * Kafka's pace instead of overflowing the buffer.
  */
 import type { Exchange, OHLCV } from 'ccxt';
-import { retry } from '../core/retry.ts';
+import { RETRY, retry } from '../core/retry.ts';
 import { translateError } from './ccxt.ts';
 import type { ExchangeAdapter } from './exchanges/index.ts';
 
@@ -40,7 +40,7 @@ export async function fetchCandlePages(o: CandlePagesOptions): Promise<number> {
           throw translateError(e, `fetchOHLCV(${o.symbol}, ${o.timeframe}, since ${new Date(since).toISOString()})`, o.ex);
         }
       },
-      { attempts: o.attempts ?? 6, initialDelayMs: 500, maxDelayMs: 15_000, ...(o.signal ? { signal: o.signal } : {}) },
+      { ...RETRY.exchangeRest, ...(o.attempts !== undefined ? { attempts: o.attempts } : {}), ...(o.signal ? { signal: o.signal } : {}) },
     );
     const page = rows.filter((r) => r[0] !== undefined && r[0] >= since && r[0] < o.to).sort((a, b) => a[0]! - b[0]!);
     if (page.length === 0) return total;

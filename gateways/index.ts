@@ -25,7 +25,7 @@ import { kafkaTransport, Publisher, type Transport } from './publisher.ts';
 import { entryName, ExchangeWorker, type WorkerStatus } from './worker.ts';
 import type { Channel, ConfigForGateway, ExchangeEntry } from './config.ts';
 import { messageOf } from '../core/errors.ts';
-import { retry } from '../core/retry.ts';
+import { RETRY, retry } from '../core/retry.ts';
 
 export { GatewayEvents, type Problem } from './events.ts';
 
@@ -172,10 +172,8 @@ export function buildGateway(config: ConfigForGateway, deps: GatewayDeps = {}): 
         const startedAtMs = Date.now();
         let waited = false;
         retry(() => readPositions({ ...config.kafka, brokers }, codec, wanted, { log }), {
-          attempts: Infinity,
-          initialDelayMs: 500,
-          // Short cap: the streams start within ~2 s of Kafka answering (a read attempt is cheap).
-          maxDelayMs: 2_000,
+          // Short cap: the streams start within ~2 s of Kafka answering.
+          ...RETRY.kafkaPositions,
           signal: closing.signal,
           onRetry: (e, attempt, delayMs) => {
             waited = true;

@@ -8,7 +8,7 @@ import cron, { type ScheduledTask } from 'node-cron';
 import { DEFAULT_POLL_SCHEDULES, type Channel, type ExchangeEntry } from './config.ts';
 import { TickflowError, messageOf, type ErrorCode } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
-import { backoffDelay, sleep } from '../core/retry.ts';
+import { RETRY, backoffDelay, sleep } from '../core/retry.ts';
 import { CandleTracker, ExchangeClock } from './candles.ts';
 import { CAPABILITY, createExchange, has, translateError, type Exchange } from './ccxt.ts';
 import type { GatewayEvents, Problem } from './events.ts';
@@ -36,12 +36,6 @@ function routeCronLogs(log: Logger): void {
     debug: (m) => log.debug({ part: 'cron' }, String(m)),
   });
 }
-
-/**
- * Retry policy of the start-up `loadMarkets`: 1 s doubling to 10 s, so an exchange that comes
- * back is running within ~10 s of answering while a long outage costs one request per 10 s.
- */
-export const LOAD_MARKETS_RETRY = { initialDelayMs: 1_000, maxDelayMs: 10_000 } as const;
 
 export type WorkerStatus = 'starting' | 'running' | 'failed' | 'stopped';
 
@@ -247,7 +241,7 @@ export class ExchangeWorker {
           this.fail(err.code, `cannot load markets: ${err.message}`);
           return false;
         }
-        const delayMs = backoffDelay(attempt, LOAD_MARKETS_RETRY.initialDelayMs, LOAD_MARKETS_RETRY.maxDelayMs);
+        const delayMs = backoffDelay(attempt, RETRY.exchangeMarkets.initialDelayMs, RETRY.exchangeMarkets.maxDelayMs);
         if (attempt === 1) {
           this.problem('warning', 'EXCHANGE_NETWORK', `cannot load markets yet (${err.message}); retrying in the background`);
           this.settle();

@@ -5,7 +5,7 @@ import { TickflowError, messageOf } from '../core/errors.ts';
 import { createKafka, createProducer, ensureTopics, type Admin, type Producer } from '../core/kafka.ts';
 import { logger } from '../core/log.ts';
 import { dbError, translatePgError } from '../core/pg-errors.ts';
-import { retry } from '../core/retry.ts';
+import { RETRY, retry } from '../core/retry.ts';
 import { openDatabase, type OpenDatabase } from '../infra/database.ts';
 import { migrate } from '../migrations/runner.ts';
 import { Aggregates, detectDatabase } from './aggregates.ts';
@@ -93,9 +93,7 @@ export function buildSink(config: ConfigForSink, deps: SinkDeps = {}): Sink {
     health.waitingFor = what;
     let logged = 0;
     const result = await retry(fn, {
-      attempts: Number.MAX_SAFE_INTEGER,
-      initialDelayMs: 250,
-      maxDelayMs: 5_000,
+      ...RETRY.sinkDependencies,
       signal: stopping.signal,
       onRetry: (err, attempt, delayMs) => {
         health.waitingFor = `${what}: ${messageOf(err)}`;

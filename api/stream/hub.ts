@@ -17,7 +17,7 @@ import { messageOf } from '../../core/errors.ts';
 import { createConsumer, createKafka, ensureTopics, type Admin, type Consumer, type KafkaSettings } from '../../core/kafka.ts';
 import type { Logger } from '../../core/log.ts';
 import { counter } from '../../core/metrics.ts';
-import { retry, sleep } from '../../core/retry.ts';
+import { RETRY, retry, sleep } from '../../core/retry.ts';
 import { topicFor } from '../../schemas/index.ts';
 import { CHANNEL_OF_KIND, CHANNEL_SPECS, STREAM_CHANNELS, toStreamRecord, type StreamChannel, type StreamRecord } from './records.ts';
 
@@ -119,7 +119,7 @@ export class StreamHub {
 
   /** Connects in the background, retrying with backoff until it works or the hub closes. */
   startInBackground(): void {
-    void retry(() => this.start(), { attempts: Number.MAX_SAFE_INTEGER, initialDelayMs: 1_000, maxDelayMs: 30_000, signal: this.abort.signal, onRetry: (err, attempt, delayMs) => this.o.log.warn({ err: messageOf(err), attempt, delayMs }, 'live stream: Kafka not reachable yet; retrying') }).catch((e) => {
+    void retry(() => this.start(), { ...RETRY.kafkaLiveStream, signal: this.abort.signal, onRetry: (err, attempt, delayMs) => this.o.log.warn({ err: messageOf(err), attempt, delayMs }, 'live stream: Kafka not reachable yet; retrying') }).catch((e) => {
       if (this.state !== 'closed') this.o.log.error({ err: messageOf(e) }, 'live stream: gave up connecting to Kafka');
     });
   }
