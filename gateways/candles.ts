@@ -9,15 +9,13 @@
  */
 import type { OHLCV } from 'ccxt';
 import { TickflowError } from '../core/errors.ts';
-
-const UNIT_MS: Readonly<Record<string, number>> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+import { parseTimeframe } from '../core/time.ts';
 
 /** Length of a timeframe in ms (months: 31 days, an upper bound used only for paging). */
 export function timeframeMs(tf: string): number {
-  const m = /^(\d+)([smhdwM])$/.exec(tf);
-  if (!m) throw new TickflowError('CONFIG_INVALID', `not a timeframe: ${tf} (expected like 1m, 1h, 1d)`);
-  const n = Number(m[1]);
-  return m[2] === 'M' ? n * 31 * 86_400_000 : n * UNIT_MS[m[2]!]!;
+  const d = parseTimeframe(tf);
+  if (!d) throw new TickflowError('CONFIG_INVALID', `not a timeframe: ${tf} (expected like 1m, 1h, 1d)`);
+  return d.ms;
 }
 
 /** End of the bucket that opens at `open` (calendar months for `M`). */

@@ -6,6 +6,7 @@
 import { parseArgs } from 'node:util';
 import type { ConfigForGateway } from './config.ts';
 import { TickflowError } from '../core/errors.ts';
+import { parseTimeArg } from '../core/time.ts';
 import { untilSignal } from '../core/lifecycle.ts';
 import { serveMetrics } from '../core/metrics-server.ts';
 import { logFormat } from '../core/log.ts';
@@ -89,18 +90,11 @@ export async function gatewayCommand(config: ConfigForGateway, argv: readonly st
   return stop === undefined ? 0 : 1;
 }
 
-const UNIT_MS: Record<string, number> = { m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
-
 /** An ISO time, epoch ms, `now`, or `now-<n><m|h|d|w>` (relative to the local clock). */
 export function parseTime(flag: string, v: unknown, now = Date.now()): number | undefined {
   if (v === undefined) return undefined;
-  let t = NaN;
-  if (typeof v === 'string') {
-    const rel = /^now(?:-(\d+)([mhdw]))?$/.exec(v.trim());
-    if (rel) t = now - (rel[1] ? Number(rel[1]) * UNIT_MS[rel[2]!]! : 0);
-    else t = /^\d+$/.test(v) ? Number(v) : Date.parse(v);
-  }
-  if (!Number.isFinite(t)) throw new TickflowError('CONFIG_INVALID', `backfill: ${flag} expects an ISO time (2024-01-01T00:00:00Z), epoch ms, now or now-6h (m, h, d, w), got ${String(v)}`);
+  const t = typeof v === 'string' ? parseTimeArg(v, now) : undefined;
+  if (t === undefined) throw new TickflowError('CONFIG_INVALID', `backfill: ${flag} expects an ISO time (2024-01-01T00:00:00Z), epoch ms, now or now-6h (m, h, d, w), got ${String(v)}`);
   return t;
 }
 

@@ -5,6 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { Market, OHLCV, OrderBook, Ticker as CcxtTicker, Trade as CcxtTrade } from 'ccxt';
+import { msToUs } from '../core/time.ts';
 import type { Book, Candle, Instrument, Level, Side, Ticker, Trade } from '../schemas/index.ts';
 
 /** ccxt's precision modes (ccxt/js/src/base/functions/number.js). */
@@ -12,7 +13,8 @@ export const DECIMAL_PLACES = 2;
 export const SIGNIFICANT_DIGITS = 3;
 export const TICK_SIZE = 4;
 
-export const msToMicros = (ms: number): number => Math.round(ms * 1000);
+/** Kept for the watch loops (streams.ts, poll.ts) until they import core/time.ts's msToUs themselves. */
+export { msToUs as msToMicros } from '../core/time.ts';
 
 /** A finite number, else null. */
 export function num(v: unknown): number | null {
@@ -47,7 +49,7 @@ export function normalizeTrade(exchange: string, t: CcxtTrade, receivedAtUs: num
   return {
     exchange,
     symbol: t.symbol!,
-    ts: ts === null ? receivedAtUs : msToMicros(ts),
+    ts: ts === null ? receivedAtUs : msToUs(ts),
     received_at: receivedAtUs,
     id: tradeId(t),
     side: t.side && SIDES.has(t.side) ? (t.side as Side) : 'unknown',
@@ -61,7 +63,7 @@ export function normalizeTicker(exchange: string, t: CcxtTicker, receivedAtUs: n
   return {
     exchange,
     symbol: t.symbol ?? symbol ?? '',
-    ts: ts === null ? receivedAtUs : msToMicros(ts),
+    ts: ts === null ? receivedAtUs : msToUs(ts),
     received_at: receivedAtUs,
     bid: num(t.bid),
     bid_size: num(t.bidVolume),
@@ -80,7 +82,7 @@ export function normalizeTicker(exchange: string, t: CcxtTicker, receivedAtUs: n
 export function normalizeCandle(exchange: string, symbol: string, timeframe: string, row: OHLCV, closed: boolean, receivedAtUs: number): Candle | undefined {
   const [ts, o, h, l, c, v] = row.map(num);
   if (ts == null || o == null || h == null || l == null || c == null || v == null) return undefined;
-  return { exchange, symbol, ts: msToMicros(ts), received_at: receivedAtUs, timeframe, open: o, high: h, low: l, close: c, volume: v, closed };
+  return { exchange, symbol, ts: msToUs(ts), received_at: receivedAtUs, timeframe, open: o, high: h, low: l, close: c, volume: v, closed };
 }
 
 function levels(side: OrderBook['bids'], depth: number): Level[] {
@@ -100,7 +102,7 @@ export function normalizeBook(exchange: string, symbol: string, ob: Pick<OrderBo
   return {
     exchange,
     symbol,
-    ts: ts === null ? receivedAtUs : msToMicros(ts),
+    ts: ts === null ? receivedAtUs : msToUs(ts),
     received_at: receivedAtUs,
     depth,
     bids: levels(ob.bids, depth),

@@ -1,6 +1,7 @@
 import cron from 'node-cron';
 import { z } from 'zod';
 import type { SharedConfig } from '../core/config.ts';
+import { durationSql, parseConfigInterval, type Duration } from '../core/time.ts';
 import { CATALOG, KIND_OF_TABLE, OHLCV_VIEWS, RECORD_KINDS, RETENTION_TABLES, TABLE_NAMES, asTuple, topicFor, type OhlcvView, type RetentionTable } from '../schemas/catalog.ts';
 
 /**
@@ -14,25 +15,24 @@ export type InsertMode = (typeof INSERT_MODES)[number];
 export const ERROR_TOLERANCES = ['none', 'all'] as const;
 export type ErrorTolerance = (typeof ERROR_TOLERANCES)[number];
 
-const INTERVAL = /^(\d+)([mhdw])$/;
-const UNIT_MS = { m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 } as const;
-const UNIT_SQL = { m: 'minutes', h: 'hours', d: 'days', w: 'weeks' } as const;
-
-const interval = z.string().regex(INTERVAL, 'expected an interval like 30m, 6h, 7d or 2w');
+const interval = z.string().regex(parseConfigInterval.regex, 'expected an interval like 30m, 6h, 7d or 2w');
 const optionalInterval = interval.nullable();
+
+/** A validated config interval (core/time.ts notation); a RangeError names anything else. */
+function configInterval(v: string): Duration {
+  const d = parseConfigInterval(v);
+  if (!d) throw new RangeError(`not an interval: ${v}`);
+  return d;
+}
 
 /** `7d` → milliseconds. */
 export function intervalMs(v: string): number {
-  const m = INTERVAL.exec(v);
-  if (!m) throw new RangeError(`not an interval: ${v}`);
-  return Number(m[1]) * UNIT_MS[m[2] as keyof typeof UNIT_MS];
+  return configInterval(v).ms;
 }
 
 /** `7d` → `7 days`, a PostgreSQL interval literal. */
 export function intervalSql(v: string): string {
-  const m = INTERVAL.exec(v);
-  if (!m) throw new RangeError(`not an interval: ${v}`);
-  return `${m[1]} ${UNIT_SQL[m[2] as keyof typeof UNIT_SQL]}`;
+  return durationSql(configInterval(v));
 }
 
 const cronExpr = z.string().refine((s) => cron.validate(s), 'expected a cron expression (5 fields, or 6 with seconds first)');

@@ -97,14 +97,6 @@ function cell(c: Column, v: unknown): string {
   }
 }
 
-/** Microseconds since the epoch → ISO 8601 UTC with 6 fractional digits, exact. */
-export function microsToIso(us: number): string {
-  const ms = Math.floor(us / 1000);
-  const iso = new Date(ms).toISOString(); // ...T12:34:56.789Z
-  const micro = us - ms * 1000;
-  return `${iso.slice(0, 23)}${micro < 10 ? '00' : micro < 100 ? '0' : ''}${micro}Z`;
-}
-
 export function rowCodec(table: TableName, keyFields?: readonly string[]): RowCodec {
   const spec = TABLES[table];
   const key = keyFields ?? spec.primaryKey;

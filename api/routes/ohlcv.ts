@@ -19,7 +19,8 @@ import type { Fill } from '../fill.ts';
 import { emptyRange, sendJsonText, sendPage, wantsCsv } from '../reply.ts';
 import { cursorParam, exchangeParam, fillParam, formatParam, intervalParam, limitParam, pageResponses, symbolParam, timeParam } from '../schemas.ts';
 import { OHLCV_FROM_EXCHANGE, OHLCV_FROM_ROLLUP, rollupFor, type BucketSource } from '../sql.ts';
-import { ceilTo, floorTo, formatTime, nowUs, parseInterval, parseTime, INTERVAL_UNITS, type Interval, type IntervalUnit } from '../time.ts';
+import { durationParser } from '../../core/time.ts';
+import { ceilTo, floorTo, formatTime, nowUs, parseInterval, parseTime, type Interval } from '../time.ts';
 
 interface OhlcvQuery {
   exchange: string;
@@ -41,10 +42,11 @@ const TIMEFRAMES_SQL = `with recursive t(tf) as (
 )
 select tf from t where tf is not null`;
 
+const parseStoredTimeframe = durationParser({ units: 'smhdw', maxDigits: 6 });
+
 /** Seconds of a ccxt timeframe like 1m/4h/1d/1w; undefined for months or unknown forms. */
 function timeframeSeconds(tf: string): number | undefined {
-  const m = /^([1-9]\d{0,5})([smhdw])$/.exec(tf);
-  return m ? Number(m[1]) * INTERVAL_UNITS[m[2] as IntervalUnit] : undefined;
+  return parseStoredTimeframe(tf)?.seconds;
 }
 
 export const ohlcvRoutes: FastifyPluginAsync<{ config: ApiConfig }> = async (app, { config }) => {
