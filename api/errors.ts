@@ -26,31 +26,6 @@ export function badRequest(parameter: string | undefined, message: string): ApiE
   return new ApiError(400, message, parameter === undefined ? {} : { parameter });
 }
 
-export interface ErrorBody {
-  readonly statusCode: number;
-  readonly error: string;
-  readonly message: string;
-  readonly parameter?: string;
-}
-
-const REASONS: Record<number, string> = {
-  400: 'Bad Request',
-  404: 'Not Found',
-  405: 'Method Not Allowed',
-  406: 'Not Acceptable',
-  413: 'Content Too Large',
-  414: 'URI Too Long',
-  415: 'Unsupported Media Type',
-  426: 'Upgrade Required',
-  429: 'Too Many Requests',
-  500: 'Internal Server Error',
-  503: 'Service Unavailable',
-};
-
-export function errorBody(statusCode: number, message: string, parameter?: string): ErrorBody {
-  return { statusCode, error: REASONS[statusCode] ?? 'Error', message, ...(parameter ? { parameter } : {}) };
-}
-
 /** Plain words for the long patterns of the API's parameters (registered by schemas.ts), said instead of the regex. */
 export const PATTERN_HINTS = new Map<string, string>();
 

@@ -4,6 +4,7 @@
  * envelope `{ data, next }`, the error body, and the query parameters shared by the routes.
  */
 import type { FastifyInstance } from 'fastify';
+import { ERROR_BODY_SCHEMA } from '../core/ops.ts';
 import { CATALOG, SERIES_TABLES, assertNever, type Column, type RecordKind } from '../schemas/catalog.ts';
 import { PATTERN_HINTS } from './errors.ts';
 import { FILLS } from './fill.ts';
@@ -85,13 +86,7 @@ export const errorRef = { $ref: 'Error#' } as const;
 
 /** Registers the shared schemas once, on the root instance. */
 export function addSharedSchemas(app: FastifyInstance): void {
-  app.addSchema({
-    $id: 'Error',
-    type: 'object',
-    description: 'Why the request was refused; `parameter` names the query parameter at fault.',
-    properties: { statusCode: { type: 'integer' }, error: str, message: str, parameter: str },
-    required: ['statusCode', 'error', 'message'],
-  });
+  app.addSchema({ $id: 'Error', ...ERROR_BODY_SCHEMA });
   for (const [name, row] of Object.entries(ROWS)) {
     app.addSchema({ $id: name, type: 'object', description: row.description, properties: row.properties, required: Object.keys(row.properties) });
     app.addSchema({

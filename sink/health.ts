@@ -1,6 +1,7 @@
 import type { Pool } from '../core/db.ts';
 import { messageOf } from '../core/errors.ts';
 import { probeKafka } from '../core/kafka.ts';
+import type { Check as OpsCheck, HealthAnswer, HealthBody, HealthStatus } from '../core/ops.ts';
 import type { ConnectorState } from './events.ts';
 
 /**
@@ -12,16 +13,15 @@ import type { ConnectorState } from './events.ts';
 
 export type SinkPhase = 'starting' | 'running' | 'stopping';
 
-export interface Check {
-  readonly ok: boolean;
-  readonly error?: string;
-  /** When this answer was obtained (ISO 8601). */
+/** A check of the sink: when it was obtained (ISO 8601) is always known. */
+export interface Check extends OpsCheck {
   readonly at: string;
 }
 
-export interface HealthReport {
+/** The sink's health body (core/ops.ts shape): status and checks, then its connectors. */
+export interface HealthReport extends HealthBody {
   /** ok: running and every check passes; starting; degraded: running, something is wrong; stopping. */
-  readonly status: 'ok' | 'starting' | 'degraded' | 'stopping';
+  readonly status: HealthStatus;
   /** While starting: what the sink waits for. */
   readonly waitingFor?: string;
   readonly checks: { readonly kafka?: Check; readonly database?: Check };
@@ -97,6 +97,12 @@ export class SinkHealth {
   /** Kafka right now (bounded; cached for a moment): undefined before the sink knows its brokers. */
   kafkaCheck(): Promise<Check | undefined> {
     return this.kafka ? this.kafka.get() : Promise.resolve(undefined);
+  }
+
+  /** /healthz: 200 when ok, else 503 with the phase and what is wrong. */
+  async answer(): Promise<HealthAnswer> {
+    const report = await this.report();
+    return { code: report.status === 'ok' ? 200 : 503, body: report };
   }
 
   async report(): Promise<HealthReport> {

@@ -2,7 +2,7 @@ import { timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import { isTickflowError, messageOf } from '../core/errors.ts';
 import { logger } from '../core/log.ts';
-import { registry } from '../core/metrics.ts';
+import { ERROR_BODY_SCHEMA, errorBody, opsPlugin } from '../core/ops.ts';
 import { CHECK_TIMEOUT_MS, withTimeout, type SinkHealth } from './health.ts';
 import { CONNECTOR_STATES } from './events.ts';
 import { ManagerError, type ConnectorManager, type ManagedConnector } from './manager.ts';
@@ -28,7 +28,7 @@ const nameParams = {
   properties: { name: { type: 'string', minLength: 1, maxLength: 100 } },
 } as const;
 
-const errorBody = { type: 'object', properties: { error: { type: 'string' } } } as const;
+const errorSchema = ERROR_BODY_SCHEMA;
 
 const connectorInfo = {
   type: 'object',
@@ -98,7 +98,7 @@ export const connectorRoutes: FastifyPluginAsync<ApiOptions> = async (app, { man
           additionalProperties: false,
           properties: { name: { type: 'string' }, config: { type: 'object' } },
         },
-        response: { 201: connectorInfo, 400: errorBody, 409: errorBody, 503: errorBody },
+        response: { 201: connectorInfo, 400: errorSchema, 409: errorSchema, 503: errorSchema },
       },
     },
     async (req, reply) => {
@@ -111,7 +111,7 @@ export const connectorRoutes: FastifyPluginAsync<ApiOptions> = async (app, { man
 
   app.put<{ Params: { name: string }; Body: Record<string, unknown> }>(
     '/connectors/:name/config',
-    { schema: { params: nameParams, body: { type: 'object' }, response: { 200: connectorInfo, 201: connectorInfo, 400: errorBody, 409: errorBody, 503: errorBody } } },
+    { schema: { params: nameParams, body: { type: 'object' }, response: { 200: connectorInfo, 201: connectorInfo, 400: errorSchema, 409: errorSchema, 503: errorSchema } } },
     async (req, reply) => {
       // The same complete check as a create, before anything is stored.
       const { connector, created } = await mgr().update(req.params.name, req.body);
@@ -119,9 +119,9 @@ export const connectorRoutes: FastifyPluginAsync<ApiOptions> = async (app, { man
     },
   );
 
-  app.get<{ Params: { name: string } }>('/connectors/:name', { schema: { params: nameParams, response: { 200: connectorInfo, 404: errorBody } } }, async (req) => info(mgr().get(req.params.name)));
+  app.get<{ Params: { name: string } }>('/connectors/:name', { schema: { params: nameParams, response: { 200: connectorInfo, 404: errorSchema } } }, async (req) => info(mgr().get(req.params.name)));
 
-  app.get<{ Params: { name: string } }>('/connectors/:name/status', { schema: { params: nameParams, response: { 200: statusBody, 404: errorBody, 503: errorBody } } }, async (req) => {
+  app.get<{ Params: { name: string } }>('/connectors/:name/status', { schema: { params: nameParams, response: { 200: statusBody, 404: errorSchema, 503: errorSchema } } }, async (req) => {
     const c = mgr().get(req.params.name);
     // Bounded: Kafka or the database unreachable must not hang the answer; it says what is wrong.
     const [partitions, kafka] = await Promise.all([
@@ -142,7 +142,7 @@ export const connectorRoutes: FastifyPluginAsync<ApiOptions> = async (app, { man
     app.route<{ Params: { name: string } }>({
       method,
       url: `/connectors/:name/${path}`,
-      schema: { params: nameParams, response: { 404: errorBody } },
+      schema: { params: nameParams, response: { 404: errorSchema } },
       handler: async (req, reply) => {
         await run(req.params.name);
         return reply.code(code).send();
@@ -152,7 +152,7 @@ export const connectorRoutes: FastifyPluginAsync<ApiOptions> = async (app, { man
   action('resume', 'PUT', (n) => mgr().resume(n), 202);
   action('restart', 'POST', (n) => mgr().restart(n), 204);
 
-  app.delete<{ Params: { name: string } }>('/connectors/:name', { schema: { params: nameParams, response: { 404: errorBody, 409: errorBody } } }, async (req, reply) => {
+  app.delete<{ Params: { name: string } }>('/connectors/:name', { schema: { params: nameParams, response: { 404: errorSchema, 409: errorSchema } } }, async (req, reply) => {
     await mgr().remove(req.params.name);
     return reply.code(204).send();
   });
@@ -183,31 +183,29 @@ export function buildConnectApi(opts: ApiOptions): FastifyInstance {
   app.addHook('onRequest', async (req, reply) => {
     if (!opts.token || !req.url.startsWith('/connectors')) return;
     if (!bearerOk(req.headers.authorization, opts.token)) {
-      return reply.code(401).header('www-authenticate', 'Bearer').send({ error: 'missing or wrong bearer token (Authorization: Bearer <token>)' });
+      return reply.code(401).header('www-authenticate', 'Bearer').send(errorBody(401, 'missing or wrong bearer token (Authorization: Bearer <token>)'));
     }
   });
 
   app.setErrorHandler((err: Error & { validation?: unknown; statusCode?: number }, _req, reply) => {
-    if (err instanceof ManagerError) return reply.code(err.status).send({ error: err.message });
+    // One envelope with the query API (core/ops.ts errorBody).
+    if (err instanceof ManagerError) return reply.code(err.status).send(errorBody(err.status, err.message));
     // Schema validation and unparsable JSON: a 400 naming what was wrong.
     if (err.validation || (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500)) {
-      return reply.code(err.statusCode ?? 400).send({ error: err.message });
+      const code = err.statusCode ?? 400;
+      return reply.code(code).send(errorBody(code, err.message));
     }
     // The database unreachable mid-request: the sink retries its own work; the client may too.
-    if (unreachable(err)) return reply.code(503).send({ error: `the database is unreachable: ${messageOf(err)}` });
+    if (unreachable(err)) return reply.code(503).send(errorBody(503, `the database is unreachable: ${messageOf(err)}`));
     log.error({ err: messageOf(err) }, 'sink API request failed');
-    return reply.code(500).send({ error: messageOf(err) });
+    return reply.code(500).send(errorBody(500, messageOf(err)));
   });
-  app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: `no route ${req.method} ${req.url}` }));
+  app.setNotFoundHandler((req, reply) => reply.code(404).send(errorBody(404, `no route ${req.method} ${req.url}`)));
 
-  // 200 when running and Kafka, the database and every connector are fine; else 503 with the
-  // phase (starting: what it waits for) and what is wrong.
-  app.get('/healthz', async (_req, reply) => {
-    if (!opts.health) return { status: 'ok' };
-    const report = await opts.health.report();
-    return reply.code(report.status === 'ok' ? 200 : 503).send(report);
-  });
-  app.get('/metrics', async (_req, reply) => reply.type(registry.contentType).send(await registry.metrics()));
+  // /healthz: 200 when running and Kafka, the database and every connector are fine; else 503
+  // with the phase (starting: what it waits for) and what is wrong. /metrics beside it.
+  const health = opts.health;
+  void app.register(opsPlugin, health ? { health: () => health.answer() } : {});
   void app.register(connectorRoutes, opts);
   return app;
 }

@@ -498,8 +498,8 @@ describeEachDb(['embedded', 'postgres'], (db) => {
     expect(doc.components.schemas).toHaveProperty('Candle');
     expect(doc.paths['/v1/ohlcv'].get.responses['200'].content).toHaveProperty('text/csv');
     expect((await get('/docs')).statusCode).toBeLessThan(400);
-    expect((await get('/healthz')).json()).toEqual({ status: 'ok' });
-    expect((await get('/readyz')).json()).toMatchObject({ status: 'ready', database: 'ok', stream: 'disabled' });
+    expect((await get('/healthz')).json()).toEqual({ status: 'ok', checks: {} });
+    expect((await get('/readyz')).json()).toEqual({ status: 'ok', checks: { database: { ok: true }, stream: { ok: true, state: 'disabled' } } });
     const metrics = await get('/metrics');
     expect(metrics.body).toContain('tickflow_api_request_duration_seconds_bucket');
     expect(metrics.body).toMatch(/tickflow_api_db_query_duration_seconds_count\{[^}]*query="ohlcv_ohlcv_1m(_json)?"/);
@@ -521,7 +521,9 @@ describe('a database that does not answer', () => {
     const res = await api.app.inject({ method: 'GET', url: '/v1/trades', query: { exchange: 'binance', symbol: 'BTC/USDT', from: '2024-01-01T00:00:00Z' } });
     expect(res.statusCode).toBe(503);
     expect(res.json().message).toMatch(/database is unavailable/);
-    expect((await api.app.inject({ method: 'GET', url: '/readyz' })).statusCode).toBe(503);
+    const ready = await api.app.inject({ method: 'GET', url: '/readyz' });
+    expect(ready.statusCode).toBe(503);
+    expect(ready.json()).toMatchObject({ status: 'degraded', checks: { database: { ok: false } } });
     expect((await api.app.inject({ method: 'GET', url: '/healthz' })).statusCode).toBe(200);
   });
 });

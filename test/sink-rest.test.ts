@@ -29,7 +29,7 @@ async function storedNames(pool: Pool): Promise<string[]> {
 }
 
 interface Answer {
-  error: string;
+  message: string;
   state: string;
   config: Record<string, unknown>;
 }
@@ -50,7 +50,7 @@ describeEachDb(['postgres'], (db) => {
       // The issue's request: a key field naming no column. 400, nothing stored, the name free.
       const noColumn = await post(x, { table: 'trades', keyFields: ['nope'] });
       expect(noColumn.status).toBe(400);
-      expect((await body(noColumn)).error).toMatch(/^config\.keyFields: nope is not a column of trades \(columns: exchange, symbol, ts, id, side, price, amount, received_at\)/);
+      expect((await body(noColumn)).message).toMatch(/^config\.keyFields: nope is not a column of trades \(columns: exchange, symbol, ts, id, side, price, amount, received_at\)/);
       expect(await storedNames(db().pool)).toEqual([]);
       expect((await fetch(`${sink.url}/connectors/${x}`)).status).toBe(404);
       expect((await fetch(`${sink.url}/connectors/${x}`, { method: 'DELETE' })).status).toBe(404);
@@ -58,14 +58,14 @@ describeEachDb(['postgres'], (db) => {
       // Columns, but no unique key: on conflict (…) would fail at the first write.
       const notUnique = await post(x, { table: 'trades', insertMode: 'upsert', keyFields: ['exchange', 'symbol'] });
       expect(notUnique.status).toBe(400);
-      expect((await body(notUnique)).error).toMatch(/config\.keyFields: \(exchange, symbol\) is not a unique key of trades.*\(exchange, symbol, ts, id\)/);
+      expect((await body(notUnique)).message).toMatch(/config\.keyFields: \(exchange, symbol\) is not a unique key of trades.*\(exchange, symbol, ts, id\)/);
       // A topic that does not exist: named, with the topics that do.
       const noTopic = await post(x, { table: 'trades', topics: [`${prefix}.nope`] });
       expect(noTopic.status).toBe(400);
-      expect((await body(noTopic)).error).toMatch(new RegExp(`config\\.topics: ${prefix}\\.nope does not exist in Kafka.*${prefix}\\.trades`));
+      expect((await body(noTopic)).message).toMatch(new RegExp(`config\\.topics: ${prefix}\\.nope does not exist in Kafka.*${prefix}\\.trades`));
       const badTable = await post(x, { table: 'trade' });
       expect(badTable.status).toBe(400);
-      expect((await body(badTable)).error).toMatch(/config\.table/);
+      expect((await body(badTable)).message).toMatch(/config\.table/);
       expect(await storedNames(db().pool)).toEqual([]);
 
       // The same name, valid this time: created (no 409 left behind by the refusals above).
@@ -86,7 +86,7 @@ describeEachDb(['postgres'], (db) => {
       const put = (name: string, config: Record<string, unknown>) => fetch(`${sink.url}/connectors/${name}/config`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(config) });
       const badUpdate = await put(x, { table: 'trades', keyFields: ['nope'] });
       expect(badUpdate.status).toBe(400);
-      expect((await body(badUpdate)).error).toMatch(/^keyFields: nope is not a column of trades/);
+      expect((await body(badUpdate)).message).toMatch(/^keyFields: nope is not a column of trades/);
       expect((await body(fetch(`${sink.url}/connectors/${x}`))).config.keyFields).toEqual(['id', 'exchange', 'symbol', 'ts']);
       const update = await put(x, { table: 'trades', insertMode: 'insert', batchMaxRows: 300 });
       expect(update.status).toBe(200);
@@ -154,7 +154,7 @@ describeEachDb(['postgres'], (db) => {
       expect((await sink.api.inject({ method: 'PUT', url: `/connectors/${badKey}/pause` })).statusCode).toBe(409);
       const restart = await sink.api.inject({ method: 'POST', url: `/connectors/${badKey}/restart` });
       expect(restart.statusCode).toBe(409);
-      expect(restart.json().error).toMatch(/nope is not a column/);
+      expect(restart.json().message).toMatch(/nope is not a column/);
       // Fixed in place by a config update, or deleted.
       const fixed = await sink.api.inject({ method: 'PUT', url: `/connectors/${badKey}/config`, headers: { 'content-type': 'application/json' }, payload: { table: 'trades', insertMode: 'insert' } });
       expect(fixed.statusCode).toBe(200);

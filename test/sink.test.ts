@@ -204,13 +204,13 @@ describe('the sink on the PostgreSQL server', () => {
 
       const bad = await sink.api.inject({ method: 'POST', url: '/connectors', headers: auth, payload: { name: `${prefix}-c`, config: { table: 'nope' } } });
       expect(bad.statusCode).toBe(400);
-      expect(bad.json().error).toMatch(/config\.table/);
+      expect(bad.json()).toMatchObject({ statusCode: 400, error: 'Bad Request', message: expect.stringMatching(/config\.table/) }); // the query API's envelope
       const badKey = await sink.api.inject({ method: 'POST', url: '/connectors', headers: auth, payload: { name: `${prefix}-c`, config: { table: 'candles', batchMaxRows: 'lots' } } });
       expect(badKey.statusCode).toBe(400);
-      expect(badKey.json().error).toMatch(/config\.batchMaxRows/);
+      expect(badKey.json().message).toMatch(/config\.batchMaxRows/);
       const noConfig = await sink.api.inject({ method: 'POST', url: '/connectors', headers: auth, payload: { name: 'x' } });
       expect(noConfig.statusCode).toBe(400);
-      expect(noConfig.json().error).toMatch(/config/);
+      expect(noConfig.json().message).toMatch(/config/);
 
       const created = await sink.api.inject({ method: 'POST', url: '/connectors', headers: auth, payload: { name: `${prefix}-c`, config: { table: 'candles', batchMaxRows: 200 } } });
       expect(created.statusCode).toBe(201);

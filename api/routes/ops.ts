@@ -1,31 +1,27 @@
 /**
- * Operations: /healthz (the process answers), /readyz (the database answers; the live stream's
- * state is reported beside it), /metrics (Prometheus text from the process registry).
+ * Operations (core/ops.ts): /healthz (the process answers), /readyz (the database answers; the
+ * live stream's state is reported beside it and does not gate readiness), /metrics.
  */
 import type { FastifyPluginAsync } from 'fastify';
-import { registry } from '../../core/metrics.ts';
-
-const statusSchema = {
-  type: 'object',
-  properties: { status: { type: 'string' }, database: { type: 'string' }, stream: { type: 'string' } },
-  required: ['status'],
-} as const;
+import { opsPlugin } from '../../core/ops.ts';
 
 export const opsRoutes: FastifyPluginAsync = async (app) => {
-  app.get('/healthz', { schema: { summary: 'The process is up', tags: ['operations'], response: { 200: statusSchema } } }, async () => ({ status: 'ok' }));
-
-  app.get(
-    '/readyz',
-    { schema: { summary: 'The database answers (503 when it does not)', tags: ['operations'], response: { 200: statusSchema, 503: statusSchema } } },
-    async (_req, reply) => {
-      const ok = await app.db.ping(2_000);
-      const stream = app.hub ? app.hub.state : 'disabled';
-      return reply.code(ok ? 200 : 503).send({ status: ok ? 'ready' : 'not ready', database: ok ? 'ok' : 'unreachable', stream });
+  await app.register(opsPlugin, {
+    probes: {
+      '/readyz': {
+        summary: 'The database answers (503 when it does not)',
+        probe: async () => {
+          const ok = await app.db.ping(2_000);
+          const stream = app.hub ? app.hub.state : 'disabled';
+          return {
+            code: ok ? 200 : 503,
+            body: {
+              status: ok ? 'ok' : 'degraded',
+              checks: { database: ok ? { ok } : { ok, error: 'the database does not answer' }, stream: { ok: stream === 'live' || stream === 'disabled', state: stream } },
+            },
+          };
+        },
+      },
     },
-  );
-
-  app.get('/metrics', { schema: { summary: 'Prometheus metrics', tags: ['operations'], produces: ['text/plain'] } }, async (_req, reply) => {
-    reply.type(registry.contentType);
-    return registry.metrics();
   });
 };

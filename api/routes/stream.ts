@@ -4,7 +4,7 @@
  */
 import type { FastifyPluginAsync } from 'fastify';
 import type { ApiConfig } from '../config.ts';
-import { errorBody } from '../errors.ts';
+import { errorBody } from '../../core/ops.ts';
 import { logger } from '../../core/log.ts';
 import { StreamSession } from '../stream/session.ts';
 import { STREAM_CHANNELS } from '../stream/records.ts';
