@@ -20,8 +20,9 @@ import type { ConfigForApi } from './config.ts';
 import type { Pool } from '../core/db.ts';
 import { logger } from '../core/log.ts';
 import { errorBody } from '../core/ops.ts';
-import { histogram } from '../core/metrics.ts';
 import { ApiError, describeValidation, isFastifyValidation, translateDbError } from './errors.ts';
+import { ApiEvents } from './events.ts';
+import { instrument, metrics } from './instrument.ts';
 import { databasePlugin } from './plugins/database.ts';
 import { streamPlugin } from './plugins/stream.ts';
 import { ohlcvRoutes } from './routes/ohlcv.ts';
@@ -47,12 +48,12 @@ export interface ApiDeps {
 
 export interface Api {
   readonly app: FastifyInstance;
+  /** What happens in this API (events.ts), feeding its metrics and logs; tests may listen. */
+  readonly events: ApiEvents;
   /** Listens on api.host:api.port; resolves with the base URL. */
   start(): Promise<string>;
   close(): Promise<void>;
 }
-
-const requestDuration = histogram('tickflow_api_request_duration_seconds', 'HTTP requests of the query API, by route, method and status', ['route', 'method', 'status'], [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]);
 
 export function buildApi(config: ConfigForApi, deps: ApiDeps = {}): Api {
   const cfg = config.api;
@@ -65,6 +66,9 @@ export function buildApi(config: ConfigForApi, deps: ApiDeps = {}): Api {
     // Unknown query parameters are refused by name, not silently dropped.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false }, plugins: [decimalNumbersKeyword as never] },
   });
+  const events = new ApiEvents();
+  instrument(events);
+  app.decorate('events', events);
   // Integers in query strings are decimal digits, on every route (api/validation.ts).
   app.addHook('onRoute', plainNumbersOnRoute);
   const methods = new MethodIndex();
@@ -109,7 +113,7 @@ export function buildApi(config: ConfigForApi, deps: ApiDeps = {}): Api {
   void app.register(streamPlugin, { config, brokers: deps.brokers, codec: deps.codec });
 
   app.addHook('onResponse', async (req, reply) => {
-    requestDuration.observe({ route: req.routeOptions.url ?? 'unmatched', method: req.method, status: String(reply.statusCode) }, reply.elapsedTime / 1000);
+    metrics.requestDuration.observe({ route: req.routeOptions.url ?? 'unmatched', method: req.method, status: String(reply.statusCode) }, reply.elapsedTime / 1000);
   });
 
   app.setErrorHandler((err: FastifyError, req, reply) => {
@@ -119,13 +123,13 @@ export function buildApi(config: ConfigForApi, deps: ApiDeps = {}): Api {
     }
     const e = translateDbError(err, cfg.statementTimeoutMs);
     if (e instanceof ApiError) {
-      if (e.statusCode >= 500) req.log.warn({ err: e.message, url: req.url }, 'request answered with 503');
+      if (e.statusCode >= 500) events.emit('request.unavailable', { reqId: req.id, url: req.url, error: e.message });
       return reply.code(e.statusCode).type('application/json; charset=utf-8').send(errorBody(e.statusCode, e.message, e.parameter));
     }
     if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
       return reply.code(err.statusCode).type('application/json; charset=utf-8').send(errorBody(err.statusCode, err.message));
     }
-    req.log.error({ err, url: req.url }, 'request failed');
+    events.emit('request.failed', { reqId: req.id, url: req.url, err });
     return reply.code(500).type('application/json; charset=utf-8').send(errorBody(500, 'internal error (logged on the server)'));
   });
   // A path served under other methods: 405 with Allow (204 for OPTIONS), answered on arrival,
@@ -151,6 +155,7 @@ export function buildApi(config: ConfigForApi, deps: ApiDeps = {}): Api {
 
   return {
     app,
+    events,
     async start() {
       await app.listen({ host: cfg.host, port: cfg.port });
       const addr = app.server.address();

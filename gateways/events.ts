@@ -1,11 +1,11 @@
 /**
- * The gateway's one instrumentation point: every part reports through this typed event map,
- * and `telemetry.ts` turns the events into metrics and logs (tests and the benchmark listen
- * to the same events).
+ * The gateway's one instrumentation point: every part reports through this typed event map
+ * (core/events.ts), and `telemetry.ts` turns the events into metrics and logs (tests and the
+ * benchmark listen to the same events).
  */
-import { EventEmitter } from 'node:events';
 import type { Channel } from './config.ts';
 import type { ErrorCode } from '../core/errors.ts';
+import { TypedEvents } from '../core/events.ts';
 import type { RecordKind } from '../schemas/index.ts';
 
 /** A start-up or run-time problem with one exchange entry, reported by name. */
@@ -45,31 +45,31 @@ export interface QueuedRecord {
 }
 
 export interface GatewayEventMap {
-  problem: [Problem];
+  problem: Problem;
   /** An entry passed validation and its streams and polls are starting. */
-  'exchange.ready': [{ exchange: string; symbols: readonly string[]; channels: readonly string[] }];
+  'exchange.ready': { exchange: string; symbols: readonly string[]; channels: readonly string[] };
   /** Messages received on a stream or poll (one event per batch). */
-  'stream.messages': [StreamRef & { count: number }];
+  'stream.messages': StreamRef & { count: number };
   /** A stream dropped or went silent: a gap is open. */
-  'stream.down': [StreamRef & { reason: string }];
+  'stream.down': StreamRef & { reason: string };
   /** A reconnect attempt failed; the next one waits `delayMs`. */
-  'stream.retry': [StreamRef & { attempt: number; delayMs: number; reason: string }];
+  'stream.retry': StreamRef & { attempt: number; delayMs: number; reason: string };
   /** The stream is back; the gap is closed with what REST recovered (`note`: what it could not). */
-  'stream.resumed': [StreamRef & { downMs: number; refilled: number; note?: string }];
+  'stream.resumed': StreamRef & { downMs: number; refilled: number; note?: string };
   /** A REST refill failed and is tried again after `delayMs` (`refilled`: records recovered so far). */
-  'refill.retry': [StreamRef & { attempt: number; delayMs: number; refilled: number; reason: string }];
+  'refill.retry': StreamRef & { attempt: number; delayMs: number; refilled: number; reason: string };
   /** Records recovered over REST (trades refilled, candles filled). */
-  refill: [StreamRef & { count: number }];
-  'kafka.connected': [{ brokers: readonly string[] }];
-  'kafka.error': [{ reason: string; attempt: number; delayMs: number }];
+  refill: StreamRef & { count: number };
+  'kafka.connected': { brokers: readonly string[] };
+  'kafka.error': { reason: string; attempt: number; delayMs: number };
   /** A batch acknowledged by Kafka. */
-  'produce.ack': [{ records: readonly QueuedRecord[]; ackedAtUs: number }];
+  'produce.ack': { records: readonly QueuedRecord[]; ackedAtUs: number };
   /** Records dropped from a full buffer (they become a `kafka` gap record). */
-  'buffer.drop': [{ exchange: string; count: number }];
+  'buffer.drop': { exchange: string; count: number };
   /** Records an entry holds for Kafka (buffered and in flight) and has dropped since start; every second. */
-  'buffer.size': [{ exchange: string; size: number; dropped: number }];
+  'buffer.size': { exchange: string; size: number; dropped: number };
   /** Candle history progress (start-up lookback, gap fills, `tickflow backfill`). */
-  'backfill.progress': [{ exchange: string; symbol: string; timeframe: string; candles: number; fraction: number }];
+  'backfill.progress': { exchange: string; symbol: string; timeframe: string; candles: number; fraction: number };
 }
 
-export class GatewayEvents extends EventEmitter<GatewayEventMap> {}
+export class GatewayEvents extends TypedEvents<GatewayEventMap> {}

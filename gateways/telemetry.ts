@@ -18,7 +18,7 @@ const kafkaErrors = counter('tickflow_gateway_kafka_errors_total', 'Failed Kafka
 
 export function attachTelemetry(events: GatewayEvents, log: Logger, opts: { logProblems: boolean } = { logProblems: true }): () => void {
   const progressAt = new Map<string, number>();
-  const handlers: { [K in keyof GatewayEventMap]?: (...args: GatewayEventMap[K]) => void } = {
+  const handlers: { [K in keyof GatewayEventMap]?: (e: GatewayEventMap[K]) => void } = {
     problem: (p) => (!opts.logProblems ? log.debug(p, p.message) : p.severity === 'error' ? log.error(p, p.message) : log.warn(p, p.message)),
     'exchange.ready': (e) => log.info(e, `${e.exchange}: running ${e.symbols.join(', ')} (${e.channels.join(', ')})`),
     'stream.messages': (e) => messages.inc({ exchange: e.exchange, channel: e.channel }, e.count),

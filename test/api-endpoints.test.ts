@@ -518,9 +518,12 @@ describe('a database that does not answer', () => {
   });
 
   it('is a 503 on the data routes and on /readyz, while /healthz answers', async () => {
+    const unavailable: string[] = [];
+    api.events.on('request.unavailable', (e) => unavailable.push(e.url));
     const res = await api.app.inject({ method: 'GET', url: '/v1/trades', query: { exchange: 'binance', symbol: 'BTC/USDT', from: '2024-01-01T00:00:00Z' } });
     expect(res.statusCode).toBe(503);
     expect(res.json().message).toMatch(/database is unavailable/);
+    expect(unavailable).toEqual([expect.stringMatching(/^\/v1\/trades\?/)]);
     const ready = await api.app.inject({ method: 'GET', url: '/readyz' });
     expect(ready.statusCode).toBe(503);
     expect(ready.json()).toMatchObject({ status: 'degraded', checks: { database: { ok: false } } });

@@ -9,10 +9,10 @@ import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import type { ConfigForApi } from '../config.ts';
 import type { Pool } from '../../core/db.ts';
-import { histogram } from '../../core/metrics.ts';
 import { openDatabase } from '../../infra/database.ts';
 import { migrate } from '../../migrations/runner.ts';
 import { translateDbError } from '../errors.ts';
+import { metrics } from '../instrument.ts';
 import { KnownInstruments } from '../known.ts';
 
 export interface ApiDatabase {
@@ -30,8 +30,6 @@ declare module 'fastify' {
     known: KnownInstruments;
   }
 }
-
-const queryDuration = histogram('tickflow_api_db_query_duration_seconds', 'Database statements of the query API, by query', ['query'], [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]);
 
 const statementNames = new Map<string, string>();
 function statementName(text: string): string {
@@ -69,7 +67,7 @@ async function database(app: FastifyInstance, opts: DatabasePluginOptions): Prom
   const api: ApiDatabase = {
     pool: p,
     async query<R extends object>(label: string, text: string, values: readonly unknown[]) {
-      const end = queryDuration.startTimer({ query: label });
+      const end = metrics.queryDuration.startTimer({ query: label });
       try {
         const r = await p.query<R>({ name: statementName(text), text, values: values as unknown[], query_timeout: readTimeoutMs } as never);
         return r.rows;

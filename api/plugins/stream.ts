@@ -52,7 +52,7 @@ async function stream(app: FastifyInstance, opts: StreamPluginOptions): Promise<
     codec,
     recentWindowMs: config.api.stream.recentWindowMs,
     recentMaxRecords: config.api.stream.recentMaxRecords,
-    log,
+    events: app.events,
   });
   app.decorate('hub', hub);
   app.addHook('onReady', async () => hub.startInBackground());

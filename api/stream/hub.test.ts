@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { AvroCodec } from '../../core/avro.ts';
 import { createKafka, createProducer, ensureTopics, recordKey } from '../../core/kafka.ts';
-import { logger } from '../../core/log.ts';
+import { ApiEvents } from '../events.ts';
 import { sleep } from '../../core/retry.ts';
 import { topicFor, type Trade } from '../../schemas/index.ts';
 import { StreamHub } from './hub.ts';
@@ -38,7 +38,7 @@ describe('stream hub recent window', () => {
     }
     await producer.disconnect();
 
-    hub = new StreamHub({ kafka: kafkaSettings, codec, recentWindowMs: 600_000, recentMaxRecords: CAP, log: logger('hub-test') });
+    hub = new StreamHub({ kafka: kafkaSettings, codec, recentWindowMs: 600_000, recentMaxRecords: CAP, events: new ApiEvents() });
     await hub.start();
     await hub.ready;
     const fence = await hub.fence(['trades']);

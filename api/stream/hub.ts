@@ -15,10 +15,10 @@ import { hostname } from 'node:os';
 import type { AvroCodec } from '../../core/avro.ts';
 import { messageOf } from '../../core/errors.ts';
 import { createConsumer, createKafka, ensureTopics, type Admin, type Consumer, type KafkaSettings } from '../../core/kafka.ts';
-import type { Logger } from '../../core/log.ts';
-import { counter } from '../../core/metrics.ts';
 import { RETRY, retry, sleep } from '../../core/retry.ts';
 import { topicFor } from '../../schemas/index.ts';
+import type { ApiEvents } from '../events.ts';
+import { metrics } from '../instrument.ts';
 import { CHANNEL_OF_KIND, CHANNEL_SPECS, STREAM_CHANNELS, toStreamRecord, type StreamChannel, type StreamRecord } from './records.ts';
 
 export type HubState = 'starting' | 'live' | 'closed';
@@ -35,14 +35,11 @@ export interface HubOptions {
   readonly codec: AvroCodec;
   readonly recentWindowMs: number;
   readonly recentMaxRecords: number;
-  readonly log: Logger;
+  readonly events: ApiEvents;
 }
 
 /** topic:partition → offset. */
 export type Fence = ReadonlyMap<string, number>;
-
-const consumed = counter('tickflow_api_stream_consumed_records_total', 'Records the API consumed from Kafka for /v1/stream, by channel', ['channel']);
-const undecodable = counter('tickflow_api_stream_decode_errors_total', 'Kafka records the API could not decode (skipped)', ['topic']);
 
 interface Held {
   readonly rec: StreamRecord;
@@ -119,8 +116,8 @@ export class StreamHub {
 
   /** Connects in the background, retrying with backoff until it works or the hub closes. */
   startInBackground(): void {
-    void retry(() => this.start(), { ...RETRY.kafkaLiveStream, signal: this.abort.signal, onRetry: (err, attempt, delayMs) => this.o.log.warn({ err: messageOf(err), attempt, delayMs }, 'live stream: Kafka not reachable yet; retrying') }).catch((e) => {
-      if (this.state !== 'closed') this.o.log.error({ err: messageOf(e) }, 'live stream: gave up connecting to Kafka');
+    void retry(() => this.start(), { ...RETRY.kafkaLiveStream, signal: this.abort.signal, onRetry: (err, attempt, delayMs) => this.o.events.emit('hub.waiting', { error: messageOf(err), attempt, delayMs }) }).catch((e) => {
+      if (this.state !== 'closed') this.o.events.emit('hub.gaveUp', { error: messageOf(e) });
     });
   }
 
@@ -170,14 +167,13 @@ export class StreamHub {
               fresh.push(rec);
               this.recent.push({ rec, at: Number(m.timestamp) }); // the oldest goes when it is full
             } catch (e) {
-              undecodable.inc({ topic: batch.topic });
-              this.o.log.warn({ topic: batch.topic, partition: batch.partition, offset, err: messageOf(e) }, 'live stream: skipped a record it cannot decode');
+              this.o.events.emit('hub.undecodable', { topic: batch.topic, partition: batch.partition, offset, error: messageOf(e) });
             }
           }
           const last = batch.messages[batch.messages.length - 1];
           if (last) this.position.set(tp, Math.max(pos, Number(last.offset) + 1));
           if (channel && fresh.length) {
-            consumed.inc({ channel }, fresh.length);
+            metrics.consumed.inc({ channel }, fresh.length);
             this.trim();
             for (const l of this.listeners) {
               if (!l.channels.has(channel)) continue;
@@ -209,7 +205,7 @@ export class StreamHub {
   private goLive(): void {
     if (this.state !== 'starting') return;
     this.state = 'live';
-    this.o.log.info({ groupId: this.groupId, recent: this.recent.size }, 'live stream: consuming');
+    this.o.events.emit('hub.live', { groupId: this.groupId, recent: this.recent.size });
     this.markReady();
   }
 
@@ -218,7 +214,7 @@ export class StreamHub {
     const deadline = Date.now() + ms;
     while (this.state === 'starting' && Date.now() < deadline) await sleep(100);
     if (this.state === 'starting') {
-      this.o.log.warn({ groupId: this.groupId }, 'live stream: not caught up with the topics after 30 s; going live anyway');
+      this.o.events.emit('hub.late', { groupId: this.groupId });
       this.goLive();
     }
   }
@@ -278,7 +274,7 @@ export class StreamHub {
     const admin = this.admin;
     this.consumer = undefined;
     this.admin = undefined;
-    await consumer?.disconnect().catch((e) => this.o.log.warn({ err: messageOf(e) }, 'live stream: consumer disconnect failed'));
+    await consumer?.disconnect().catch((e) => this.o.events.emit('hub.closeFailed', { error: messageOf(e) }));
     if (admin) {
       // The group was this process's alone: leave nothing behind in the broker.
       await admin.deleteGroups([this.groupId]).catch(() => undefined);

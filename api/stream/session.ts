@@ -28,8 +28,6 @@
  * database holds a prefix of each instrument's sequence and the rest follows from Kafka.
  */
 import type { WebSocket } from 'ws';
-import type { Logger } from '../../core/log.ts';
-import { counter, gauge } from '../../core/metrics.ts';
 import { messageOf } from '../../core/errors.ts';
 import { sleep } from '../../core/retry.ts';
 import type { ApiConfig } from '../config.ts';
@@ -37,12 +35,10 @@ import { ApiError } from '../errors.ts';
 import type { ApiDatabase } from '../plugins/database.ts';
 import { exchangeParam, symbolParam } from '../schemas.ts';
 import { formatTime, parseTime } from '../time.ts';
+import type { ApiEvents } from '../events.ts';
+import { metrics } from '../instrument.ts';
 import type { Fence, StreamHub } from './hub.ts';
 import { CHANNEL_SPECS, STREAM_CHANNELS, instrumentKey, replayCountQuery, replayQuery, toStreamRecord, type StreamChannel, type StreamRecord } from './records.ts';
-
-const clients = gauge('tickflow_api_stream_clients', 'Open /v1/stream websocket connections');
-const sent = counter('tickflow_api_stream_sent_records_total', 'Records sent to /v1/stream clients, by channel and phase (replay, live)', ['channel', 'phase']);
-const dropped = counter('tickflow_api_stream_slow_clients_total', 'Clients disconnected for falling too far behind');
 
 const EXCHANGE_RE = new RegExp(exchangeParam.pattern);
 const SYMBOL_RE = new RegExp(symbolParam.pattern);
@@ -119,7 +115,7 @@ export interface SessionDeps {
   readonly hub: StreamHub | undefined;
   readonly db: ApiDatabase;
   readonly config: ApiConfig['stream'];
-  readonly log: Logger;
+  readonly events: ApiEvents;
 }
 
 export class StreamSession {
@@ -136,15 +132,15 @@ export class StreamSession {
     private readonly socket: WebSocket,
     private readonly deps: SessionDeps,
   ) {
-    clients.inc();
+    deps.events.emit('session.opened', {});
     socket.on('message', (data, isBinary) => void this.onMessage(isBinary ? null : data.toString()));
     socket.on('close', () => {
       if (this.closed) return;
       this.closed = true;
-      clients.dec();
+      deps.events.emit('session.closed', {});
       this.stop();
     });
-    socket.on('error', (e) => deps.log.debug({ err: messageOf(e) }, 'stream client socket error'));
+    socket.on('error', (e) => deps.events.emit('session.socketError', { error: messageOf(e) }));
     // ws closes a connection whose message passes maxPayload (1009), or that breaks the protocol
     // (1002, 1007), before it emits 'error' on the socket, when nothing can be sent any more. Its
     // receiver reports the error first: a listener ahead of ws's own queues an error message
@@ -164,7 +160,7 @@ export class StreamSession {
     if (this.socket.readyState !== this.socket.OPEN) return;
     this.socket.send(JSON.stringify(msg));
     if (this.socket.bufferedAmount > this.deps.config.maxBufferedBytes) {
-      dropped.inc();
+      this.deps.events.emit('session.slow', { bufferedBytes: this.socket.bufferedAmount });
       this.socket.close(1013, 'client too slow: its backlog passed api.stream.maxBufferedBytes');
     }
   }
@@ -208,7 +204,7 @@ export class StreamSession {
           await this.subscribe(sub);
         } catch (e) {
           if (this.closed) return;
-          this.deps.log.warn({ err: messageOf(e) }, 'stream subscription failed');
+          this.deps.events.emit('session.failed', { error: messageOf(e) });
           this.stop();
           this.error(e instanceof ApiError ? e.message : `subscription failed: ${messageOf(e)}`, undefined, sub.id);
         }
@@ -293,7 +289,7 @@ export class StreamSession {
           for (const r of recs) this.seen.set(r.key, r.version);
           await this.sendAndWait({ type: 'data', channel, replay: true, data: recs.map((r) => r.row) });
           if (gen !== this.gen) return;
-          sent.inc({ channel, phase: 'replay' }, recs.length);
+          metrics.sent.inc({ channel, phase: 'replay' }, recs.length);
           replayed += recs.length;
           if (rows.length < pageRows) break;
           after = rows[rows.length - 1];
@@ -328,7 +324,7 @@ export class StreamSession {
       this.fence = null;
     }
     for (const [channel, data] of byChannel) {
-      sent.inc({ channel, phase: 'live' }, data.length);
+      metrics.sent.inc({ channel, phase: 'live' }, data.length);
       this.send({ type: 'data', channel, replay: false, data });
     }
   }
