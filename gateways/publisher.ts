@@ -13,10 +13,7 @@
 import type { AvroCodec } from '../core/avro.ts';
 import { TickflowError, messageOf } from '../core/errors.ts';
 import { CompressionTypes, createKafka, createProducer, ensureTopics, recordKey, type KafkaSettings, type Producer } from '../core/kafka.ts';
-import { backoffDelay } from '../core/retry.ts';
-
-/** Kafka reconnects back off to at most this, so the buffer drains within seconds of the broker answering. */
-const RECONNECT_MAX_MS = 2_000;
+import { backoffDelay, RETRY } from '../core/retry.ts';
 import { RECORD_KINDS, topicFor, type RecordKind } from '../schemas/catalog.ts';
 import type { GatewayEvents, QueuedRecord } from './events.ts';
 import { gapRecord } from './gaps.ts';
@@ -219,7 +216,7 @@ export class Publisher {
           this.events.emit('kafka.connected', { brokers: this.o.transport.brokers });
         } catch (e) {
           attempt++;
-          const delayMs = backoffDelay(attempt, this.o.retryInitialMs ?? 250, this.o.retryMaxMs ?? RECONNECT_MAX_MS);
+          const delayMs = backoffDelay(attempt, this.o.retryInitialMs ?? RETRY.kafkaProduce.initialDelayMs, this.o.retryMaxMs ?? RETRY.kafkaProduce.maxDelayMs);
           this.events.emit('kafka.error', { reason: messageOf(e), attempt, delayMs });
           await this.o.transport.disconnect().catch(() => undefined);
           await this.sleep(draining ? Math.min(delayMs, Math.max(0, this.deadline - Date.now())) : delayMs, false);
@@ -252,7 +249,7 @@ export class Publisher {
       } catch (e) {
         attempt++;
         const retriable = !rejectedByKafka(e);
-        const delayMs = backoffDelay(attempt, this.o.retryInitialMs ?? 250, this.o.retryMaxMs ?? RECONNECT_MAX_MS);
+        const delayMs = backoffDelay(attempt, this.o.retryInitialMs ?? RETRY.kafkaProduce.initialDelayMs, this.o.retryMaxMs ?? RETRY.kafkaProduce.maxDelayMs);
         this.events.emit('kafka.error', { reason: `send of ${batch.length} records failed: ${messageOf(e)}`, attempt, delayMs });
         if (!retriable) {
           // Kafka refused the records themselves (too large, invalid): they cannot be delivered

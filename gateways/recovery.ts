@@ -6,7 +6,7 @@
  */
 import type { Trade as CcxtTrade } from 'ccxt';
 import { messageOf } from '../core/errors.ts';
-import { retry } from '../core/retry.ts';
+import { RETRY, retry } from '../core/retry.ts';
 import { bucketEnd, type FillRange } from './candles.ts';
 import { has, translateError } from './ccxt.ts';
 import { nowUs, type WorkerContext } from './context.ts';
@@ -23,15 +23,15 @@ import { tradeId } from './normalize.ts';
 /** Pages a trade refill may take (a longer outage is refilled that far and the gap says so). */
 const REFILL_MAX_PAGES = 1_000;
 
-/** Retry policies of trade refills (core/retry.ts options). */
+/** Retry policies of trade refills (core/retry.ts). */
 export const REFILL_RETRY = {
   /**
    * After a stream outage: until REST answers or the worker closes. The stream waits for the
    * refill (Kafka keeps each instrument's trades in order), ccxt keeps caching what it receives.
    */
-  stream: { attempts: Infinity, initialDelayMs: 500, maxDelayMs: 10_000 },
+  stream: RETRY.tradeRefill,
   /** A trade poll: a few tries; the next scheduled poll starts again from the last trade produced. */
-  poll: { attempts: 6, initialDelayMs: 200, maxDelayMs: 10_000 },
+  poll: RETRY.tradePoll,
 } as const;
 export type RefillRetry = (typeof REFILL_RETRY)[keyof typeof REFILL_RETRY];
 

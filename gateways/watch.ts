@@ -9,7 +9,7 @@
  * it recovers) is a `ChannelHandler` (streams.ts); the lifecycle is here, once.
  */
 import type { TickflowError } from '../core/errors.ts';
-import { backoffDelay, sleep } from '../core/retry.ts';
+import { backoffDelay, RETRY, sleep } from '../core/retry.ts';
 import { endSilentConnections, translateError } from './ccxt.ts';
 import { nowUs, type WorkerContext } from './context.ts';
 import type { StreamRef } from './events.ts';
@@ -23,11 +23,9 @@ import type { Watched } from './watchdog.ts';
  * dial backoff (`options.ws.backoff`, CCXT_DEFAULTS in ccxt.ts) uses the same notion of healthy.
  */
 export const STREAM_RETRY = {
-  initialDelayMs: 200,
-  maxDelayMs: 10_000,
+  retriable: RETRY.exchangeStream,
   /** Errors that are not retriable (a refused subscription) are retried slower. */
-  rejectedInitialDelayMs: 5_000,
-  rejectedMaxDelayMs: 60_000,
+  rejected: RETRY.exchangeStreamRejected,
   healthyAfterMs: 3_000,
 } as const;
 
@@ -53,8 +51,8 @@ export class StreamAttempts {
 function retryDelay(err: TickflowError, attempt: number): number {
   const after = (err as { retryAfterMs?: number }).retryAfterMs;
   if (after !== undefined) return after;
-  const p = STREAM_RETRY;
-  return err.retriable ? backoffDelay(attempt, p.initialDelayMs, p.maxDelayMs) : backoffDelay(attempt, p.rejectedInitialDelayMs, p.rejectedMaxDelayMs);
+  const p = err.retriable ? STREAM_RETRY.retriable : STREAM_RETRY.rejected;
+  return backoffDelay(attempt, p.initialDelayMs, p.maxDelayMs);
 }
 
 /** Where a channel's messages come from: each `next()` is one call (ccxt pro's `watch*`). */
