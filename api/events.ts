@@ -1,6 +1,6 @@
 /**
  * The query API's typed event map (core/events.ts): requests that fail, the live stream's hub
- * (Kafka) and its websocket sessions. `instrument.ts` turns the events into metrics and log lines;
+ * (Kafka) and its websocket sessions. `telemetry.ts` turns the events into metrics and log lines;
  * tests may listen too (`api.events`).
  */
 import { TypedEvents } from '../core/events.ts';

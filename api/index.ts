@@ -22,7 +22,7 @@ import { logger } from '../core/log.ts';
 import { errorBody } from '../core/ops.ts';
 import { ApiError, describeValidation, isFastifyValidation, translateDbError } from './errors.ts';
 import { ApiEvents } from './events.ts';
-import { instrument, metrics } from './instrument.ts';
+import { attachTelemetry, metrics } from './telemetry.ts';
 import { databasePlugin } from './plugins/database.ts';
 import { streamPlugin } from './plugins/stream.ts';
 import { ohlcvRoutes } from './routes/ohlcv.ts';
@@ -67,7 +67,7 @@ export function buildApi(config: ConfigForApi, deps: ApiDeps = {}): Api {
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false }, plugins: [decimalNumbersKeyword as never] },
   });
   const events = new ApiEvents();
-  instrument(events);
+  attachTelemetry(events);
   app.decorate('events', events);
   // Integers in query strings are decimal digits, on every route (api/validation.ts).
   app.addHook('onRoute', plainNumbersOnRoute);

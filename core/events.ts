@@ -3,7 +3,7 @@ import { EventEmitter } from 'node:events';
 /**
  * The one typed event emitter of tickflow (kafkajs-style instrumentation): each part declares
  * its event map (`<part>/events.ts`: event name → payload), emits what happens, and one
- * subscriber (`<part>/instrument.ts`) turns the events into metrics and log lines; tests and
+ * subscriber (`<part>/telemetry.ts`) turns the events into metrics and log lines; tests and
  * benchmarks listen to the same events. One payload object per event; `on` returns the function
  * that detaches the listener.
  */

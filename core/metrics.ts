@@ -2,7 +2,7 @@ import client from 'prom-client';
 
 /**
  * The one metrics registry of the process. Names follow `tickflow_<part>_<what>_<unit>`;
- * each part declares all its metrics in one module, `<part>/instrument.ts` (beside the
+ * each part declares all its metrics in one module, `<part>/telemetry.ts` (beside the
  * subscriber that feeds them from the part's events, core/events.ts), through these getters,
  * which return the existing metric when a name is declared twice (tests build a part several times).
  */

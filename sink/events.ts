@@ -3,7 +3,7 @@ import type { TableName } from './tables.ts';
 
 /**
  * The sink's one typed event map (core/events.ts): connectors emit, and one subscriber
- * (instrument.ts) turns each event into metrics and a log line (tests can listen too).
+ * (telemetry.ts) turns each event into metrics and a log line (tests can listen too).
  */
 export interface SinkEvents {
   /** A connector's consumer joined its group; partitions assigned to this instance (rebalance: not its first join). */

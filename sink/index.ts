@@ -12,7 +12,7 @@ import { Aggregates, detectDatabase } from './aggregates.ts';
 import { defaultConnectors, type ConnectorSpec } from './config.ts';
 import { Decoder } from './decode.ts';
 import { SinkEmitter } from './events.ts';
-import { instrument } from './instrument.ts';
+import { attachTelemetry } from './telemetry.ts';
 import { SinkHealth } from './health.ts';
 import { ConnectorManager, ManagerError } from './manager.ts';
 import { buildConnectApi } from './rest.ts';
@@ -65,7 +65,7 @@ export interface Sink {
 export function buildSink(config: ConfigForSink, deps: SinkDeps = {}): Sink {
   const log = logger('sink');
   const events = new SinkEmitter();
-  instrument(events);
+  attachTelemetry(events);
   const health = new SinkHealth();
   const closers: Array<() => Promise<void>> = [];
   let manager: ConnectorManager | undefined;

@@ -12,7 +12,7 @@ import type { Pool } from '../../core/db.ts';
 import { openDatabase } from '../../infra/database.ts';
 import { migrate } from '../../migrations/runner.ts';
 import { translateDbError } from '../errors.ts';
-import { metrics } from '../instrument.ts';
+import { metrics } from '../telemetry.ts';
 import { KnownInstruments } from '../known.ts';
 
 export interface ApiDatabase {

@@ -18,7 +18,7 @@ import { createConsumer, createKafka, ensureTopics, type Admin, type Consumer, t
 import { RETRY, retry, sleep } from '../../core/retry.ts';
 import { topicFor } from '../../schemas/index.ts';
 import type { ApiEvents } from '../events.ts';
-import { metrics } from '../instrument.ts';
+import { metrics } from '../telemetry.ts';
 import { CHANNEL_OF_KIND, CHANNEL_SPECS, STREAM_CHANNELS, toStreamRecord, type StreamChannel, type StreamRecord } from './records.ts';
 
 export type HubState = 'starting' | 'live' | 'closed';

@@ -36,7 +36,7 @@ import type { ApiDatabase } from '../plugins/database.ts';
 import { exchangeParam, symbolParam } from '../schemas.ts';
 import { formatTime, parseTime } from '../time.ts';
 import type { ApiEvents } from '../events.ts';
-import { metrics } from '../instrument.ts';
+import { metrics } from '../telemetry.ts';
 import type { Fence, StreamHub } from './hub.ts';
 import { CHANNEL_SPECS, STREAM_CHANNELS, instrumentKey, replayCountQuery, replayQuery, toStreamRecord, type StreamChannel, type StreamRecord } from './records.ts';
 

@@ -25,7 +25,7 @@ const m = {
  * sink needs (failures, outages and recoveries, rebalances); routine start-up and shutdown
  * steps (each connector's state, its first partition assignment) at debug.
  */
-export function instrument(events: SinkEmitter): void {
+export function attachTelemetry(events: SinkEmitter): void {
   const registryWarned = new Map<string, number>();
   events.on('assigned', (e) => (e.rebalance ? log.info(e, 'partitions assigned') : log.debug(e, 'partitions assigned')));
   events.on('state', (e) => (e.state === 'FAILED' ? log.error(e, 'connector failed') : log.debug(e, 'connector state')));

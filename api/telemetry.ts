@@ -22,7 +22,7 @@ export const metrics = {
 };
 
 /** Feeds metrics and logs from the events of one API. */
-export function instrument(events: ApiEvents): void {
+export function attachTelemetry(events: ApiEvents): void {
   const log = logger('api');
   const streamLog = logger('api-stream');
   events.on('request.unavailable', (e) => log.warn({ reqId: e.reqId, err: e.error, url: e.url }, 'request answered with 503'));
