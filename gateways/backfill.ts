@@ -10,6 +10,7 @@ import type { ConfigForGateway, ExchangeEntry } from './config.ts';
 import { TickflowError } from '../core/errors.ts';
 import { logger } from '../core/log.ts';
 import { RETRY, retry } from '../core/retry.ts';
+import { nowUs } from '../core/time.ts';
 import { CandleTracker, timeframeMs } from './candles.ts';
 import { ccxtClassFor, createExchange, has, translateError } from './ccxt.ts';
 import { GatewayEvents } from './events.ts';
@@ -165,7 +166,7 @@ export async function runBackfill(config: ConfigForGateway, req: BackfillRequest
         first ??= rows[0]![0]!;
         last = rows[rows.length - 1]![0]!;
         await outbox.waitForRoom();
-        const at = Date.now() * 1000;
+        const at = nowUs();
         for (const e of tracker.onRest(rows, exchangeNow + (Date.now() - started), { before: to })) {
           const c = normalizeCandle(name, req.symbol, req.timeframe, e.row, true, at);
           if (c) {

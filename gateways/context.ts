@@ -30,6 +30,3 @@ export interface WorkerContext {
   /** Where the previous gateway process stopped this stream (positions.ts), if it got anything into Kafka. */
   readonly stoppedAt?: (ref: StreamRef) => StreamPosition | undefined;
 }
-
-/** The local clock in µs: a record's `received_at`, a gap record's `ts`. */
-export const nowUs = (): number => Date.now() * 1000;

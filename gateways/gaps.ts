@@ -5,7 +5,7 @@
  */
 import type { Channel } from './config.ts';
 import type { Gap } from '../schemas/index.ts';
-import { nowUs } from './context.ts';
+import { nowUs } from '../core/time.ts';
 import type { GatewayEvents, StreamRef } from './events.ts';
 import type { Outbox } from './outbox.ts';
 

@@ -13,9 +13,6 @@ export const DECIMAL_PLACES = 2;
 export const SIGNIFICANT_DIGITS = 3;
 export const TICK_SIZE = 4;
 
-/** Kept for the watch loops (streams.ts, poll.ts) until they import core/time.ts's msToUs themselves. */
-export { msToUs as msToMicros } from '../core/time.ts';
-
 /** A finite number, else null. */
 export function num(v: unknown): number | null {
   if (typeof v === 'number') return Number.isFinite(v) ? v : null;

@@ -11,9 +11,10 @@ import type { Channel } from './config.ts';
 import { assertNever } from '../schemas/catalog.ts';
 import { translateError } from './ccxt.ts';
 import type { StreamRef } from './events.ts';
-import { msToMicros, normalizeBook, normalizeTicker } from './normalize.ts';
+import { normalizeBook, normalizeTicker } from './normalize.ts';
 import { openRestartGap } from './positions.ts';
-import { nowUs, type WorkerContext } from './context.ts';
+import type { WorkerContext } from './context.ts';
+import { msToUs, nowUs } from '../core/time.ts';
 import { GapTracker } from './gaps.ts';
 import { produceCandles, produceTicker, produceTrades, type LastTicker } from './produce.ts';
 import { refillTrades } from './recovery.ts';
@@ -60,7 +61,7 @@ export function startPoll(ctx: WorkerContext, plan: PollPlan): ScheduledTask {
             count = r.count;
           }
           ctx.events.emit('stream.messages', { ...ref, count });
-          gap.close(msToMicros(ledger.lastTradeTsMs ?? Date.now()), gap.isOpen ? count : 0);
+          gap.close(msToUs(ledger.lastTradeTsMs ?? Date.now()), gap.isOpen ? count : 0);
           break;
         }
         case 'ticker': {
@@ -77,7 +78,7 @@ export function startPoll(ctx: WorkerContext, plan: PollPlan): ScheduledTask {
           const rows = await ctx.ex.fetchOHLCV(symbol, tf, now - 3 * timeframeMs(tf), ctx.adapter.ohlcvPageLimit(ctx.ex));
           ctx.events.emit('stream.messages', { ...ref, count: rows.length });
           produceCandles(ctx, symbol, tf, tracker.onRest(rows, now, { forming: true }));
-          gap.close(msToMicros(now), 0);
+          gap.close(msToUs(now), 0);
           break;
         }
         case 'book': {
@@ -96,7 +97,7 @@ export function startPoll(ctx: WorkerContext, plan: PollPlan): ScheduledTask {
       if (ctx.signal.aborted) return;
       const err = translateError(e, `poll ${plan.channel} ${symbol}${timeframe ? ` ${timeframe}` : ''}`, ctx.ex);
       const last = plan.channel === 'trades' ? ctx.ledger(symbol).lastTradeTsMs : undefined;
-      gap.open(last !== undefined ? msToMicros(last) : nowUs(), err.message);
+      gap.open(last !== undefined ? msToUs(last) : nowUs(), err.message);
       ctx.events.emit('stream.retry', { ...ref, attempt: 1, delayMs: 0, reason: err.message });
     }
   }

@@ -6,7 +6,8 @@
 import type { Trade as CcxtTrade } from 'ccxt';
 import type { Ticker } from '../schemas/index.ts';
 import type { CandleEmission } from './candles.ts';
-import { nowUs, type WorkerContext } from './context.ts';
+import type { WorkerContext } from './context.ts';
+import { nowUs } from '../core/time.ts';
 import { normalizeCandle } from './normalize.ts';
 import type { TradeLedger } from './trades.ts';
 

@@ -14,6 +14,7 @@ import type { AvroCodec } from '../core/avro.ts';
 import { TickflowError, messageOf } from '../core/errors.ts';
 import { CompressionTypes, createKafka, createProducer, ensureTopics, recordKey, type KafkaSettings, type Producer } from '../core/kafka.ts';
 import { backoffDelay, RETRY } from '../core/retry.ts';
+import { msToUs, nowUs } from '../core/time.ts';
 import { RECORD_KINDS, topicFor, type RecordKind } from '../schemas/catalog.ts';
 import type { GatewayEvents, QueuedRecord } from './events.ts';
 import { gapRecord } from './gaps.ts';
@@ -171,14 +172,14 @@ export class Publisher {
   }
 
   private takeBatch(): QueuedRecord[] {
-    const nowUs = (this.o.now ?? Date.now)() * 1000;
+    const atUs = msToUs((this.o.now ?? Date.now)());
     const out: QueuedRecord[] = [];
     const n = this.outboxes.length;
     this.inFlight.clear();
     for (let i = 0; i < n && out.length < this.batchMaxRecords; i++) {
       const box = this.outboxes[(this.rotation + i) % n]!;
       const share = i === n - 1 ? this.batchMaxRecords - out.length : Math.max(1, Math.ceil((this.batchMaxRecords - out.length) / (n - i)));
-      const taken = box.take(share, nowUs);
+      const taken = box.take(share, atUs);
       for (const r of taken) out.push(r);
       if (taken.length > 0) this.inFlight.set(box, taken.length);
     }
@@ -245,7 +246,7 @@ export class Publisher {
         this.inFlight.clear();
         this.acked += batch.length;
         attempt = 0;
-        this.events.emit('produce.ack', { records: batch, ackedAtUs: Date.now() * 1000 });
+        this.events.emit('produce.ack', { records: batch, ackedAtUs: nowUs() });
       } catch (e) {
         attempt++;
         const retriable = !rejectedByKafka(e);
@@ -275,12 +276,12 @@ export class Publisher {
       if (!list) bySymbol.set(k, (list = []));
       list.push(r);
     }
-    const nowUs = Date.now() * 1000;
+    const now = nowUs();
     for (const list of bySymbol.values()) {
       const first = list[0]!;
       const box = this.outboxes.find((b) => b.exchange === first.exchange);
       const range = { fromUs: Math.min(...list.map((r) => r.ts)), toUs: Math.max(...list.map((r) => r.ts)) };
-      box?.add('gap', gapRecord({ exchange: first.exchange, symbol: first.symbol, channel: 'kafka', ...range, reason: `kafka rejected ${list.length} records: ${why}` }, nowUs));
+      box?.add('gap', gapRecord({ exchange: first.exchange, symbol: first.symbol, channel: 'kafka', ...range, reason: `kafka rejected ${list.length} records: ${why}` }, now));
     }
   }
 

@@ -9,11 +9,11 @@ import { messageOf } from '../core/errors.ts';
 import { RETRY, retry } from '../core/retry.ts';
 import { bucketEnd, type FillRange } from './candles.ts';
 import { has, translateError } from './ccxt.ts';
-import { nowUs, type WorkerContext } from './context.ts';
+import type { WorkerContext } from './context.ts';
+import { msToUs, nowUs } from '../core/time.ts';
 import type { StreamRef } from './events.ts';
 import { GapTracker } from './gaps.ts';
 import { fetchCandlePages } from './history.ts';
-import { msToMicros } from './normalize.ts';
 import { openRestartGap } from './positions.ts';
 import { produceCandles, produceTrades } from './produce.ts';
 import { missingIds, type TradeLedger } from './trades.ts';
@@ -230,5 +230,5 @@ export async function backfillHistory(ctx: WorkerContext, symbol: string, timefr
   }
   if (lastClosed !== undefined) tracker.expectFrom(bucketEnd(timeframe, lastClosed));
   else if (stopped) tracker.expectFrom(stopped.tsUs / 1000);
-  gap.close(msToMicros(ctx.clock.now(Date.now())), candles, error ? `backfill incomplete: ${error}` : undefined);
+  gap.close(msToUs(ctx.clock.now(Date.now())), candles, error ? `backfill incomplete: ${error}` : undefined);
 }

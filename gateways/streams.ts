@@ -6,10 +6,11 @@
 import type { OHLCV, OrderBook, Ticker as CcxtTicker, Trade as CcxtTrade } from 'ccxt';
 import type { Channel } from './config.ts';
 import { has, releaseConsumedTrades } from './ccxt.ts';
-import { nowUs, type WorkerContext } from './context.ts';
+import type { WorkerContext } from './context.ts';
+import { msToUs, nowUs } from '../core/time.ts';
 import type { StreamRef } from './events.ts';
 import { GapTracker } from './gaps.ts';
-import { msToMicros, normalizeBook, normalizeTicker } from './normalize.ts';
+import { normalizeBook, normalizeTicker } from './normalize.ts';
 import { openRestartGap } from './positions.ts';
 import { produceCandles, produceTicker, produceTrades, type LastTicker } from './produce.ts';
 import { fillCandles, REFILL_RETRY, refillTrades, unrefilledNote, type Recovered } from './recovery.ts';
@@ -48,7 +49,7 @@ export function tradesChannel(ctx: WorkerContext, symbol: string, silenceMs: num
       },
     },
     count: (batch) => batch.length,
-    down: () => (ledger.lastTradeTsMs !== undefined ? msToMicros(ledger.lastTradeTsMs) : nowUs()),
+    down: () => (ledger.lastTradeTsMs !== undefined ? msToUs(ledger.lastTradeTsMs) : nowUs()),
     receive: async (batch, receivedAtUs) => {
       const produce = () => void produceTrades(ctx, ledger, batch, receivedAtUs);
       const overflow = batch.length >= tradesLimit && ledger.lastTradeId !== undefined;
@@ -58,13 +59,13 @@ export function tradesChannel(ctx: WorkerContext, symbol: string, silenceMs: num
         const why = overflow
           ? `ccxt trade cache full: ${batch.length} trades arrived between two calls (options.tradesLimit ${tradesLimit}); some may be lost`
           : `trade ids jumped after ${ledger.lastTradeId}: trades missed on the stream`;
-        gap.open(msToMicros(ledger.lastTradeTsMs ?? Date.now()), why);
+        gap.open(msToUs(ledger.lastTradeTsMs ?? Date.now()), why);
       }
       const firstTs = batch[0]?.timestamp;
       const r = await refillTrades(ctx, symbol, stopped ? stopped.tsUs / 1000 : ctx.clock.now(Date.now()), REFILL_RETRY.stream);
       // Closing mid-refill: the batch stays unproduced; the next start refills from the last trade in Kafka.
       if (r.error && ctx.signal.aborted) return 'closing';
-      return { toUs: firstTs !== undefined ? msToMicros(firstTs) : nowUs(), refilled: r.count, note: unrefilledNote(contiguous, ledger, batch, r.error), after: produce };
+      return { toUs: firstTs !== undefined ? msToUs(firstTs) : nowUs(), refilled: r.count, note: unrefilledNote(contiguous, ledger, batch, r.error), after: produce };
     },
     // A quiet market is not a dead stream: only trades REST knows and the stream did not deliver
     // (older than a moment, so not merely in flight) prove it dead.
@@ -115,14 +116,14 @@ export function ohlcvChannel(ctx: WorkerContext, symbol: string, timeframe: stri
     down: () => {
       const from = tracker.formingOpen;
       tracker.markStale();
-      return from !== undefined ? msToMicros(from) : nowUs();
+      return from !== undefined ? msToUs(from) : nowUs();
     },
     receive: async (rows) => {
       const res = tracker.onStream(rows, Date.now());
       produceCandles(ctx, symbol, timeframe, res.emit);
       const filled: Recovered = res.fill ? await fillCandles(ctx, symbol, timeframe, res.fill) : { count: 0 };
       const warn = () => ctx.log.warn({ ...ref, err: filled.error }, 'candle fill incomplete');
-      return { toUs: msToMicros(ctx.clock.now(Date.now())), refilled: filled.count, note: filled.error, ...(filled.error ? { after: warn } : {}) };
+      return { toUs: msToUs(ctx.clock.now(Date.now())), refilled: filled.count, note: filled.error, ...(filled.error ? { after: warn } : {}) };
     },
   };
 }
@@ -162,7 +163,7 @@ export function bookChannel(ctx: WorkerContext, symbol: string, book: { depth: n
     },
     receive: (ob) => {
       latest = ob;
-      return { toUs: ob.timestamp !== undefined ? msToMicros(ob.timestamp) : nowUs(), refilled: 0 };
+      return { toUs: ob.timestamp !== undefined ? msToUs(ob.timestamp) : nowUs(), refilled: 0 };
     },
     close: () => clearInterval(timer),
   };

@@ -11,7 +11,8 @@
 import type { TickflowError } from '../core/errors.ts';
 import { backoffDelay, RETRY, sleep } from '../core/retry.ts';
 import { endSilentConnections, translateError } from './ccxt.ts';
-import { nowUs, type WorkerContext } from './context.ts';
+import type { WorkerContext } from './context.ts';
+import { nowUs } from '../core/time.ts';
 import type { StreamRef } from './events.ts';
 import type { GapTracker } from './gaps.ts';
 import type { Watched } from './watchdog.ts';
