@@ -1,6 +1,7 @@
 import cron from 'node-cron';
 import { z } from 'zod';
 import { describeIssues, type SharedConfig } from '../core/config.ts';
+import { parseTimeframe } from '../core/time.ts';
 
 /**
  * The gateway's parts of the config: the `gateway` section and the `exchanges` entries (one per
@@ -61,7 +62,7 @@ export const exchangeEntrySchema = z.strictObject({
     .strictObject({
       trades: z.strictObject({ ...channelBase(60_000) }).optional(),
       ticker: z.strictObject({ ...channelBase(30_000) }).optional(),
-      ohlcv: z.strictObject({ ...channelBase(60_000), timeframes: z.array(z.string().regex(/^\d+[smhdwM]$/)).min(1).default(['1m']) }).optional(),
+      ohlcv: z.strictObject({ ...channelBase(60_000), timeframes: z.array(z.string().regex(parseTimeframe.regex, 'expected a ccxt timeframe like 1m, 4h, 1d, 1w or 1M')).min(1).default(['1m']) }).optional(),
       book: z.strictObject({ ...channelBase(30_000), depth: z.int().min(1).max(1000).default(10), intervalMs: z.int().min(10).default(1000) }).optional(),
     } satisfies Record<Channel, unknown>)
     .refine((c) => Object.keys(c).length > 0, 'expected at least one channel'),
