@@ -3,7 +3,7 @@ import { messageOf } from '../core/errors.ts';
 import { partitionOffsets, type Admin, type Consumer } from '../core/kafka.ts';
 import type { Logger } from '../core/log.ts';
 import { dbError } from '../core/pg-errors.ts';
-import { retry } from '../core/retry.ts';
+import { RETRY, retry } from '../core/retry.ts';
 
 /**
  * The sink's offsets: every statement on `sink_offsets` lives here, and nowhere else.
@@ -81,9 +81,6 @@ export interface StartPosition {
   readonly seek: number | undefined;
 }
 
-/** Backoff of the reads behind a group join: until they succeed or the connector stops. */
-const JOIN_RETRY = { attempts: Number.MAX_SAFE_INTEGER, initialDelayMs: 200, maxDelayMs: 5_000 } as const;
-
 /**
  * The positions of the assigned partitions, from the database. A partition the database has
  * never seen starts at the beginning of the log, whatever Kafka's committed offset says (a new or
@@ -99,13 +96,13 @@ export async function startPositions(pool: Pool, admin: Admin, connector: string
         throw dbError(e, 'reading the stored offsets failed');
       }
     },
-    { ...JOIN_RETRY, signal },
+    { ...RETRY.database, signal },
   );
   const stored = byPartition(rows);
   const earliest = new Map<string, number>();
   for (const [topic, ps] of assigned) {
     if (ps.every((p) => stored.has(partitionKey(topic, p)))) continue;
-    for (const [p, o] of await retry(() => partitionOffsets(admin, topic), { ...JOIN_RETRY, signal })) earliest.set(partitionKey(topic, p), o.low);
+    for (const [p, o] of await retry(() => partitionOffsets(admin, topic), { ...RETRY.kafkaAdmin, signal })) earliest.set(partitionKey(topic, p), o.low);
   }
   const out: StartPosition[] = [];
   for (const [topic, ps] of assigned) {

@@ -1,7 +1,7 @@
 import { TickflowError, messageOf } from '../core/errors.ts';
 import type { Consumer, EachBatchPayload, KafkaMessage } from '../core/kafka.ts';
 import type { Logger } from '../core/log.ts';
-import { retry, sleep } from '../core/retry.ts';
+import { RETRY, retry, sleep } from '../core/retry.ts';
 import { ChunkQueue } from './chunk-queue.ts';
 import type { ConnectorDeps } from './connector.ts';
 import type { ConnectorConfig } from './config.ts';
@@ -213,9 +213,7 @@ export class Runner {
           });
         },
         {
-          attempts: Number.MAX_SAFE_INTEGER,
-          initialDelayMs: 500,
-          maxDelayMs: 10_000,
+          ...RETRY.schemaRegistry,
           signal: this.signal,
           onRetry: (err, attempt, delayMs) => {
             attempts = attempt;
@@ -276,9 +274,7 @@ export class Runner {
     const result = await retry(
       () => writeBatch(deps.pool, { connector: name, codec: this.codecRows, mode: c.insertMode, errorTolerance: c.errorTolerance, deadLetter: (l) => this.deadLetters.send(l) }, chunks),
       {
-        attempts: Number.MAX_SAFE_INTEGER,
-        initialDelayMs: 200,
-        maxDelayMs: 5_000,
+        ...RETRY.database,
         signal: this.signal,
         onRetry: (err, attempt, delayMs) => {
           stats.counts.retries++;
