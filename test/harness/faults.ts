@@ -522,9 +522,24 @@ export class Rig {
 
   private windowStartUs = 0;
 
-  /** Fixes the window's start from the database (embedded: with the sink stopped). */
+  /**
+   * Fixes the window's start from the database (embedded: with the sink stopped, so the one client
+   * is free). A sink stopped before every symbol had a stored trade leaves a symbol without a
+   * start: the sink then runs again for a few seconds (a warm-up, stopped cleanly) until each has one.
+   */
   async fixWindowStart(): Promise<void> {
-    await this.warmUp(30_000);
+    for (let round = 0; ; round++) {
+      try {
+        await this.warmUp(round < 5 ? 2_000 : 30_000);
+        return;
+      } catch (e) {
+        if (round >= 5) throw e;
+      }
+      const sink = this.startSink();
+      await this.sinkUrl(sink).catch(() => undefined);
+      await sleep(3_000);
+      await sink.stop('SIGTERM');
+    }
   }
 
   /**
