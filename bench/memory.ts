@@ -28,6 +28,7 @@ import { parseArgs } from 'node:util';
 import WebSocket from 'ws';
 import { parseDocument } from 'yaml';
 import { DEFAULT_CONFIG_PATH, REPO_ROOT } from '../core/config.ts';
+import { SERIES_TABLES } from '../schemas/catalog.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -232,7 +233,7 @@ const subscriber = async (i: number) => {
       // Even subscribers replay the last 10 minutes of both instruments, then go live; odd ones take
       // every instrument live.
       const sub = i % 2 === 0 ? { since: iso(Date.now() - 10 * 60_000), instruments: SYMBOLS.map((symbol) => ({ exchange: 'sim', symbol })) } : {};
-      ws.on('open', () => ws.send(JSON.stringify({ op: 'subscribe', channels: ['trades', 'tickers', 'candles', 'books'], ...sub })));
+      ws.on('open', () => ws.send(JSON.stringify({ op: 'subscribe', channels: SERIES_TABLES, ...sub })));
       ws.on('message', (m: Buffer) => {
         counts.wsMessages++;
         counts.wsBytes += m.length;
