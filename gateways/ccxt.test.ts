@@ -8,7 +8,8 @@ import http from 'node:http';
 import ccxt from 'ccxt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildSim, type Sim } from '../sim/index.ts';
-import { createExchange, endSilentConnections, exchangeOptions, isCcxtSendAfterClose, translateError } from './ccxt.ts';
+import type { ExchangeCallError} from './ccxt.ts';
+import { createExchange, endSilentConnections, exchangeOptions, instrumentExchange, isCcxtSendAfterClose, overrideHosts, strayUrls, translateError } from './ccxt.ts';
 
 describe('translateError', () => {
   it('network-ish errors are retriable, exchange refusals are not, bugs are INTERNAL', () => {
@@ -30,6 +31,50 @@ describe('translateError', () => {
       expect([t.name, t.code, t.retriable, t.cause]).toEqual(['TickflowError', code, retriable, e]);
       expect(t.message).toMatch(/^fetchTrades\(BTC\/USDT\): \w+: x|^fetchTrades\(BTC\/USDT\): \w+: (429|503)/);
     }
+  });
+});
+
+describe('an HTTP 404, whatever ccxt makes of it per exchange', () => {
+  // One server answering 404 (an empty JSON object) to everything; ccxt maps that to
+  // ExchangeNotAvailable (binance), OrderNotFound (gemini) or a bare ExchangeError naming
+  // nothing (coinbaseexchange: "coinbaseexchange undefined").
+  let server: http.Server;
+  let base = '';
+  beforeAll(async () => {
+    server = http.createServer((_req, res) => res.writeHead(404, { 'content-type': 'application/json' }).end('{}'));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  });
+  afterAll(() => new Promise<void>((r) => server.close(() => r())));
+
+  it('is one retriable error naming the exchange, URL, HTTP status and ccxt class (never kills the entry)', async () => {
+    const seen: { id: string; cls: string; code: string; retriable: boolean; status: number | undefined; message: string }[] = [];
+    for (const id of ['binance', 'gemini', 'coinbaseexchange']) {
+      const ex = new (ccxt as unknown as Record<string, new (o: object) => InstanceType<typeof ccxt.Exchange>>)[id]!({ urls: { api: { public: `${base}/x`, private: `${base}/x`, rest: `${base}/x` } }, httpAgent: new http.Agent() });
+      instrumentExchange(ex);
+      const e = await (ex as unknown as { fetch2(path: string, api: string, method: string, params: object): Promise<unknown> }).fetch2('nothing/here', 'public', 'GET', {}).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      expect(e).toBeInstanceOf(ccxt.BaseError);
+      const t = translateError(e, 'loadMarkets', ex) as ExchangeCallError;
+      seen.push({ id, cls: t.ccxtClass, code: t.code, retriable: t.retriable, status: t.status, message: t.message });
+      expect(t.message).toContain(`loadMarkets: ${id} ${t.ccxtClass} (GET ${base}/x/nothing/here → HTTP 404)`);
+      expect(t.url).toBe(`${base}/x/nothing/here`);
+    }
+    // ccxt's classes differ; tickflow's verdict does not.
+    expect(new Set(seen.map((s) => s.cls)).size).toBeGreaterThan(1);
+    expect(seen.map((s) => [s.code, s.retriable, s.status])).toEqual(seen.map(() => ['EXCHANGE_NETWORK', true, 404]));
+  });
+});
+
+describe('URLs outside the overrides', () => {
+  it("finds ccxt's gemini endpoints that an override of urls.api.public/private does not cover", () => {
+    const urls = { api: { public: 'http://127.0.0.1:9500/gemini', private: 'http://127.0.0.1:9500/gemini', ws: 'ws://127.0.0.1:9500/gemini/ws' } };
+    const ex = new ccxt.pro.gemini({ urls });
+    expect(strayUrls(ex, overrideHosts(urls))).toEqual(['https://docs.gemini.com', 'https://exchange.gemini.com']);
+    // No override, nothing to compare with.
+    expect(strayUrls(ex, overrideHosts(undefined))).toEqual([]);
   });
 });
 

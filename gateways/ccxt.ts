@@ -123,14 +123,117 @@ export function createExchange(entry: Pick<ExchangeEntry, 'id' | 'options'>, exc
   return new found.cls(exchangeOptions(entry, exchangeDefaults));
 }
 
-/** A TickflowError that may carry how long a rate-limit answer asked to wait (core/retry honours it). */
+/**
+ * Where a failed ccxt call went: the URL (REST or websocket), the HTTP method and the HTTP
+ * status (of the REST answer, or the one a websocket upgrade was refused with). ccxt's own
+ * message names none of these for many exchanges (`coinbaseexchange undefined`); the hooks
+ * `instrumentExchange` puts on an instance record them beside the error it throws.
+ */
+export interface CallSite {
+  readonly url: string;
+  readonly method?: string;
+  readonly status?: number;
+}
+
+const callSites = new WeakMap<object, CallSite>();
+
+function noteCallSite(e: unknown, site: CallSite): void {
+  if (e === null || typeof e !== 'object') return;
+  const had = callSites.get(e);
+  // The innermost hook knows the status; an outer one only adds what is missing.
+  callSites.set(e, { ...site, ...had });
+}
+
+/** The URL and status of a failed ccxt call, where the hooks saw it. */
+export function callSiteOf(e: unknown): CallSite | undefined {
+  if (e === null || typeof e !== 'object') return undefined;
+  return callSites.get(e) ?? (e instanceof TickflowError ? callSiteOf(e.cause) : undefined);
+}
+
+/** `GET http://host/path → HTTP 404`, as log lines and gap reasons name a call. */
+export function describeCallSite(site: CallSite): string {
+  return `${site.method ? `${site.method} ` : ''}${site.url}${site.status !== undefined ? ` → HTTP ${site.status}` : ''}`;
+}
+
+const INSTRUMENTED = Symbol('tickflow.instrumented');
+
+type Hooked = Exchange & {
+  [INSTRUMENTED]?: true;
+  fetch(url: string, method?: string, headers?: unknown, body?: unknown): Promise<unknown>;
+  handleRestResponse(response: { status: number }, url: string, method?: string, ...rest: unknown[]): unknown;
+};
+
+/**
+ * Hooks on one ccxt instance (own properties shadowing ccxt's methods, nothing of ccxt patched
+ * globally) so a failed call's error carries its URL and status (`callSiteOf`), and every
+ * request's final URL is shown to `onRequest` (the stray-URL check: requests going elsewhere than
+ * the entry's URL overrides). Idempotent.
+ */
+export function instrumentExchange(ex: Exchange, onRequest?: (url: string, kind: 'rest' | 'ws') => void): void {
+  const h = ex as Hooked;
+  if (h[INSTRUMENTED]) return;
+  h[INSTRUMENTED] = true;
+  const fetch = h.fetch.bind(h);
+  h.fetch = async (url, method = 'GET', headers, body) => {
+    onRequest?.(url, 'rest');
+    try {
+      return await fetch(url, method, headers, body);
+    } catch (e) {
+      noteCallSite(e, { url, method });
+      throw e;
+    }
+  };
+  const handle = h.handleRestResponse.bind(h);
+  h.handleRestResponse = (response, url, method = 'GET', ...rest) => {
+    const note = (e: unknown) => {
+      noteCallSite(e, { url, method, status: response.status });
+      throw e;
+    };
+    try {
+      const r = handle(response, url, method, ...rest);
+      return r instanceof Promise ? r.catch(note) : r;
+    } catch (e) {
+      return note(e);
+    }
+  };
+  // A websocket's failure: every error ccxt rejects a connection's pending watches with goes
+  // through its client's reset() (a refused upgrade, a close by the server, a missed pong).
+  const wsStatus = (e: unknown) => {
+    const m = /Unexpected server response: (\d{3})/.exec(messageOf(e));
+    return m ? Number(m[1]) : undefined;
+  };
+  type WsClient = { url: string; reset(error: unknown): void; [INSTRUMENTED]?: true };
+  const client = (h as unknown as { client(url: string): WsClient }).client.bind(h);
+  (h as unknown as { client(url: string): WsClient }).client = (url: string) => {
+    onRequest?.(url, 'ws');
+    const c = client(url);
+    if (!c[INSTRUMENTED]) {
+      c[INSTRUMENTED] = true;
+      const reset = c.reset.bind(c);
+      c.reset = (error: unknown) => {
+        const status = wsStatus(error);
+        noteCallSite(error, { url: c.url, ...(status !== undefined ? { status } : {}) });
+        reset(error);
+      };
+    }
+    return c;
+  };
+}
+
+/** A TickflowError of a ccxt call: its exchange, URL, HTTP status and ccxt class, and how long a rate-limit answer asked to wait. */
 export class ExchangeCallError extends TickflowError {
   readonly retryAfterMs: number | undefined;
   readonly ccxtClass: string;
-  constructor(code: ErrorCode, message: string, opts: { retriable: boolean; cause: unknown; retryAfterMs?: number; ccxtClass: string }) {
+  readonly exchange: string | undefined;
+  readonly url: string | undefined;
+  readonly status: number | undefined;
+  constructor(code: ErrorCode, message: string, opts: { retriable: boolean; cause: unknown; retryAfterMs?: number; ccxtClass: string; exchange?: string; site?: CallSite }) {
     super(code, message, opts);
     this.retryAfterMs = opts.retryAfterMs;
     this.ccxtClass = opts.ccxtClass;
+    this.exchange = opts.exchange;
+    this.url = opts.site?.url;
+    this.status = opts.site?.status;
   }
 }
 
@@ -141,17 +244,36 @@ function retryAfterOf(ex: Exchange | undefined): number | undefined {
 }
 
 /**
- * ccxt error → TickflowError, at the edge. NetworkError (DDoSProtection, RateLimitExceeded,
- * ExchangeNotAvailable, RequestTimeout, InvalidNonce) and other OperationFailed (bad or empty
- * responses) are retriable; ExchangeError (BadSymbol, BadRequest, NotSupported,
- * AuthenticationError, ...) is not; anything else is a bug (INTERNAL, not retriable).
+ * ccxt error → TickflowError, at the edge. The message names the call, the exchange, the ccxt
+ * class and, where the instance is instrumented, the URL and HTTP status:
+ * `watchTrades(BTC/USDT): binance NetworkError (ws://host/stream/ws → HTTP 403): ...`.
+ *
+ * HTTP 404 is decided by the status, not by ccxt's per-exchange mapping (which makes it
+ * ExchangeNotAvailable, OrderNotFound or a bare ExchangeError depending on the exchange): the
+ * path is not served there (a wrong URL override, an endpoint moved, a maintenance page), so it
+ * is retriable (EXCHANGE_NETWORK) and retried with the slow backoff; an entry is never failed
+ * for good on a 404.
+ *
+ * Otherwise by class: NetworkError (DDoSProtection, RateLimitExceeded, ExchangeNotAvailable,
+ * RequestTimeout, InvalidNonce) and other OperationFailed (bad or empty responses) are retriable;
+ * ExchangeError (BadSymbol, BadRequest, NotSupported, AuthenticationError, ...) is not; anything
+ * else is a bug (INTERNAL, not retriable).
  */
 export function translateError(e: unknown, where: string, ex?: Exchange): TickflowError {
   if (e instanceof TickflowError) return e;
   const cls = e instanceof Error ? e.constructor.name : typeof e;
-  const msg = `${where}: ${cls}: ${messageOf(e).slice(0, 400)}`;
+  const site = callSiteOf(e);
+  const msg = `${where}: ${ex?.id ? `${ex.id} ` : ''}${cls}${site ? ` (${describeCallSite(site)})` : ''}: ${messageOf(e).slice(0, 400)}`;
   const mk = (code: ErrorCode, retriable: boolean, retryAfterMs?: number) =>
-    new ExchangeCallError(code, msg, { retriable, cause: e, ccxtClass: cls, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) });
+    new ExchangeCallError(code, msg, {
+      retriable,
+      cause: e,
+      ccxtClass: cls,
+      ...(ex?.id ? { exchange: ex.id } : {}),
+      ...(site ? { site } : {}),
+      ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+    });
+  if (site?.status === 404) return mk('EXCHANGE_NETWORK', true);
   if (e instanceof ccxt.DDoSProtection || e instanceof ccxt.RateLimitExceeded) return mk('EXCHANGE_NETWORK', true, retryAfterOf(ex));
   if (e instanceof ccxt.NetworkError) return mk('EXCHANGE_NETWORK', true);
   if (e instanceof ccxt.OperationFailed) return mk('EXCHANGE_NETWORK', true);
@@ -159,6 +281,54 @@ export function translateError(e: unknown, where: string, ex?: Exchange): Tickfl
   if (e instanceof ccxt.NotSupported) return mk('CHANNEL_UNSUPPORTED', false);
   if (e instanceof ccxt.BaseError) return mk('EXCHANGE_REJECTED', false);
   return mk('INTERNAL', false);
+}
+
+/** True when the call was answered 404 (ExchangeCallError or the ccxt error itself). */
+export function isNotFound(e: unknown): boolean {
+  return callSiteOf(e)?.status === 404;
+}
+
+/** Top-level `urls` keys of ccxt that are documentation, not endpoints it calls. */
+const DOC_URL_KEYS = new Set(['logo', 'www', 'doc', 'docs', 'fees', 'referral', 'test', 'demo', 'sandbox', 'api_management', 'status']);
+
+function urlsIn(v: unknown, out: string[] = []): string[] {
+  if (typeof v === 'string') {
+    if (/^(https?|wss?):\/\//i.test(v)) out.push(v);
+  } else if (Array.isArray(v)) for (const x of v) urlsIn(x, out);
+  else if (v && typeof v === 'object') for (const x of Object.values(v)) urlsIn(x, out);
+  return out;
+}
+
+function hostOf(url: string): string | undefined {
+  try {
+    return new URL(url.replace(/\{[^}]*\}/g, 'x')).host.toLowerCase();
+  } catch {
+    return undefined;
+  }
+}
+
+/** The hosts an entry's `urls` overrides point at (empty: the entry overrides none). */
+export function overrideHosts(overrides: unknown): Set<string> {
+  return new Set(urlsIn(overrides).map(hostOf).filter((h): h is string => h !== undefined));
+}
+
+/**
+ * Every endpoint URL ccxt may call for this instance (its `urls`, documentation keys aside) whose
+ * host is none of the overrides' hosts: ccxt's gemini, overridden in `urls.api.public/private`,
+ * still fetches `urls.api.webExchange` for its currencies. One URL per stray host.
+ */
+export function strayUrls(ex: Exchange, hosts: ReadonlySet<string>): string[] {
+  if (hosts.size === 0) return [];
+  const urls = ex.urls as Record<string, unknown> | undefined;
+  const seen = new Map<string, string>();
+  for (const [k, v] of Object.entries(urls ?? {})) {
+    if (DOC_URL_KEYS.has(k)) continue;
+    for (const u of urlsIn(v)) {
+      const h = hostOf(u);
+      if (h !== undefined && !hosts.has(h) && !seen.has(h)) seen.set(h, u);
+    }
+  }
+  return [...seen.values()];
 }
 
 /** True for the error ccxt gives pending watches when we close the exchange ourselves. */

@@ -15,12 +15,43 @@ export { CHANNELS, type Channel } from '../schemas/catalog.ts';
 import type { Channel } from '../schemas/catalog.ts';
 export const CHANNEL_MODES = ['ws', 'poll'] as const;
 
+/**
+ * A `mode: ws` channel whose websocket keeps failing (refused, dropping as it opens, silent)
+ * polls REST instead until the websocket delivers again (watch.ts). Gateway-wide under
+ * `gateway.wsFallback`, overridden per entry by the entry's `wsFallback` (key by key).
+ */
+const wsFallbackFields = {
+  /** Fall back at all. */
+  enabled: z.boolean(),
+  /** Consecutive websocket failures without a message before polling... */
+  afterFailures: z.int().min(1),
+  /** ...and for at least this long since the first of them (a brief outage is the websocket's to recover). */
+  afterMs: z.int().min(0),
+  /** Between two polls while fallen back. */
+  pollIntervalMs: z.int().min(100),
+  /** First wait before the websocket is tried again, doubling up to probeMaxMs. */
+  probeInitialMs: z.int().min(100),
+  probeMaxMs: z.int().min(100),
+};
+export const WS_FALLBACK_DEFAULTS = { enabled: true, afterFailures: 3, afterMs: 10_000, pollIntervalMs: 5_000, probeInitialMs: 5_000, probeMaxMs: 30_000 } as const;
+const wsFallbackSchema = z.strictObject(wsFallbackFields).partial();
+
 export const gatewaySchema = z
   .strictObject({
     /** Where `tickflow gateway` serves /metrics for Prometheus (the API and sink serve theirs). */
     metricsHost: z.string().min(1).default('127.0.0.1'),
     /** 0 picks a free port; the docker-compose deployment uses 9464. */
     metricsPort: z.int().min(0).max(65535).default(9464),
+    wsFallback: z
+      .strictObject({
+        enabled: wsFallbackFields.enabled.default(WS_FALLBACK_DEFAULTS.enabled),
+        afterFailures: wsFallbackFields.afterFailures.default(WS_FALLBACK_DEFAULTS.afterFailures),
+        afterMs: wsFallbackFields.afterMs.default(WS_FALLBACK_DEFAULTS.afterMs),
+        pollIntervalMs: wsFallbackFields.pollIntervalMs.default(WS_FALLBACK_DEFAULTS.pollIntervalMs),
+        probeInitialMs: wsFallbackFields.probeInitialMs.default(WS_FALLBACK_DEFAULTS.probeInitialMs),
+        probeMaxMs: wsFallbackFields.probeMaxMs.default(WS_FALLBACK_DEFAULTS.probeMaxMs),
+      })
+      .prefault({}),
   })
   .prefault({});
 
@@ -73,11 +104,14 @@ export const exchangeEntrySchema = z.strictObject({
    * dropped and the loss is published as a `gap` record (channel `kafka`) once Kafka is back.
    */
   maxBufferedRecords: z.int().min(10).default(250_000),
+  /** Overrides `gateway.wsFallback` key by key for this entry (e.g. `{ enabled: false }`). */
+  wsFallback: wsFallbackSchema.optional(),
   /** Free-form ccxt constructor options: keys, urls overrides, proxies, rateLimit, options. */
   options: z.record(z.string(), z.unknown()).default({}),
 });
 export type ExchangeEntry = z.infer<typeof exchangeEntrySchema>;
 export type GatewaySection = z.infer<typeof gatewaySchema>;
+export type WsFallback = GatewaySection['wsFallback'];
 
 export interface ExchangeEntryError {
   readonly index: number;

@@ -11,6 +11,7 @@ import type { ExchangeAdapter } from './exchanges/index.ts';
 import type { Outbox } from './outbox.ts';
 import type { StreamPosition } from './positions.ts';
 import type { TradeLedger } from './trades.ts';
+import type { FallbackPolicy } from './watch.ts';
 import type { Watchdog } from './watchdog.ts';
 
 export interface WorkerContext {
@@ -25,6 +26,8 @@ export interface WorkerContext {
   readonly clock: ExchangeClock;
   readonly signal: AbortSignal;
   readonly watchdog: Watchdog;
+  /** When a failing websocket falls back to REST polling (the entry's `wsFallback` over the gateway's); default DEFAULT_FALLBACK. */
+  readonly fallback?: FallbackPolicy;
   ledger(symbol: string): TradeLedger;
   tracker(symbol: string, timeframe: string): CandleTracker;
   /** Where the previous gateway process stopped this stream (positions.ts), if it got anything into Kafka. */

@@ -56,6 +56,12 @@ export interface GatewayEventMap {
   'stream.retry': StreamRef & { attempt: number; delayMs: number; reason: string };
   /** The stream is back; the gap is closed with what REST recovered (`note`: what it could not). */
   'stream.resumed': StreamRef & { downMs: number; refilled: number; note?: string };
+  /**
+   * A websocket stream switched source: `to: 'poll'` when it kept failing (`url`/`status`: where
+   * and how, as far as known) and `call` is polled every `pollIntervalMs`; `to: 'ws'` when a probe
+   * got a message again.
+   */
+  'stream.fallback': StreamRef & { to: 'poll' | 'ws'; call: string; pollIntervalMs: number; url: string | undefined; status: number | undefined; reason: string };
   /** A REST refill failed and is tried again after `delayMs` (`refilled`: records recovered so far). */
   'refill.retry': StreamRef & { attempt: number; delayMs: number; refilled: number; reason: string };
   /** Records recovered over REST (trades refilled, candles filled). */

@@ -3,6 +3,7 @@
  * tests in test/): silence detection (a quiet stream is reconnected and shows as a gap; a quiet
  * market is not), and polling on a cron schedule.
  */
+import http from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import ccxt from 'ccxt';
 import { AvroCodec } from '../core/avro.ts';
@@ -62,7 +63,7 @@ describe('silence', () => {
     await sleep(5_500);
     await gw.close();
     expect(downs.length).toBeGreaterThanOrEqual(1);
-    expect(downs[0]).toMatch(/^watchTicker\(BTC\/USDT\): RequestTimeout: binance no message for 1s/);
+    expect(downs[0]).toMatch(/^watchTicker\(BTC\/USDT\): binance RequestTimeout \(ws:\/\/127\.0\.0\.1:\d+\/stream\/ws\/\d+\): binance no message for 1s/);
     const gaps = rec.of<Gap>('gaps');
     expect(gaps[0]).toMatchObject({ channel: 'ticker', to_ts: null });
     expect(gaps.some((g) => g.to_ts !== null)).toBe(true);
@@ -177,13 +178,13 @@ describe('a refill REST refuses outright', () => {
     await gw.close();
     const closed = rec.of<Gap>('gaps').filter((g) => g.to_ts !== null);
     expect(closed).toHaveLength(1);
-    const counted = Number(/; (\d+) trades not refilled \(refill incomplete: refill fetchTrades\(BTC\/USDT\): BadRequest: /.exec(closed[0]!.reason)?.[1]);
+    const counted = Number(/; (\d+) trades not refilled \(refill incomplete: refill fetchTrades\(BTC\/USDT\): binance BadRequest: /.exec(closed[0]!.reason)?.[1]);
     const ids = rec.of<Trade>('trades').map((t) => Number(t.id)).sort((a, b) => a - b);
     expect(new Set(ids).size).toBe(ids.length);
     const hole = ids.at(-1)! - ids[0]! + 1 - ids.length;
     expect(hole).toBeGreaterThan(20); // 1.5 s of 50 trades a second
     expect(counted).toBe(hole);
-    expect(notes[0]).toBe(`${hole} trades not refilled (refill incomplete: refill fetchTrades(BTC/USDT): BadRequest: ${'binance {"code":-1100,"msg":"Illegal characters found in a parameter."}'})`);
+    expect(notes[0]).toBe(`${hole} trades not refilled (refill incomplete: refill fetchTrades(BTC/USDT): binance BadRequest: ${'binance {"code":-1100,"msg":"Illegal characters found in a parameter."}'})`);
   }, 20_000);
 });
 
@@ -211,4 +212,54 @@ describe('channels the exchange cannot stream', () => {
     expect(rec.of<{ closed: boolean }>('candles').filter((c) => c.closed).length).toBeGreaterThanOrEqual(4);
     expect(rec.of('trades').length).toBeGreaterThan(0);
   }, 20_000);
+});
+
+describe('URL overrides that ccxt does not keep to', () => {
+  it("reports at start-up a request outside the overridden hosts (ccxt's gemini), and a 404 leaves the entry waiting, not failed", async () => {
+    // Every overridden URL points at a server answering 404; ccxt's gemini still fetches its
+    // currencies from urls.api.webExchange, a host the overrides do not name.
+    const seen: string[] = [];
+    const server = http.createServer((req, res) => {
+      seen.push(req.url ?? '');
+      res.writeHead(404, { 'content-type': 'application/json' }).end('{}');
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const base = `http://127.0.0.1:${(server.address() as { port: number }).port}/gemini`;
+    try {
+      const config = parseConfig(
+        {
+          kafka: { brokers: ['unused:1'], topicPrefix: 'u' },
+          exchanges: [
+            {
+              id: 'gemini',
+              symbols: ['BTC/USD'],
+              channels: { trades: {} },
+              backfillLookbackMinutes: 0,
+              options: { urls: { api: { public: base, private: base, ws: base.replace('http', 'ws') } }, timeout: 3_000 },
+            },
+          ],
+        },
+        { env: {} },
+      );
+      // Offline: a request to any other host fails at once (the check sees it before it is sent).
+      const offline: GatewayDeps['createExchange'] = (entry, defaults) => {
+        const ex = createExchange(entry, defaults);
+        const fetch = ex.fetch.bind(ex);
+        ex.fetch = (url: string, ...rest: unknown[]) => (url.startsWith('http://127.0.0.1:') ? fetch(url, ...(rest as [])) : Promise.reject(new ccxt.NetworkError(`offline test: ${url} not fetched`)));
+        return ex;
+      };
+      gw = buildGateway(config, { transport: new Recorder(), lingerMs: 1, createExchange: offline });
+      const report = await gw.start();
+      const warnings = report.problems.filter((p) => p.severity === 'warning').map((p) => p.message);
+      expect(warnings).toEqual(expect.arrayContaining([expect.stringMatching(/gemini sends a request to https:\/\/exchange\.gemini\.com\/\S* outside the overridden urls \(127\.0\.0\.1:\d+\)/)]));
+      // The 404 (ccxt's gemini: OrderNotFound) is retried as not available, naming URL and status.
+      expect(warnings).toEqual(expect.arrayContaining([expect.stringMatching(/cannot load markets yet \(loadMarkets: gemini \w+ \(GET http:\/\/127\.0\.0\.1:\d+\/gemini\/\S+ → HTTP 404\)/)]));
+      expect(report.workers[0]!.status).toBe('starting');
+      expect(seen.length).toBeGreaterThan(0);
+    } finally {
+      await gw?.close();
+      gw = undefined;
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  }, 30_000);
 });

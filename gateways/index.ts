@@ -128,7 +128,7 @@ export function buildGateway(config: ConfigForGateway, deps: GatewayDeps = {}): 
       return;
     }
     seen.set(name, index);
-    workers.push(new ExchangeWorker(entry, index, { publisher, events, log, positions: resumeFrom, ...(deps.createExchange ? { createExchange: deps.createExchange } : {}) }));
+    workers.push(new ExchangeWorker(entry, index, { publisher, events, log, positions: resumeFrom, wsFallback: config.gateway?.wsFallback, ...(deps.createExchange ? { createExchange: deps.createExchange } : {}) }));
   });
 
   const snapshot = (): GatewayReport => ({

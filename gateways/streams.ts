@@ -15,7 +15,9 @@ import { openRestartGap } from './positions.ts';
 import { produceCandles, produceTicker, produceTrades, type LastTicker } from './produce.ts';
 import { fillCandles, REFILL_RETRY, refillTrades, unrefilledNote, type Recovered } from './recovery.ts';
 import { idJump } from './trades.ts';
-import type { ChannelHandler } from './watch.ts';
+import { timeframeMs } from './candles.ts';
+import type { ChannelHandler, Via } from './watch.ts';
+
 
 function streamRef(ctx: WorkerContext, channel: Channel, symbol: string, timeframe?: string): StreamRef {
   return { exchange: ctx.name, channel, symbol, ...(timeframe ? { timeframe } : {}) };
@@ -36,6 +38,7 @@ export function tradesChannel(ctx: WorkerContext, symbol: string, silenceMs: num
   const tradesLimit = Number((ctx.ex.options as { tradesLimit?: unknown }).tradesLimit ?? 1000);
   const contiguous = ctx.adapter.contiguousTradeIds(ctx.ex, symbol);
   const startedAt = ctx.clock.now(Date.now());
+  let lastVia: Via = 'ws';
   return {
     ref,
     silenceMs,
@@ -48,10 +51,35 @@ export function tradesChannel(ctx: WorkerContext, symbol: string, silenceMs: num
         return batch;
       },
     },
+    // The latest page; `receive` refills from the last trade produced before producing it, so
+    // polling keeps every trade the exchange's REST history still holds (and says what it cannot).
+    ...(has(ctx.ex, 'fetchTrades') ? { poll: { call: `fetchTrades(${symbol})`, next: () => ctx.ex.fetchTrades(symbol) } } : {}),
     count: (batch) => batch.length,
     down: () => (ledger.lastTradeTsMs !== undefined ? msToUs(ledger.lastTradeTsMs) : nowUs()),
-    receive: async (batch, receivedAtUs) => {
+    receive: async (batch, receivedAtUs, via) => {
       const produce = () => void produceTrades(ctx, ledger, batch, receivedAtUs);
+      const resync = via === 'ws' && lastVia === 'poll';
+      lastVia = via;
+      if (via === 'poll') {
+        // Everything since the last trade produced (the gateway's restart position while its
+        // gap is open; nothing before the first poll), then the page; what the refill could not
+        // reach is a gap, opened here when none is.
+        const wasOpen = gap.isOpen;
+        const fromMs = ledger.lastTradeTsMs;
+        const r = await refillTrades(ctx, symbol, stopped && wasOpen ? stopped.tsUs / 1000 : ctx.clock.now(Date.now()), REFILL_RETRY.poll);
+        if (r.error && ctx.signal.aborted) return 'closing';
+        if (r.error && !wasOpen) gap.open(msToUs(fromMs ?? Date.now()), `polling fetchTrades(${symbol}) while the websocket fails`);
+        const lastTs = batch[batch.length - 1]?.timestamp ?? ledger.lastTradeTsMs;
+        return { toUs: lastTs !== undefined ? msToUs(lastTs) : nowUs(), refilled: r.count, note: unrefilledNote(contiguous, ledger, batch, r.error), after: produce };
+      }
+      if (resync && !gap.isOpen) {
+        // Back on the websocket: what arrived between the last poll and this batch, over REST,
+        // first; a gap only if that fails.
+        const r = await refillTrades(ctx, symbol, ctx.clock.now(Date.now()), REFILL_RETRY.poll);
+        if (!r.error) return { toUs: receivedAtUs, refilled: 0, after: produce };
+        if (ctx.signal.aborted) return 'closing';
+        gap.open(msToUs(ledger.lastTradeTsMs ?? Date.now()), `back on the websocket after polling, the trades in between could not be fetched: ${r.error}`);
+      }
       const overflow = batch.length >= tradesLimit && ledger.lastTradeId !== undefined;
       const jump = contiguous && idJump(ledger.lastTradeId, batch);
       if (!gap.isOpen && !overflow && !jump) return { toUs: receivedAtUs, refilled: 0, after: produce };
@@ -91,6 +119,7 @@ export function tickerChannel(ctx: WorkerContext, symbol: string, silenceMs: num
     silenceMs,
     gap,
     ws: { call: `watchTicker(${symbol})`, next: () => ctx.ex.watchTicker(symbol, params) },
+    ...(has(ctx.ex, 'fetchTicker') ? { poll: { call: `fetchTicker(${symbol})`, next: () => ctx.ex.fetchTicker(symbol) } } : {}),
     count: () => 1,
     down: () => last?.ts ?? nowUs(),
     receive: (t, receivedAtUs) => {
@@ -107,18 +136,40 @@ export function tickerChannel(ctx: WorkerContext, symbol: string, silenceMs: num
 export function ohlcvChannel(ctx: WorkerContext, symbol: string, timeframe: string, silenceMs: number): ChannelHandler<OHLCV[]> {
   const ref = streamRef(ctx, 'ohlcv', symbol, timeframe);
   const tracker = ctx.tracker(symbol, timeframe);
+  const tfMs = timeframeMs(timeframe);
+  /** Where polling starts (ms): the bucket the outage began in, then the last few buckets. */
+  let pollFrom: number | undefined;
   return {
     ref,
     silenceMs,
     gap: new GapTracker(ctx, ref),
     ws: { call: `watchOHLCV(${symbol}, ${timeframe})`, next: () => ctx.ex.watchOHLCV(symbol, timeframe) },
+    ...(has(ctx.ex, 'fetchOHLCV')
+      ? {
+          poll: {
+            call: `fetchOHLCV(${symbol}, ${timeframe})`,
+            next: () => {
+              const recent = ctx.clock.now(Date.now()) - 3 * tfMs;
+              return ctx.ex.fetchOHLCV(symbol, timeframe, Math.min(pollFrom ?? recent, recent), ctx.adapter.ohlcvPageLimit(ctx.ex));
+            },
+          },
+        }
+      : {}),
     count: (rows) => rows.length,
     down: () => {
       const from = tracker.formingOpen;
       tracker.markStale();
+      pollFrom ??= from;
       return from !== undefined ? msToUs(from) : nowUs();
     },
-    receive: async (rows) => {
+    receive: async (rows, _at, via) => {
+      if (via === 'poll') {
+        const now = ctx.clock.now(Date.now());
+        const em = tracker.onRest(rows, now, { forming: true });
+        produceCandles(ctx, symbol, timeframe, em);
+        pollFrom = undefined;
+        return { toUs: msToUs(now), refilled: em.filter((e) => e.closed).length };
+      }
       const res = tracker.onStream(rows, Date.now());
       produceCandles(ctx, symbol, timeframe, res.emit);
       const filled: Recovered = res.fill ? await fillCandles(ctx, symbol, timeframe, res.fill) : { count: 0 };
@@ -156,6 +207,7 @@ export function bookChannel(ctx: WorkerContext, symbol: string, book: { depth: n
     silenceMs: book.silenceTimeoutMs,
     gap,
     ws: { call: `watchOrderBook(${symbol})`, next: () => ctx.ex.watchOrderBook(symbol, limit) },
+    ...(has(ctx.ex, 'fetchOrderBook') ? { poll: { call: `fetchOrderBook(${symbol})`, next: () => ctx.ex.fetchOrderBook(symbol, limit) } } : {}),
     count: () => 1,
     down: () => {
       latest = undefined;

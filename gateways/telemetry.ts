@@ -14,6 +14,7 @@ const produced = counter('tickflow_gateway_produced_records_total', 'Records ack
 const latency = histogram('tickflow_gateway_produce_latency_seconds', 'Receive-to-ack latency of each record (gateway receive time to Kafka acknowledgement)', [], [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]);
 const buffered = gauge('tickflow_gateway_buffered_records', 'Records held in memory waiting for Kafka (queued, or sent and not yet acknowledged), per exchange; updated every second', ['exchange']);
 const dropped = gauge('tickflow_gateway_dropped_records', 'Records dropped from a full buffer since start (each loss published as a kafka gap record), per exchange', ['exchange']);
+const fallbacks = counter('tickflow_gateway_fallbacks_total', 'Websocket streams switched to REST polling (to="poll") and back (to="ws"), per exchange and channel', ['exchange', 'channel', 'to']);
 const kafkaErrors = counter('tickflow_gateway_kafka_errors_total', 'Failed Kafka connects and sends (retried)');
 
 export function attachTelemetry(events: GatewayEvents, log: Logger, opts: { logProblems: boolean } = { logProblems: true }): () => void {
@@ -32,6 +33,13 @@ export function attachTelemetry(events: GatewayEvents, log: Logger, opts: { logP
     },
     'stream.resumed': (e) =>
       log[e.note ? 'warn' : 'info'](e, `${e.exchange} ${e.symbol} ${e.channel} resumed after ${(e.downMs / 1000).toFixed(1)}s, ${e.refilled} refilled${e.note ? `; ${e.note}` : ''}`),
+    'stream.fallback': (e) => {
+      fallbacks.inc({ exchange: e.exchange, channel: e.channel, to: e.to });
+      const what = `${e.exchange} ${e.symbol} ${e.channel}${e.timeframe ? ` ${e.timeframe}` : ''}`;
+      const where = `${e.url ?? 'websocket URL unknown'}${e.status !== undefined ? ` (HTTP ${e.status})` : ''}`;
+      if (e.to === 'poll') log.warn(e, `${what}: websocket ${where} keeps failing; polling ${e.call} over REST every ${(e.pollIntervalMs / 1000).toFixed(1)}s until it recovers: ${e.reason}`);
+      else log.info(e, `${what}: websocket ${where} is back (${e.reason}); streaming again`);
+    },
     'refill.retry': (e) =>
       log.warn(e, `${e.exchange} ${e.symbol} ${e.channel} refill failing (attempt ${e.attempt}, ${e.refilled} refilled so far), retrying in ${(e.delayMs / 1000).toFixed(1)}s: ${e.reason}`),
     refill: (e) => refilled.inc({ exchange: e.exchange, channel: e.channel }, e.count),

@@ -7,10 +7,21 @@
  *
  * What differs per channel (the call, where an outage starts, what a message produces and what
  * it recovers) is a `ChannelHandler` (streams.ts); the lifecycle is here, once.
+ *
+ * Fallback to REST: a websocket that fails `afterFailures` times in a row without delivering,
+ * for at least `afterMs` (refused upgrades, connections dropping as they open, silence) while
+ * the handler has a `poll`
+ * source makes the loop poll that source every `pollIntervalMs` instead; meanwhile the websocket
+ * is probed (a watch call, `probeInitialMs` doubling to `probeMaxMs` between attempts) and the
+ * first message it delivers switches the loop back. Each switch is one `stream.fallback` event
+ * (logged once, naming the URL and HTTP status). Gaps stay what they are: the outage before the
+ * first poll (closed by it with what it refilled: a trade poll reaches back to the last trade
+ * produced, so it keeps every trade) and any poll or probe failure in between.
  */
 import type { TickflowError } from '../core/errors.ts';
 import { backoffDelay, RETRY, sleep } from '../core/retry.ts';
-import { endSilentConnections, translateError } from './ccxt.ts';
+import { endSilentConnections, ExchangeCallError, translateError } from './ccxt.ts';
+import { WS_FALLBACK_DEFAULTS } from './config.ts';
 import type { WorkerContext } from './context.ts';
 import { nowUs } from '../core/time.ts';
 import type { StreamRef } from './events.ts';
@@ -48,13 +59,34 @@ export class StreamAttempts {
   }
 }
 
-/** Delay before the next watch after a failure. */
+/** Delay before the next watch after a failure. An HTTP 404 (the path is not served there) is retried at the slow pace. */
 function retryDelay(err: TickflowError, attempt: number): number {
   const after = (err as { retryAfterMs?: number }).retryAfterMs;
   if (after !== undefined) return after;
-  const p = err.retriable ? STREAM_RETRY.retriable : STREAM_RETRY.rejected;
+  const slow = !err.retriable || (err instanceof ExchangeCallError && err.status === 404);
+  const p = slow ? STREAM_RETRY.rejected : STREAM_RETRY.retriable;
   return backoffDelay(attempt, p.initialDelayMs, p.maxDelayMs);
 }
+
+/** When a failing websocket falls back to REST polling, and how it is probed to come back (config: `wsFallback`). */
+export interface FallbackPolicy {
+  /** Fall back at all (default true). */
+  readonly enabled: boolean;
+  /** Consecutive websocket failures without a message before polling (default 3)... */
+  readonly afterFailures: number;
+  /** ...spanning at least this long (default 10 s: a brief outage is left to the websocket and its refill). */
+  readonly afterMs: number;
+  /** Between polls while fallen back (default 5 s). */
+  readonly pollIntervalMs: number;
+  /** First wait before probing the websocket again, doubling up to `probeMaxMs` (defaults 5 s, 30 s). */
+  readonly probeInitialMs: number;
+  readonly probeMaxMs: number;
+}
+
+export const DEFAULT_FALLBACK: FallbackPolicy = WS_FALLBACK_DEFAULTS;
+
+/** Where a message came from: the websocket or the REST poll of a fallback. */
+export type Via = 'ws' | 'poll';
 
 /** Where a channel's messages come from: each `next()` is one call (ccxt pro's `watch*`). */
 export interface Source<M> {
@@ -86,6 +118,8 @@ export interface ChannelHandler<M> {
   readonly silenceMs: number;
   /** The websocket source. */
   readonly ws: Source<M>;
+  /** The REST source the loop polls while the websocket keeps failing (none: no fallback). */
+  readonly poll?: Source<M>;
   /** The stream's gap tracker (it may be open from the start: the downtime of a restart, positions.ts). */
   readonly gap: GapTracker;
   /** Records in a message (the `stream.messages` count). */
@@ -97,7 +131,7 @@ export interface ChannelHandler<M> {
    * the gap's closing record), recovering what the outage lost first. The handler may itself open
    * the gap (a loss detected in the data). 'closing': the worker closed mid-way, stop here.
    */
-  receive(m: M, receivedAtUs: number): Resumption | 'closing' | Promise<Resumption | 'closing'>;
+  receive(m: M, receivedAtUs: number, via: Via): Resumption | 'closing' | Promise<Resumption | 'closing'>;
   /** The stream looks silent: true when it is merely quiet (the default: it is dead). */
   isQuiet?(): Promise<boolean>;
   /** The loop ended. */
@@ -110,6 +144,22 @@ export async function runWatch<M>(ctx: WorkerContext, h: ChannelHandler<M>): Pro
   const w = watched(ctx, h);
   ctx.watchdog.add(w);
   const attempts = new StreamAttempts();
+  const policy = ctx.fallback ?? DEFAULT_FALLBACK;
+  /** Websocket failures since its last message, and when the first of them was. */
+  let failing = 0;
+  let failingSince = 0;
+  const deliver = async (m: M, via: Via): Promise<boolean> => {
+    const receivedAtUs = nowUs();
+    w.lastMessageAt = Date.now();
+    attempts.ok();
+    ctx.events.emit('stream.messages', { ...ref, count: h.count(m) });
+    const r = await h.receive(m, receivedAtUs, via);
+    // Closing mid-recovery: the gap stays open; the next start recovers from what Kafka holds.
+    if (r === 'closing') return false;
+    gap.close(r.toUs, r.refilled, r.note);
+    r.after?.();
+    return true;
+  };
   try {
     while (!ctx.signal.aborted) {
       let m: M;
@@ -121,23 +171,87 @@ export async function runWatch<M>(ctx: WorkerContext, h: ChannelHandler<M>): Pro
         if (ctx.signal.aborted) break;
         const err = translateError(e, h.ws.call, ctx.ex);
         if (!gap.isOpen) gap.open(h.down(), err.message);
+        if (failing++ === 0) failingSince = Date.now();
+        if (h.poll && policy.enabled && failing >= policy.afterFailures && Date.now() - failingSince >= policy.afterMs) {
+          const back = await pollUntilWsRecovers(ctx, h, h.poll, policy, err, deliver);
+          failing = 0;
+          if (back === undefined || !(await deliver(back, 'ws'))) break;
+          continue;
+        }
         await retryAfter(ctx, ref, err, attempts);
         continue;
       }
-      const receivedAtUs = nowUs();
-      w.lastMessageAt = Date.now();
-      attempts.ok();
-      ctx.events.emit('stream.messages', { ...ref, count: h.count(m) });
-      const r = await h.receive(m, receivedAtUs);
-      // Closing mid-recovery: the gap stays open; the next start recovers from what Kafka holds.
-      if (r === 'closing') break;
-      gap.close(r.toUs, r.refilled, r.note);
-      r.after?.();
+      failing = 0;
+      if (!(await deliver(m, 'ws'))) break;
     }
   } finally {
     ctx.watchdog.remove(w);
     h.close?.();
   }
+}
+
+/**
+ * The fallback: polls `poll` every `pollIntervalMs` while probing the websocket with backoff;
+ * returns the probe's first message (the websocket is back), or undefined when the worker closes.
+ */
+async function pollUntilWsRecovers<M>(
+  ctx: WorkerContext,
+  h: ChannelHandler<M>,
+  poll: Source<M>,
+  policy: FallbackPolicy,
+  wsErr: TickflowError,
+  deliver: (m: M, via: Via) => Promise<boolean>,
+): Promise<M | undefined> {
+  const { ref, gap } = h;
+  const site = wsErr instanceof ExchangeCallError ? wsErr : undefined;
+  const since = Date.now();
+  ctx.events.emit('stream.fallback', { ...ref, to: 'poll', call: poll.call, pollIntervalMs: policy.pollIntervalMs, url: site?.url, status: site?.status, reason: wsErr.message });
+  const stop = new AbortController();
+  const onAbort = () => stop.abort();
+  ctx.signal.addEventListener('abort', onAbort, { once: true });
+  let probed: { m: M } | undefined;
+  let lastProbeErr = wsErr;
+  const probe = (async () => {
+    for (let attempt = 1; !stop.signal.aborted; attempt++) {
+      await sleep(backoffDelay(attempt, policy.probeInitialMs, policy.probeMaxMs), stop.signal).catch(() => undefined);
+      if (stop.signal.aborted) return;
+      try {
+        probed = { m: await h.ws.next() };
+        return;
+      } catch (e) {
+        if (stop.signal.aborted) return;
+        lastProbeErr = translateError(e, h.ws.call, ctx.ex);
+        ctx.log.debug({ ...ref, attempt, err: lastProbeErr.message }, 'websocket probe failed; still polling');
+      }
+    }
+  })();
+  const attempts = new StreamAttempts();
+  try {
+    while (!ctx.signal.aborted && !probed) {
+      let delayMs = policy.pollIntervalMs;
+      try {
+        const m = await poll.next();
+        if (!(await deliver(m, 'poll'))) return undefined;
+      } catch (e) {
+        if (ctx.signal.aborted) break;
+        const err = translateError(e, poll.call, ctx.ex);
+        if (!gap.isOpen) gap.open(h.down(), `${err.message} (polling: the websocket is failing: ${wsErr.message})`);
+        const attempt = attempts.failed();
+        delayMs = Math.max(delayMs, retryDelay(err, attempt));
+        ctx.events.emit('stream.retry', { ...ref, attempt, delayMs, reason: err.message });
+      }
+      if (probed) break;
+      await Promise.race([sleep(delayMs, stop.signal).catch(() => undefined), probe]);
+    }
+  } finally {
+    stop.abort();
+    ctx.signal.removeEventListener('abort', onAbort);
+  }
+  await probe;
+  if (!probed || ctx.signal.aborted) return undefined;
+  const url = lastProbeErr instanceof ExchangeCallError ? lastProbeErr.url : site?.url;
+  ctx.events.emit('stream.fallback', { ...ref, to: 'ws', call: h.ws.call, pollIntervalMs: policy.pollIntervalMs, url, status: undefined, reason: `websocket back after ${((Date.now() - since) / 1000).toFixed(1)}s of polling` });
+  return probed.m;
 }
 
 /** A watch failed: report the retry, then wait its backoff (or until the worker stops). */

@@ -5,12 +5,12 @@
  * loop per (symbol, channel) over websocket or a cron poll.
  */
 import cron, { type ScheduledTask } from 'node-cron';
-import { DEFAULT_POLL_SCHEDULES, type Channel, type ExchangeEntry } from './config.ts';
+import { DEFAULT_POLL_SCHEDULES, WS_FALLBACK_DEFAULTS, type Channel, type ExchangeEntry, type WsFallback } from './config.ts';
 import { TickflowError, messageOf, type ErrorCode } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import { RETRY, backoffDelay, sleep } from '../core/retry.ts';
 import { CandleTracker, ExchangeClock } from './candles.ts';
-import { CAPABILITY, createExchange, has, translateError, type Exchange } from './ccxt.ts';
+import { CAPABILITY, createExchange, has, instrumentExchange, overrideHosts, strayUrls, translateError, type Exchange } from './ccxt.ts';
 import type { GatewayEvents, Problem } from './events.ts';
 import { adapterFor, type ExchangeAdapter } from './exchanges/index.ts';
 import { normalizeInstrument } from './normalize.ts';
@@ -48,6 +48,8 @@ export interface WorkerDeps {
   readonly createExchange?: (entry: ExchangeEntry, exchangeDefaults: Record<string, unknown>) => Exchange;
   /** Where the previous process stopped (read from Kafka at start, positions.ts); streams wait for it. */
   readonly positions?: Promise<Positions | undefined>;
+  /** `gateway.wsFallback` (the entry's own `wsFallback` overrides it key by key). */
+  readonly wsFallback?: WsFallback | undefined;
 }
 
 /** The channels of an entry, as validation leaves them. */
@@ -55,6 +57,10 @@ export interface ChannelPlan {
   readonly channel: Channel;
   readonly mode: 'ws' | 'poll';
   readonly schedule: string;
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 export function entryName(entry: Pick<ExchangeEntry, 'id' | 'name'>): string {
@@ -127,6 +133,7 @@ export class ExchangeWorker {
       return;
     }
     const ex = this.ex;
+    this.watchUrls(ex);
     if (!(await this.loadMarkets(ex))) return;
 
     // Symbols the exchange lists.
@@ -254,6 +261,34 @@ export class ExchangeWorker {
     return false;
   }
 
+  /**
+   * An entry that overrides ccxt's URLs (a proxy, a testnet, the sim) may still have ccxt call
+   * the exchange's own hosts: ccxt's gemini fetches `urls.api.webExchange` for its currencies.
+   * Every request's final URL (REST and websocket) is compared with the overrides' hosts; the
+   * first to another host is a warning naming it (once per host). The URLs ccxt knows outside the
+   * overrides are logged at start (info: most are for market types the entry does not use).
+   */
+  private watchUrls(ex: Exchange): void {
+    const hosts = overrideHosts((this.entry.options as { urls?: unknown }).urls);
+    const warned = new Set<string>();
+    const checked = new Set<string>();
+    instrumentExchange(ex, (url, kind) => {
+      if (hosts.size === 0 || kind === 'ws' && checked.has(url)) return;
+      if (kind === 'ws') checked.add(url);
+      let host: string;
+      try {
+        host = new URL(url).host.toLowerCase();
+      } catch {
+        return;
+      }
+      if (hosts.has(host) || warned.has(host)) return;
+      warned.add(host);
+      this.problem('warning', 'CONFIG_INVALID', `${this.entry.id} sends ${kind === 'ws' ? 'a websocket connection' : 'a request'} to ${url}, outside the overridden urls (${[...hosts].join(', ')}); override that URL too (options.urls) or expect it to reach the real exchange`);
+    });
+    const stray = strayUrls(ex, hosts);
+    if (stray.length > 0) this.log.info({ stray }, `ccxt's ${this.entry.id} knows ${stray.length} endpoint URL(s) outside the overridden urls; a call to one is reported: ${stray.join(', ')}`);
+  }
+
   private similarSymbols(ex: Exchange, s: string): string {
     const base = s.split('/')[0]!;
     const near = Object.keys(ex.markets ?? {}).filter((m) => m.startsWith(`${base}/`)).slice(0, 5);
@@ -279,6 +314,7 @@ export class ExchangeWorker {
       clock: this.clock,
       signal: this.abort.signal,
       watchdog: new Watchdog(this.log),
+      fallback: { ...WS_FALLBACK_DEFAULTS, ...this.deps.wsFallback, ...stripUndefined(this.entry.wsFallback ?? {}) },
       ledger: (symbol) => {
         let l = this.ledgers.get(symbol);
         if (!l) {

@@ -58,7 +58,7 @@ describe('a dropped trade stream, refilled', () => {
       expect(gaps).toHaveLength(2);
       const [open, close] = gaps.sort((a, b) => a.ts - b.ts) as [(typeof gaps)[0], (typeof gaps)[0]];
       expect(open).toMatchObject({ exchange: 'sim', to_ts: null, refilled: 0, key: `sim:${symbol}` });
-      expect(open.reason).toMatch(/^trades: watchTrades\(.+\): NetworkError/);
+      expect(open.reason).toMatch(/^trades: watchTrades\(.+\): binance NetworkError \(ws:\/\/\S+\)/);
       expect(close.from_ts).toBe(open.from_ts);
       expect(close.to_ts).toBeGreaterThan(close.from_ts);
       // From the last trade before the drop to the first one after it, by the exchange's clock.
