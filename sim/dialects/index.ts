@@ -1,6 +1,7 @@
 /** Every dialect the sim speaks, by name (see types.ts for what a dialect is). */
 import { binance } from './binance/index.ts';
 import { bybit } from './bybit/index.ts';
+import { coinbaseexchange } from './coinbaseexchange/index.ts';
 import { okx } from './okx/index.ts';
 import { kraken } from './kraken/index.ts';
 import type { DialectModule, DialectName } from './types.ts';
@@ -12,4 +13,5 @@ export const DIALECT_MODULES: Readonly<Record<DialectName, DialectModule>> = Obj
   bybit,
   okx,
   kraken,
+  coinbaseexchange,
 });

@@ -15,7 +15,7 @@ import type { Faults } from '../faults.ts';
 import type { EngineListener, MarketEngine } from '../market-engine.ts';
 import type { SocketHub } from '../ws-hub.ts';
 
-export const DIALECTS = ['binance', 'okx', 'kraken', 'bybit'] as const;
+export const DIALECTS = ['binance', 'okx', 'kraken', 'bybit', 'coinbaseexchange'] as const;
 export type DialectName = (typeof DIALECTS)[number];
 
 /** What the sim gives a dialect when building it. */
