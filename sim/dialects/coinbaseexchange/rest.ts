@@ -175,28 +175,24 @@ export function refuse(res: ServerResponse, r: RestRefusal): void {
 /** Answers and returns true, or returns false when the path is not one of its routes. */
 export function createRestHandler(ctx: RestContext): (req: IncomingMessage, res: ServerResponse, path: string, url: URL) => boolean {
   return (req, res, path, url) => {
-    let answer: Answer | undefined;
-    let refused = false;
+    if (!/^\/(products|currencies|time)(\/|$)/.test(path)) return false;
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { 'content-type': JSON_TYPE, allow: 'GET' }).end(JSON.stringify({ message: 'Method Not Allowed' }));
+      return true;
+    }
+    const refusal = ctx.refusal();
+    if (refusal) {
+      refuse(res, refusal);
+      return true;
+    }
     try {
-      if (!/^\/(products|currencies|time)(\/|$)/.test(path)) return false;
-      if (req.method !== 'GET' && req.method !== 'HEAD') {
-        res.writeHead(405, { 'content-type': JSON_TYPE, allow: 'GET' }).end(JSON.stringify({ message: 'Method Not Allowed' }));
-        return true;
-      }
-      const refusal = ctx.refusal();
-      if (refusal) {
-        refuse(res, refusal);
-        refused = true;
-        return true;
-      }
-      answer = route(ctx, path, url.searchParams);
+      const answer = route(ctx, path, url.searchParams);
       if (!answer) {
         res.writeHead(404, { 'content-type': JSON_TYPE }).end(JSON.stringify({ message: 'NotFound' }));
         return true;
       }
       res.writeHead(200, { 'content-type': JSON_TYPE, ...answer.headers }).end(req.method === 'HEAD' ? undefined : answer.body);
     } catch (err) {
-      if (refused) throw err;
       if (err instanceof CoinbaseApiError) {
         res.writeHead(err.status, { 'content-type': JSON_TYPE }).end(JSON.stringify({ message: err.message }));
         return true;
