@@ -215,6 +215,21 @@ describe('Bybit exchange file', () => {
     expect(a.ohlcvPageLimit(ex)).toBe(1000);
   });
 
+  it('refills without loaded markets (the category read from the symbol), instead of throwing', async () => {
+    const ex = new ccxt.pro.bybit();
+    const limits: Array<number | undefined> = [];
+    ex.fetchTrades = async (symbol, _since, limit) => {
+      limits.push(limit);
+      return [{ id: '1', timestamp: 1001, price: 1, amount: 1, side: 'buy', symbol } as Trade];
+    };
+    for (const symbol of ['BTC/USDT', 'BTC/USDT:USDT']) {
+      const pages: Trade[][] = [];
+      for await (const p of adapterFor('bybit').refillTrades(ex, symbol, { id: '1', ts: 1001 }, { maxPages: 10 })) pages.push(p);
+      expect(pages.map((p) => p.map((t) => t.id))).toEqual([['1']]);
+    }
+    expect(limits).toEqual([60, 1000]);
+  });
+
   it('says whether the latest trades reached back to the cursor (its trade or its millisecond)', async () => {
     const ex = await exchange(sim.rest);
     ex.fetchTrades = async (symbol) => [5, 6, 7].map((i) => ({ id: String(i), timestamp: 1000 + i, price: 1, amount: 1, side: 'buy', symbol }) as Trade);

@@ -10,9 +10,15 @@ import type { Exchange, Trade } from 'ccxt';
 import { tradeId } from '../normalize.ts';
 import type { ExchangeAdapter, RefillOptions, TradeCursor } from './types.ts';
 
-/** The most `recent-trade` returns per category. */
+/**
+ * The most `recent-trade` returns per category. Read from the loaded markets when there are any;
+ * without them (a refill must not fail for that) from the unified symbol: ccxt names a contract
+ * with its settle currency (`BTC/USDT:USDT`), a spot market without (`BTC/USDT`).
+ */
 export function recentTradeLimit(ex: Exchange, symbol: string): number {
-  return ex.market(symbol).spot === true ? 60 : 1000;
+  const market = ex.markets?.[symbol];
+  const spot = market !== undefined ? market.spot === true : !symbol.includes(':');
+  return spot ? 60 : 1000;
 }
 
 /**

@@ -5,6 +5,7 @@
  */
 import ccxt, { type Exchange, type Trade } from 'ccxt';
 import { describe, expect, it } from 'vitest';
+import { defaultAdapter } from './default.ts';
 import { adapterFor, type RefillEnd } from './index.ts';
 
 const trade = (id: number, ts = id): Trade => ({ id: String(id), timestamp: ts, price: 1, amount: 1, side: 'buy', symbol: 'BTC/USDT' }) as Trade;
@@ -133,7 +134,7 @@ describe('default', () => {
 });
 
 describe('a refill that cannot reach back', () => {
-  /** Like Bybit (or Coinbase Exchange without its cursor): the latest `n` trades whatever `since` says, then filtered by ccxt's parseTrades. */
+  /** Like Bybit (or Coinbase Exchange without its cursor): the latest `n` trades whatever `since` says, then filtered by ccxt's parseTrades. The generic refill (`default.ts`) on such an exchange; Bybit's own file: bybit.test.ts. */
   const latestOnly = (ex: Exchange, all: Trade[], n: number, calls: (number | undefined)[] = []) => {
     ex.fetchTrades = async (_s, since) => {
       calls.push(since);
@@ -146,7 +147,7 @@ describe('a refill that cannot reach back', () => {
     const ex = new ccxt.bybit();
     const calls: (number | undefined)[] = [];
     latestOnly(ex, all, 20, calls);
-    const { ids, end } = await drain(adapterFor('bybit').refillTrades(ex, 'BTC/USDT', { id: '50', ts: 10_490 }, { maxPages: 20 }));
+    const { ids, end } = await drain(defaultAdapter.refillTrades(ex, 'BTC/USDT', { id: '50', ts: 10_490 }, { maxPages: 20 }));
     expect(Math.min(...ids)).toBe(81);
     expect(end).toMatchObject({ reachedCursor: false, why: expect.stringMatching(/ignores since/) });
     expect(calls).toHaveLength(2); // the second page (since = the newest) brings nothing new
@@ -155,8 +156,8 @@ describe('a refill that cannot reach back', () => {
   it('generic: reached when the page holds the last trade produced, or when no trade was produced yet', async () => {
     const ex = new ccxt.bybit();
     latestOnly(ex, all, 60);
-    expect((await drain(adapterFor('bybit').refillTrades(ex, 'BTC/USDT', { id: '50', ts: 10_490 }, { maxPages: 20 }))).end).toEqual({ reachedCursor: true });
-    expect((await drain(adapterFor('bybit').refillTrades(ex, 'BTC/USDT', { id: undefined, ts: 10_495 }, { maxPages: 20 }))).end).toEqual({ reachedCursor: true });
+    expect((await drain(defaultAdapter.refillTrades(ex, 'BTC/USDT', { id: '50', ts: 10_490 }, { maxPages: 20 }))).end).toEqual({ reachedCursor: true });
+    expect((await drain(defaultAdapter.refillTrades(ex, 'BTC/USDT', { id: undefined, ts: 10_495 }, { maxPages: 20 }))).end).toEqual({ reachedCursor: true });
   });
 
   it('binance: a page that starts after the asked fromId', async () => {
