@@ -144,9 +144,23 @@ describe('the trade cache overflowing between two calls', () => {
     const gaps = rec.of<Gap>('gaps');
     // Noticed either way: a full cache in one call, or (Binance ids are consecutive) an id jump.
     expect(gaps[0]!.reason).toMatch(/^trades: (ccxt trade cache full: 50 trades arrived between two calls \(options.tradesLimit 50\); some may be lost|trade ids jumped after \d+: trades missed on the stream)$/);
-    expect(gaps.find((g) => g.to_ts !== null)!.refilled).toBeGreaterThan(100);
-    const ids = rec.of<Trade>('trades').map((t) => Number(t.id));
+    const trades = rec.of<Trade>('trades');
+    const ids = trades.map((t) => Number(t.id));
     expect(ids).toEqual(Array.from({ length: ids.length }, (_, i) => ids[0]! + i));
+    // How many trades the cache lost depends on how the burst was split into reads (load), so the
+    // refill's count is checked against what was stored, not against a figure: at least every
+    // trade the stream skipped (strictly between the last one before the gap and the first of the
+    // overflowing batch), each received during the refill (between the gap's two records); at most
+    // the trades received then.
+    const open = gaps[0]!;
+    const closed = gaps.find((g) => g.to_ts !== null)!;
+    const duringRefill = trades.filter((t) => t.received_at >= open.ts && t.received_at <= closed.ts);
+    const skipped = trades.filter((t) => t.ts > closed.from_ts && t.ts < closed.to_ts!);
+    console.log(`trade cache overflow: ${trades.length} trades, refilled ${closed.refilled} (${duringRefill.length} received during the refill), ${skipped.length} skipped by the stream`);
+    expect(closed.refilled).toBeGreaterThan(0);
+    expect(closed.refilled).toBeGreaterThanOrEqual(skipped.length);
+    expect(closed.refilled).toBeLessThanOrEqual(duringRefill.length);
+    expect(skipped.filter((t) => !duringRefill.includes(t))).toEqual([]);
   }, 20_000);
 });
 
