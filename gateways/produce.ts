@@ -47,8 +47,13 @@ export function produceTicker(ctx: WorkerContext, rec: Ticker, last: LastTicker 
   return { ts: rec.ts, sig };
 }
 
-export function produceCandles(ctx: WorkerContext, symbol: string, timeframe: string, emissions: readonly CandleEmission[]): number {
-  const at = nowUs();
+/**
+ * `receivedAtUs` (the records' `received_at`): the instant the tracker was given for these
+ * emissions, where it throttled forming updates by it (a second clock read can come tens of ms
+ * later on a loaded machine, and the updates would look closer together than the throttle allows).
+ */
+export function produceCandles(ctx: WorkerContext, symbol: string, timeframe: string, emissions: readonly CandleEmission[], receivedAtUs: number = nowUs()): number {
+  const at = receivedAtUs;
   let n = 0;
   for (const e of emissions) {
     const c = normalizeCandle(ctx.name, symbol, timeframe, e.row, e.closed, at);

@@ -162,7 +162,7 @@ export function ohlcvChannel(ctx: WorkerContext, symbol: string, timeframe: stri
       pollFrom ??= from;
       return from !== undefined ? msToUs(from) : nowUs();
     },
-    receive: async (rows, _at, via) => {
+    receive: async (rows, receivedAtUs, via) => {
       if (via === 'poll') {
         const now = ctx.clock.now(Date.now());
         const em = tracker.onRest(rows, now, { forming: true });
@@ -170,8 +170,9 @@ export function ohlcvChannel(ctx: WorkerContext, symbol: string, timeframe: stri
         pollFrom = undefined;
         return { toUs: msToUs(now), refilled: em.filter((e) => e.closed).length };
       }
-      const res = tracker.onStream(rows, Date.now());
-      produceCandles(ctx, symbol, timeframe, res.emit);
+      // One instant for the forming throttle and the records' received_at.
+      const res = tracker.onStream(rows, receivedAtUs / 1000);
+      produceCandles(ctx, symbol, timeframe, res.emit, receivedAtUs);
       const filled: Recovered = res.fill ? await fillCandles(ctx, symbol, timeframe, res.fill) : { count: 0 };
       const warn = () => ctx.log.warn({ ...ref, err: filled.error }, 'candle fill incomplete');
       return { toUs: msToUs(ctx.clock.now(Date.now())), refilled: filled.count, note: filled.error, ...(filled.error ? { after: warn } : {}) };
@@ -181,8 +182,9 @@ export function ohlcvChannel(ctx: WorkerContext, symbol: string, timeframe: stri
 
 /** Closes forming candles whose end passed (quiet markets, exchanges without a final update). */
 export function tickCandles(ctx: WorkerContext, symbol: string, timeframe: string): void {
-  const em = ctx.tracker(symbol, timeframe).tick(ctx.clock.now(Date.now()), Date.now());
-  if (em.length > 0) produceCandles(ctx, symbol, timeframe, em);
+  const now = Date.now(); // one instant for the forming throttle and the records' received_at
+  const em = ctx.tracker(symbol, timeframe).tick(ctx.clock.now(now), now);
+  if (em.length > 0) produceCandles(ctx, symbol, timeframe, em, msToUs(now));
 }
 
 /** Book tops: top-N snapshots on a fixed cadence (`intervalMs`), only when the book changed. */
