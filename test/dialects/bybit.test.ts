@@ -1,7 +1,9 @@
 /**
  * The gateway end to end against the sim's Bybit dialect: the real `ccxt.bybit` / `ccxt.pro.bybit`
  * (spot BTC/USDT, ETH/USDT and the linear perpetual BTC/USDT:USDT) into the real Kafka, while the
- * sim drops every websocket every few seconds and once keeps the trade streams down for 3 s.
+ * sim drops every websocket every few seconds (each drop once every trade stream is back from the
+ * last and delivering, so each drop is one outage whatever the load) and once keeps the trade
+ * streams down for 3 s.
  *
  * Bybit's REST cannot reach back (`recent-trade` returns only the latest 60 spot / 1000 linear
  * trades, whatever `since`), so after an outage longer than those cover the gateway cannot refill
@@ -16,7 +18,7 @@ import { RECORD_KINDS } from '../../schemas/index.ts';
 import { tradeIdOf, type Category } from '../../sim/dialects/bybit/wire.ts';
 import { buildSim, type Sim, type SimTrade } from '../../sim/index.ts';
 import { marketSpec } from '../../sim/market.ts';
-import { gatewayConfig, simOptions, sleep, uniquePrefix } from '../harness/gateway.ts';
+import { gatewayConfig, simOptions, sleep, tradeStreams, uniquePrefix } from '../harness/gateway.ts';
 import { deleteTopics, readTopics, type Decoded } from '../harness/topics.ts';
 
 /** [unified symbol in tickflow, the engine symbol behind it, Bybit category] */
@@ -67,12 +69,16 @@ describe('gateway → Kafka against the Bybit dialect (spot + linear), websocket
     gw.events.on('stream.resumed', (e) => {
       if (e.channel === 'trades') downMs.get(e.symbol)?.push(e.downMs);
     });
+    const trades = tradeStreams(gw.events, MARKETS.map(([s]) => s));
     await gw.start();
     await sleep(4_000);
     for (let i = 0; i < DROPS; i++) {
+      await trades.live();
       sim.applyFault({ kind: 'drop', how: 'abrupt', dialect: 'bybit' });
+      trades.dropped();
       await sleep(DROP_EVERY_MS);
     }
+    await trades.live();
     // Longer than Bybit's spot recent-trade reaches back (60 trades = 2 s here).
     sim.applyFault({ kind: 'pause', channel: 'trades', ms: OUTAGE_MS, dialect: 'bybit' });
     await sleep(OUTAGE_MS + 15_000);

@@ -3,10 +3,12 @@
  * (REST `/0/public/*`, websocket v2) into the real Kafka, with the generic adapter (Kraken's
  * `fetchTrades(since)` honours `since`, so trades are refilled by time).
  *
- * 1. Websocket dropped every few seconds: every trade the sim emitted lands once (refilled over
- *    REST after each drop), each drop is one gap opened and closed, closed candles equal the
- *    sim's, every ticker stored is one the sim sent and none twice in a row (Kraken's ticker
- *    has no exchange time, and each resubscription starts with a snapshot), books are whole.
+ * 1. Websocket dropped every few seconds (each drop once every trade stream is back from the last
+ *    and delivering, so each drop is one outage whatever the load): every trade the sim emitted
+ *    lands once (refilled over REST after each drop), each drop is one gap opened and closed,
+ *    closed candles equal the sim's, every ticker stored is one the sim sent and none twice in a
+ *    row (Kraken's ticker has no exchange time, and each resubscription starts with a snapshot),
+ *    books are whole.
  * 2. Tickers polled over REST with a quiet market: stored once per change, not once per poll
  *    (issue 13: a ticker without an exchange time used to be stored on every poll).
  * Figures are printed: trades emitted vs stored, duplicates, gap records, time to recover.
@@ -15,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { buildGateway, type Gateway, type GatewayReport } from '../../gateways/index.ts';
 import { RECORD_KINDS } from '../../schemas/index.ts';
 import { buildSim, type Sim, type SimTicker } from '../../sim/index.ts';
-import { gatewayConfig, simOptions, sleep, uniquePrefix } from '../harness/gateway.ts';
+import { gatewayConfig, simOptions, sleep, tradeStreams, uniquePrefix } from '../harness/gateway.ts';
 import { deleteTopics, readTopics, type Decoded } from '../harness/topics.ts';
 
 const SYMBOLS = ['BTC/USDT', 'ETH/USD'];
@@ -57,13 +59,17 @@ describe('gateway → Kafka against the Kraken dialect, websocket dropped every 
       const k = `${e.channel} ${e.symbol}`;
       downMs.set(k, [...(downMs.get(k) ?? []), e.downMs]);
     });
+    const trades = tradeStreams(gw.events, SYMBOLS);
     startVirtual = sim.now();
     report = await gw.start();
     await sleep(4_000);
     for (let i = 0; i < DROPS; i++) {
+      await trades.live();
       sim.dropConnections('abrupt');
+      trades.dropped();
       await sleep(EVERY_MS);
     }
+    await trades.live(); // the last outage closed before the gateway does
     for (const s of SYMBOLS) lastIdAtClose[s] = sim.emitted.trades(s).at(-1)!.id;
     await gw.close();
     got = await readTopics(brokers, prefix, RECORD_KINDS);
