@@ -1,10 +1,12 @@
 /**
  * The gateway end to end against the sim's Coinbase Exchange dialect: the real
  * `ccxt.pro.coinbaseexchange` (REST and websocket) into the real Kafka, with every Coinbase
- * websocket dropped every few seconds (the sim's fault control). `fetchTrades` ignores `since`, so
- * what the drops cost is refilled by paging `/products/{id}/trades` back with the `after` trade-id
- * cursor (gateways/exchanges/coinbaseexchange.ts); every trade is stored exactly once, each drop
- * is one gap record, closed. Coinbase streams no candles: the ohlcv channel falls back to polling
+ * websocket dropped every few seconds (the sim's fault control; each drop once every trade stream
+ * is back from the last and delivering, so each drop is one outage whatever the load).
+ * `fetchTrades` ignores `since`, so what the drops cost is refilled by paging
+ * `/products/{id}/trades` back with the `after` trade-id cursor
+ * (gateways/exchanges/coinbaseexchange.ts); every trade is stored exactly once, each drop is one
+ * gap record, closed. Coinbase streams no candles: the ohlcv channel falls back to polling
  * `fetchOHLCV`, and the closed candles equal the sim's; tickers and books (level2, which ccxt
  * signs: any credentials do) are the sim's. Figures are printed.
  */
@@ -12,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { buildGateway, type Gateway, type GatewayReport } from '../../gateways/index.ts';
 import { RECORD_KINDS } from '../../schemas/index.ts';
 import { buildSim, type Sim } from '../../sim/index.ts';
-import { gatewayConfig, simOptions, sleep, uniquePrefix } from '../harness/gateway.ts';
+import { gatewayConfig, simOptions, sleep, tradeStreams, uniquePrefix } from '../harness/gateway.ts';
 import { deleteTopics, readTopics, type Decoded } from '../harness/topics.ts';
 
 const SYMBOLS = ['BTC/USDT', 'ETH/USDT'];
@@ -51,15 +53,20 @@ describe('gateway → Kafka against the Coinbase Exchange dialect, websockets dr
       const k = `${e.channel} ${e.symbol}`;
       downMs.set(k, [...(downMs.get(k) ?? []), e.downMs]);
     });
+    const trades = tradeStreams(gw.events, SYMBOLS);
     report = await gw.start();
     await sleep(3_000);
     for (let i = 0; i < DROPS; i++) {
+      await trades.live();
       sim.applyFault({ kind: 'drop', how: 'abrupt', dialect: 'coinbaseexchange' });
+      trades.dropped();
       await sleep(EVERY_MS);
     }
+    await trades.live();
     // One longer outage (the matches channel paused 2.5 s, ~300 trades a symbol): the refill pages back over several cursor pages.
     sim.applyFault({ kind: 'pause', channel: 'trades', ms: 2_500, dialect: 'coinbaseexchange' });
     await sleep(EVERY_MS + 2_000);
+    await trades.live(); // any outage closed before the gateway closes
     lastIdAtClose = Object.fromEntries(SYMBOLS.map((s) => [s, sim.emitted.trades(s).at(-1)!.id]));
     await gw.close();
     got = await readTopics(brokers, prefix, RECORD_KINDS);
