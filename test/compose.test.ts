@@ -11,8 +11,8 @@ import { ENV_OVERRIDES, loadConfig } from '../config/schema.ts';
 import { registry } from '../core/metrics.ts';
 // The modules that declare the parts' metrics (they register on import).
 import '../gateways/telemetry.ts';
-import '../sink/events.ts';
-import '../api/index.ts';
+import '../sink/telemetry.ts';
+import '../api/telemetry.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const compose = parse(readFileSync(path.join(ROOT, 'docker-compose.yml'), 'utf8'), { merge: true }) as {
