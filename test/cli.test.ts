@@ -129,7 +129,7 @@ async function simLogs(args: string[], env: Record<string, string>): Promise<{ c
   p.stdout.on('data', (d) => (stdout += d));
   p.stderr.on('data', (d) => (stderr += d));
   const closed = new Promise<number | null>((r) => p.on('close', r));
-  const deadline = Date.now() + 30_000;
+  const deadline = Date.now() + 90_000;
   while (!stdout.includes('"url"') && p.exitCode === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
   p.kill('SIGINT');
   return { code: await closed, stderr };
