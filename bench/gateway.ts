@@ -1,20 +1,29 @@
 /**
- * `npm run bench:gateway`: trades per second from the sim through the gateway (ccxt pro
- * watchTrades → normalize → Avro → kafkajs) into Kafka, beside the limit measured in the same
- * run: the same sim messages read with a plain `ws` client, JSON.parse'd, encoded to Avro and
- * produced with the same publisher and producer, no ccxt.
+ * `npm run bench:gateway`: per dialect the sim speaks (Binance, OKX, Kraken, Bybit, ... : every
+ * name in sim's DIALECTS), trades per second from the sim through the gateway (the real ccxt pro
+ * class of that exchange: watchTrades → normalize → Avro → kafkajs) into Kafka, beside the limit
+ * measured in the same run on the same dialect: the same sim messages read with a plain `ws`
+ * client speaking that dialect's subscribe protocol, JSON.parse'd, encoded to Avro and produced
+ * with the same publisher and producer, no ccxt.
  *
- * The sim runs in a child process (its own event loop). For each pipeline the offered rate
- * steps up; a step is sustained when Kafka acknowledged at least 97 % of what the sim printed
- * in the window, with p99 receive-to-ack under 1 s, and the stream kept up (no gap, no drop).
- * Reported: the highest sustained rate per pipeline, the ratio, and the p99 receive-to-ack
- * latency at 20,000 trades/s and at the highest sustained rate.
+ * The sim runs in a child process (its own event loop), serving only the dialect measured. For
+ * each dialect and pipeline the offered rate steps up; a step is sustained when Kafka
+ * acknowledged at least 97 % of what the sim printed in the window, with p99 receive-to-ack under
+ * 1 s, and the stream kept up (no gap, no drop). The ladder stops at the first step not
+ * sustained (`--patience 2` tolerates one). Reported per dialect: the highest sustained rate per
+ * pipeline, the ratio, and the p99 receive-to-ack latency at 20,000 trades/s and at the highest
+ * sustained rate; written to bench-results/gateway.json.
  *
- * Options: --seconds N (measured per step, default 5), --rates a,b,c (total trades/s over both
- * symbols), --symbols n (default 2), --only limit|gateway. Kafka: KAFKA_BROKERS, or the broker from `tickflow infra up`.
+ * Options: --dialects a,b (default all the sim speaks), --seconds N (measured per step, default
+ * 4), --warmup N (default 2), --rates a,b,c (total trades/s over all symbols, default
+ * 10000,20000,40000,70000), --patience n (steps not sustained before a ladder stops, default 1),
+ * --symbols n (default 2), --only limit|gateway. Kafka: KAFKA_BROKERS, or a throwaway broker.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
@@ -27,43 +36,57 @@ import { topicFor, RECORD_KINDS, type Trade } from '../schemas/index.ts';
 import { GatewayEvents } from '../gateways/events.ts';
 import { buildGateway } from '../gateways/index.ts';
 import { kafkaTransport, Publisher } from '../gateways/publisher.ts';
+import { DIALECTS } from '../sim/dialects/types.ts';
 
 const ALL_SYMBOLS = ['BTC/USDT', 'ETH/USDT', 'SOL/USDT', 'BNB/USDT'];
 
 interface Args {
+  dialects: string[];
   seconds: number;
   warmup: number;
   rates: number[];
+  patience: number;
   symbols: number;
   only: string | undefined;
 }
 
 function parseArgs(argv: readonly string[]): Args {
-  const a: Args = { seconds: 5, warmup: 2, rates: [10_000, 20_000, 30_000, 40_000, 50_000, 60_000, 80_000, 100_000, 120_000], symbols: 2, only: undefined };
+  const a: Args = { dialects: [...DIALECTS], seconds: 4, warmup: 2, rates: [10_000, 20_000, 40_000, 70_000], patience: 1, symbols: 2, only: undefined };
   for (let i = 0; i < argv.length; i++) {
     const v = argv[i + 1];
-    if (argv[i] === '--seconds') a.seconds = Number(v);
+    if (argv[i] === '--dialects') a.dialects = String(v).split(',').map((d) => d.trim().toLowerCase()).filter(Boolean);
+    else if (argv[i] === '--seconds') a.seconds = Number(v);
     else if (argv[i] === '--warmup') a.warmup = Number(v);
     else if (argv[i] === '--rates') a.rates = String(v).split(',').map(Number);
+    else if (argv[i] === '--patience') a.patience = Math.max(1, Number(v));
     else if (argv[i] === '--symbols') a.symbols = Math.min(ALL_SYMBOLS.length, Number(v));
     else if (argv[i] === '--only') a.only = v;
     else continue;
     i++;
   }
+  const unknown = a.dialects.filter((d) => !(DIALECTS as readonly string[]).includes(d));
+  if (unknown.length) throw new Error(`bench:gateway: --dialects names ${unknown.join(', ')}; the sim speaks ${DIALECTS.join(', ')}`);
   return a;
+}
+
+/** One dialect as the sim describes it (`/__sim/info`, and the line sim/main.ts prints). */
+interface DialectInfo {
+  ccxtId: string;
+  prefix: string;
+  ccxtOptions: { urls?: { api?: Record<string, unknown> }; options?: Record<string, unknown> };
 }
 
 interface SimProc {
   child: ChildProcess;
   url: string;
   wsUrl: string;
-  ccxtOptions: { urls: unknown; options: Record<string, unknown> };
+  dialects: Record<string, DialectInfo>;
 }
 
-async function startSim(totalRate: number, symbols: readonly string[]): Promise<SimProc> {
+async function startSim(dialect: string, totalRate: number, symbols: readonly string[]): Promise<SimProc> {
   const main = fileURLToPath(new URL('../sim/main.ts', import.meta.url));
   const perSymbol = totalRate / symbols.length;
-  const child = spawn(process.execPath, ['--import', 'tsx', main, '--port', '0', '--rate', String(perSymbol), '--symbols', symbols.join(','), '--history-days', '0'], {
+  const child = spawn(process.execPath, ['--import', 'tsx', main, '--port', '0', '--rate', String(perSymbol), '--symbols', symbols.join(','), '--history-days', '0', '--dialects', dialect], {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, LOG_LEVEL: 'error' },
   });
@@ -71,7 +94,9 @@ async function startSim(totalRate: number, symbols: readonly string[]): Promise<
     createInterface({ input: child.stdout! }).once('line', resolve);
     child.once('exit', (code) => reject(new Error(`sim exited with ${code}`)));
   });
-  return { child, ...(JSON.parse(line) as Omit<SimProc, 'child'>) };
+  const info = JSON.parse(line) as Omit<SimProc, 'child'>;
+  if (!info.dialects[dialect]) throw new Error(`the sim does not serve dialect ${dialect}`);
+  return { child, ...info };
 }
 
 async function stopSim(s: SimProc): Promise<void> {
@@ -81,7 +106,7 @@ async function stopSim(s: SimProc): Promise<void> {
 }
 
 async function simGenerated(s: SimProc): Promise<number> {
-  const r = (await (await fetch(`${s.url}/sim/stats`)).json()) as { tradesGenerated: number };
+  const r = (await (await fetch(`${s.url}/__sim/stats`)).json()) as { tradesGenerated: number };
   return r.tradesGenerated;
 }
 
@@ -107,7 +132,9 @@ class Meter {
 }
 
 interface StepResult {
-  pipeline: string;
+  dialect: string;
+  pipeline: 'limit' | 'gateway';
+  rate: number;
   offered: number;
   acked: number;
   p50Ms: number;
@@ -116,16 +143,16 @@ interface StepResult {
   note: string;
 }
 
-type Pipeline = (sim: SimProc, symbols: readonly string[], meter: Meter, problems: string[]) => Promise<{ stop(): Promise<void>; buffered(): number }>;
+type Pipeline = (dialect: string, sim: SimProc, symbols: readonly string[], meter: Meter, problems: string[]) => Promise<{ stop(): Promise<void>; buffered(): number }>;
 
-/** The gateway as deployed: buildGateway with one entry on the sim, trades over ccxt pro. */
+/** The gateway as deployed: buildGateway with one entry on the sim's dialect, trades over ccxt pro. */
 function gatewayPipeline(config: Config, brokers: readonly string[]): Pipeline {
-  return async (sim, symbols, meter, problems) => {
-    const o = sim.ccxtOptions;
+  return async (dialect, sim, symbols, meter, problems) => {
+    const d = sim.dialects[dialect]!;
     const cfg = parseConfig(
       {
         kafka: { ...config.kafka, brokers: [...brokers] },
-        exchanges: [{ id: 'binance', name: 'bench-ccxt', symbols, channels: { trades: {} }, backfillLookbackMinutes: 0, options: { ...o, enableRateLimit: false } }],
+        exchanges: [{ id: d.ccxtId, name: `bench-${dialect}`, symbols, channels: { trades: {} }, backfillLookbackMinutes: 0, options: { ...d.ccxtOptions, enableRateLimit: false } }],
       },
       { env: {} },
     );
@@ -142,9 +169,72 @@ function gatewayPipeline(config: Config, brokers: readonly string[]): Pipeline {
   };
 }
 
+/** A trade as read off the wire by the limit pipeline. */
+type RawTrade = Pick<Trade, 'id' | 'ts' | 'side' | 'price' | 'amount'>;
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- wire messages, read as the exchange documents them
+type Msg = any;
+
+/**
+ * How a plain websocket client reads one dialect's trade stream: the URL (from the dialect's ccxt
+ * options, as ccxt would), the subscribe message for one unified symbol, and the trades of one
+ * message (`ts` in µs). Written from each exchange's public websocket documentation.
+ */
+interface RawClient {
+  url(sim: SimProc, d: DialectInfo, socket: number): string;
+  subscribe(symbol: string): unknown;
+  trades(m: Msg): RawTrade[] | undefined;
+}
+
+const ws = (d: DialectInfo): Record<string, unknown> => (d.ccxtOptions.urls?.api?.ws ?? {}) as Record<string, unknown>;
+const noSlash = (s: string) => s.replace('/', '');
+
+const RAW_CLIENTS: Record<string, RawClient> = {
+  binance: {
+    url: (sim, _d, i) => `${sim.wsUrl}/stream/ws/${i}`,
+    subscribe: (s) => ({ method: 'SUBSCRIBE', params: [`${noSlash(s).toLowerCase()}@aggTrade`], id: 1 }),
+    trades: (m) => (m.e === 'aggTrade' ? [{ id: String(m.a), ts: m.T * 1000, side: m.m ? 'sell' : 'buy', price: Number(m.p), amount: Number(m.q) }] : undefined),
+  },
+  okx: {
+    url: (_sim, d) => `${String(d.ccxtOptions.urls?.api?.ws)}/public`,
+    subscribe: (s) => ({ op: 'subscribe', args: [{ channel: 'trades', instId: s.replace('/', '-') }] }),
+    trades: (m) =>
+      m.arg?.channel === 'trades' && Array.isArray(m.data)
+        ? m.data.map((t: Msg) => ({ id: String(t.tradeId), ts: Number(t.ts) * 1000, side: t.side, price: Number(t.px), amount: Number(t.sz) }))
+        : undefined,
+  },
+  kraken: {
+    url: (_sim, d) => String(ws(d).publicV2),
+    subscribe: (s) => ({ method: 'subscribe', params: { channel: 'trade', symbol: [s] } }),
+    trades: (m) =>
+      m.channel === 'trade' && m.type === 'update'
+        ? m.data.map((t: Msg) => ({ id: String(t.trade_id), ts: Date.parse(t.timestamp) * 1000, side: t.side, price: Number(t.price), amount: Number(t.qty) }))
+        : undefined,
+  },
+  bybit: {
+    url: (_sim, d) => String((ws(d).public as Record<string, unknown>).spot),
+    subscribe: (s) => ({ op: 'subscribe', args: [`publicTrade.${noSlash(s)}`] }),
+    trades: (m) =>
+      typeof m.topic === 'string' && m.topic.startsWith('publicTrade.')
+        ? m.data.map((t: Msg) => ({ id: String(t.i), ts: t.T * 1000, side: t.S === 'Sell' ? 'sell' : 'buy', price: Number(t.p), amount: Number(t.v) }))
+        : undefined,
+  },
+  // Coinbase Exchange's `matches` channel: `side` is the maker's, the taker's is the other one.
+  coinbaseexchange: {
+    url: (_sim, d) => String(d.ccxtOptions.urls?.api?.ws),
+    subscribe: (s) => ({ type: 'subscribe', product_ids: [s.replace('/', '-')], channels: ['matches'] }),
+    trades: (m) =>
+      m.type === 'match'
+        ? [{ id: String(m.trade_id), ts: Date.parse(m.time) * 1000, side: m.side === 'buy' ? 'sell' : 'buy', price: Number(m.price), amount: Number(m.size) }]
+        : undefined,
+  },
+};
+
 /** The limit: a plain ws client on the same stream, JSON.parse, Avro, the same publisher and producer. */
 function rawPipeline(config: Config, brokers: readonly string[]): Pipeline {
-  return async (sim, symbols, meter, problems) => {
+  return async (dialect, sim, symbols, meter, problems) => {
+    const client = RAW_CLIENTS[dialect];
+    if (!client) throw new Error(`no plain-websocket client for dialect ${dialect} in bench/gateway.ts RAW_CLIENTS`);
+    const d = sim.dialects[dialect]!;
     const events = new GatewayEvents();
     events.on('produce.ack', (e) => {
       for (const r of e.records) if (r.kind === 'trade') meter.record(r.receivedAtUs, e.ackedAtUs);
@@ -153,27 +243,28 @@ function rawPipeline(config: Config, brokers: readonly string[]): Pipeline {
     const codec = createCodec(config.kafka);
     const publisher = new Publisher({ topicPrefix: config.kafka.topicPrefix, codec, transport: kafkaTransport({ ...config.kafka, brokers }, codec), events });
     publisher.start();
-    const box = publisher.outbox('bench-raw', 250_000);
-    const unified = new Map(symbols.map((s) => [s.replace('/', ''), s]));
-    const sockets = symbols.map((s, i) => {
-      const ws = new WebSocket(`${sim.wsUrl}/stream/ws/${i}`);
-      ws.on('open', () => ws.send(JSON.stringify({ method: 'SUBSCRIBE', params: [`${s.replace('/', '').toLowerCase()}@aggTrade`], id: 1 })));
-      ws.on('message', (data) => {
+    const exchange = `bench-raw-${dialect}`;
+    const box = publisher.outbox(exchange, 250_000);
+    const sockets = symbols.map((symbol, i) => {
+      const socket = new WebSocket(client.url(sim, d, i));
+      socket.on('open', () => socket.send(JSON.stringify(client.subscribe(symbol))));
+      socket.on('message', (data) => {
         const receivedAtUs = Date.now() * 1000;
-        const m = JSON.parse(data.toString()) as { e?: string; s: string; a: number; p: string; q: string; T: number; m: boolean };
-        if (m.e !== 'aggTrade') return;
-        const t: Trade = { exchange: 'bench-raw', symbol: unified.get(m.s)!, ts: m.T * 1000, received_at: receivedAtUs, id: String(m.a), side: m.m ? 'sell' : 'buy', price: Number(m.p), amount: Number(m.q) };
-        box.add('trade', t);
+        const text = data.toString();
+        if (text === 'pong') return;
+        const trades = client.trades(JSON.parse(text));
+        if (trades) for (const t of trades) box.add('trade', { exchange, symbol, received_at: receivedAtUs, ...t } satisfies Trade);
       });
-      ws.on('close', () => problems.push('ws closed'));
-      return ws;
+      socket.on('close', () => problems.push('ws closed'));
+      socket.on('error', (err) => problems.push(`ws error: ${err.message}`));
+      return socket;
     });
-    await Promise.all(sockets.map((ws) => new Promise((r) => ws.once('open', r))));
+    await Promise.all(sockets.map((s) => new Promise((r) => s.once('open', r))));
     return {
       async stop() {
-        for (const ws of sockets) {
-          ws.removeAllListeners('close');
-          ws.terminate();
+        for (const s of sockets) {
+          s.removeAllListeners('close');
+          s.terminate();
         }
         await publisher.close(10_000);
       },
@@ -184,13 +275,14 @@ function rawPipeline(config: Config, brokers: readonly string[]): Pipeline {
 
 const fmt = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : '-');
 
-async function runStep(name: string, pipeline: Pipeline, rate: number, symbols: readonly string[], args: Args): Promise<StepResult> {
-  const sim = await startSim(rate, symbols);
+async function runStep(dialect: string, pipelineName: 'limit' | 'gateway', pipeline: Pipeline, rate: number, symbols: readonly string[], args: Args): Promise<StepResult> {
+  const sim = await startSim(dialect, rate, symbols);
   const meter = new Meter();
   const problems: string[] = [];
   let p: Awaited<ReturnType<Pipeline>> | undefined;
+  const label = `${dialect} ${pipelineName}`;
   try {
-    p = await pipeline(sim, symbols, meter, problems);
+    p = await pipeline(dialect, sim, symbols, meter, problems);
     await new Promise((r) => setTimeout(r, args.warmup * 1000));
     const g0 = await simGenerated(sim);
     const t0 = performance.now();
@@ -199,7 +291,7 @@ async function runStep(name: string, pipeline: Pipeline, rate: number, symbols: 
     for (let s = 1; s <= args.seconds; s++) {
       await new Promise((r) => setTimeout(r, 1000));
       const dt = (performance.now() - t0) / 1000;
-      process.stdout.write(`  ${name} @ ${fmt(rate)}/s offered: t+${s}s acked ${fmt(meter.acked / dt)}/s, buffered ${fmt(p.buffered())}${problems.length ? `, ${problems[0]}` : ''}\n`);
+      process.stdout.write(`  ${label} @ ${fmt(rate)}/s offered: t+${s}s acked ${fmt(meter.acked / dt)}/s, buffered ${fmt(p.buffered())}${problems.length ? `, ${problems[0]}` : ''}\n`);
     }
     const g1 = await simGenerated(sim);
     const dt = (performance.now() - t0) / 1000;
@@ -209,7 +301,7 @@ async function runStep(name: string, pipeline: Pipeline, rate: number, symbols: 
     const acked = meter.acked / dt;
     const p99 = meter.percentile(0.99);
     const ok = acked >= 0.97 * offered && p99 < 1_000 && problems.length === 0;
-    return { pipeline: name, offered, acked, p50Ms: meter.percentile(0.5), p99Ms: p99, ok, note: problems.length ? problems.slice(0, 2).join('; ') : `bench process event loop ${(elu * 100).toFixed(0)}% busy` };
+    return { dialect, pipeline: pipelineName, rate, offered, acked, p50Ms: meter.percentile(0.5), p99Ms: p99, ok, note: problems.length ? problems.slice(0, 2).join('; ') : `bench process event loop ${(elu * 100).toFixed(0)}% busy` };
   } finally {
     await p?.stop().catch(() => undefined);
     await stopSim(sim);
@@ -228,6 +320,16 @@ async function deleteBenchTopics(brokers: readonly string[], prefix: string): Pr
   }
 }
 
+interface DialectResult {
+  dialect: string;
+  limit?: StepResult;
+  gateway?: StepResult;
+  /** The highest rate tried was sustained: the pipeline's ceiling is at least that. */
+  limitAtLeast: boolean;
+  gatewayAtLeast: boolean;
+  error?: string;
+}
+
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const base = loadConfig();
@@ -236,59 +338,108 @@ async function main(): Promise<void> {
   const prefix = `bench${randomBytes(3).toString('hex')}`;
   const config = parseConfig({ kafka: { ...base.kafka, brokers: [...brokers], topicPrefix: prefix } }, { env: {} });
   const symbols = ALL_SYMBOLS.slice(0, args.symbols);
-  process.stdout.write(`bench:gateway: sim in a child process (${symbols.join(', ')}), Kafka ${brokers.join(',')}, topics ${prefix}.*, ${args.seconds}s per step after ${args.warmup}s warm-up\n`);
+  const loadBefore = loadavg();
+  const started = Date.now();
+  process.stdout.write(
+    `bench:gateway: dialects ${args.dialects.join(', ')}; sim in a child process (${symbols.join(', ')}), Kafka ${brokers.join(',')}, topics ${prefix}.*, ` +
+      `${args.seconds}s per step after ${args.warmup}s warm-up, rates ${args.rates.map(fmt).join(', ')}; ${cpus().length} cores, load ${loadBefore.map((l) => l.toFixed(1)).join(' ')}\n`,
+  );
 
-  const pipelines: [string, Pipeline][] = [
-    ['limit: ws + JSON.parse + Avro + kafkajs', rawPipeline(config, brokers)],
-    ['gateway: ccxt + normalize + Avro + kafkajs', gatewayPipeline(config, brokers)],
+  const pipelines: ['limit' | 'gateway', Pipeline][] = [
+    ['limit', rawPipeline(config, brokers)],
+    ['gateway', gatewayPipeline(config, brokers)],
   ];
   const steps: StepResult[] = [];
-  const best = new Map<string, StepResult | undefined>();
-  const at20k = new Map<string, StepResult | undefined>();
+  const results: DialectResult[] = [];
+  const highest = Math.max(...args.rates);
   try {
-    for (const [name, pipeline] of pipelines) {
-      if (args.only && !name.startsWith(args.only)) continue;
-      let failures = 0;
-      for (const rate of args.rates) {
-        const r = await runStep(name.split(':')[0]!, pipeline, rate, symbols, args);
-        r.pipeline = name;
-        steps.push(r);
-        process.stdout.write(`  => ${r.ok ? 'sustained' : 'NOT sustained'}: ${fmt(r.acked)}/s of ${fmt(r.offered)}/s, p99 ${r.p99Ms.toFixed(1)} ms\n`);
-        if (rate === 20_000) at20k.set(name, r);
-        if (r.ok) {
-          failures = 0;
-          if (!best.get(name) || r.acked > best.get(name)!.acked) best.set(name, r);
-        } else if (++failures >= 2) break;
+    for (const dialect of args.dialects) {
+      const res: DialectResult = { dialect, limitAtLeast: false, gatewayAtLeast: false };
+      results.push(res);
+      for (const [name, pipeline] of pipelines) {
+        if (args.only && name !== args.only) continue;
+        let failures = 0;
+        for (const rate of args.rates) {
+          let r: StepResult;
+          try {
+            r = await runStep(dialect, name, pipeline, rate, symbols, args);
+          } catch (err) {
+            const msg = err instanceof Error ? err.message : String(err);
+            process.stdout.write(`  ${dialect} ${name}: ${msg}\n`);
+            res.error = [res.error, `${name}: ${msg.slice(0, 200)}`].filter(Boolean).join('; ');
+            break;
+          }
+          steps.push(r);
+          process.stdout.write(`  => ${dialect} ${name}: ${r.ok ? 'sustained' : 'NOT sustained'}: ${fmt(r.acked)}/s of ${fmt(r.offered)}/s, p99 ${r.p99Ms.toFixed(1)} ms\n`);
+          if (r.ok) {
+            failures = 0;
+            if (!res[name] || r.acked > res[name].acked) res[name] = r;
+            if (rate === highest) res[`${name}AtLeast`] = true;
+          } else if (++failures >= args.patience) break;
+        }
       }
     }
   } finally {
     await deleteBenchTopics(brokers, prefix).catch(() => undefined);
     await kafka.stop();
   }
+  const loadAfter = loadavg();
+  const minutes = (Date.now() - started) / 60_000;
 
   console.log('\nsteps:');
-  console.table(steps.map((s) => ({ pipeline: s.pipeline.split(':')[0], 'offered/s': fmt(s.offered), 'acked/s': fmt(s.acked), 'p50 ms': s.p50Ms.toFixed(1), 'p99 ms': s.p99Ms.toFixed(1), sustained: s.ok, note: s.note })));
-  const limit = best.get(pipelines[0]![0]);
-  const gw = best.get(pipelines[1]![0]);
-  console.log('\nresult (highest sustained rate; p99 = receive-to-ack latency):');
+  console.table(steps.map((s) => ({ dialect: s.dialect, pipeline: s.pipeline, 'offered/s': fmt(s.offered), 'acked/s': fmt(s.acked), 'p50 ms': s.p50Ms.toFixed(1), 'p99 ms': s.p99Ms.toFixed(1), sustained: s.ok, note: s.note })));
+  const at20k = (d: string, p: string) => steps.find((s) => s.dialect === d && s.pipeline === p && s.rate === 20_000);
+  const cell = (r: StepResult | undefined, atLeast: boolean) => (r ? `${atLeast ? '≥ ' : ''}${fmt(r.acked)}` : '-');
+  console.log('\nresult per dialect (highest sustained trades/s into Kafka; p99 = receive-to-ack latency there):');
   console.table(
-    pipelines.map(([name]) => {
-      const b = best.get(name);
-      const t = at20k.get(name);
+    results.map((r) => {
+      const t = at20k(r.dialect, 'gateway');
       return {
-        pipeline: name,
-        'trades/s': fmt(b?.acked ?? NaN),
-        'p99 ms at that rate': b ? b.p99Ms.toFixed(1) : '-',
-        'p99 ms at 20,000/s': t ? `${t.p99Ms.toFixed(1)}${t.ok ? '' : ' (not sustained)'}` : '-',
+        dialect: r.dialect,
+        'limit trades/s': cell(r.limit, r.limitAtLeast),
+        'gateway trades/s': cell(r.gateway, r.gatewayAtLeast),
+        'gateway / limit': r.limit && r.gateway ? `${((r.gateway.acked / r.limit.acked) * 100).toFixed(0)} %` : '-',
+        'limit p99 ms': r.limit ? r.limit.p99Ms.toFixed(1) : '-',
+        'gateway p99 ms': r.gateway ? r.gateway.p99Ms.toFixed(1) : '-',
+        ...(t ? { 'gateway p99 ms at 20,000/s': `${t.p99Ms.toFixed(1)}${t.ok ? '' : ' (not sustained)'}` } : {}),
+        ...(r.error ? { error: r.error.slice(0, 80) } : {}),
       };
     }),
   );
-  if (limit && gw) {
-    const ratio = gw.acked / limit.acked;
-    console.log(`gateway / limit = ${(ratio * 100).toFixed(0)} % (target >= 33 %); gateway ${fmt(gw.acked)} trades/s (target >= 20,000)`);
-    const highest = args.rates.at(-1)!;
-    if (limit.offered >= 0.95 * highest) console.log(`note: the limit pipeline kept up with the highest rate tried (${fmt(highest)}/s): the limit is at least that; add higher --rates`);
-  }
+  console.log(`"≥" = the highest rate tried (${fmt(highest)}/s) was sustained: add higher --rates to find the ceiling. Load average ${loadBefore[0]!.toFixed(1)} before, ${loadAfter[0]!.toFixed(1)} after (${cpus().length} cores); ${minutes.toFixed(1)} min.`);
+
+  const file = path.join(process.cwd(), 'bench-results', 'gateway.json');
+  mkdirSync(path.dirname(file), { recursive: true });
+  const summary = (r: StepResult | undefined) => (r ? { tradesPerSecond: Math.round(r.acked), offeredPerSecond: Math.round(r.offered), p50Ms: r.p50Ms, p99Ms: r.p99Ms } : null);
+  writeFileSync(
+    file,
+    `${JSON.stringify(
+      {
+        at: new Date(started).toISOString(),
+        minutes,
+        machine: { cores: cpus().length, loadAverageBefore: loadBefore, loadAverageAfter: loadAfter },
+        args,
+        symbols,
+        dialects: Object.fromEntries(
+          results.map((r) => [
+            r.dialect,
+            {
+              limit: summary(r.limit),
+              limitAtLeast: r.limitAtLeast,
+              gateway: summary(r.gateway),
+              gatewayAtLeast: r.gatewayAtLeast,
+              ratio: r.limit && r.gateway ? r.gateway.acked / r.limit.acked : null,
+              ...(r.error ? { error: r.error } : {}),
+            },
+          ]),
+        ),
+        steps,
+      },
+      null,
+      2,
+    )}\n`,
+  );
+  console.log(`written: ${file}`);
 }
 
 main().catch((err: unknown) => {
