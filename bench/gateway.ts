@@ -149,10 +149,13 @@ type Pipeline = (dialect: string, sim: SimProc, symbols: readonly string[], mete
 function gatewayPipeline(config: Config, brokers: readonly string[]): Pipeline {
   return async (dialect, sim, symbols, meter, problems) => {
     const d = sim.dialects[dialect]!;
+    // A fresh entry name per step: each step's sim starts afresh, so no position of an earlier
+    // step (same topics) may be resumed and refilled from.
+    const name = `bench-${dialect}-${randomBytes(3).toString('hex')}`;
     const cfg = parseConfig(
       {
         kafka: { ...config.kafka, brokers: [...brokers] },
-        exchanges: [{ id: d.ccxtId, name: `bench-${dialect}`, symbols, channels: { trades: {} }, backfillLookbackMinutes: 0, options: { ...d.ccxtOptions, enableRateLimit: false } }],
+        exchanges: [{ id: d.ccxtId, name, symbols, channels: { trades: {} }, backfillLookbackMinutes: 0, options: { ...d.ccxtOptions, enableRateLimit: false } }],
       },
       { env: {} },
     );
