@@ -16,7 +16,7 @@
  *
  * Options: --dialects a,b (default all the sim speaks), --seconds N (measured per step, default
  * 4), --warmup N (default 2), --rates a,b,c (total trades/s over all symbols, default
- * 10000,20000,40000,70000), --patience n (steps not sustained before a ladder stops, default 1),
+ * 5000,20000,40000,70000), --patience n (steps not sustained before a ladder stops, default 1),
  * --symbols n (default 2), --only limit|gateway. Kafka: KAFKA_BROKERS, or a throwaway broker.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -32,7 +32,7 @@ import { createCodec } from '../core/avro.ts';
 import { loadConfig, parseConfig, type Config } from '../config/schema.ts';
 import { createKafka } from '../core/kafka.ts';
 import { benchBrokers } from './kafka.ts';
-import { topicFor, RECORD_KINDS, type Trade } from '../schemas/index.ts';
+import type { Trade } from '../schemas/index.ts';
 import { GatewayEvents } from '../gateways/events.ts';
 import { buildGateway } from '../gateways/index.ts';
 import { kafkaTransport, Publisher } from '../gateways/publisher.ts';
@@ -51,7 +51,7 @@ interface Args {
 }
 
 function parseArgs(argv: readonly string[]): Args {
-  const a: Args = { dialects: [...DIALECTS], seconds: 4, warmup: 2, rates: [10_000, 20_000, 40_000, 70_000], patience: 1, symbols: 2, only: undefined };
+  const a: Args = { dialects: [...DIALECTS], seconds: 4, warmup: 2, rates: [5_000, 20_000, 40_000, 70_000], patience: 1, symbols: 2, only: undefined };
   for (let i = 0; i < argv.length; i++) {
     const v = argv[i + 1];
     if (argv[i] === '--dialects') a.dialects = String(v).split(',').map((d) => d.trim().toLowerCase()).filter(Boolean);
@@ -114,10 +114,13 @@ async function simGenerated(s: SimProc): Promise<number> {
 class Meter {
   on = false;
   acked = 0;
+  /** A trade was acknowledged, measured or not: the pipeline is up. */
+  delivering = false;
   private lat = new Float64Array(1 << 20);
   private n = 0;
   private seen = 0;
   record(receivedAtUs: number, ackedAtUs: number): void {
+    this.delivering = true;
     if (!this.on) return;
     this.acked++;
     // Reservoir sampling keeps the percentile honest at any rate.
@@ -143,18 +146,18 @@ interface StepResult {
   note: string;
 }
 
-type Pipeline = (dialect: string, sim: SimProc, symbols: readonly string[], meter: Meter, problems: string[]) => Promise<{ stop(): Promise<void>; buffered(): number }>;
+type Pipeline = (dialect: string, topicPrefix: string, sim: SimProc, symbols: readonly string[], meter: Meter, problems: string[]) => Promise<{ stop(): Promise<void>; buffered(): number }>;
 
 /** The gateway as deployed: buildGateway with one entry on the sim's dialect, trades over ccxt pro. */
 function gatewayPipeline(config: Config, brokers: readonly string[]): Pipeline {
-  return async (dialect, sim, symbols, meter, problems) => {
+  return async (dialect, topicPrefix, sim, symbols, meter, problems) => {
     const d = sim.dialects[dialect]!;
     // A fresh entry name per step: each step's sim starts afresh, so no position of an earlier
     // step (same topics) may be resumed and refilled from.
     const name = `bench-${dialect}-${randomBytes(3).toString('hex')}`;
     const cfg = parseConfig(
       {
-        kafka: { ...config.kafka, brokers: [...brokers] },
+        kafka: { ...config.kafka, brokers: [...brokers], topicPrefix },
         exchanges: [{ id: d.ccxtId, name, symbols, channels: { trades: {} }, backfillLookbackMinutes: 0, options: { ...d.ccxtOptions, enableRateLimit: false } }],
       },
       { env: {} },
@@ -234,7 +237,7 @@ const RAW_CLIENTS: Record<string, RawClient> = {
 
 /** The limit: a plain ws client on the same stream, JSON.parse, Avro, the same publisher and producer. */
 function rawPipeline(config: Config, brokers: readonly string[]): Pipeline {
-  return async (dialect, sim, symbols, meter, problems) => {
+  return async (dialect, topicPrefix, sim, symbols, meter, problems) => {
     const client = RAW_CLIENTS[dialect];
     if (!client) throw new Error(`no plain-websocket client for dialect ${dialect} in bench/gateway.ts RAW_CLIENTS`);
     const d = sim.dialects[dialect]!;
@@ -244,7 +247,7 @@ function rawPipeline(config: Config, brokers: readonly string[]): Pipeline {
     });
     events.on('buffer.drop', (e) => problems.push(`buffer drop ${e.count}`));
     const codec = createCodec(config.kafka);
-    const publisher = new Publisher({ topicPrefix: config.kafka.topicPrefix, codec, transport: kafkaTransport({ ...config.kafka, brokers }, codec), events });
+    const publisher = new Publisher({ topicPrefix, codec, transport: kafkaTransport({ ...config.kafka, brokers, topicPrefix }, codec), events });
     publisher.start();
     const exchange = `bench-raw-${dialect}`;
     const box = publisher.outbox(exchange, 250_000);
@@ -278,14 +281,24 @@ function rawPipeline(config: Config, brokers: readonly string[]): Pipeline {
 
 const fmt = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : '-');
 
-async function runStep(dialect: string, pipelineName: 'limit' | 'gateway', pipeline: Pipeline, rate: number, symbols: readonly string[], args: Args): Promise<StepResult> {
+/**
+ * One step: a fresh sim at `rate`, the pipeline on its own topics (`topicPrefix`: the gateway's
+ * start-up scan of its topics' tails then finds nothing to read), measured once it delivers.
+ */
+async function runStep(dialect: string, topicPrefix: string, pipelineName: 'limit' | 'gateway', pipeline: Pipeline, rate: number, symbols: readonly string[], args: Args): Promise<StepResult> {
   const sim = await startSim(dialect, rate, symbols);
   const meter = new Meter();
   const problems: string[] = [];
   let p: Awaited<ReturnType<Pipeline>> | undefined;
   const label = `${dialect} ${pipelineName}`;
   try {
-    p = await pipeline(dialect, sim, symbols, meter, problems);
+    p = await pipeline(dialect, topicPrefix, sim, symbols, meter, problems);
+    // The gateway's start() returns before its streams run (positions, markets): wait for the first ack.
+    const deadline = Date.now() + 30_000;
+    while (!meter.delivering) {
+      if (Date.now() > deadline) throw new Error(`no trade reached Kafka within 30 s${problems.length ? ` (${problems[0]})` : ''}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
     await new Promise((r) => setTimeout(r, args.warmup * 1000));
     const g0 = await simGenerated(sim);
     const t0 = performance.now();
@@ -316,7 +329,7 @@ async function deleteBenchTopics(brokers: readonly string[], prefix: string): Pr
   await admin.connect();
   try {
     const existing = new Set(await admin.listTopics());
-    const topics = RECORD_KINDS.map((k) => topicFor(prefix, k)).filter((t) => existing.has(t));
+    const topics = [...existing].filter((t) => t.startsWith(`${prefix}s`));
     if (topics.length) await admin.deleteTopics({ topics });
   } finally {
     await admin.disconnect();
@@ -344,7 +357,7 @@ async function main(): Promise<void> {
   const loadBefore = loadavg();
   const started = Date.now();
   process.stdout.write(
-    `bench:gateway: dialects ${args.dialects.join(', ')}; sim in a child process (${symbols.join(', ')}), Kafka ${brokers.join(',')}, topics ${prefix}.*, ` +
+    `bench:gateway: dialects ${args.dialects.join(', ')}; sim in a child process (${symbols.join(', ')}), Kafka ${brokers.join(',')}, topics ${prefix}s<step>.*, ` +
       `${args.seconds}s per step after ${args.warmup}s warm-up, rates ${args.rates.map(fmt).join(', ')}; ${cpus().length} cores, load ${loadBefore.map((l) => l.toFixed(1)).join(' ')}\n`,
   );
 
@@ -355,6 +368,7 @@ async function main(): Promise<void> {
   const steps: StepResult[] = [];
   const results: DialectResult[] = [];
   const highest = Math.max(...args.rates);
+  let stepNo = 0;
   try {
     for (const dialect of args.dialects) {
       const res: DialectResult = { dialect, limitAtLeast: false, gatewayAtLeast: false };
@@ -365,7 +379,7 @@ async function main(): Promise<void> {
         for (const rate of args.rates) {
           let r: StepResult;
           try {
-            r = await runStep(dialect, name, pipeline, rate, symbols, args);
+            r = await runStep(dialect, `${prefix}s${++stepNo}`, name, pipeline, rate, symbols, args);
           } catch (err) {
             const msg = err instanceof Error ? err.message : String(err);
             process.stdout.write(`  ${dialect} ${name}: ${msg}\n`);
