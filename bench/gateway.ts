@@ -16,7 +16,7 @@
  *
  * Options: --dialects a,b (default all the sim speaks), --seconds N (measured per step, default
  * 4), --warmup N (default 2), --rates a,b,c (total trades/s over all symbols, default
- * 5000,20000,40000,70000), --patience n (steps not sustained before a ladder stops, default 1),
+ * 5000,20000,30000,45000,70000), --patience n (steps not sustained before a ladder stops, default 1),
  * --symbols n (default 2), --only limit|gateway. Kafka: KAFKA_BROKERS, or a throwaway broker.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -51,7 +51,7 @@ interface Args {
 }
 
 function parseArgs(argv: readonly string[]): Args {
-  const a: Args = { dialects: [...DIALECTS], seconds: 4, warmup: 2, rates: [5_000, 20_000, 40_000, 70_000], patience: 1, symbols: 2, only: undefined };
+  const a: Args = { dialects: [...DIALECTS], seconds: 4, warmup: 2, rates: [5_000, 20_000, 30_000, 45_000, 70_000], patience: 1, symbols: 2, only: undefined };
   for (let i = 0; i < argv.length; i++) {
     const v = argv[i + 1];
     if (argv[i] === '--dialects') a.dialects = String(v).split(',').map((d) => d.trim().toLowerCase()).filter(Boolean);
