@@ -11,13 +11,19 @@
  * trade missing lies inside a trade gap record that says trades may be missing there (and, where
  * it gives a count, no more are missing than it says). Closed candles equal the sim's; tickers
  * equal what the sim pushed; books are sane. Figures are printed.
+ *
+ * And the websockets refused (HTTP 403) for 8 s while REST answers: trades fall back to polling
+ * `recent-trade` and return to the websockets. The linear market's REST reaches back 1000 trades:
+ * every trade once. Spot's returns the latest 60 only: whatever is missing lies inside gap records
+ * that say trades may be missing; at 20 trades a second a 1 s poll of 60 keeps up, so nothing is.
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { buildGateway, type Gateway } from '../../gateways/index.ts';
 import { RECORD_KINDS } from '../../schemas/index.ts';
-import { tradeIdOf, type Category } from '../../sim/dialects/bybit/wire.ts';
+import { engineIdOfSpot, tradeIdOf, type Category } from '../../sim/dialects/bybit/wire.ts';
 import { buildSim, type Sim, type SimTrade } from '../../sim/index.ts';
 import { marketSpec } from '../../sim/market.ts';
+import { feedRefusedWhileRestAnswers } from '../harness/dialects.ts';
 import { gatewayConfig, simOptions, sleep, tradeStreams, uniquePrefix } from '../harness/gateway.ts';
 import { deleteTopics, readTopics, type Decoded } from '../harness/topics.ts';
 
@@ -199,5 +205,59 @@ describe('gateway → Kafka against the Bybit dialect (spot + linear), websocket
         ['BTC/USDT:USDT', 'BTCUSDT', 'swap'],
       ]),
     );
+  });
+});
+
+describe('gateway → Kafka against the Bybit dialect (spot + linear), the websockets refused while REST answers', () => {
+  const RATE = 20; // a 1 s poll of spot's latest 60 keeps up
+  let linearIds: Map<string, number> | undefined;
+  const r = feedRefusedWhileRestAnswers({
+    dialect: 'bybit',
+    name: 'byfall',
+    markets: [
+      { symbol: 'BTC/USDT', engineSymbol: 'BTC/USDT', engineId: engineIdOfSpot },
+      {
+        symbol: 'BTC/USDT:USDT',
+        engineSymbol: 'BTC/USDT',
+        engineId: (id) => {
+          const spec = marketSpec('BTC/USDT');
+          linearIds ??= new Map(r.sim.emitted.trades('BTC/USDT').map((t) => [tradeIdOf('linear', spec, t.id), t.id]));
+          return linearIds.get(id);
+        },
+      },
+    ],
+    seed: 29,
+    tradesPerSecond: RATE,
+  });
+
+  it('each market falls back to polling naming its websocket URL and 403, and returns to the websocket', () => {
+    for (const [symbol, path] of [
+      ['BTC/USDT', '/bybit/v5/public/spot'],
+      ['BTC/USDT:USDT', '/bybit/v5/public/linear'],
+    ] as const) {
+      const mine = r.switches.filter((s) => s.symbol === symbol);
+      expect(mine.map((s) => s.to)).toEqual(['poll', 'ws']);
+      expect(mine[0]!.status).toBe(403);
+      expect(mine[0]!.url).toContain(path);
+    }
+  });
+
+  it('linear (REST reaches back 1000 trades): every trade once, none missing', () => {
+    const ids = r.engineIds('BTC/USDT:USDT');
+    expect(ids.every((id) => Number.isInteger(id))).toBe(true); // every stored id is one the sim printed
+    expect(new Set(ids).size).toBe(ids.length);
+    expect(r.missing('BTC/USDT:USDT')).toEqual([]);
+    expect(r.during('BTC/USDT:USDT')).toBeGreaterThan(RATE * 3);
+  });
+
+  it('spot (REST returns the latest 60): whatever is missing lies inside gaps saying so; at this rate, every trade once', () => {
+    const ids = r.engineIds('BTC/USDT');
+    expect(ids.every((id) => Number.isInteger(id))).toBe(true);
+    expect(new Set(ids).size).toBe(ids.length);
+    const gaps = r.got.gap.filter((g) => g.symbol === 'BTC/USDT' && g.channel === 'trades' && g.to_ts !== null);
+    const unaccounted = r.missing('BTC/USDT').filter((m) => !gaps.some((g) => g.from_ts <= m.timestamp * 1000 && m.timestamp * 1000 <= g.to_ts! && mayBeMissing(g) !== 0));
+    expect(unaccounted).toEqual([]);
+    expect(r.missing('BTC/USDT')).toEqual([]);
+    expect(r.during('BTC/USDT')).toBeGreaterThan(RATE * 3);
   });
 });

@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { buildGateway, type Gateway, type GatewayReport } from '../../gateways/index.ts';
 import { RECORD_KINDS } from '../../schemas/index.ts';
 import { buildSim, type Sim } from '../../sim/index.ts';
+import { feedRefusedWhileRestAnswers } from '../harness/dialects.ts';
 import { gatewayConfig, simOptions, sleep, tradeStreams, uniquePrefix } from '../harness/gateway.ts';
 import { deleteTopics, readTopics, type Decoded } from '../harness/topics.ts';
 
@@ -199,61 +200,19 @@ describe('gateway → Kafka against the Coinbase Exchange dialect, websockets dr
  * the last trade produced; every trade is kept once, and the stream returns to the websocket.
  */
 describe('gateway → Kafka against the Coinbase Exchange dialect, the feed refused while REST answers', () => {
-  const brokers = inject('kafkaBrokers');
-  const prefix = uniquePrefix('gwcbfall');
   const SYMBOL = 'BTC/USDT';
-  const REFUSE_MS = 8_000;
-  let sim: Sim;
-  let gw: Gateway;
-  let got: Decoded;
-  const switches: Array<{ to: string; url?: string; status?: number; channel: string; at: number }> = [];
-  let refusedAt = 0;
-  let acceptedAt = 0;
-
-  beforeAll(async () => {
-    sim = buildSim({ seed: 19, symbols: [SYMBOL], tradesPerSecond: 40, historyDays: 0, dialects: ['coinbaseexchange'] });
-    await sim.start();
-    const config = gatewayConfig(brokers, prefix, [
-      { id: 'coinbaseexchange', name: 'cbfall', symbols: [SYMBOL], channels: { trades: {} }, backfillLookbackMinutes: 0, wsFallback: { afterMs: 0, pollIntervalMs: 1_000, probeInitialMs: 2_000, probeMaxMs: 3_000 }, options: simOptions(sim, 'coinbaseexchange') },
-    ]);
-    gw = buildGateway(config);
-    gw.events.on('stream.fallback', (e) => switches.push({ ...e, at: Date.now() }));
-    await gw.start();
-    await sleep(2_000);
-    refusedAt = Date.now();
-    sim.applyFault({ kind: 'refuse', target: 'ws', status: 403, ms: REFUSE_MS, dialect: 'coinbaseexchange' });
-    sim.applyFault({ kind: 'drop', how: 'abrupt', dialect: 'coinbaseexchange' });
-    await sleep(REFUSE_MS);
-    acceptedAt = Date.now();
-    const deadline = Date.now() + 15_000;
-    while (!switches.some((s) => s.to === 'ws') && Date.now() < deadline) await sleep(100);
-    await sleep(2_000);
-    await gw.close();
-    got = await readTopics(brokers, prefix, ['trade', 'gap']);
-    const ids = got.trade.map((t) => Number(t.id));
-    const during = got.trade.filter((t) => t.received_at / 1000 > refusedAt + 2_000 && t.received_at / 1000 < acceptedAt).length;
-    console.log(
-      `coinbaseexchange ws refused ${REFUSE_MS} ms: trades emitted ${sim.emitted.trades(SYMBOL, { fromId: Math.min(...ids) }).filter((t) => t.id <= Math.max(...ids)).length}, stored ${ids.length} ` +
-        `(${during} while refused), duplicates ${ids.length - new Set(ids).size}, switches ${switches.map((s) => `${s.to} after ${s.at - (s.to === 'poll' ? refusedAt : acceptedAt)} ms`).join(', ')}`,
-    );
-  }, 90_000);
-
-  afterAll(async () => {
-    await gw?.close();
-    await sim?.close();
-    await deleteTopics(brokers, prefix, RECORD_KINDS).catch(() => undefined);
-  });
+  const r = feedRefusedWhileRestAnswers({ dialect: 'coinbaseexchange', name: 'cbfall', markets: [{ symbol: SYMBOL }], seed: 19, tradesPerSecond: 40 });
 
   it('falls back to polling naming the feed URL and 403, and returns to the websocket', () => {
-    expect(switches.map((s) => s.to)).toEqual(['poll', 'ws']);
-    expect(switches[0]!.status).toBe(403);
-    expect(switches[0]!.url).toContain('/coinbaseexchange/ws-feed');
+    expect(r.switches.map((s) => s.to)).toEqual(['poll', 'ws']);
+    expect(r.switches[0]!.status).toBe(403);
+    expect(r.switches[0]!.url).toContain('/coinbaseexchange/ws-feed');
   });
 
   it('every trade once, contiguous, polled by cursor while the feed was refused', () => {
-    const ids = got.trade.map((t) => Number(t.id)).sort((a, b) => a - b);
+    const ids = r.engineIds(SYMBOL).sort((a, b) => a - b);
     expect(new Set(ids).size).toBe(ids.length);
     expect(ids.at(-1)! - ids[0]! + 1).toBe(ids.length);
-    expect(got.trade.filter((t) => t.received_at / 1000 > refusedAt + 2_000 && t.received_at / 1000 < acceptedAt).length).toBeGreaterThan(40 * 3);
+    expect(r.during(SYMBOL)).toBeGreaterThan(40 * 3);
   });
 });

@@ -11,12 +11,16 @@
  *    books are whole.
  * 2. Tickers polled over REST with a quiet market: stored once per change, not once per poll
  *    (issue 13: a ticker without an exchange time used to be stored on every poll).
+ * 3. The websocket refused (HTTP 403) for 8 s while REST answers: trades fall back to polling
+ *    `fetchTrades(since)` and return to the websocket; every trade once, the switches name the
+ *    URL and the status.
  * Figures are printed: trades emitted vs stored, duplicates, gap records, time to recover.
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { buildGateway, type Gateway, type GatewayReport } from '../../gateways/index.ts';
 import { RECORD_KINDS } from '../../schemas/index.ts';
 import { buildSim, type Sim, type SimTicker } from '../../sim/index.ts';
+import { feedRefusedWhileRestAnswers } from '../harness/dialects.ts';
 import { gatewayConfig, simOptions, sleep, tradeStreams, uniquePrefix } from '../harness/gateway.ts';
 import { deleteTopics, readTopics, type Decoded } from '../harness/topics.ts';
 
@@ -214,5 +218,24 @@ describe('gateway → Kafka against the Kraken dialect, tickers polled over REST
     console.log(`kraken tickers polled every second, no trades: ${polled.length} polls, ${changes.length} changes, ${stored.length} stored`);
     expect(polled.length - changes.length).toBeGreaterThanOrEqual(3); // polls that brought nothing new happened
     expect(stored.map(storedContent)).toEqual(changes.map(simContent));
+  });
+});
+
+describe('gateway → Kafka against the Kraken dialect, the websocket refused while REST answers', () => {
+  const SYMBOL = 'BTC/USDT';
+  const r = feedRefusedWhileRestAnswers({ dialect: 'kraken', name: 'krfall', markets: [{ symbol: SYMBOL }], seed: 23, tradesPerSecond: 40 });
+
+  it('falls back to polling naming the websocket URL and 403, and returns to the websocket', () => {
+    expect(r.switches.map((s) => s.to)).toEqual(['poll', 'ws']);
+    expect(r.switches[0]!.status).toBe(403);
+    expect(r.switches[0]!.url).toContain('/kraken/v2');
+  });
+
+  it('every trade once, contiguous, polled by time while the websocket was refused', () => {
+    const ids = r.engineIds(SYMBOL).sort((a, b) => a - b);
+    expect(new Set(ids).size).toBe(ids.length);
+    expect(ids.at(-1)! - ids[0]! + 1).toBe(ids.length);
+    expect(r.missing(SYMBOL)).toEqual([]);
+    expect(r.during(SYMBOL)).toBeGreaterThan(40 * 3);
   });
 });
