@@ -23,7 +23,7 @@ import { RECORD_KINDS } from '../../schemas/index.ts';
 import { engineIdOfSpot, tradeIdOf, type Category } from '../../sim/dialects/bybit/wire.ts';
 import { buildSim, type Sim, type SimTrade } from '../../sim/index.ts';
 import { marketSpec } from '../../sim/market.ts';
-import { feedRefusedWhileRestAnswers } from '../harness/dialects.ts';
+import { expectClosedCandlesLikeSim, feedRefusedWhileRestAnswers } from '../harness/dialects.ts';
 import { gatewayConfig, simOptions, sleep, tradeStreams, uniquePrefix } from '../harness/gateway.ts';
 import { deleteTopics, readTopics, type Decoded } from '../harness/topics.ts';
 
@@ -159,17 +159,8 @@ describe('gateway → Kafka against the Bybit dialect (spot + linear), websocket
 
   it('candles: each closed bucket once and equal to the sim (spot and linear)', () => {
     for (const [unified, engineSymbol] of MARKETS) {
-      const closed = got.candle.filter((c) => c.symbol === unified && c.closed).sort((a, b) => a.ts - b.ts);
-      const ts = closed.map((c) => c.ts / 1000);
-      expect(new Set(ts).size).toBe(ts.length);
+      const ts = expectClosedCandlesLikeSim(got.candle, sim, unified, engineSymbol);
       expect(ts.length).toBeGreaterThan(20);
-      for (let i = 1; i < ts.length; i++) expect(ts[i]! - ts[i - 1]!).toBe(60_000);
-      const simCandles = new Map(sim.emitted.candles(engineSymbol, '1m', { includeHistory: true }).map((c) => [c.timestamp, c]));
-      for (const c of closed) {
-        const s = simCandles.get(c.ts / 1000)!;
-        expect(s.closed).toBe(true);
-        expect({ o: c.open, h: c.high, l: c.low, c: c.close, v: c.volume }).toEqual({ o: s.open, h: s.high, l: s.low, c: s.close, v: s.volume });
-      }
     }
   });
 

@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { buildGateway, type Gateway, type GatewayReport } from '../../gateways/index.ts';
 import { RECORD_KINDS } from '../../schemas/index.ts';
 import { buildSim, type Sim } from '../../sim/index.ts';
-import { feedRefusedWhileRestAnswers } from '../harness/dialects.ts';
+import { expectClosedCandlesLikeSim, feedRefusedWhileRestAnswers } from '../harness/dialects.ts';
 import { gatewayConfig, simOptions, sleep, tradeStreams, uniquePrefix } from '../harness/gateway.ts';
 import { deleteTopics, readTopics, type Decoded } from '../harness/topics.ts';
 
@@ -132,17 +132,8 @@ describe('gateway → Kafka against the Coinbase Exchange dialect, websockets dr
 
   it('candles: each closed bucket once, contiguous from the lookback, equal to the sim', () => {
     for (const symbol of SYMBOLS) {
-      const closed = got.candle.filter((c) => c.symbol === symbol && c.closed).sort((a, b) => a.ts - b.ts);
-      const ts = closed.map((c) => c.ts / 1000);
-      expect(new Set(ts).size).toBe(ts.length);
-      for (let i = 1; i < ts.length; i++) expect(ts[i]! - ts[i - 1]!).toBe(60_000);
+      const ts = expectClosedCandlesLikeSim(got.candle, sim, symbol);
       expect(ts.length).toBeGreaterThan(LOOKBACK_MIN);
-      const simCandles = new Map(sim.emitted.candles(symbol, '1m', { includeHistory: true }).map((c) => [c.timestamp, c]));
-      for (const c of closed) {
-        const s = simCandles.get(c.ts / 1000)!;
-        expect(s.closed).toBe(true);
-        expect({ o: c.open, h: c.high, l: c.low, c: c.close, v: c.volume, tf: c.timeframe }).toEqual({ o: s.open, h: s.high, l: s.low, c: s.close, v: s.volume, tf: '1m' });
-      }
     }
   });
 

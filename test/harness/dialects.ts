@@ -8,7 +8,7 @@
  * `beforeAll`/`afterAll` and returns the outcome, filled in once `beforeAll` has run, and prints a
  * figures line per market.
  */
-import { afterAll, beforeAll, inject } from 'vitest';
+import { afterAll, beforeAll, expect, inject } from 'vitest';
 import { buildGateway, type Gateway } from '../../gateways/index.ts';
 import { RECORD_KINDS } from '../../schemas/index.ts';
 import { buildSim, type DialectName, type Sim, type SimTrade } from '../../sim/index.ts';
@@ -138,4 +138,23 @@ export function feedRefusedWhileRestAnswers(o: RefusedFeedOptions): RefusedFeed 
   });
 
   return out;
+}
+
+/**
+ * Asserts the closed 1m candles stored for `symbol` (the engine's `engineSymbol`): each bucket
+ * once, contiguous, each equal to a closed candle the sim emitted. Returns their bucket opens (ms)
+ * for a test's own bounds (how far back, how recent).
+ */
+export function expectClosedCandlesLikeSim(candles: Decoded['candle'], sim: Sim, symbol: string, engineSymbol = symbol): number[] {
+  const closed = candles.filter((c) => c.symbol === symbol && c.closed).sort((a, b) => a.ts - b.ts);
+  const ts = closed.map((c) => c.ts / 1000);
+  expect(new Set(ts).size).toBe(ts.length);
+  for (let i = 1; i < ts.length; i++) expect(ts[i]! - ts[i - 1]!).toBe(60_000);
+  const simCandles = new Map(sim.emitted.candles(engineSymbol, '1m', { includeHistory: true }).map((c) => [c.timestamp, c]));
+  for (const c of closed) {
+    const s = simCandles.get(c.ts / 1000)!;
+    expect(s.closed).toBe(true);
+    expect({ o: c.open, h: c.high, l: c.low, c: c.close, v: c.volume, tf: c.timeframe }).toEqual({ o: s.open, h: s.high, l: s.low, c: s.close, v: s.volume, tf: '1m' });
+  }
+  return ts;
 }
