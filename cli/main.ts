@@ -80,7 +80,7 @@ export async function main(argv: string[]): Promise<number> {
         port: config.sim.port,
         seed: config.sim.seed,
         tradesPerSecond: config.sim.tradesPerSecond,
-        ...(simEntry ? { symbols: [...simEntry.symbols] } : {}),
+        ...(simEntry && simEntry.symbols !== 'all' && !simEntry.symbols.some((s) => /[*?]/.test(s)) ? { symbols: [...simEntry.symbols] } : {}),
       });
     }
     case 'sink':

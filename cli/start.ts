@@ -135,7 +135,7 @@ async function startSim({ config, out, closers }: Run): Promise<void> {
   // The sim continues from its last state (kept beside the database's data): prices, trade ids
   // and the candles it already served carry on across restarts.
   const stateFile = path.join(path.dirname(resolveDir(config.database.dataDir)), 'sim-state.json');
-  const sim = buildSim({ port: config.sim.port, seed: config.sim.seed, tradesPerSecond: config.sim.tradesPerSecond, stateFile, ...(simEntry ? { symbols: [...simEntry.symbols] } : {}) });
+  const sim = buildSim({ port: config.sim.port, seed: config.sim.seed, tradesPerSecond: config.sim.tradesPerSecond, stateFile, ...(simEntry && simEntry.symbols !== 'all' && !simEntry.symbols.some((s) => /[*?]/.test(s)) ? { symbols: [...simEntry.symbols] } : {}) });
   await sim.start();
   closers.push(['sim', () => sim.close()]);
   out(`sim:      offline exchange (Binance spot formats) at ${sim.url}, ${config.sim.tradesPerSecond} trades/s per symbol${sim.resumed ? `, continuing from ${stateFile.startsWith(`${process.cwd()}${path.sep}`) ? path.relative(process.cwd(), stateFile) : stateFile}` : ''}`);

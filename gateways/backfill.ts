@@ -72,7 +72,7 @@ export function findEntry(config: ConfigForGateway, name: string): ExchangeEntry
   const entry = config.exchanges.find((e) => entryName(e) === name) ?? config.exchanges.find((e) => e.id === name);
   if (entry) return entry;
   if (ccxtClassFor(name)) {
-    return { id: name, enabled: true, symbols: ['X/Y'], channels: { ohlcv: { mode: 'poll', timeframes: ['1m'], silenceTimeoutMs: 60_000 } }, backfillLookbackMinutes: 0, maxBufferedRecords: 250_000, options: {} };
+    return { id: name, enabled: true, symbols: ['X/Y'], marketTypes: ['spot'], multiSymbol: true, channels: { ohlcv: { mode: 'poll', timeframes: ['1m'], silenceTimeoutMs: 60_000 } }, backfillLookbackMinutes: 0, maxBufferedRecords: 250_000, options: {} };
   }
   const names = config.exchanges.map(entryName);
   throw new TickflowError('EXCHANGE_UNKNOWN', `backfill: no exchange entry named "${name}" in the config${names.length ? ` (configured: ${names.join(', ')})` : ''}, and ccxt has no exchange with that id`);

@@ -2,6 +2,7 @@ import cron from 'node-cron';
 import { z } from 'zod';
 import { describeIssues, type SharedConfig } from '../core/config.ts';
 import { parseTimeframe } from '../core/time.ts';
+import { MARKET_TYPES } from './instruments.ts';
 
 /**
  * The gateway's parts of the config: the `gateway` section and the `exchanges` entries (one per
@@ -33,6 +34,9 @@ const wsFallbackFields = {
   probeInitialMs: z.int().min(100),
   probeMaxMs: z.int().min(100),
 };
+/** `gateway.marketsRecheckMs` default: one hour. */
+export const MARKETS_RECHECK_DEFAULT_MS = 3_600_000;
+
 export const WS_FALLBACK_DEFAULTS = { enabled: true, afterFailures: 3, afterMs: 10_000, pollIntervalMs: 5_000, probeInitialMs: 5_000, probeMaxMs: 30_000 } as const;
 const wsFallbackSchema = z.strictObject(wsFallbackFields).partial();
 
@@ -42,6 +46,11 @@ export const gatewaySchema = z
     metricsHost: z.string().min(1).default('127.0.0.1'),
     /** 0 picks a free port; the docker-compose deployment uses 9464. */
     metricsPort: z.int().min(0).max(65535).default(9464),
+    /**
+     * How often entries whose `symbols` are patterns or `all` re-read the exchange's markets:
+     * new listings start, delisted markets stop with a gap record. 0: only at start.
+     */
+    marketsRecheckMs: z.int().min(0).default(MARKETS_RECHECK_DEFAULT_MS),
     wsFallback: z
       .strictObject({
         enabled: wsFallbackFields.enabled.default(WS_FALLBACK_DEFAULTS.enabled),
@@ -88,7 +97,26 @@ export const exchangeEntrySchema = z.strictObject({
   /** A name for this entry when one exchange id appears twice (e.g. a testnet); defaults to id. */
   name: z.string().regex(/^[a-z0-9_-]+$/).optional(),
   enabled: z.boolean().default(true),
-  symbols: z.array(z.string().regex(/^[^/\s]+\/[^/\s]+(:\S+)?$/, 'expected a ccxt unified symbol like BTC/USDT')).min(1),
+  /**
+   * Unified symbols, patterns (`*` any run, `?` one character, neither crossing `/` or `:`:
+   * `"*\/USDT"`, `"BTC/*"`, `"*\/USDT:USDT"`), or `all` (gateways/instruments.ts).
+   */
+  symbols: z.union([
+    z.literal('all'),
+    z.array(z.string().regex(/^[^/\s]+\/[^/\s]+(:\S+)?$/, 'expected a ccxt unified symbol like BTC/USDT or a pattern like */USDT')).min(1),
+  ]),
+  /** The market types patterns and `all` select from (active markets only). */
+  marketTypes: z.array(z.enum(MARKET_TYPES)).min(1).default(['spot']),
+  /** Overrides `gateway.marketsRecheckMs` for this entry. */
+  marketsRecheckMs: z.int().min(0).optional(),
+  /**
+   * Carry many instruments per subscription with ccxt's multi-symbol watches where the exchange
+   * has them (watchTradesForSymbols, watchTickers, watchOHLCVForSymbols, watchOrderBookForSymbols);
+   * false: one ccxt watch per instrument and channel.
+   */
+  multiSymbol: z.boolean().default(true),
+  /** Instruments per multi-symbol subscription (default per exchange: gateways/README.md). */
+  symbolsPerSubscription: z.int().min(1).max(1000).optional(),
   channels: z
     .strictObject({
       trades: z.strictObject({ ...channelBase(60_000) }).optional(),

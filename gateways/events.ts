@@ -48,6 +48,8 @@ export interface GatewayEventMap {
   problem: Problem;
   /** An entry passed validation and its streams and polls are starting. */
   'exchange.ready': { exchange: string; symbols: readonly string[]; channels: readonly string[] };
+  /** A markets re-check changed an entry's instruments (patterns, `all`): listings started, delisted ones stopped. */
+  'instruments.changed': { exchange: string; listed: readonly string[]; delisted: readonly string[] };
   /** Messages received on a stream or poll (one event per batch). */
   'stream.messages': StreamRef & { count: number };
   /** A stream dropped or went silent: a gap is open. */

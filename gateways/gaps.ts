@@ -65,6 +65,20 @@ export class GapTracker {
     this.ctx.events.emit('stream.down', { ...this.ref, reason });
   }
 
+  /**
+   * The stream ends for good (its instrument was delisted): a gap record from `fromUs` (or the
+   * open gap's start, restated with this reason: same key, so it replaces the open record) that
+   * no data will close.
+   */
+  end(fromUs: number, reason: string): void {
+    const c = this.current;
+    const from = c ? c.fromUs : fromUs;
+    const text = `${this.label()}: ${reason}`.slice(0, MAX_REASON);
+    this.current = { fromUs: from, reason: text, openedAt: c?.openedAt ?? Date.now() };
+    this.ctx.outbox.add('gap', this.record(from, null, text, 0));
+    if (!c) this.ctx.events.emit('stream.down', { ...this.ref, reason });
+  }
+
   close(toUs: number, refilled: number, note?: string): void {
     const c = this.current;
     if (!c) return;

@@ -22,7 +22,8 @@ import { GatewayEvents, type Problem } from './events.ts';
 import { attachTelemetry } from './telemetry.ts';
 import { readPositions, type Positions } from './positions.ts';
 import { kafkaTransport, Publisher, type Transport } from './publisher.ts';
-import { entryName, ExchangeWorker, type WorkerStatus } from './worker.ts';
+import { entryName, ExchangeWorker, literalSymbols, type WorkerStatus } from './worker.ts';
+import type { InstrumentSet } from './instruments.ts';
 import type { Channel, ConfigForGateway, ExchangeEntry } from './config.ts';
 import { messageOf } from '../core/errors.ts';
 import { RETRY, retry } from '../core/retry.ts';
@@ -75,6 +76,10 @@ export interface Gateway {
   /** Stops the streams, sends what is buffered (up to flushTimeoutMs), disconnects. */
   close(): Promise<void>;
   report(): GatewayReport;
+  /** Each running entry's instrument set, by entry name (shard ownership filters them). */
+  instrumentSets(): Map<string, InstrumentSet>;
+  /** The workers (tests and benchmarks read their subscriptions). */
+  readonly workers: readonly ExchangeWorker[];
 }
 
 export function buildGateway(config: ConfigForGateway, deps: GatewayDeps = {}): Gateway {
@@ -128,7 +133,27 @@ export function buildGateway(config: ConfigForGateway, deps: GatewayDeps = {}): 
       return;
     }
     seen.set(name, index);
-    workers.push(new ExchangeWorker(entry, index, { publisher, events, log, positions: resumeFrom, wsFallback: config.gateway?.wsFallback, ...(deps.createExchange ? { createExchange: deps.createExchange } : {}) }));
+    // Instruments started after the first read (patterns, listings, moved in) read their own.
+    const positionsFor = (symbols: readonly string[]) =>
+      !(deps.resume ?? !deps.transport)
+        ? Promise.resolve(undefined)
+        : retry(
+            () =>
+              readPositions({ ...config.kafka, brokers }, codec, [{ exchange: name, symbols, channels: Object.keys(entry.channels) as Channel[], timeframes: entry.channels.ohlcv?.timeframes ?? [] }], { log }),
+            { ...RETRY.kafkaPositions, signal: closing.signal },
+          );
+    workers.push(
+      new ExchangeWorker(entry, index, {
+        publisher,
+        events,
+        log,
+        positions: resumeFrom,
+        positionsFor,
+        wsFallback: config.gateway?.wsFallback,
+        marketsRecheckMs: config.gateway?.marketsRecheckMs,
+        ...(deps.createExchange ? { createExchange: deps.createExchange } : {}),
+      }),
+    );
   });
 
   const snapshot = (): GatewayReport => ({
@@ -143,6 +168,8 @@ export function buildGateway(config: ConfigForGateway, deps: GatewayDeps = {}): 
     events,
     publisher,
     report: snapshot,
+    workers,
+    instrumentSets: () => new Map(workers.filter((w) => w.status === 'running').map((w) => [w.name, w.instruments])),
     async start() {
       if (started) return snapshot();
       started = true;
@@ -162,7 +189,7 @@ export function buildGateway(config: ConfigForGateway, deps: GatewayDeps = {}): 
       if (deps.resume ?? !deps.transport) {
         const wanted = workers.map((w) => ({
           exchange: w.name,
-          symbols: w.entry.symbols,
+          symbols: literalSymbols(w.entry),
           channels: Object.keys(w.entry.channels) as Channel[],
           timeframes: w.entry.channels.ohlcv?.timeframes ?? [],
         }));

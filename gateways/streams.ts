@@ -1,6 +1,7 @@
 /**
  * The websocket channels: one handler per channel, run by the watch loop (watch.ts) per symbol
- * (and timeframe). Each says which `watch*` it calls, where its outage starts, and what a
+ * (and timeframe); `multi` is the instrument's share of a multi-symbol subscription
+ * (multiplex.ts), else the handler calls ccxt's per-symbol `watch*`. Each says which `watch*` it calls, where its outage starts, and what a
  * message produces and recovers over REST (recovery.ts) before the gap closes.
  */
 import type { OHLCV, OrderBook, Ticker as CcxtTicker, Trade as CcxtTrade } from 'ccxt';
@@ -16,7 +17,8 @@ import { produceCandles, produceTicker, produceTrades, type LastTicker } from '.
 import { fillCandles, REFILL_RETRY, refillTrades, unrefilledNote, type Recovered } from './recovery.ts';
 import { idJump } from './trades.ts';
 import { timeframeMs } from './candles.ts';
-import type { ChannelHandler, Via } from './watch.ts';
+import { isOverflowed } from './multiplex.ts';
+import type { ChannelHandler, Source, Via } from './watch.ts';
 
 
 function streamRef(ctx: WorkerContext, channel: Channel, symbol: string, timeframe?: string): StreamRef {
@@ -28,7 +30,7 @@ function streamRef(ctx: WorkerContext, channel: Channel, symbol: string, timefra
  * trades between two calls) or an id jump, trades are refilled from the last one produced before
  * the resumed batch is produced, so Kafka keeps each instrument's trades in order.
  */
-export function tradesChannel(ctx: WorkerContext, symbol: string, silenceMs: number): ChannelHandler<CcxtTrade[]> {
+export function tradesChannel(ctx: WorkerContext, symbol: string, silenceMs: number, multi?: Source<CcxtTrade[]>): ChannelHandler<CcxtTrade[]> {
   const ref = streamRef(ctx, 'trades', symbol);
   const ledger = ctx.ledger(symbol);
   const gap = new GapTracker(ctx, ref);
@@ -43,7 +45,7 @@ export function tradesChannel(ctx: WorkerContext, symbol: string, silenceMs: num
     ref,
     silenceMs,
     gap,
-    ws: {
+    ws: multi ?? {
       call: `watchTrades(${symbol})`,
       next: async () => {
         const batch = await ctx.ex.watchTrades(symbol);
@@ -80,7 +82,7 @@ export function tradesChannel(ctx: WorkerContext, symbol: string, silenceMs: num
         if (ctx.signal.aborted) return 'closing';
         gap.open(msToUs(ledger.lastTradeTsMs ?? Date.now()), `back on the websocket after polling, the trades in between could not be fetched: ${r.error}`);
       }
-      const overflow = batch.length >= tradesLimit && ledger.lastTradeId !== undefined;
+      const overflow = (multi ? isOverflowed(batch) : batch.length >= tradesLimit) && ledger.lastTradeId !== undefined;
       const jump = contiguous && idJump(ledger.lastTradeId, batch);
       if (!gap.isOpen && !overflow && !jump) return { toUs: receivedAtUs, refilled: 0, after: produce };
       if (!gap.isOpen) {
@@ -108,7 +110,7 @@ export function tradesChannel(ctx: WorkerContext, symbol: string, silenceMs: num
 }
 
 /** Tickers: each update once; the outage cannot be refilled. */
-export function tickerChannel(ctx: WorkerContext, symbol: string, silenceMs: number): ChannelHandler<CcxtTicker> {
+export function tickerChannel(ctx: WorkerContext, symbol: string, silenceMs: number, multi?: Source<CcxtTicker>): ChannelHandler<CcxtTicker> {
   const ref = streamRef(ctx, 'ticker', symbol);
   const gap = new GapTracker(ctx, ref);
   openRestartGap(ctx.stoppedAt, ref, gap);
@@ -118,7 +120,7 @@ export function tickerChannel(ctx: WorkerContext, symbol: string, silenceMs: num
     ref,
     silenceMs,
     gap,
-    ws: { call: `watchTicker(${symbol})`, next: () => ctx.ex.watchTicker(symbol, params) },
+    ws: multi ?? { call: `watchTicker(${symbol})`, next: () => ctx.ex.watchTicker(symbol, params) },
     ...(has(ctx.ex, 'fetchTicker') ? { poll: { call: `fetchTicker(${symbol})`, next: () => ctx.ex.fetchTicker(symbol) } } : {}),
     count: () => 1,
     down: () => last?.ts ?? nowUs(),
@@ -133,7 +135,7 @@ export function tickerChannel(ctx: WorkerContext, symbol: string, silenceMs: num
  * Candles of one timeframe: the tracker derives `closed`; after an outage the buckets the stream
  * cannot vouch for are filled over REST.
  */
-export function ohlcvChannel(ctx: WorkerContext, symbol: string, timeframe: string, silenceMs: number): ChannelHandler<OHLCV[]> {
+export function ohlcvChannel(ctx: WorkerContext, symbol: string, timeframe: string, silenceMs: number, multi?: Source<OHLCV[]>): ChannelHandler<OHLCV[]> {
   const ref = streamRef(ctx, 'ohlcv', symbol, timeframe);
   const tracker = ctx.tracker(symbol, timeframe);
   const tfMs = timeframeMs(timeframe);
@@ -143,7 +145,7 @@ export function ohlcvChannel(ctx: WorkerContext, symbol: string, timeframe: stri
     ref,
     silenceMs,
     gap: new GapTracker(ctx, ref),
-    ws: { call: `watchOHLCV(${symbol}, ${timeframe})`, next: () => ctx.ex.watchOHLCV(symbol, timeframe) },
+    ws: multi ?? { call: `watchOHLCV(${symbol}, ${timeframe})`, next: () => ctx.ex.watchOHLCV(symbol, timeframe) },
     ...(has(ctx.ex, 'fetchOHLCV')
       ? {
           poll: {
@@ -188,7 +190,7 @@ export function tickCandles(ctx: WorkerContext, symbol: string, timeframe: strin
 }
 
 /** Book tops: top-N snapshots on a fixed cadence (`intervalMs`), only when the book changed. */
-export function bookChannel(ctx: WorkerContext, symbol: string, book: { depth: number; intervalMs: number; silenceTimeoutMs: number }): ChannelHandler<OrderBook> {
+export function bookChannel(ctx: WorkerContext, symbol: string, book: { depth: number; intervalMs: number; silenceTimeoutMs: number }, multi?: Source<OrderBook>): ChannelHandler<OrderBook> {
   const ref = streamRef(ctx, 'book', symbol);
   const gap = new GapTracker(ctx, ref);
   openRestartGap(ctx.stoppedAt, ref, gap);
@@ -208,7 +210,7 @@ export function bookChannel(ctx: WorkerContext, symbol: string, book: { depth: n
     ref,
     silenceMs: book.silenceTimeoutMs,
     gap,
-    ws: { call: `watchOrderBook(${symbol})`, next: () => ctx.ex.watchOrderBook(symbol, limit) },
+    ws: multi ?? { call: `watchOrderBook(${symbol})`, next: () => ctx.ex.watchOrderBook(symbol, limit) },
     ...(has(ctx.ex, 'fetchOrderBook') ? { poll: { call: `fetchOrderBook(${symbol})`, next: () => ctx.ex.fetchOrderBook(symbol, limit) } } : {}),
     count: () => 1,
     down: () => {

@@ -21,7 +21,10 @@ export function attachTelemetry(events: GatewayEvents, log: Logger, opts: { logP
   const progressAt = new Map<string, number>();
   const handlers: { [K in keyof GatewayEventMap]?: (e: GatewayEventMap[K]) => void } = {
     problem: (p) => (!opts.logProblems ? log.debug(p, p.message) : p.severity === 'error' ? log.error(p, p.message) : log.warn(p, p.message)),
-    'exchange.ready': (e) => log.info(e, `${e.exchange}: running ${e.symbols.join(', ')} (${e.channels.join(', ')})`),
+    'exchange.ready': (e) => log.info(e.symbols.length > 20 ? { ...e, symbols: undefined } : e, `${e.exchange}: running ${e.symbols.length > 20 ? `${e.symbols.length} instruments` : e.symbols.join(', ')} (${e.channels.join(', ')})`),
+    'instruments.changed': (e) => {
+      if (e.listed.length + e.delisted.length > 0) log.info(e, `${e.exchange}: markets re-check: ${e.listed.length} listed (started), ${e.delisted.length} delisted (stopped)`);
+    },
     'stream.messages': (e) => messages.inc({ exchange: e.exchange, channel: e.channel }, e.count),
     'stream.down': (e) => {
       gaps.inc({ exchange: e.exchange, channel: e.channel });

@@ -60,12 +60,37 @@ export class StreamAttempts {
 }
 
 /** Delay before the next watch after a failure. An HTTP 404 (the path is not served there) is retried at the slow pace. */
-function retryDelay(err: TickflowError, attempt: number): number {
+export function retryDelay(err: TickflowError, attempt: number): number {
   const after = (err as { retryAfterMs?: number }).retryAfterMs;
   if (after !== undefined) return after;
   const slow = !err.retriable || (err instanceof ExchangeCallError && err.status === 404);
   const p = slow ? STREAM_RETRY.rejected : STREAM_RETRY.retriable;
   return backoffDelay(attempt, p.initialDelayMs, p.maxDelayMs);
+}
+
+/**
+ * `p`, or a rejection as soon as `signal` aborts (an instrument stopped while its watch waits:
+ * the call itself cannot be cancelled; its settlement is handled and dropped).
+ */
+export function abortable<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) {
+    p.catch(() => undefined);
+    return Promise.reject(signal.reason as Error);
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason as Error);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e as Error);
+      },
+    );
+  });
 }
 
 /** When a failing websocket falls back to REST polling, and how it is probed to come back (config: `wsFallback`). */
@@ -165,7 +190,7 @@ export async function runWatch<M>(ctx: WorkerContext, h: ChannelHandler<M>): Pro
       let m: M;
       w.active = !gap.isOpen;
       try {
-        m = await h.ws.next();
+        m = await abortable(h.ws.next(), ctx.signal);
       } catch (e) {
         w.active = false;
         if (ctx.signal.aborted) break;

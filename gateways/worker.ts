@@ -5,7 +5,7 @@
  * loop per (symbol, channel) over websocket or a cron poll.
  */
 import cron, { type ScheduledTask } from 'node-cron';
-import { DEFAULT_POLL_SCHEDULES, WS_FALLBACK_DEFAULTS, type Channel, type ExchangeEntry, type WsFallback } from './config.ts';
+import { DEFAULT_POLL_SCHEDULES, MARKETS_RECHECK_DEFAULT_MS, WS_FALLBACK_DEFAULTS, type Channel, type ExchangeEntry, type WsFallback } from './config.ts';
 import { TickflowError, messageOf, type ErrorCode } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import { RETRY, backoffDelay, sleep } from '../core/retry.ts';
@@ -21,9 +21,14 @@ import type { Outbox } from './outbox.ts';
 import type { Publisher } from './publisher.ts';
 import { backfillHistory } from './recovery.ts';
 import { bookChannel, ohlcvChannel, tickCandles, tickerChannel, tradesChannel } from './streams.ts';
-import { runWatch } from './watch.ts';
+import { runWatch, type ChannelHandler } from './watch.ts';
+import { gapRecord } from './gaps.ts';
+import { isDynamic, isPattern, ReconciledSet, resolveSymbols, type InstrumentSet, type RemovalReason } from './instruments.ts';
+import { MULTI_CAPABILITY, Multiplexer } from './multiplex.ts';
+import type { Market } from 'ccxt';
 import { Watchdog } from './watchdog.ts';
 import type { Positions } from './positions.ts';
+import { msToUs } from '../core/time.ts';
 import { TradeLedger } from './trades.ts';
 
 let cronLoggerSet = false;
@@ -50,6 +55,26 @@ export interface WorkerDeps {
   readonly positions?: Promise<Positions | undefined>;
   /** `gateway.wsFallback` (the entry's own `wsFallback` overrides it key by key). */
   readonly wsFallback?: WsFallback | undefined;
+  /** `gateway.marketsRecheckMs` (the entry's own overrides it). */
+  readonly marketsRecheckMs?: number | undefined;
+  /**
+   * Where the previous process stopped the streams of symbols `positions` was not read for
+   * (patterns, new listings, instruments moved in): read when they start. Without it they start
+   * as new.
+   */
+  readonly positionsFor?: (symbols: readonly string[]) => Promise<Positions | undefined>;
+}
+
+/** The symbols of an entry whose positions the gateway reads at start (the literal ones). */
+export function literalSymbols(entry: Pick<ExchangeEntry, 'symbols'>): string[] {
+  return entry.symbols === 'all' ? [] : entry.symbols.filter((s) => !isPattern(s));
+}
+
+/** One running instrument: its streams' abort, loops and handlers. */
+interface InstrumentRun {
+  readonly abort: AbortController;
+  readonly loops: Promise<void>[];
+  readonly handlers: ChannelHandler<unknown>[];
 }
 
 /** The channels of an entry, as validation leaves them. */
@@ -71,8 +96,17 @@ export class ExchangeWorker {
   status: WorkerStatus = 'starting';
   readonly name: string;
   readonly problems: Problem[] = [];
-  symbols: string[] = [];
+  /** The instruments running now (sorted; updated in place as the instrument set changes). */
+  readonly symbols: string[] = [];
   channels: ChannelPlan[] = [];
+  private timeframes: string[] = [];
+  private ctx: WorkerContext | undefined;
+  private readonly runs = new Map<string, InstrumentRun>();
+  private readonly muxes = new Map<string, Multiplexer<unknown>>();
+  private readonly set = new ReconciledSet({ start: (s) => this.startInstruments(s), stop: (s, why) => this.stopInstruments(s, why) });
+  /** Where each instrument's previous run stopped (the positions read for it). */
+  private readonly positionsOf = new Map<string, Positions | undefined>();
+  private recheckTimer: NodeJS.Timeout | undefined;
   private ex: Exchange | undefined;
   private adapter: ExchangeAdapter;
   private readonly abort = new AbortController();
@@ -84,7 +118,6 @@ export class ExchangeWorker {
   private readonly clock = new ExchangeClock();
   private readonly ledgers = new Map<string, TradeLedger>();
   private readonly trackers = new Map<string, CandleTracker>();
-  private positions: Positions | undefined;
   private settle!: () => void;
   /** Resolves once the entry is validated and running, or failed, or waiting for the exchange to answer. */
   readonly settled: Promise<void> = new Promise((r) => (this.settle = r));
@@ -136,10 +169,16 @@ export class ExchangeWorker {
     this.watchUrls(ex);
     if (!(await this.loadMarkets(ex))) return;
 
-    // Symbols the exchange lists.
-    for (const s of entry.symbols) {
-      if (ex.markets?.[s]) this.symbols.push(s);
+    // Symbols the exchange lists (patterns and `all`: its active markets of the entry's types).
+    const initial: string[] = [];
+    for (const s of resolveSymbols(entry.symbols, ex.markets ?? {}, { types: entry.marketTypes })) {
+      if (ex.markets?.[s]) initial.push(s);
       else this.problem('error', 'SYMBOL_UNKNOWN', `symbol ${s} is not listed by ${entry.id}${this.similarSymbols(ex, s)}`, { symbol: s });
+    }
+    if (entry.symbols !== 'all') {
+      for (const p of entry.symbols.filter(isPattern)) {
+        if (!initial.some((s) => patternMatches(p, s))) this.problem('warning', 'SYMBOL_UNKNOWN', `pattern ${p} matches no active ${entry.marketTypes.join('/')} market of ${entry.id} yet (re-checked every ${this.recheckMs() / 1000}s)`, { symbol: p });
+      }
     }
     // Channels it supports, per mode.
     const isPro = typeof (ex as unknown as { watchTrades?: unknown }).watchTrades === 'function';
@@ -170,13 +209,14 @@ export class ExchangeWorker {
       if (timeframes.length === 0) this.channels = this.channels.filter((c) => c.channel !== 'ohlcv');
     }
     for (const w of this.adapter.checkOptions(ex)) this.problem('warning', 'CONFIG_INVALID', w);
-    if (this.symbols.length === 0 || this.channels.length === 0) {
-      this.fail('CONFIG_INVALID', `nothing to run: ${this.symbols.length === 0 ? 'no listed symbol' : 'no supported channel'} left`);
+    if ((initial.length === 0 && !isDynamic(entry.symbols)) || this.channels.length === 0) {
+      this.fail('CONFIG_INVALID', `nothing to run: ${initial.length === 0 ? 'no listed symbol' : 'no supported channel'} left`);
       return;
     }
+    this.timeframes = timeframes;
 
     const ctx = this.context(ex);
-    this.publishInstruments(ex);
+    this.ctx = ctx;
     if (has(ex, 'fetchTime')) {
       try {
         const t0 = Date.now();
@@ -189,31 +229,17 @@ export class ExchangeWorker {
 
     if (this.abort.signal.aborted) return; // closed while starting: start nothing
     this.status = 'running';
+    this.symbols.push(...initial);
     this.deps.events.emit('exchange.ready', { exchange: this.name, symbols: this.symbols, channels: this.channels.map((c) => `${c.channel}:${c.mode}`) });
+    this.symbols.length = 0;
     this.settle();
 
     // Streams start from where the previous process stopped (read concurrently with loadMarkets).
-    this.positions = await this.deps.positions;
+    const positions = await this.deps.positions;
     if (this.abort.signal.aborted) return;
-    const plan = new Map(this.channels.map((c) => [c.channel, c]));
-    const spawn = (p: Promise<void>) =>
-      this.loops.push(p.catch((e: unknown) => this.log.error({ err: e }, 'stream loop crashed')));
-    for (const symbol of this.symbols) {
-      if (plan.get('trades')?.mode === 'ws') spawn(runWatch(ctx, tradesChannel(ctx, symbol, entry.channels.trades!.silenceTimeoutMs)));
-      if (plan.get('ticker')?.mode === 'ws') spawn(runWatch(ctx, tickerChannel(ctx, symbol, entry.channels.ticker!.silenceTimeoutMs)));
-      if (plan.get('book')?.mode === 'ws') spawn(runWatch(ctx, bookChannel(ctx, symbol, entry.channels.book!)));
-      if (plan.has('ohlcv')) {
-        for (const tf of timeframes) {
-          const ws = plan.get('ohlcv')!.mode === 'ws';
-          spawn(
-            (async () => {
-              await backfillHistory(ctx, symbol, tf, entry.backfillLookbackMinutes);
-              if (ws && !this.abort.signal.aborted) await runWatch(ctx, ohlcvChannel(ctx, symbol, tf, ohlcv!.silenceTimeoutMs));
-            })(),
-          );
-        }
-      }
-    }
+    for (const s of literalSymbols(entry)) this.positionsOf.set(s, positions);
+    await this.set.setResolved(initial);
+    if (this.abort.signal.aborted) return;
     for (const c of this.channels) {
       if (c.mode !== 'poll') continue;
       const pp: PollPlan = {
@@ -225,11 +251,187 @@ export class ExchangeWorker {
       };
       this.tasks.push(startPoll(ctx, pp));
     }
-    const wsOhlcv = plan.get('ohlcv')?.mode === 'ws';
+    const wsOhlcv = this.channels.some((c) => c.channel === 'ohlcv' && c.mode === 'ws');
     this.timer = setInterval(() => {
       ctx.watchdog.tick(Date.now());
       if (wsOhlcv) for (const s of this.symbols) for (const tf of timeframes) tickCandles(ctx, s, tf);
     }, 1_000);
+    const recheckMs = this.recheckMs();
+    if (isDynamic(entry.symbols) && recheckMs > 0) {
+      this.recheckTimer = setInterval(() => void this.recheckMarkets(), recheckMs);
+      this.recheckTimer.unref();
+    }
+  }
+
+  /** The entry's instrument set (shard ownership narrows it with `setFilter`). */
+  get instruments(): InstrumentSet {
+    return this.set;
+  }
+
+  private recheckMs(): number {
+    return this.entry.marketsRecheckMs ?? this.deps.marketsRecheckMs ?? MARKETS_RECHECK_DEFAULT_MS;
+  }
+
+  /**
+   * Reads the markets again and brings the instruments to what the entry's patterns select now:
+   * new listings start, markets no longer listed (or no longer active) stop with a gap record.
+   * ccxt keeps knowing the delisted markets (its multi-symbol subscriptions still name them).
+   */
+  async recheckMarkets(): Promise<void> {
+    const ex = this.ex;
+    if (!ex || this.status !== 'running' || this.abort.signal.aborted) return;
+    let fresh: Market[];
+    try {
+      fresh = ((await ex.fetchMarkets()) as (Market | undefined)[]).filter((m): m is Market => typeof m?.symbol === 'string');
+    } catch (e) {
+      this.log.warn({ err: translateError(e, 'fetchMarkets', ex).message }, 'markets re-check failed; trying again at the next one');
+      return;
+    }
+    if (this.abort.signal.aborted) return;
+    const bySymbol: Record<string, Market> = Object.fromEntries(fresh.map((m) => [m!.symbol, m]));
+    const kept = (Object.values(ex.markets ?? {}) as (Market | undefined)[]).filter((m): m is Market => typeof m?.symbol === 'string' && !(m.symbol in bySymbol));
+    ex.setMarkets([...fresh, ...kept]);
+    const resolved = resolveSymbols(this.entry.symbols, bySymbol, { types: this.entry.marketTypes }).filter((s) => bySymbol[s] !== undefined);
+    const before = new Set(this.set.resolvedSymbols());
+    const listed = resolved.filter((s) => !before.has(s));
+    const after = new Set(resolved);
+    const gone = [...before].filter((s) => !after.has(s));
+    this.deps.events.emit('instruments.changed', { exchange: this.name, listed, delisted: gone });
+    await this.set.setResolved(resolved, 'delisted');
+  }
+
+  /** The multi-symbol subscriptions of a channel (and timeframe), where the exchange has them and the entry wants them. */
+  private mux(ctx: WorkerContext, channel: Channel, timeframe?: string): Multiplexer<unknown> | undefined {
+    const ex = ctx.ex;
+    if (!this.entry.multiSymbol || !has(ex, MULTI_CAPABILITY[channel])) return undefined;
+    const key = `${channel}\u0000${timeframe ?? ''}`;
+    let m = this.muxes.get(key);
+    if (!m) {
+      const size = this.entry.symbolsPerSubscription ?? this.adapter.symbolsPerSubscription(ex, channel);
+      const params = this.adapter.multiSymbolParams(ex, channel);
+      const book = this.entry.channels.book;
+      m = (
+        channel === 'trades' ? Multiplexer.trades(ctx, size, params)
+        : channel === 'ticker' ? Multiplexer.ticker(ctx, size, params)
+        : channel === 'book' ? Multiplexer.book(ctx, size, params, this.adapter.orderBookLimit(ex, book?.depth ?? 10))
+        : Multiplexer.ohlcv(ctx, size, params, timeframe!)
+      ) as Multiplexer<unknown>;
+      this.muxes.set(key, m);
+    }
+    return m;
+  }
+
+  /** Multi-symbol subscriptions running, per channel (and timeframe): `trades` → 3. */
+  subscriptions(): Record<string, number> {
+    return Object.fromEntries([...this.muxes].map(([k, m]) => [k.replace('\u0000', ' ').trim(), m.subscriptions]));
+  }
+
+  /** Starts the streams of instruments (InstrumentSet): instruments published, positions read, loops spawned. */
+  private async startInstruments(symbols: readonly string[]): Promise<void> {
+    const ctx = this.ctx;
+    const ex = this.ex;
+    if (!ctx || !ex || this.abort.signal.aborted) return;
+    this.publishInstruments(ex, symbols);
+    const unread = symbols.filter((s) => !this.positionsOf.has(s));
+    if (unread.length > 0) {
+      const p = this.deps.positionsFor ? await this.deps.positionsFor(unread).catch(() => undefined) : undefined;
+      for (const s of unread) this.positionsOf.set(s, p);
+    }
+    if (this.abort.signal.aborted) return;
+    const entry = this.entry;
+    const plan = new Map(this.channels.map((c) => [c.channel, c]));
+    for (const symbol of symbols) {
+      const run: InstrumentRun = { abort: new AbortController(), loops: [], handlers: [] };
+      this.runs.set(symbol, run);
+      const sctx: WorkerContext = { ...ctx, signal: AbortSignal.any([this.abort.signal, run.abort.signal]) };
+      const spawn = (p: Promise<void>) => {
+        const l = p.catch((e: unknown) => this.log.error({ err: e, symbol }, 'stream loop crashed'));
+        run.loops.push(l);
+        this.loops.push(l);
+      };
+      const watch = <M>(h: ChannelHandler<M>) => {
+        run.handlers.push(h as ChannelHandler<unknown>);
+        spawn(runWatch(sctx, h));
+      };
+      if (plan.get('trades')?.mode === 'ws') watch(tradesChannel(sctx, symbol, entry.channels.trades!.silenceTimeoutMs, this.mux(ctx, 'trades')?.attach(symbol) as never));
+      if (plan.get('ticker')?.mode === 'ws') watch(tickerChannel(sctx, symbol, entry.channels.ticker!.silenceTimeoutMs, this.mux(ctx, 'ticker')?.attach(symbol) as never));
+      if (plan.get('book')?.mode === 'ws') watch(bookChannel(sctx, symbol, entry.channels.book!, this.mux(ctx, 'book')?.attach(symbol) as never));
+      if (plan.has('ohlcv')) {
+        const ws = plan.get('ohlcv')!.mode === 'ws';
+        for (const tf of this.timeframes) {
+          spawn(
+            (async () => {
+              await backfillHistory(sctx, symbol, tf, entry.backfillLookbackMinutes);
+              if (ws && !sctx.signal.aborted) {
+                const h = ohlcvChannel(sctx, symbol, tf, entry.channels.ohlcv!.silenceTimeoutMs, this.mux(ctx, 'ohlcv', tf)?.attach(symbol) as never);
+                run.handlers.push(h as ChannelHandler<unknown>);
+                await runWatch(sctx, h);
+              }
+            })(),
+          );
+        }
+      }
+      insertSorted(this.symbols, symbol);
+    }
+  }
+
+  /**
+   * Stops the streams of instruments. `delisted`: each stream ends with a gap record naming the
+   * delisting (from its last record); `shard` and `closing`: none.
+   */
+  private async stopInstruments(symbols: readonly string[], why: RemovalReason): Promise<void> {
+    const ex = this.ex;
+    const waits: Promise<void>[] = [];
+    for (const symbol of symbols) {
+      const run = this.runs.get(symbol);
+      this.runs.delete(symbol);
+      removeSorted(this.symbols, symbol);
+      if (!run) continue;
+      run.abort.abort(new TickflowError('INTERNAL', `${symbol} stopped (${why})`));
+      for (const m of this.muxes.values()) m.detach(symbol);
+      if (ex && !this.abort.signal.aborted) this.unwatchOne(ex, symbol);
+      waits.push(
+        Promise.all(run.loops).then(() => {
+          if (why !== 'delisted') return;
+          const reason = `delisted: ${symbol} is no longer listed by ${this.entry.id} (markets re-check)`;
+          const covered = new Set<string>();
+          for (const h of run.handlers) {
+            covered.add(`${h.ref.channel}\u0000${h.ref.timeframe ?? ''}`);
+            h.gap.end(h.down(), reason);
+          }
+          // Polled channels and candles still backfilling: a gap record from now.
+          for (const c of this.channels) {
+            for (const tf of c.channel === 'ohlcv' ? this.timeframes : [undefined]) {
+              if (covered.has(`${c.channel}\u0000${tf ?? ''}`)) continue;
+              const from = c.channel === 'trades' ? this.ledgers.get(symbol)?.lastTradeTsMs : undefined;
+              this.outbox.add('gap', gapRecord({ exchange: this.name, symbol, channel: c.channel, fromUs: from !== undefined ? msToUs(from) : nowUs(), toUs: null, reason: `${tf ? `${c.channel} ${tf}` : c.channel}: ${reason}` }));
+            }
+          }
+        }),
+      );
+    }
+    await Promise.all(waits);
+  }
+
+  /** A per-symbol ccxt subscription of a stopped instrument: unwatched where ccxt can (else its caches keep filling). */
+  private unwatchOne(ex: Exchange, symbol: string): void {
+    const calls: [Channel, string, unknown[]][] = [
+      ['trades', 'unWatchTrades', [symbol]],
+      ['ticker', 'unWatchTicker', [symbol]],
+      ['book', 'unWatchOrderBook', [symbol]],
+      ...this.timeframes.map((tf): [Channel, string, unknown[]] => ['ohlcv', 'unWatchOHLCV', [symbol, tf]]),
+    ];
+    for (const [channel, fn, args] of calls) {
+      const plan = this.channels.find((c) => c.channel === channel);
+      if (plan?.mode !== 'ws' || (this.entry.multiSymbol && has(ex, MULTI_CAPABILITY[channel])) || !has(ex, fn)) continue;
+      const f = (ex as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[fn];
+      void Promise.resolve()
+        .then(() => f!.apply(ex, args))
+        .catch((e: unknown) => this.log.debug({ symbol, channel, err: messageOf(e) }, 'unwatch failed'));
+    }
+    // What ccxt already cached for it is not coming back to a loop.
+    const trades = (ex.trades as Record<string, unknown[] | undefined> | undefined)?.[symbol];
+    if (Array.isArray(trades)) trades.length = 0;
   }
 
   /**
@@ -295,10 +497,13 @@ export class ExchangeWorker {
     return near.length ? ` (it lists ${near.join(', ')})` : '';
   }
 
-  private publishInstruments(ex: Exchange): void {
+  private publishInstruments(ex: Exchange, symbols: readonly string[]): void {
     const at = nowUs();
     const mode = Number((ex as unknown as { precisionMode?: number }).precisionMode ?? 4);
-    for (const s of this.symbols) this.outbox.add('instrument', normalizeInstrument(this.name, ex.markets![s]!, mode, at));
+    for (const s of symbols) {
+      const m = ex.markets?.[s];
+      if (m) this.outbox.add('instrument', normalizeInstrument(this.name, m, mode, at));
+    }
   }
 
   private context(ex: Exchange): WorkerContext {
@@ -319,12 +524,12 @@ export class ExchangeWorker {
         let l = this.ledgers.get(symbol);
         if (!l) {
           this.ledgers.set(symbol, (l = new TradeLedger(monotonic(symbol))));
-          const p = this.positions?.get({ exchange: this.name, channel: 'trades', symbol });
+          const p = this.positionsOf.get(symbol)?.get({ exchange: this.name, channel: 'trades', symbol });
           if (p?.id !== undefined) l.resume(p.id, p.tsUs / 1000);
         }
         return l;
       },
-      stoppedAt: (ref) => this.positions?.resumeFrom(ref),
+      stoppedAt: (ref) => this.positionsOf.get(ref.symbol)?.resumeFrom(ref),
       tracker: (symbol, timeframe) => {
         const k = `${symbol}\u0000${timeframe}`;
         let t = this.trackers.get(k);
@@ -338,12 +543,33 @@ export class ExchangeWorker {
     if (this.status === 'stopped') return;
     this.abort.abort(new TickflowError('INTERNAL', 'gateway closing'));
     if (this.timer) clearInterval(this.timer);
+    if (this.recheckTimer) clearInterval(this.recheckTimer);
     for (const t of this.tasks) await t.destroy();
     if (this.ex) await this.ex.close().catch(() => undefined);
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.all(this.loops), new Promise((r) => (timer = setTimeout(r, 5_000)))]);
+    await Promise.race([Promise.all([...this.loops, ...[...this.muxes.values()].map((m) => m.close())]), new Promise((r) => (timer = setTimeout(r, 5_000)))]);
     clearTimeout(timer);
     this.status = 'stopped';
     this.settle();
   }
+}
+
+function patternMatches(pattern: string, symbol: string): boolean {
+  return resolveSymbols([pattern], { [symbol]: { symbol, type: 'spot' } as Market }, { types: ['spot', 'swap', 'future', 'option', 'margin'] }).length > 0;
+}
+
+function insertSorted(a: string[], s: string): void {
+  let lo = 0;
+  let hi = a.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (a[mid]! < s) lo = mid + 1;
+    else hi = mid;
+  }
+  if (a[lo] !== s) a.splice(lo, 0, s);
+}
+
+function removeSorted(a: string[], s: string): void {
+  const i = a.indexOf(s);
+  if (i >= 0) a.splice(i, 1);
 }

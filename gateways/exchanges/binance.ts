@@ -73,4 +73,10 @@ export const binanceAdapter: Partial<ExchangeAdapter> = {
   contiguousTradeIds: (ex, symbol) => isSpot(ex, symbol),
   ohlcvPageLimit: () => 1000,
   orderBookLimit: (_ex, depth) => DEPTH_LIMITS.find((l) => l >= Math.max(depth, 100)) ?? 5000,
+  // ccxt's watch*ForSymbols take at most 200 symbols, and ccxt puts at most 200 subscriptions
+  // (`options.subscriptionLimitByStream`) on each of its `options.streamLimits` (50) connections.
+  symbolsPerSubscription: () => 200,
+  // watchTradesForSymbols reads its stream name from `options.watchTradesForSymbols` unless told
+  // it stands for watchTrades, whose `options.watchTrades.name` (aggTrade without a key) is ours.
+  multiSymbolParams: (_ex, channel) => (channel === 'trades' ? { callerMethodName: 'watchTrades' } : channel === 'ticker' ? { name: 'ticker' } : {}),
 };

@@ -40,5 +40,7 @@ async function* refillLatest(ex: Exchange, symbol: string, from: TradeCursor, op
 
 export const bybitAdapter: Partial<ExchangeAdapter> = {
   refillTrades: refillLatest,
+  // Bybit's spot stream takes at most 10 args per subscribe request (ccxt sends one request per call).
+  symbolsPerSubscription: () => 10,
   ohlcvPageLimit: () => 1000,
 };

@@ -50,4 +50,6 @@ export const defaultAdapter: ExchangeAdapter = {
   contiguousTradeIds: () => false,
   ohlcvPageLimit: () => 500,
   orderBookLimit: () => undefined,
+  symbolsPerSubscription: () => 100,
+  multiSymbolParams: () => ({}),
 };

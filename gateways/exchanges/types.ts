@@ -1,3 +1,4 @@
+import type { Channel } from '../config.ts';
 import type { Exchange, Trade } from 'ccxt';
 
 /** Where a trade refill starts: after this trade (exclusive), or from this time when no trade was seen. */
@@ -51,4 +52,8 @@ export interface ExchangeAdapter {
   ohlcvPageLimit(ex: Exchange): number;
   /** The book depth to ask `watchOrderBook` / `fetchOrderBook` for, to serve top `depth` levels. */
   orderBookLimit(ex: Exchange, depth: number): number | undefined;
+  /** Instruments per multi-symbol subscription (multiplex.ts): within what one subscribe request and one connection may carry. */
+  symbolsPerSubscription(ex: Exchange, channel: Channel): number;
+  /** Extra params for a channel's multi-symbol watch (e.g. which per-symbol method's options apply). */
+  multiSymbolParams(ex: Exchange, channel: Channel): Record<string, unknown>;
 }
