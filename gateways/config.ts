@@ -101,10 +101,10 @@ export const exchangeEntrySchema = z.strictObject({
    * Unified symbols, patterns (`*` any run, `?` one character, neither crossing `/` or `:`:
    * `"*\/USDT"`, `"BTC/*"`, `"*\/USDT:USDT"`), or `all` (gateways/instruments.ts).
    */
-  symbols: z.union([
-    z.literal('all'),
-    z.array(z.string().regex(/^[^/\s]+\/[^/\s]+(:\S+)?$/, 'expected a ccxt unified symbol like BTC/USDT or a pattern like */USDT')).min(1),
-  ]),
+  symbols: z.union(
+    [z.literal('all'), z.array(z.string().regex(/^[^/\s]+\/[^/\s]+(:\S+)?$/, 'expected a ccxt unified symbol like BTC/USDT or a pattern like */USDT')).min(1)],
+    { error: (iss) => (Array.isArray(iss.input) ? undefined : `"all" or a list of symbols and patterns; expected array, received ${typeof iss.input}`) },
+  ),
   /** The market types patterns and `all` select from (active markets only). */
   marketTypes: z.array(z.enum(MARKET_TYPES)).min(1).default(['spot']),
   /** Overrides `gateway.marketsRecheckMs` for this entry. */

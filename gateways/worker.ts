@@ -96,7 +96,7 @@ export class ExchangeWorker {
   status: WorkerStatus = 'starting';
   readonly name: string;
   readonly problems: Problem[] = [];
-  /** The instruments running now (sorted; updated in place as the instrument set changes). */
+  /** The instruments running now (updated in place as the instrument set changes; poll tasks read it). */
   readonly symbols: string[] = [];
   channels: ChannelPlan[] = [];
   private timeframes: string[] = [];
@@ -230,8 +230,7 @@ export class ExchangeWorker {
     if (this.abort.signal.aborted) return; // closed while starting: start nothing
     this.status = 'running';
     this.symbols.push(...initial);
-    this.deps.events.emit('exchange.ready', { exchange: this.name, symbols: this.symbols, channels: this.channels.map((c) => `${c.channel}:${c.mode}`) });
-    this.symbols.length = 0;
+    this.deps.events.emit('exchange.ready', { exchange: this.name, symbols: [...this.symbols], channels: this.channels.map((c) => `${c.channel}:${c.mode}`) });
     this.settle();
 
     // Streams start from where the previous process stopped (read concurrently with loadMarkets).
@@ -240,6 +239,8 @@ export class ExchangeWorker {
     for (const s of literalSymbols(entry)) this.positionsOf.set(s, positions);
     await this.set.setResolved(initial);
     if (this.abort.signal.aborted) return;
+    // A filter set meanwhile (shard ownership) may have left some of them out.
+    for (const s of [...this.symbols]) if (!this.runs.has(s)) this.symbols.splice(this.symbols.indexOf(s), 1);
     for (const c of this.channels) {
       if (c.mode !== 'poll') continue;
       const pp: PollPlan = {
@@ -371,7 +372,7 @@ export class ExchangeWorker {
           );
         }
       }
-      insertSorted(this.symbols, symbol);
+      if (!this.symbols.includes(symbol)) this.symbols.push(symbol);
     }
   }
 
@@ -385,7 +386,8 @@ export class ExchangeWorker {
     for (const symbol of symbols) {
       const run = this.runs.get(symbol);
       this.runs.delete(symbol);
-      removeSorted(this.symbols, symbol);
+      const i = this.symbols.indexOf(symbol);
+      if (i >= 0) this.symbols.splice(i, 1);
       if (!run) continue;
       run.abort.abort(new TickflowError('INTERNAL', `${symbol} stopped (${why})`));
       for (const m of this.muxes.values()) m.detach(symbol);
@@ -556,20 +558,4 @@ export class ExchangeWorker {
 
 function patternMatches(pattern: string, symbol: string): boolean {
   return resolveSymbols([pattern], { [symbol]: { symbol, type: 'spot' } as Market }, { types: ['spot', 'swap', 'future', 'option', 'margin'] }).length > 0;
-}
-
-function insertSorted(a: string[], s: string): void {
-  let lo = 0;
-  let hi = a.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (a[mid]! < s) lo = mid + 1;
-    else hi = mid;
-  }
-  if (a[lo] !== s) a.splice(lo, 0, s);
-}
-
-function removeSorted(a: string[], s: string): void {
-  const i = a.indexOf(s);
-  if (i >= 0) a.splice(i, 1);
 }
