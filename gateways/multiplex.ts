@@ -67,10 +67,18 @@ export class Mailbox<M> {
   private waiter: { resolve: (m: M) => void; reject: (e: unknown) => void } | undefined;
   private closed: unknown;
 
+  /** Called when the instrument's loop waits for data with nothing queued (its subscription is wanted). */
+  onWait: (() => void) | undefined;
+
   constructor(
     private readonly merge: (older: M, newer: M) => M,
     readonly symbol: string,
   ) {}
+
+  /** The instrument's loop is waiting in `next()`. */
+  get waiting(): boolean {
+    return this.waiter !== undefined;
+  }
 
   put(m: M): void {
     if (this.closed) return;
@@ -102,7 +110,9 @@ export class Mailbox<M> {
     if (this.closed) return Promise.reject(this.closed);
     const item = this.queue.shift();
     if (item) return 'data' in item ? Promise.resolve(item.data) : Promise.reject(item.error);
-    return new Promise<M>((resolve, reject) => (this.waiter = { resolve, reject }));
+    const p = new Promise<M>((resolve, reject) => (this.waiter = { resolve, reject }));
+    this.onWait?.();
+    return p;
   }
 
   close(reason: unknown): void {
@@ -217,6 +227,7 @@ class Chunk<M> {
   private readonly seen = new Map<string, unknown>();
   private done = false;
   private readonly abort = new AbortController();
+  private wake: (() => void) | undefined;
   readonly loop: Promise<void>;
 
   constructor(
@@ -257,9 +268,29 @@ class Chunk<M> {
         // Renewed for the symbols still attached (the failed subscription's connection is gone or failing).
         if (this.boxes.size < this.symbols.length) this.symbols = [...this.boxes.keys()];
         if (this.symbols.length === 0) break;
-        await sleep(retryDelay(err, attempts.failed()), ctx.signal).catch(() => undefined);
+        // Dialled again when an instrument's loop asks (after its own backoff, or its fallback's
+        // websocket probe), as it would dial on the per-symbol path; the chunk's own backoff is the cap.
+        await Promise.race([sleep(retryDelay(err, attempts.failed()), this.abort.signal).catch(() => undefined), this.demand()]);
+        this.wake = undefined;
       }
     }
+  }
+
+  /** Resolves once an attached instrument's loop waits for data. */
+  private demand(): Promise<void> {
+    if ([...this.boxes.values()].some((b) => b.waiting)) return Promise.resolve();
+    return new Promise<void>((resolve) => (this.wake = resolve));
+  }
+
+  /** An instrument's loop waits (Mailbox.onWait). */
+  wanted(): void {
+    this.wake?.();
+  }
+
+  /** Adds an instrument's mailbox to this chunk. */
+  add(symbol: string, box: Mailbox<M>): void {
+    box.onWait = () => this.wanted();
+    this.boxes.set(symbol, box);
   }
 
   detach(symbol: string): void {
@@ -274,6 +305,7 @@ class Chunk<M> {
     if (this.done) return;
     this.done = true;
     this.abort.abort();
+    this.wake?.();
     const { ctx, channel } = this.mux;
     const fn = (ctx.ex as unknown as Record<string, unknown>)[UNWATCH[channel]];
     if (unwatch && !ctx.signal.aborted && has(ctx.ex, UNWATCH[channel]) && typeof fn === 'function') {
@@ -339,7 +371,7 @@ export class Multiplexer<M> {
     const box = new Mailbox<M>(this.kind.merge, symbol);
     const chunk = this.chunkOf.get(symbol);
     if (chunk && chunk.subscribed.includes(symbol)) {
-      chunk.boxes.set(symbol, box);
+      chunk.add(symbol, box);
     } else {
       this.pending.push({ symbol, box });
       if (!this.flushing) {
@@ -374,7 +406,7 @@ export class Multiplexer<M> {
         const part = list.slice(i, i + this.chunkSize);
         const chunk = new Chunk<M>(this, part.map((p) => p.symbol));
         for (const p of part) {
-          chunk.boxes.set(p.symbol, p.box);
+          chunk.add(p.symbol, p.box);
           this.chunkOf.set(p.symbol, chunk);
         }
         this.chunks.add(chunk);

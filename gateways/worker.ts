@@ -304,11 +304,12 @@ export class ExchangeWorker {
   /** The multi-symbol subscriptions of a channel (and timeframe), where the exchange has them and the entry wants them. */
   private mux(ctx: WorkerContext, channel: Channel, timeframe?: string): Multiplexer<unknown> | undefined {
     const ex = ctx.ex;
-    if (!this.entry.multiSymbol || !has(ex, MULTI_CAPABILITY[channel])) return undefined;
+    if (!this.multiSymbol(ex, channel)) return undefined;
     const key = `${channel}\u0000${timeframe ?? ''}`;
     let m = this.muxes.get(key);
     if (!m) {
-      const size = this.entry.symbolsPerSubscription ?? this.adapter.symbolsPerSubscription(ex, channel);
+      const size = this.adapter.symbolsPerSubscription(ex, channel) === 0 ? 0 : (this.entry.symbolsPerSubscription ?? this.adapter.symbolsPerSubscription(ex, channel));
+      if (size === 0) return undefined;
       const params = this.adapter.multiSymbolParams(ex, channel);
       const book = this.entry.channels.book;
       m = (
@@ -320,6 +321,11 @@ export class ExchangeWorker {
       this.muxes.set(key, m);
     }
     return m;
+  }
+
+  /** Whether a channel's instruments share multi-symbol subscriptions. */
+  private multiSymbol(ex: Exchange, channel: Channel): boolean {
+    return this.entry.multiSymbol && has(ex, MULTI_CAPABILITY[channel]) && this.adapter.symbolsPerSubscription(ex, channel) > 0;
   }
 
   /** Multi-symbol subscriptions running, per channel (and timeframe): `trades` → 3. */
@@ -425,7 +431,7 @@ export class ExchangeWorker {
     ];
     for (const [channel, fn, args] of calls) {
       const plan = this.channels.find((c) => c.channel === channel);
-      if (plan?.mode !== 'ws' || (this.entry.multiSymbol && has(ex, MULTI_CAPABILITY[channel])) || !has(ex, fn)) continue;
+      if (plan?.mode !== 'ws' || this.multiSymbol(ex, channel) || !has(ex, fn)) continue;
       const f = (ex as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[fn];
       void Promise.resolve()
         .then(() => f!.apply(ex, args))

@@ -52,7 +52,10 @@ export interface ExchangeAdapter {
   ohlcvPageLimit(ex: Exchange): number;
   /** The book depth to ask `watchOrderBook` / `fetchOrderBook` for, to serve top `depth` levels. */
   orderBookLimit(ex: Exchange, depth: number): number | undefined;
-  /** Instruments per multi-symbol subscription (multiplex.ts): within what one subscribe request and one connection may carry. */
+  /**
+   * Instruments per multi-symbol subscription (multiplex.ts): within what one subscribe request and
+   * one connection may carry. 0: the channel's multi-symbol watch is not used (one watch per instrument).
+   */
   symbolsPerSubscription(ex: Exchange, channel: Channel): number;
   /** Extra params for a channel's multi-symbol watch (e.g. which per-symbol method's options apply). */
   multiSymbolParams(ex: Exchange, channel: Channel): Record<string, unknown>;
