@@ -76,7 +76,7 @@ export interface Gateway {
   /** Stops the streams, sends what is buffered (up to flushTimeoutMs), disconnects. */
   close(): Promise<void>;
   report(): GatewayReport;
-  /** Each running entry's instrument set, by entry name (shard ownership filters them). */
+  /** Each entry's instrument set, by entry name (shard ownership filters them; set before start, it applies from the first). */
   instrumentSets(): Map<string, InstrumentSet>;
   /** The workers (tests and benchmarks read their subscriptions). */
   readonly workers: readonly ExchangeWorker[];
@@ -169,7 +169,8 @@ export function buildGateway(config: ConfigForGateway, deps: GatewayDeps = {}): 
     publisher,
     report: snapshot,
     workers,
-    instrumentSets: () => new Map(workers.filter((w) => w.status === 'running').map((w) => [w.name, w.instruments])),
+    // Every entry's, started or not: a filter set before an entry runs applies to its first start.
+    instrumentSets: () => new Map(workers.map((w) => [w.name, w.instruments])),
     async start() {
       if (started) return snapshot();
       started = true;

@@ -397,28 +397,38 @@ export class ExchangeWorker {
       if (!run) continue;
       run.abort.abort(new TickflowError('INTERNAL', `${symbol} stopped (${why})`));
       for (const m of this.muxes.values()) m.detach(symbol);
+      // Back later (moved back in, relisted): it resumes from where Kafka says, not from this run's state.
+      this.positionsOf.delete(symbol);
       if (ex && !this.abort.signal.aborted) this.unwatchOne(ex, symbol);
       waits.push(
         Promise.all(run.loops).then(() => {
-          if (why !== 'delisted') return;
-          const reason = `delisted: ${symbol} is no longer listed by ${this.entry.id} (markets re-check)`;
-          const covered = new Set<string>();
-          for (const h of run.handlers) {
-            covered.add(`${h.ref.channel}\u0000${h.ref.timeframe ?? ''}`);
-            h.gap.end(h.down(), reason);
-          }
-          // Polled channels and candles still backfilling: a gap record from now.
-          for (const c of this.channels) {
-            for (const tf of c.channel === 'ohlcv' ? this.timeframes : [undefined]) {
-              if (covered.has(`${c.channel}\u0000${tf ?? ''}`)) continue;
-              const from = c.channel === 'trades' ? this.ledgers.get(symbol)?.lastTradeTsMs : undefined;
-              this.outbox.add('gap', gapRecord({ exchange: this.name, symbol, channel: c.channel, fromUs: from !== undefined ? msToUs(from) : nowUs(), toUs: null, reason: `${tf ? `${c.channel} ${tf}` : c.channel}: ${reason}` }));
-            }
+          if (why === 'delisted') this.endDelisted(symbol, run);
+          if (!this.runs.has(symbol)) {
+            this.ledgers.delete(symbol);
+            for (const tf of this.timeframes) this.trackers.delete(`${symbol}\u0000${tf}`);
           }
         }),
       );
     }
     await Promise.all(waits);
+  }
+
+  /** Each stream of a delisted instrument ends with a gap record naming the delisting (from its last record). */
+  private endDelisted(symbol: string, run: InstrumentRun): void {
+    const reason = `delisted: ${symbol} is no longer listed by ${this.entry.id} (markets re-check)`;
+    const covered = new Set<string>();
+    for (const h of run.handlers) {
+      covered.add(`${h.ref.channel}\u0000${h.ref.timeframe ?? ''}`);
+      h.gap.end(h.down(), reason);
+    }
+    // Polled channels and candles still backfilling: a gap record from the last trade, else from now.
+    for (const c of this.channels) {
+      for (const tf of c.channel === 'ohlcv' ? this.timeframes : [undefined]) {
+        if (covered.has(`${c.channel}\u0000${tf ?? ''}`)) continue;
+        const from = c.channel === 'trades' ? this.ledgers.get(symbol)?.lastTradeTsMs : undefined;
+        this.outbox.add('gap', gapRecord({ exchange: this.name, symbol, channel: c.channel, fromUs: from !== undefined ? msToUs(from) : nowUs(), toUs: null, reason: `${tf ? `${c.channel} ${tf}` : c.channel}: ${reason}` }));
+      }
+    }
   }
 
   /** A per-symbol ccxt subscription of a stopped instrument: unwatched where ccxt can (else its caches keep filling). */
