@@ -49,6 +49,9 @@ const SENSITIVE_HEADER = /authorization|cookie|token|secret|key|password|signatu
 export const httpConfigSchema = z.strictObject({
   url: z
     .string()
+    .max(2_048)
+    .regex(/^https?:\/\/[^\s]+$/i, 'expected an absolute http:// or https:// URL')
+    .describe('Where each matching record is POSTed as JSON')
     .refine((s) => {
       try {
         const u = new URL(s);
@@ -64,7 +67,7 @@ export const httpConfigSchema = z.strictObject({
     )
     .optional(),
   /** Signs each delivery (x-tickflow-signature: sha256=HMAC(secret, "<timestamp>.<body>")). */
-  secret: z.string().min(1).max(1_024).optional(),
+  secret: z.string().min(1).max(1_024).optional().describe('HMAC-SHA256 key of the x-tickflow-signature header; shown as "***", and "***" in a PUT keeps it'),
   timeoutMs: z.int().min(100).max(120_000).default(5_000),
   retry: z
     .strictObject({
@@ -98,16 +101,21 @@ export const broadcasterSchema = z.discriminatedUnion(
 export type BroadcasterSpec = z.infer<typeof broadcasterSchema>;
 
 /** `*` (any run of characters) and `?` (one character); everything else literal. */
-const patternSchema = z.string().min(1).max(200).default('*');
+const patternSchema = (what: string) => z.string().min(1).max(200).default('*').describe(`${what}, with * (any run of characters) and ? (one character) as wildcards`);
 
 export const registrationSchema = z
   .strictObject({
     name: nameSchema,
     broadcaster: nameSchema,
     kind: z.enum(asTuple(REGISTRATION_KINDS as RecordKind[]), { error: () => `expected one of ${REGISTRATION_KINDS.join(', ')}` }),
-    exchange: patternSchema,
-    symbol: patternSchema,
-    predicate: z.string().max(4_000).nullable().default(null),
+    exchange: patternSchema('ccxt exchange id (or the config entry name)'),
+    symbol: patternSchema('ccxt unified symbol, e.g. BTC/USDT or */USDT'),
+    predicate: z
+      .string()
+      .max(4_000)
+      .nullable()
+      .default(null)
+      .describe("A filter over the record's fields, e.g. `price crosses above 100000` or `side = 'buy' and amount > 5` (README: the predicate language); null: every record"),
     paused: z.boolean().optional(),
   })
   .superRefine((r, ctx) => {
