@@ -50,7 +50,7 @@ export const httpConfigSchema = z.strictObject({
   url: z
     .string()
     .max(2_048)
-    .regex(/^https?:\/\/[^\s]+$/i, 'expected an absolute http:// or https:// URL')
+    .regex(/^https?:\/\/[A-Za-z0-9._~%!$&'()*+,;=:@[\]-]+(?:[/?#][\x21-\x7e]*)?$/i, 'expected an absolute http:// or https:// URL (ASCII, percent-encoded)')
     .describe('Where each matching record is POSTed as JSON')
     .refine((s) => {
       try {

@@ -54,7 +54,7 @@ describeEachDb(['embedded', 'postgres'], (db) => {
 
     const put = await call('PUT', '/v1/broadcasters/spare', { kind: 'kafka', config: { topic: 'spare' } });
     expect(put.statusCode).toBe(201);
-    expect((await call('PUT', '/v1/broadcasters/spare', { name: 'other', kind: 'kafka', config: { topic: 'spare' } })).json()).toMatchObject({ statusCode: 400, parameter: 'name' });
+    expect((await call('PUT', '/v1/broadcasters/spare', { name: 'other', kind: 'kafka', config: { topic: 'spare' } })).json()).toMatchObject({ statusCode: 409, parameter: 'name' });
     expect((await call('DELETE', '/v1/broadcasters/spare')).statusCode).toBe(204);
     expect((await call('DELETE', '/v1/broadcasters/spare')).statusCode).toBe(404);
   });

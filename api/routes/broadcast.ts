@@ -28,6 +28,14 @@ function bodySchema(s: z.ZodType, description: string): Record<string, unknown> 
 const BROADCASTER_BODY = bodySchema(broadcasterSchema, 'A broadcaster: an HTTP endpoint (each matching record POSTed as JSON, optionally HMAC-signed, retried with backoff, then dead-lettered) or a Kafka topic of yours (JSON or Avro).');
 const REGISTRATION_BODY = bodySchema(registrationSchema, 'A registration: which records (a record kind, an instrument filter with * and ? wildcards, an optional predicate) go to which broadcaster.');
 
+/** A PUT's body: the same, its name optional (the path gives it; a different one is a 409). */
+function putBody(body: Record<string, unknown>): Record<string, unknown> {
+  const optionalName = (s: Record<string, unknown>) => ({ ...s, required: (s.required as string[]).filter((k) => k !== 'name') });
+  return Array.isArray(body.oneOf) ? { ...body, oneOf: (body.oneOf as Record<string, unknown>[]).map(optionalName) } : optionalName(body);
+}
+const BROADCASTER_PUT_BODY = putBody(BROADCASTER_BODY);
+const REGISTRATION_PUT_BODY = putBody(REGISTRATION_BODY);
+
 const nameParams = {
   type: 'object',
   required: ['name'],
@@ -107,11 +115,11 @@ function refused(e: unknown): never {
   throw e;
 }
 
-/** The body of a PUT: its name, when given, must be the path's. */
+/** The body of a PUT: its name, when given, must be the path's (else a conflict between the two: 409). */
 function withPathName(body: unknown, name: string, what: string): unknown {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) return body;
   const b = body as Record<string, unknown>;
-  if (b.name !== undefined && b.name !== name) throw new ApiError(400, `${what}: name: the body says "${String(b.name).slice(0, 120)}" but the path "${name}"`, { parameter: 'name' });
+  if (b.name !== undefined && b.name !== name) throw new ApiError(409, `${what}: name: the body says "${String(b.name).slice(0, 120)}" but the path "${name}"`, { parameter: 'name' });
   return { ...b, name };
 }
 
@@ -150,7 +158,7 @@ export const broadcastRoutes: FastifyPluginAsync = async (app) => {
 
   app.put<{ Params: { name: string } }>(
     '/v1/broadcasters/:name',
-    { validatorCompiler: noValidation, schema: routeSchema({ summary: 'Create or replace a broadcaster ("***" as the secret keeps the stored one)', params: nameParams, body: BROADCASTER_BODY, response: { 200: BROADCASTER, 201: BROADCASTER, ...errors } }) },
+    { validatorCompiler: noValidation, schema: routeSchema({ summary: 'Create or replace a broadcaster ("***" as the secret keeps the stored one)', params: nameParams, body: BROADCASTER_PUT_BODY, response: { 200: BROADCASTER, 201: BROADCASTER, ...errors, 409: { description: "The body's name is not the path's", ...errorRef } } }) },
     async (req, reply) => {
       const { name } = req.params;
       checkName(name, 'broadcaster');
@@ -210,7 +218,7 @@ export const broadcastRoutes: FastifyPluginAsync = async (app) => {
 
   app.put<{ Params: { name: string } }>(
     '/v1/registrations/:name',
-    { validatorCompiler: noValidation, schema: routeSchema({ summary: 'Create or replace a registration', params: nameParams, body: REGISTRATION_BODY, response: { 200: REGISTRATION, 201: REGISTRATION, ...errors } }) },
+    { validatorCompiler: noValidation, schema: routeSchema({ summary: 'Create or replace a registration', params: nameParams, body: REGISTRATION_PUT_BODY, response: { 200: REGISTRATION, 201: REGISTRATION, ...errors, 409: { description: "The body's name is not the path's", ...errorRef } } }) },
     async (req, reply) => {
       const { name } = req.params;
       checkName(name, 'registration');
