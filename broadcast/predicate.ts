@@ -411,7 +411,10 @@ function collectCrosses(n: Node, out: CrossesTerm[]): CrossesTerm[] {
 }
 
 const NO_CROSSINGS: readonly boolean[] = [];
-const EVERY: Predicate = Object.freeze({ source: '', stateful: false, test: () => ({ match: true }) });
+// A stateless predicate's answers are shared constants: no allocation per record.
+const MATCH = Object.freeze({ match: true });
+const NO_MATCH = Object.freeze({ match: false });
+const EVERY: Predicate = Object.freeze({ source: '', stateful: false, test: () => MATCH });
 
 /** Compiles `source` for records of `kind`; throws PredicateError naming the offending part. An empty source matches every record. */
 export function compilePredicate(kind: RecordKind, source: string): Predicate {
@@ -424,7 +427,7 @@ export function compilePredicate(kind: RecordKind, source: string): Predicate {
   const evaluate = build(ast);
   const terms = collectCrosses(ast, []);
   if (terms.length === 0) {
-    return Object.freeze({ source, stateful: false, test: (r: Readonly<Record<string, unknown>>) => ({ match: evaluate(r, NO_CROSSINGS) }) });
+    return Object.freeze({ source, stateful: false, test: (r: Readonly<Record<string, unknown>>) => (evaluate(r, NO_CROSSINGS) ? MATCH : NO_MATCH) });
   }
   return Object.freeze({
     source,
