@@ -75,7 +75,7 @@ describe('registrations', () => {
     expect(refusal(() => parseRegistration({ ...base, kind: 'trades' })).message).toMatch(/expected one of trade, ticker/);
     expect(refusal(() => parseRegistration({ ...base, broadcaster: undefined })).field).toBe('broadcaster');
     expect(refusal(() => parseRegistration({ ...base, exchange: '' })).field).toBe('exchange');
-    expect(refusal(() => parseRegistration([])).field).toBe('(body)');
+    expect(refusal(() => parseRegistration([])).field).toBe('body');
   });
 });
 

@@ -144,13 +144,13 @@ function refusal(what: string, error: z.ZodError): ValidationError {
   } else if (i.code === 'invalid_key' || i.code === 'invalid_element') msg = i.issues[0]?.message ?? msg;
   else if (i.code === 'invalid_type' && msg.includes('received undefined')) msg = 'required';
   const params = (i as { params?: { part?: string; position?: number } }).params;
-  const where = field || '(body)';
+  const where = field || 'body';
   return new ValidationError(where, `${what}: ${where}: ${msg}`, params ? { part: params.part!, position: params.position!, cause: error } : { cause: error });
 }
 
 /** Validates a broadcaster (config entry or REST body); throws ValidationError naming the field. */
 export function parseBroadcaster(body: unknown): BroadcasterSpec {
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new ValidationError('(body)', 'broadcaster: expected an object with name, kind and config');
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new ValidationError('body', 'broadcaster: expected an object with name, kind and config');
   const r = broadcasterSchema.safeParse(body);
   if (!r.success) throw refusal('broadcaster', r.error);
   return r.data;
@@ -158,7 +158,7 @@ export function parseBroadcaster(body: unknown): BroadcasterSpec {
 
 /** Validates a registration and compiles its predicate; throws ValidationError naming the field (for the predicate: the token and its offset). */
 export function parseRegistration(body: unknown): RegistrationSpec {
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new ValidationError('(body)', 'registration: expected an object with name, broadcaster and kind');
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new ValidationError('body', 'registration: expected an object with name, broadcaster and kind');
   const r = registrationSchema.safeParse(body);
   if (!r.success) throw refusal('registration', r.error);
   return r.data;

@@ -83,7 +83,7 @@ describeEachDb(['embedded', 'postgres'], (db) => {
     expect(await bad('/v1/broadcasters', { name: 'x', kind: 'smtp', config: {} })).toEqual(expect.objectContaining({ parameter: 'kind' }));
     expect(await bad('/v1/broadcasters', { name: 'x', kind: 'kafka', config: { topic: 'a/b' } })).toEqual(expect.objectContaining({ parameter: 'config.topic' }));
     expect(await bad('/v1/broadcasters', { name: 'x', kind: 'http', config: { url: 'http://x/', secret: '***' } })).toEqual(expect.objectContaining({ parameter: 'config.secret' }));
-    expect((await bad('/v1/broadcasters', [])).parameter).toBe('(body)');
+    expect((await bad('/v1/broadcasters', [])).parameter).toBe('body');
     expect((await call('GET', '/v1/registrations')).json().data).toEqual([]);
   });
 
@@ -106,6 +106,12 @@ describeEachDb(['embedded', 'postgres'], (db) => {
     expect((await call('POST', '/v1/broadcasters/alerts/resume')).json()).toMatchObject({ paused: false });
     expect((await call('POST', '/v1/registrations/btc-cross/resume')).json()).toMatchObject({ paused: false });
     expect((await call('POST', '/v1/registrations/nope/pause')).statusCode).toBe(404);
+    // A bodiless POST that still says it is JSON (curl -H 'content-type: application/json').
+    const bodiless = await api.app.inject({ method: 'POST', url: '/v1/registrations/btc-cross/pause', headers: { 'content-type': 'application/json' } });
+    expect(bodiless.statusCode).toBe(200);
+    expect((await call('POST', '/v1/registrations/btc-cross/resume')).json()).toMatchObject({ paused: false });
+    const empty = await api.app.inject({ method: 'POST', url: '/v1/broadcasters', headers: { 'content-type': 'application/json' } });
+    expect(empty.json()).toMatchObject({ statusCode: 400, parameter: 'body' });
 
     expect((await call('GET', '/v1/registrations/btc-cross/status')).json()).toEqual({ name: 'btc-cross', paused: false, delivered: 0, failed: 0, lastError: null, lastErrorAt: null, lastDeliveredAt: null });
     // What the runtime writes shows up in both statuses.

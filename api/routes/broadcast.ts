@@ -130,6 +130,15 @@ function routeSchema(s: FastifySchema & { summary: string }): FastifySchema {
 }
 
 export const broadcastRoutes: FastifyPluginAsync = async (app) => {
+  // `curl -X POST -H 'content-type: application/json' …/pause` has no body: not a 400 here (these
+  // routes only); a body is parsed as fastify's own parser does (prototype poisoning refused).
+  const json = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    const text = typeof body === 'string' ? body : body.toString('utf8');
+    if (text.trim() === '') return done(null, undefined);
+    return json(req, text, done);
+  });
   const db = () => app.db.pool;
   const shown = (b: store.BroadcasterRecord) => redactBroadcaster(b);
 
