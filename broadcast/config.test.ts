@@ -5,7 +5,7 @@ import { deadLetterTopicOf } from './config.ts';
 describe('broadcast config section', () => {
   it('has defaults, and takes broadcasters and registrations in the REST shape', () => {
     const c = parseConfig({}, { env: {} });
-    expect(c.broadcast).toEqual({ groupId: 'tickflow-broadcast', reloadMs: 1000, broadcasters: [], registrations: [] });
+    expect(c.broadcast).toEqual({ groupId: 'tickflow-broadcast', reloadMs: 1000, metricsHost: '127.0.0.1', metricsPort: 9465, httpConcurrency: 16, batchMaxRecords: 2000, broadcasters: [], registrations: [] });
     expect(deadLetterTopicOf(c)).toBe('tickflow.broadcast-dlq');
     const d = parseConfig(
       {

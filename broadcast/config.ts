@@ -15,6 +15,13 @@ export const broadcastSchema = z
     groupId: z.string().min(1).max(255).default('tickflow-broadcast'),
     /** How often the runtime looks for changed broadcasters and registrations. */
     reloadMs: z.int().min(50).max(600_000).default(1_000),
+    /** `tickflow broadcast`'s /metrics and /healthz (a process of its own; `tickflow start` serves them on the API). */
+    metricsHost: z.string().min(1).default('127.0.0.1'),
+    metricsPort: z.int().min(0).max(65535).default(9465),
+    /** HTTP requests in flight at once per HTTP broadcaster (one instrument's deliveries stay in order). */
+    httpConcurrency: z.int().min(1).max(1_000).default(16),
+    /** A partition's batch is cut into chunks of at most this many records, each matched, delivered, then its position committed. */
+    batchMaxRecords: z.int().min(1).max(100_000).default(2_000),
     /** Where deliveries that exhausted their retries go; default `<kafka.topicPrefix>.broadcast-dlq`. */
     deadLetterTopic: z.string().regex(/^[A-Za-z0-9._-]{1,249}$/, 'expected a Kafka topic name').optional(),
     broadcasters: z.array(broadcasterSchema).default([]),

@@ -232,6 +232,8 @@ export interface RegistrationRow {
 
 export interface CompiledRegistration {
   readonly name: string;
+  /** The row it was compiled from. */
+  readonly spec: RegistrationRow;
   readonly broadcaster: string;
   readonly kind: RecordKind;
   readonly exchange: string;
@@ -327,7 +329,7 @@ function compileRow(r: RegistrationRow): CompiledRegistration | RejectedRegistra
   const kind = r.kind as RecordKind;
   try {
     const predicate = compilePredicate(kind, r.predicate ?? '');
-    return { name: r.name, broadcaster: r.broadcaster, kind, exchange: r.exchange, symbol: r.symbol, predicate, matchesInstrument: instrumentFilter(r.exchange, r.symbol) };
+    return { name: r.name, spec: r, broadcaster: r.broadcaster, kind, exchange: r.exchange, symbol: r.symbol, predicate, matchesInstrument: instrumentFilter(r.exchange, r.symbol) };
   } catch (e) {
     if (e instanceof PredicateError) return { name: r.name, error: e };
     throw e;
