@@ -166,6 +166,9 @@ export function buildApi(config: ConfigForApi, deps: ApiDeps = {}): Api {
     events,
     async start() {
       await app.listen({ host: cfg.host, port: cfg.port });
+      if (!cfg.token && !['127.0.0.1', '::1', 'localhost'].includes(cfg.host)) {
+        app.log.warn({ host: cfg.host }, 'the API listens beyond localhost without a token: anyone reaching it can define broadcasters (set api.token or TICKFLOW_API_TOKEN)');
+      }
       const addr = app.server.address();
       const port = typeof addr === 'object' && addr ? addr.port : cfg.port;
       const host = cfg.host === '0.0.0.0' || cfg.host === '::' ? '127.0.0.1' : cfg.host.includes(':') ? `[${cfg.host}]` : cfg.host;
