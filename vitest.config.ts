@@ -2,7 +2,7 @@ import { defineConfig } from 'vitest/config';
 
 // `npm run test:unit` runs only the tests that need no broker or database, without the setup.
 const unitOnly = process.env.TICKFLOW_UNIT_ONLY === '1';
-const UNIT = ['core/**/*.test.ts', 'config/**/*.test.ts', 'schemas/**/*.test.ts', 'migrations/runner.test.ts', 'sim/**/*.test.ts', 'gateways/**/*.test.ts', 'sink/**/*.test.ts', 'api/**/*.test.ts', 'test/layering.test.ts'];
+const UNIT = ['core/**/*.test.ts', 'config/**/*.test.ts', 'schemas/**/*.test.ts', 'migrations/runner.test.ts', 'sim/**/*.test.ts', 'gateways/**/*.test.ts', 'sink/**/*.test.ts', 'api/**/*.test.ts', 'broadcast/**/*.test.ts', 'test/layering.test.ts'];
 
 export default defineConfig({
   test: {

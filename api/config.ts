@@ -52,6 +52,12 @@ export const apiSchema = z
      * embedded database cannot cancel a statement).
      */
     statementTimeoutMs: z.int().min(100).max(600_000).default(10_000),
+    /**
+     * Bearer token (env TICKFLOW_API_TOKEN): when set, every request other than GET/HEAD/OPTIONS,
+     * and every request to /v1/broadcasters and /v1/registrations, needs `Authorization: Bearer
+     * <token>` (401 otherwise). null: open, for a local setup.
+     */
+    token: z.string().min(8, 'expected at least 8 characters').nullable().default(null),
     /** The OpenAPI document at /docs/json and its UI at /docs. */
     docs: z.boolean().default(true),
     stream: streamSchema,

@@ -7,9 +7,11 @@
  *   GET /v1/tickers/latest, /v1/instruments,
  *       /v1/coverage                           what is held (routes/reference)
  *   GET /v1/stream (websocket)                 live records, replayed from `since` (routes/stream)
+ *   /v1/broadcasters, /v1/registrations        broadcast definitions: CRUD, pause, status (routes/broadcast)
  *   GET /docs, /docs/json                      OpenAPI UI and document
  *   GET /healthz, /readyz, /metrics            operations (routes/ops)
  *   GET /                                      the live chart page (routes/page, public/)
+ * With `api.token` set, writes and the broadcast routes need the bearer token (plugins/auth.ts).
  */
 import websocket from '@fastify/websocket';
 import swagger from '@fastify/swagger';
@@ -25,6 +27,8 @@ import { ApiEvents } from './events.ts';
 import { attachTelemetry, metrics } from './telemetry.ts';
 import { databasePlugin } from './plugins/database.ts';
 import { streamPlugin } from './plugins/stream.ts';
+import { authPlugin } from './plugins/auth.ts';
+import { broadcastRoutes } from './routes/broadcast.ts';
 import { ohlcvRoutes } from './routes/ohlcv.ts';
 import { opsRoutes } from './routes/ops.ts';
 import { pageRoutes } from './routes/page.ts';
@@ -89,6 +93,7 @@ export function buildApi(config: ConfigForApi, deps: ApiDeps = {}): Api {
           { name: 'market data', description: 'Records and aggregates over a time range' },
           { name: 'reference', description: 'What is held' },
           { name: 'stream', description: 'Live records' },
+          { name: 'broadcast', description: 'Broadcasters (HTTP endpoints, Kafka topics) and the registrations that route matching records to them; bearer token when api.token is set' },
           { name: 'operations', description: 'Health and metrics' },
         ],
       },
@@ -111,6 +116,8 @@ export function buildApi(config: ConfigForApi, deps: ApiDeps = {}): Api {
   });
   void app.register(databasePlugin, { config, pool: deps.pool });
   void app.register(streamPlugin, { config, brokers: deps.brokers, codec: deps.codec });
+
+  void app.register(authPlugin, { token: cfg.token });
 
   app.addHook('onResponse', async (req, reply) => {
     metrics.requestDuration.observe({ route: req.routeOptions.url ?? 'unmatched', method: req.method, status: String(reply.statusCode) }, reply.elapsedTime / 1000);
@@ -150,6 +157,7 @@ export function buildApi(config: ConfigForApi, deps: ApiDeps = {}): Api {
   void app.register(sampleRoutes, { config: cfg });
   void app.register(referenceRoutes, { config: cfg });
   void app.register(streamRoutes, { config: cfg });
+  void app.register(broadcastRoutes);
   void app.register(opsRoutes);
   void app.register(pageRoutes);
 
@@ -158,6 +166,9 @@ export function buildApi(config: ConfigForApi, deps: ApiDeps = {}): Api {
     events,
     async start() {
       await app.listen({ host: cfg.host, port: cfg.port });
+      if (!cfg.token && !['127.0.0.1', '::1', 'localhost'].includes(cfg.host)) {
+        app.log.warn({ host: cfg.host }, 'the API listens beyond localhost without a token: anyone reaching it can define broadcasters (set api.token or TICKFLOW_API_TOKEN)');
+      }
       const addr = app.server.address();
       const port = typeof addr === 'object' && addr ? addr.port : cfg.port;
       const host = cfg.host === '0.0.0.0' || cfg.host === '::' ? '127.0.0.1' : cfg.host.includes(':') ? `[${cfg.host}]` : cfg.host;

@@ -4,13 +4,14 @@
  * endpoints and secrets (ENV_OVERRIDES).
  *
  * This module sits above the parts: it composes the shared sections (core/config.ts) with each
- * part's own (gateways/config.ts, sink/config.ts, api/config.ts), so core depends on no part and
+ * part's own (gateways/config.ts, sink/config.ts, api/config.ts, broadcast/config.ts), so core depends on no part and
  * no part on another. It lives beside the YAML files it validates rather than in cli/ because the
  * benches and tests load configs too; parts never import it (each reads its own slice,
  * `ConfigForApi`, `ConfigForSink`, `ConfigForGateway`, which the whole `Config` satisfies).
  */
 import { z } from 'zod';
 import { apiSchema } from '../api/config.ts';
+import { broadcastSchema } from '../broadcast/config.ts';
 import { applyEnv, databaseSchema, deepFreeze, describeIssues, infraSchema, kafkaSchema, readConfigFile } from '../core/config.ts';
 import { TickflowError } from '../core/errors.ts';
 import { gatewaySchema, parseExchangeEntries, type ExchangeEntry, type ExchangeEntryError } from '../gateways/config.ts';
@@ -45,6 +46,7 @@ export const configSchema = z.strictObject({
   exchanges: z.array(z.unknown()).default([]),
   sink: sinkSchema,
   api: apiSchema,
+  broadcast: broadcastSchema,
 });
 
 export type Config = Readonly<Omit<z.infer<typeof configSchema>, 'exchanges'>> & {
@@ -63,6 +65,7 @@ export const ENV_OVERRIDES = {
   DATABASE_URL: 'database.url',
   TICKFLOW_DB_DIR: 'database.dataDir',
   SINK_API_TOKEN: 'sink.apiToken',
+  TICKFLOW_API_TOKEN: 'api.token',
 } as const;
 
 /** Variables holding a comma-separated list. */

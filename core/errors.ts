@@ -22,6 +22,10 @@ export const ERROR_CODES = [
   'SINK_WRITE',
   'DEAD_LETTER',
   'CONNECTOR_FAILED',
+  /** A registration's predicate does not compile (broadcast/predicate.ts). */
+  'BAD_PREDICATE',
+  /** A user-supplied definition (a broadcaster, a registration) refused, naming the field. */
+  'VALIDATION',
   'INTERNAL',
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];

@@ -4,7 +4,10 @@
  *
  *   schemas, core                 the shared bottom: import no part (core reads no part's config)
  *   infra, migrations             local infrastructure and the database's migrations: core, schemas
- *   gateways, sink, api, sim      the parts: the layers below, never each other
+ *   gateways, sink, api, sim,     the parts: the layers below, never each other, except that the
+ *   broadcast                     API serves broadcasters and registrations over REST with the
+ *                                 broadcast part's model: api/ may import exactly
+ *                                 broadcast/{model,predicate,store,config}.ts (not its runtime)
  *   config                        composes the whole config file: core and each part's config.ts
  *   cli, bin                      the entry points: anything
  *   test, bench, *.test.ts        anything (tests build configs and wire parts together)
@@ -18,7 +21,7 @@ import { describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../core/config.ts';
 
 const BELOW_PARTS = ['schemas', 'core', 'infra', 'migrations'];
-const PARTS = ['gateways', 'sink', 'api', 'sim'];
+const PARTS = ['gateways', 'sink', 'api', 'sim', 'broadcast'];
 
 /** Top-level folder → the folders it may import from (besides itself); '*' = any. */
 const MAY_IMPORT: Readonly<Record<string, readonly string[] | '*'>> = {
@@ -27,6 +30,7 @@ const MAY_IMPORT: Readonly<Record<string, readonly string[] | '*'>> = {
   infra: ['core', 'schemas'],
   migrations: ['core', 'schemas'],
   ...Object.fromEntries(PARTS.map((p) => [p, BELOW_PARTS])),
+  api: [...BELOW_PARTS, 'broadcast'],
   config: ['core', 'schemas', ...PARTS],
   cli: '*',
   bin: '*',
@@ -36,6 +40,12 @@ const MAY_IMPORT: Readonly<Record<string, readonly string[] | '*'>> = {
 
 /** config/ composes the parts' sections: of a part it may import only that part's config.ts. */
 const PART_FILES_CONFIG_MAY_IMPORT = new Set(PARTS.map((p) => `${p}/config.ts`));
+
+/** Of another part, a folder may import only these files (config/: each part's config.ts; api/: the broadcast model). */
+const PART_FILES_MAY_IMPORT: Readonly<Record<string, ReadonlySet<string>>> = {
+  config: PART_FILES_CONFIG_MAY_IMPORT,
+  api: new Set(['broadcast/model.ts', 'broadcast/predicate.ts', 'broadcast/store.ts', 'broadcast/config.ts']),
+};
 
 /** Tooling beside a part's code that runs other parts, as a test does. */
 const TOOLING = [/\.test\.ts$/, /^gateways\/(exchanges\/)?fixtures\//];
@@ -68,8 +78,9 @@ function violations(): string[] {
     if (allowed === '*' || TOOLING.some((t) => t.test(file))) continue;
     for (const target of importsOf(file)) {
       const to = target.split('/')[0]!;
-      if (to === from || (allowed.includes(to) && (from !== 'config' || !PARTS.includes(to) || PART_FILES_CONFIG_MAY_IMPORT.has(target)))) continue;
-      found.push(`${file} imports ${target} (${from}/ may import ${allowed.length ? allowed.join(', ') : 'nothing outside itself'}${from === 'config' ? '; of a part only its config.ts' : ''})`);
+      const only = PART_FILES_MAY_IMPORT[from];
+      if (to === from || (allowed.includes(to) && (!only || !PARTS.includes(to) || only.has(target)))) continue;
+      found.push(`${file} imports ${target} (${from}/ may import ${allowed.length ? allowed.join(', ') : 'nothing outside itself'}${only ? `; of a part only ${[...only].join(', ')}` : ''})`);
     }
   }
   return found;
@@ -84,7 +95,7 @@ describe('layering', () => {
     // The check is only as good as its parser: static, re-export and dynamic imports all count.
     expect(importsOf('cli/main.ts')).toEqual(expect.arrayContaining(['config/schema.ts', 'sim/main.ts', 'sink/cli.ts']));
     expect(importsOf('cli/start.ts')).toEqual(expect.arrayContaining(['core/config.ts', 'sink/index.ts', 'api/index.ts']));
-    expect(importsOf('config/schema.ts')).toEqual(expect.arrayContaining(['api/config.ts', 'sink/config.ts', 'gateways/config.ts']));
+    expect(importsOf('config/schema.ts')).toEqual(expect.arrayContaining(['api/config.ts', 'sink/config.ts', 'gateways/config.ts', 'broadcast/config.ts']));
     expect(sourceFiles()).toEqual(expect.arrayContaining(['core/config.ts', 'config/schema.ts', 'bin/tickflow.js']));
   });
 });
