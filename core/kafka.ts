@@ -3,6 +3,7 @@
  * protocol; keeping it behind this small surface lets it be swapped without touching the parts.
  */
 import {
+  AssignerProtocol,
   Kafka,
   logLevel as LogLevel,
   CompressionTypes,
@@ -348,4 +349,111 @@ export async function readRanges(
       .catch(() => undefined)
       .finally(() => admin.disconnect().catch(() => undefined));
   }
+}
+
+/** A member of a consumer group as its leader sees it when assigning: its id and what it sent with its join. */
+export interface GroupMemberInfo {
+  readonly memberId: string;
+  readonly userData: Buffer;
+}
+
+/** What a member learns when it (re)joins: the partitions of the coordination topic it holds now. */
+export interface GroupAssignment {
+  readonly memberId: string;
+  readonly leader: boolean;
+  readonly partitions: readonly number[];
+  /** Partitions of the topic (the same for every member). */
+  readonly partitionCount: number;
+}
+
+export interface GroupMembershipOptions {
+  readonly groupId: string;
+  /** Subscribed only for its partitions: nothing needs to be produced to it. */
+  readonly topic: string;
+  readonly sessionTimeoutMs: number;
+  readonly heartbeatIntervalMs: number;
+  /** How long the coordinator waits for every member to rejoin in a rebalance. */
+  readonly rebalanceTimeoutMs?: number;
+  /** Bytes sent with every join (what the member holds now), handed to the leader's `assign`. */
+  userData(): Buffer;
+  /** Run by the group's leader: partitions per member id. */
+  assign(members: readonly GroupMemberInfo[], partitions: readonly number[]): ReadonlyMap<string, readonly number[]>;
+  onAssigned(a: GroupAssignment): void;
+  /** The coordinator started a rebalance (this member is about to rejoin). */
+  onRebalancing(): void;
+  /** A heartbeat the coordinator accepted: the member still counts. */
+  onHeartbeat(): void;
+  /** The consumer stopped (crashed; kafkajs restarts it when the error is retriable). */
+  onCrash(error: unknown, restarting: boolean): void;
+}
+
+export interface GroupMembership {
+  /** Leaves the group (the others rebalance at once rather than after the session timeout). */
+  leave(): Promise<void>;
+}
+
+/**
+ * Membership in a consumer group as a coordination service: the group's assignment of one
+ * topic's partitions is the product, no message is read (the topic stays empty). The leader runs
+ * `assign` (a kafkajs partition assigner around it, so the member data it reads is what the
+ * members sent); each join tells the member its partitions. kafkajs heartbeats from its fetch
+ * loop, so the fetch wait is kept below the heartbeat interval.
+ */
+export async function joinGroupMembership(kafka: Kafka, o: GroupMembershipOptions): Promise<GroupMembership> {
+  const name = 'TickflowSlots';
+  const consumer = kafka.consumer({
+    groupId: o.groupId,
+    sessionTimeout: o.sessionTimeoutMs,
+    heartbeatInterval: o.heartbeatIntervalMs,
+    rebalanceTimeout: o.rebalanceTimeoutMs ?? Math.max(10_000, 3 * o.sessionTimeoutMs),
+    maxWaitTimeInMs: Math.max(50, Math.min(500, Math.floor(o.heartbeatIntervalMs / 2))),
+    allowAutoTopicCreation: false,
+    partitionAssigners: [
+      ({ cluster }) => ({
+        name,
+        version: 1,
+        async assign({ members, topics }) {
+          const partitions = topics.flatMap((t) => cluster.findTopicPartitionMetadata(t).map((m) => m.partitionId)).sort((a, b) => a - b);
+          const infos = members.map((m) => ({ memberId: m.memberId, userData: AssignerProtocol.MemberMetadata.decode(m.memberMetadata)?.userData ?? Buffer.alloc(0) }));
+          const out = o.assign(infos, partitions);
+          return members.map((m) => ({
+            memberId: m.memberId,
+            memberAssignment: AssignerProtocol.MemberAssignment.encode({ version: 1, assignment: { [o.topic]: [...(out.get(m.memberId) ?? [])] }, userData: Buffer.alloc(0) }),
+          }));
+        },
+        protocol({ topics }) {
+          return { name, metadata: AssignerProtocol.MemberMetadata.encode({ version: 1, topics, userData: o.userData() }) };
+        },
+      }),
+    ],
+  });
+  const ev = consumer.events;
+  let partitionCount = 0;
+  consumer.on(ev.GROUP_JOIN, (e) => {
+    o.onAssigned({ memberId: e.payload.memberId, leader: e.payload.isLeader, partitions: [...(e.payload.memberAssignment[o.topic] ?? [])].sort((a, b) => a - b), partitionCount });
+  });
+  consumer.on(ev.REBALANCING, () => o.onRebalancing());
+  consumer.on(ev.HEARTBEAT, () => o.onHeartbeat());
+  consumer.on(ev.CRASH, (e) => o.onCrash(e.payload.error, e.payload.restart));
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const meta = await admin.fetchTopicMetadata({ topics: [o.topic] });
+    partitionCount = meta.topics[0]?.partitions.length ?? 0;
+  } finally {
+    await admin.disconnect().catch(() => undefined);
+  }
+  await consumer.connect();
+  try {
+    await consumer.subscribe({ topics: [o.topic], fromBeginning: false });
+    await consumer.run({ autoCommit: false, eachBatch: async () => undefined });
+  } catch (e) {
+    await consumer.disconnect().catch(() => undefined);
+    throw e;
+  }
+  return {
+    async leave() {
+      await consumer.disconnect().catch(() => undefined);
+    },
+  };
 }

@@ -40,8 +40,36 @@ export const MARKETS_RECHECK_DEFAULT_MS = 3_600_000;
 export const WS_FALLBACK_DEFAULTS = { enabled: true, afterFailures: 3, afterMs: 10_000, pollIntervalMs: 5_000, probeInitialMs: 5_000, probeMaxMs: 30_000 } as const;
 const wsFallbackSchema = z.strictObject(wsFallbackFields).partial();
 
+/** Defaults of `gateway.shard: {group}` (gateways/shard.ts). */
+export const SHARD_GROUP_DEFAULTS = { slots: 64, sessionTimeoutMs: 10_000, heartbeatIntervalMs: 1_000, handoverMs: 1_000, handoverGapMs: 5_000 } as const;
+
+/**
+ * `gateway.shard`: several gateway processes share the entries' instruments (gateways/shard.ts).
+ * Static `{index, count}` (the `--shard i/n` flag), or membership through a Kafka consumer group
+ * `{group}` (the `--shard-group g` flag): instruments move when a process joins or dies.
+ */
+const shardSchema = z.union([
+  z
+    .strictObject({ index: z.int().min(0), count: z.int().min(1) })
+    .refine((s) => s.index < s.count, 'expected index < count (0-based: 0/3, 1/3, 2/3)'),
+  z.strictObject({
+    group: z.string().regex(/^[A-Za-z0-9._-]+$/, 'expected a group name of letters, digits, ., _ or -'),
+    /** Partitions of `<prefix>.gateway-shards` when it is created: instruments hash into this many slots. */
+    slots: z.int().min(1).max(10_000).default(SHARD_GROUP_DEFAULTS.slots),
+    /** A process that stops heartbeating (kill -9, a lost host) loses its slots after this long; the broker allows 6000-300000 by default. */
+    sessionTimeoutMs: z.int().min(1_000).default(SHARD_GROUP_DEFAULTS.sessionTimeoutMs),
+    heartbeatIntervalMs: z.int().min(100).default(SHARD_GROUP_DEFAULTS.heartbeatIntervalMs),
+    /** Between a slot's assignment and its start, so the previous owner's last records reach Kafka first. */
+    handoverMs: z.int().min(0).default(SHARD_GROUP_DEFAULTS.handoverMs),
+    /** A ticker or book stream taken over within this long of its last record in Kafka leaves no gap record. */
+    handoverGapMs: z.int().min(0).default(SHARD_GROUP_DEFAULTS.handoverGapMs),
+  }),
+]);
+
 export const gatewaySchema = z
   .strictObject({
+    /** Unsharded (null): this process serves every instrument of its entries. */
+    shard: shardSchema.nullable().default(null),
     /** Where `tickflow gateway` serves /metrics for Prometheus (the API and sink serve theirs). */
     metricsHost: z.string().min(1).default('127.0.0.1'),
     /** 0 picks a free port; the docker-compose deployment uses 9464. */

@@ -43,7 +43,7 @@ export function gapRecord(g: GapSpec, atUs: number = nowUs()): Gap {
 
 /** Open/close gap records of one stream. */
 export class GapTracker {
-  private current: { fromUs: number; reason: string; openedAt: number } | undefined;
+  private current: { fromUs: number; reason: string; openedAt: number; quietUs?: number } | undefined;
 
   constructor(
     private readonly ctx: { readonly outbox: Outbox; readonly events: GatewayEvents },
@@ -58,9 +58,15 @@ export class GapTracker {
     return this.ref.timeframe ? `${this.ref.channel} ${this.ref.timeframe}` : this.ref.channel;
   }
 
-  open(fromUs: number, reason: string): void {
+  /**
+   * `quietUs` (an instrument taken over from another gateway process, gateways/shard.ts): no open
+   * record; the close writes one only when something was not recovered (a `note`) or data resumed
+   * more than `quietUs` after `fromUs` (Infinity: only a note counts, for refilled channels).
+   */
+  open(fromUs: number, reason: string, opts: { quietUs?: number } = {}): void {
     if (this.current) return;
-    this.current = { fromUs, reason: `${this.label()}: ${reason}`.slice(0, MAX_REASON), openedAt: Date.now() };
+    this.current = { fromUs, reason: `${this.label()}: ${reason}`.slice(0, MAX_REASON), openedAt: Date.now(), ...(opts.quietUs !== undefined ? { quietUs: opts.quietUs } : {}) };
+    if (opts.quietUs !== undefined) return;
     this.ctx.outbox.add('gap', this.record(fromUs, null, this.current.reason, 0));
     this.ctx.events.emit('stream.down', { ...this.ref, reason });
   }
@@ -83,6 +89,10 @@ export class GapTracker {
     const c = this.current;
     if (!c) return;
     this.current = undefined;
+    if (c.quietUs !== undefined) {
+      if (!note && toUs - c.fromUs <= c.quietUs) return;
+      this.ctx.events.emit('stream.down', { ...this.ref, reason: c.reason });
+    }
     this.ctx.outbox.add('gap', this.record(c.fromUs, Math.max(toUs, c.fromUs), note ? `${c.reason}; ${note}` : c.reason, refilled));
     this.ctx.events.emit('stream.resumed', { ...this.ref, downMs: Date.now() - c.openedAt, refilled, ...(note ? { note } : {}) });
   }

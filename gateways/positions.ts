@@ -39,6 +39,19 @@ export interface StreamPosition {
    * stated from there, rather than lost without a trace).
    */
   readonly waited?: true;
+  /**
+   * The instrument was taken over from another gateway process of a shard group (gateways/shard.ts):
+   * its streams resume quietly, a gap record only for what was not recovered (trades, candles) or
+   * for a ticker/book resumed more than `quietMs` after this record.
+   */
+  readonly takeover?: Takeover;
+}
+
+/** How an instrument taken over by this process (a shard move) states its handover. */
+export interface Takeover {
+  /** Names the shard (`group main`). */
+  readonly by: string;
+  readonly quietMs: number;
 }
 
 /** The streams of one exchange entry whose position is wanted. */
@@ -70,12 +83,24 @@ export class Positions {
   /** Set when Kafka could not be read at start: when the gateway started (ms). */
   waitedSinceMs: number | undefined;
 
+  /** Set when these positions are read for instruments a shard group moved to this process. */
+  takeover: Takeover | undefined;
+
+  /** The instruments these positions were read for (readPositions); undefined: any. */
+  asked: Set<string> | undefined;
+
+  /** Whether these positions were read for the instrument (found or not). */
+  covers(exchange: string, symbol: string): boolean {
+    return !this.asked || this.asked.has(`${exchange}\u0000${symbol}`);
+  }
+
   /**
    * Where a stream resumes: its last record in Kafka, else, when the streams had to wait for
    * Kafka, the gateway's start. Candles take their history from `backfillLookbackMinutes` then.
    */
   resumeFrom(ref: StreamRef): StreamPosition | undefined {
     const p = this.get(ref);
+    if (p && this.takeover) return { ...p, takeover: this.takeover };
     if (p || this.waitedSinceMs === undefined || ref.channel === 'ohlcv') return p;
     return { tsUs: this.waitedSinceMs * 1000, waited: true };
   }
@@ -108,6 +133,7 @@ interface PartitionScan {
  */
 export async function readPositions(settings: KafkaSettings, codec: AvroCodec, wanted: readonly PositionsWanted[], o: ReadPositionsOptions): Promise<Positions> {
   const out = new Positions();
+  out.asked = new Set(wanted.flatMap((w) => w.symbols.map((s) => `${w.exchange}\u0000${s}`)));
   const started = Date.now();
   const kafka = createKafka(settings, 2);
   const admin = kafka.admin();
@@ -213,23 +239,32 @@ export function restartReason(ref: StreamRef, p: StreamPosition): string {
     if (ref.channel === 'trades') return `${why}; trades since refilled over REST`;
     return `${why}; ${ref.channel === 'book' ? 'book snapshots' : 'ticker updates'} in between cannot be refilled`;
   }
+  const what = p.takeover ? `taken over by this gateway process (shard ${p.takeover.by})` : 'gateway restarted';
   switch (ref.channel) {
     case 'trades':
-      return `gateway restarted; last trade in Kafka ${p.id ?? ''} at ${at}, trades since refilled over REST`;
+      return `${what}; last trade in Kafka ${p.id ?? ''} at ${at}, trades since refilled over REST`;
     case 'ohlcv':
-      return `gateway restarted; last candle in Kafka opens ${at}, candles since backfilled over REST`;
+      return `${what}; last candle in Kafka opens ${at}, candles since backfilled over REST`;
     case 'ticker':
-      return `gateway restarted; last ticker in Kafka at ${at}; ticker updates in between cannot be refilled`;
+      return `${what}; last ticker in Kafka at ${at}; ticker updates in between cannot be refilled`;
     case 'book':
-      return `gateway restarted; last book snapshot in Kafka at ${at}; book snapshots in between cannot be refilled`;
+      return `${what}; last book snapshot in Kafka at ${at}; book snapshots in between cannot be refilled`;
     default:
       return assertNever(ref.channel);
   }
 }
 
 /** Opens the stream's restart gap (from where the last process stopped), if there is a position. */
-export function openRestartGap(stoppedAt: ((ref: StreamRef) => StreamPosition | undefined) | undefined, ref: StreamRef, gap: { open(fromUs: number, reason: string): void }): StreamPosition | undefined {
+export function openRestartGap(
+  stoppedAt: ((ref: StreamRef) => StreamPosition | undefined) | undefined,
+  ref: StreamRef,
+  gap: { open(fromUs: number, reason: string, opts?: { quietUs?: number }): void },
+): StreamPosition | undefined {
   const p = stoppedAt?.(ref);
-  if (p) gap.open(p.tsUs, restartReason(ref, p));
+  if (!p) return p;
+  // A takeover states only what was missed: trades and candles are refilled (a record if not all
+  // came back), tickers and books only when they resume later than the handover allows.
+  const quietUs = p.takeover ? (ref.channel === 'trades' || ref.channel === 'ohlcv' ? Infinity : p.takeover.quietMs * 1000) : undefined;
+  gap.open(p.tsUs, restartReason(ref, p), quietUs !== undefined ? { quietUs } : {});
   return p;
 }
