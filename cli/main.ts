@@ -18,8 +18,11 @@ commands:
                         (unless KAFKA_BROKERS / DATABASE_URL are set), migrations, then the parts
   infra up|down|status  the local Kafka broker and embedded TimescaleDB server, in the background
   migrate               apply the database migrations (a re-run applies nothing)
-  gateway [--exchange a,b]  the exchange gateways (ccxt -> Kafka); --exchange runs only the named
-                        entries, so several processes can split the exchanges
+  gateway [--exchange a,b] [--shard i/n | --shard-group NAME]
+                        the exchange gateways (ccxt -> Kafka); --exchange runs only the named
+                        entries, so several processes can split the exchanges; --shard i/n (0-based)
+                        serves a fixed share of each entry's instruments, --shard-group NAME shares
+                        them with the other processes of that group through Kafka (moved on join/death)
   backfill <exchange> <symbol> <timeframe> --from ISO [--to ISO]
                         candle history over REST into Kafka, on demand
   sink                  the Kafka -> TimescaleDB sink

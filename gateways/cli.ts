@@ -5,7 +5,8 @@
  */
 import { parseArgs } from 'node:util';
 import type { ConfigForGateway } from './config.ts';
-import { TickflowError } from '../core/errors.ts';
+import { TickflowError, messageOf } from '../core/errors.ts';
+import { SHARD_GROUP_DEFAULTS, parseShardArg, type ShardSpec } from './shard.ts';
 import { parseTimeArg } from '../core/time.ts';
 import { untilSignal } from '../core/lifecycle.ts';
 import { serveMetrics } from '../core/metrics-server.ts';
@@ -23,8 +24,30 @@ const err = (s: string) => process.stderr.write(`${s}\n`);
 const problemLine = (p: Problem) => `tickflow gateway: ${p.severity}: ${p.message}`;
 
 export async function gatewayCommand(config: ConfigForGateway, argv: readonly string[]): Promise<number> {
-  const { values } = parseArgs({ args: [...argv], options: { exchange: { type: 'string' }, config: { type: 'string' } }, allowPositionals: true, strict: false });
+  const { values } = parseArgs({ args: [...argv], options: { exchange: { type: 'string' }, config: { type: 'string' }, shard: { type: 'string' }, 'shard-group': { type: 'string' } }, allowPositionals: true, strict: false });
   const only = typeof values.exchange === 'string' ? values.exchange.split(',').map((s) => s.trim()).filter(Boolean) : undefined;
+  let shard: ShardSpec | undefined;
+  if (values.shard !== undefined && values['shard-group'] !== undefined) {
+    err('tickflow gateway: --shard and --shard-group exclude each other (a fixed share, or one that moves with the group)');
+    return 2;
+  }
+  if (values.shard !== undefined) {
+    try {
+      shard = parseShardArg(String(values.shard));
+    } catch (e) {
+      err(`tickflow gateway: ${messageOf(e)}`);
+      return 2;
+    }
+  } else if (values['shard-group'] !== undefined) {
+    const group = String(values['shard-group']);
+    if (!/^[A-Za-z0-9._-]+$/.test(group)) {
+      err(`tickflow gateway: --shard-group expects a name of letters, digits, ., _ or -, got ${group}`);
+      return 2;
+    }
+    // The group's timings from gateway.shard when it names a group, else the defaults.
+    const cfg = config.gateway.shard;
+    shard = { ...SHARD_GROUP_DEFAULTS, ...(cfg && 'group' in cfg ? cfg : {}), group };
+  }
   if (only) {
     const names = new Set([...config.exchanges.map(entryName), ...config.exchangeErrors.map((e) => e.id ?? '')]);
     const unknown = only.filter((n) => !names.has(n));
@@ -39,7 +62,7 @@ export async function gatewayCommand(config: ConfigForGateway, argv: readonly st
   }
   const brokers = await resolveBrokers(config);
   // Problems are printed here, one line each; as human log lines they would show twice.
-  const gw = buildGateway(config, { brokers, logProblems: logFormat() === 'json', ...(only ? { only } : {}) });
+  const gw = buildGateway(config, { brokers, logProblems: logFormat() === 'json', ...(only ? { only } : {}), ...(shard ? { shard } : {}) });
   // An entry still waiting for its exchange to answer may yet run; the command gives up only once
   // every entry has failed for good (at start, or later when a waiting exchange refuses).
   const allFailed = (r: GatewayReport) => r.workers.every((w) => w.status === 'failed' || w.status === 'stopped');
@@ -78,7 +101,9 @@ export async function gatewayCommand(config: ConfigForGateway, argv: readonly st
     return 1;
   }
   const running = report.workers.filter((w) => w.status === 'running' || w.status === 'starting');
-  for (const w of running) out(`gateway: ${w.name} ${w.status === 'running' ? `running ${w.symbols.join(', ')} (${w.channels.join(', ')})` : 'waiting for the exchange to answer'}`);
+  // Sharded: this process's share (the rest run in the others).
+  const mine = (w: (typeof running)[number]) => (gw.shard ? w.symbols.filter((s) => gw.shard!.owns(w.name, s)) : w.symbols);
+  for (const w of running) out(`gateway: ${w.name} ${w.status === 'running' ? `running ${mine(w).join(', ') || `none of its instruments (shard ${gw.shard?.label})`} (${w.channels.join(', ')})` : 'waiting for the exchange to answer'}`);
   out(`gateway: producing to ${brokers.join(',')}, topics ${config.kafka.topicPrefix}.*; metrics at ${metrics.url}/metrics; Ctrl-C to stop`);
   const stop = await Promise.race([untilSignal().then(() => undefined), givenUp]);
   if (stop !== undefined) err(stop);

@@ -27,6 +27,7 @@ import type { InstrumentSet } from './instruments.ts';
 import type { Channel, ConfigForGateway, ExchangeEntry } from './config.ts';
 import { messageOf } from '../core/errors.ts';
 import { RETRY, retry } from '../core/retry.ts';
+import { buildShard, GroupShard, type Shard, type ShardSpec } from './shard.ts';
 
 export { GatewayEvents, type Problem } from './events.ts';
 
@@ -53,6 +54,8 @@ export interface GatewayDeps {
    * start (positions.ts). Default: true with Kafka, false with a `transport`.
    */
   readonly resume?: boolean;
+  /** Instead of `gateway.shard` (the CLI's `--shard i/n`, `--shard-group g`); null: unsharded. */
+  readonly shard?: ShardSpec | null;
 }
 
 export interface WorkerSummary {
@@ -71,6 +74,8 @@ export interface GatewayReport {
 export interface Gateway {
   readonly events: GatewayEvents;
   readonly publisher: Publisher;
+  /** The shard this process serves when sharded (gateways/shard.ts). */
+  readonly shard: Shard | undefined;
   /** Starts every entry; resolves once each is validated (and running) or reported. */
   start(): Promise<GatewayReport>;
   /** Stops the streams, sends what is buffered (up to flushTimeoutMs), disconnects. */
@@ -115,6 +120,15 @@ export function buildGateway(config: ConfigForGateway, deps: GatewayDeps = {}): 
   const positions: number[] = [];
   for (let i = 0; positions.length < config.exchanges.length; i++) if (!bad.has(i)) positions.push(i);
 
+  const shard = buildShard(deps.shard !== undefined ? deps.shard : config.gateway?.shard, { ...config.kafka, brokers }, log);
+  const closing = new AbortController();
+  const doResume = deps.resume ?? !deps.transport;
+  /** Where the streams of these instruments stopped, per entry (a shard group's takeovers say so). */
+  const readWanted = (wanted: Parameters<typeof readPositions>[2]) =>
+    readPositions({ ...config.kafka, brokers }, codec, wanted, { log }).then((p) => {
+      if (shard instanceof GroupShard) p.takeover = { by: shard.label, quietMs: shard.handoverGapMs };
+      return p;
+    });
   let positionsRead!: (p: Positions | undefined) => void;
   const resumeFrom = new Promise<Positions | undefined>((r) => (positionsRead = r));
   const workers: ExchangeWorker[] = [];
@@ -135,13 +149,12 @@ export function buildGateway(config: ConfigForGateway, deps: GatewayDeps = {}): 
     seen.set(name, index);
     // Instruments started after the first read (patterns, listings, moved in) read their own.
     const positionsFor = (symbols: readonly string[]) =>
-      !(deps.resume ?? !deps.transport)
+      !doResume
         ? Promise.resolve(undefined)
-        : retry(
-            () =>
-              readPositions({ ...config.kafka, brokers }, codec, [{ exchange: name, symbols, channels: Object.keys(entry.channels) as Channel[], timeframes: entry.channels.ohlcv?.timeframes ?? [] }], { log }),
-            { ...RETRY.kafkaPositions, signal: closing.signal },
-          );
+        : retry(() => readWanted([{ exchange: name, symbols, channels: Object.keys(entry.channels) as Channel[], timeframes: entry.channels.ohlcv?.timeframes ?? [] }]), {
+            ...RETRY.kafkaPositions,
+            signal: closing.signal,
+          });
     workers.push(
       new ExchangeWorker(entry, index, {
         publisher,
@@ -151,6 +164,7 @@ export function buildGateway(config: ConfigForGateway, deps: GatewayDeps = {}): 
         positionsFor,
         wsFallback: config.gateway?.wsFallback,
         marketsRecheckMs: config.gateway?.marketsRecheckMs,
+        onRunning: () => onRunning(name),
         ...(deps.createExchange ? { createExchange: deps.createExchange } : {}),
       }),
     );
@@ -163,10 +177,34 @@ export function buildGateway(config: ConfigForGateway, deps: GatewayDeps = {}): 
 
   let started = false;
   let closed = false;
-  const closing = new AbortController();
+
+  /** One line per change of what an entry serves here (the shard tests lay these side by side). */
+  const logServing = (w: ExchangeWorker) => {
+    const now = w.instruments.current();
+    if (shard) log.info({ exchange: w.name, symbols: now }, `shard ${shard.label}: ${w.name} serves ${now.length} instruments: ${now.join(', ')}`);
+  };
+  const onRunning = (name: string) => {
+    const w = workers.find((x) => x.name === name);
+    if (w && !closed) logServing(w);
+  };
+  /**
+   * Each entry's instruments narrowed to the shard's (gateways/instruments.ts setFilter): on a
+   * move, instruments moved away stop without a gap record, moved-in ones start from where their
+   * streams stopped in Kafka (read now, after the handover wait: the previous owner's last records)
+   * and state only what they could not recover.
+   */
+  const applyShard = (w: ExchangeWorker): Promise<void> =>
+    w.instruments.setFilter((symbol) => shard!.owns(w.name, symbol), 'shard').then(
+      () => {
+        if (w.status === 'running' && !closed) logServing(w);
+      },
+      (e: unknown) => log.error({ exchange: w.name, err: messageOf(e) }, 'shard: moving instruments failed'),
+    );
+
   return {
     events,
     publisher,
+    shard,
     report: snapshot,
     workers,
     // Every entry's, started or not: a filter set before an entry runs applies to its first start.
@@ -187,10 +225,20 @@ export function buildGateway(config: ConfigForGateway, deps: GatewayDeps = {}): 
         }
       }
       publisher.start();
-      if (deps.resume ?? !deps.transport) {
+      // Sharded: which instruments are this process's first (a group member's once the group
+      // answered and the previous owners' last records are in Kafka, so the positions are theirs).
+      if (shard) {
+        await shard.start();
+        if (closed) return snapshot();
+        for (const w of workers) await applyShard(w);
+        shard.events.on('change', () => {
+          if (!closed) for (const w of workers) void applyShard(w);
+        });
+      }
+      if (doResume) {
         const wanted = workers.map((w) => ({
           exchange: w.name,
-          symbols: literalSymbols(w.entry),
+          symbols: shard ? literalSymbols(w.entry).filter((s) => shard.owns(w.name, s)) : literalSymbols(w.entry),
           channels: Object.keys(w.entry.channels) as Channel[],
           timeframes: w.entry.channels.ohlcv?.timeframes ?? [],
         }));
@@ -199,7 +247,7 @@ export function buildGateway(config: ConfigForGateway, deps: GatewayDeps = {}): 
         // start for a stream Kafka knows nothing of: a first start included).
         const startedAtMs = Date.now();
         let waited = false;
-        retry(() => readPositions({ ...config.kafka, brokers }, codec, wanted, { log }), {
+        retry(() => readWanted(wanted), {
           // Short cap: the streams start within ~2 s of Kafka answering.
           ...RETRY.kafkaPositions,
           signal: closing.signal,
@@ -223,6 +271,8 @@ export function buildGateway(config: ConfigForGateway, deps: GatewayDeps = {}): 
       if (closed) return;
       closed = true;
       closing.abort();
+      // Leave the shard group first: the others take the instruments over while these streams stop.
+      await shard?.close();
       await Promise.all(workers.map((w) => w.close()));
       const undelivered = await publisher.close(deps.flushTimeoutMs ?? 10_000);
       if (undelivered > 0) log.error({ undelivered }, `closing with ${undelivered} records Kafka did not take (unreachable); they are lost`);

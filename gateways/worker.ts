@@ -63,6 +63,8 @@ export interface WorkerDeps {
    * as new.
    */
   readonly positionsFor?: (symbols: readonly string[]) => Promise<Positions | undefined>;
+  /** The first instruments are running (after the start's positions were read). */
+  readonly onRunning?: () => void;
 }
 
 /** The symbols of an entry whose positions the gateway reads at start (the literal ones). */
@@ -236,11 +238,13 @@ export class ExchangeWorker {
     // Streams start from where the previous process stopped (read concurrently with loadMarkets).
     const positions = await this.deps.positions;
     if (this.abort.signal.aborted) return;
-    for (const s of literalSymbols(entry)) this.positionsOf.set(s, positions);
+    // Only those it was read for (sharded: the ones this process owned then; the others read theirs when moved in).
+    for (const s of literalSymbols(entry)) if (positions?.covers(this.name, s) ?? true) this.positionsOf.set(s, positions);
     await this.set.setResolved(initial);
     if (this.abort.signal.aborted) return;
     // A filter set meanwhile (shard ownership) may have left some of them out.
     for (const s of [...this.symbols]) if (!this.runs.has(s)) this.symbols.splice(this.symbols.indexOf(s), 1);
+    this.deps.onRunning?.();
     for (const c of this.channels) {
       if (c.mode !== 'poll') continue;
       const pp: PollPlan = {

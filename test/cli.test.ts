@@ -98,6 +98,22 @@ describe('tickflow command line', () => {
     expect(r.stderr.trimEnd().split('\n')).toEqual([`tickflow: ${file}:3:1: not valid YAML: Flow sequence in block collection must be sufficiently indented and end with a ] (and 1 more problem after it)`]);
   });
 
+  it('refuses a bad --shard / --shard-group in one line, and a bad gateway.shard naming the key', async () => {
+    for (const [args, re] of [
+      [['--shard', '3/3'], /--shard expects i\/n with 0 <= i < n .*got 3\/3/],
+      [['--shard', '0/3', '--shard-group', 'main'], /--shard and --shard-group exclude each other/],
+      [['--shard-group', 'a b'], /--shard-group expects a name/],
+    ] as const) {
+      const r = await tickflow(['gateway', ...args]);
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(r.stderr).toMatch(re);
+    }
+    const r = await tickflow(['gateway', '--config', configFile('gateway:\n  shard: { index: 2, count: 2 }\n')]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/gateway\.shard/);
+  });
+
   it('refuses an unknown command in one line', async () => {
     const r = await tickflow(['strat']);
     expect(r.code).toBe(2);
