@@ -15,8 +15,12 @@ import { TABLE_NAMES, specOfTable } from '../schemas/catalog.ts';
 import { ApiError } from './errors.ts';
 import type { ApiDatabase } from './plugins/database.ts';
 
-/** Every record table; compacted kinds (the latest state per instrument, small: instruments) first, the likeliest hit. */
-const TABLES = [...TABLE_NAMES].sort((a, b) => Number(specOfTable(b).compacted) - Number(specOfTable(a).compacted));
+/**
+ * Every record table of market data (user events are not: an instrument is not known because
+ * someone posted an event naming it); compacted kinds (the latest state per instrument, small:
+ * instruments) first, the likeliest hit.
+ */
+const TABLES = TABLE_NAMES.filter((t) => specOfTable(t).instrumentOptional !== true).sort((a, b) => Number(specOfTable(b).compacted) - Number(specOfTable(a).compacted));
 const HIT_TTL_MS = 60_000;
 const MAX_CACHED = 10_000;
 /** Names listed in a 404 at most. */

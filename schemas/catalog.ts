@@ -63,6 +63,12 @@ interface EntryFacts<F extends string = string> {
   readonly droppable: boolean;
   /** The table's column order when it differs from the Avro field order (tables older than the catalog). */
   readonly columnOrder?: readonly F[];
+  /**
+   * exchange and symbol may both be '' (a record about no instrument, e.g. a user event about the
+   * market as a whole): kept in the key as '' (a key column cannot be null), served as null, and
+   * not a source of known instruments.
+   */
+  readonly instrumentOptional?: boolean;
 }
 
 const ENTRIES = {
@@ -149,6 +155,23 @@ const ENTRIES = {
     compacted: true,
     droppable: false,
     columnOrder: ['exchange', 'symbol', 'base', 'quote', 'type', 'active', 'price_increment', 'amount_increment', 'min_amount', 'exchange_symbol', 'ts', 'received_at'],
+  },
+  event: {
+    topic: 'events',
+    table: 'events',
+    timeColumn: 'ts',
+    // id is unique on its own (a UUID); exchange, symbol and ts lead so an instrument's range is
+    // one index scan, as for the market data.
+    primaryKey: ['exchange', 'symbol', 'ts', 'id'],
+    // Posted by the API (POST /v1/events), not collected: a retried post re-sends the same id and
+    // ts, and the first copy wins.
+    insertMode: 'insert',
+    stream: true,
+    columnstore: false,
+    retention: true,
+    compacted: false,
+    droppable: false,
+    instrumentOptional: true,
   },
 } as const satisfies { readonly [K in RecordKind]: EntryFacts<FieldOf<K>> };
 

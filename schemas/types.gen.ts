@@ -55,6 +55,26 @@ export interface Candle {
   readonly closed: boolean;
 }
 
+/** A user event posted to the API (POST /v1/events): a strategy signal, an annotation, a news item, a fill. Linked to an instrument when exchange and symbol are set, to the market as a whole when both are empty. */
+export interface Event {
+  /** ccxt exchange id (or config entry name) the event is about; empty when the event names no instrument (served as null). */
+  readonly exchange: string;
+  /** ccxt unified symbol (e.g. BTC/USDT) the event is about; empty when the event names no instrument (served as null). */
+  readonly symbol: string;
+  /** Event time given by the poster (default: when the API received it), microseconds since the Unix epoch, UTC. */
+  readonly ts: number;
+  /** When the API received the event (local clock), microseconds since the Unix epoch, UTC; for a retried idempotency key, when the first copy was received. Never swapped with ts. */
+  readonly received_at: number;
+  /** Event id assigned by the API (a UUID), the same for every retry of one idempotency key. */
+  readonly id: string;
+  /** What kind of event, chosen by the poster (e.g. signal, fill, note, news): 1-64 characters of letters, digits and . _ : / -. */
+  readonly type: string;
+  /** The poster's free JSON payload, as JSON text (an object, array or scalar; 'null' when none was given); at most api.events.maxDataBytes bytes. */
+  readonly data: string;
+  /** The Idempotency-Key the poster gave (header or field), null when none: every post of one key yields this one event (same id, ts and received_at). */
+  readonly idempotency_key: null | string;
+}
+
 /** A status record: a stream dropped (open gap) or resumed (closed gap), so outages are visible downstream and can be refilled. */
 export interface Gap {
   /** ccxt exchange id (e.g. binance), or the config entry's name when one id is configured twice. */
@@ -164,6 +184,7 @@ export interface Trade {
 export interface RecordOf {
   book: Book;
   candle: Candle;
+  event: Event;
   gap: Gap;
   instrument: Instrument;
   ticker: Ticker;
@@ -194,6 +215,16 @@ export const AVRO_COLUMNS = {
     { name: 'close', type: 'float8', nullable: false },
     { name: 'volume', type: 'float8', nullable: false },
     { name: 'closed', type: 'bool', nullable: false },
+  ],
+  event: [
+    { name: 'exchange', type: 'text', nullable: false },
+    { name: 'symbol', type: 'text', nullable: false },
+    { name: 'ts', type: 'timestamptz', nullable: false },
+    { name: 'received_at', type: 'timestamptz', nullable: false },
+    { name: 'id', type: 'text', nullable: false },
+    { name: 'type', type: 'text', nullable: false },
+    { name: 'data', type: 'text', nullable: false },
+    { name: 'idempotency_key', type: 'text', nullable: true },
   ],
   gap: [
     { name: 'exchange', type: 'text', nullable: false },

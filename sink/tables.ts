@@ -14,9 +14,11 @@ export interface TableSpec {
   readonly kind: RecordKind;
   readonly columns: readonly Column[];
   readonly primaryKey: readonly string[];
+  /** exchange and symbol may be '' (a record about no instrument: catalog `instrumentOptional`). */
+  readonly instrumentOptional: boolean;
 }
 
-export const TABLES: Readonly<Record<TableName, TableSpec>> = byTable(({ table, kind, columns, primaryKey }) => ({ table, kind, columns, primaryKey }));
+export const TABLES: Readonly<Record<TableName, TableSpec>> = byTable(({ table, kind, columns, primaryKey, instrumentOptional }) => ({ table, kind, columns, primaryKey, instrumentOptional: instrumentOptional === true }));
 
 /** The time column a table is partitioned by (the aggregates' dirty window follows it). */
 export const TIME_COLUMN: Readonly<Record<TableName, string>> = byTable((s) => s.timeColumn);
@@ -29,13 +31,13 @@ const INT4_MAX = 2_147_483_647;
  * not cost a failed statement; what only the database knows (a check constraint added later)
  * is still caught by the writer's bisection.
  */
-function checkValue(c: Column, v: unknown, inKey: boolean): string | undefined {
+function checkValue(c: Column, v: unknown, inKey: boolean, mayBeEmpty: boolean): string | undefined {
   if (v === null || v === undefined) return c.nullable && !inKey ? undefined : `${c.name} is null`;
   switch (c.type) {
     case 'text':
       if (typeof v !== 'string') return `${c.name} is not a string`;
       if (v.includes('\u0000')) return `${c.name} contains a NUL character`;
-      if (inKey && v.length === 0) return `${c.name} is empty`;
+      if (inKey && v.length === 0 && !mayBeEmpty) return `${c.name} is empty`;
       return undefined;
     case 'timestamptz':
       return Number.isSafeInteger(v) ? undefined : `${c.name} is not a timestamp in microseconds: ${String(v)}`;
@@ -103,14 +105,14 @@ export function rowCodec(table: TableName, keyFields?: readonly string[]): RowCo
   const names = spec.columns.map((c) => c.name);
   for (const k of key) if (!names.includes(k)) throw new RangeError(`key field ${k} is not a column of ${table} (columns: ${names.join(', ')})`);
   const keySet = new Set(key);
-  const cols = spec.columns.map((c) => ({ c, inKey: keySet.has(c.name) }));
+  const cols = spec.columns.map((c) => ({ c, inKey: keySet.has(c.name), mayBeEmpty: spec.instrumentOptional && (c.name === 'exchange' || c.name === 'symbol') }));
   return {
     spec,
     keyFields: key,
     validate(r) {
       const rec = r as unknown as Record<string, unknown>;
-      for (const { c, inKey } of cols) {
-        const why = checkValue(c, rec[c.name], inKey);
+      for (const { c, inKey, mayBeEmpty } of cols) {
+        const why = checkValue(c, rec[c.name], inKey, mayBeEmpty);
         if (why) return why;
       }
       return undefined;
