@@ -33,6 +33,18 @@ const streamSchema = z
   })
   .prefault({});
 
+/** POST /v1/events: user events, produced to Kafka (`<prefix>.events`) and written by the sink. */
+const eventsSchema = z
+  .strictObject({
+    /** An event's `data` (the JSON payload, as JSON text) at most this many bytes; larger is a 400 naming `data`. */
+    maxDataBytes: z.int().min(256).max(1_048_576).default(65_536),
+    /** Events in one POST at most (a JSON array); more is a 400 naming the body. */
+    maxBatch: z.int().min(1).max(10_000).default(1_000),
+    /** A POST body at most this many bytes (413 beyond). */
+    maxBodyBytes: z.int().min(4_096).max(67_108_864).default(4_194_304),
+  })
+  .prefault({});
+
 export const apiSchema = z
   .strictObject({
     /** Interface the HTTP server binds. */
@@ -61,6 +73,7 @@ export const apiSchema = z
     /** The OpenAPI document at /docs/json and its UI at /docs. */
     docs: z.boolean().default(true),
     stream: streamSchema,
+    events: eventsSchema,
   })
   .prefault({});
 

@@ -8,6 +8,7 @@
  *       /v1/coverage                           what is held (routes/reference)
  *   GET /v1/stream (websocket)                 live records, replayed from `since` (routes/stream)
  *   /v1/broadcasters, /v1/registrations        broadcast definitions: CRUD, pause, status (routes/broadcast)
+ *   POST, GET /v1/events                       user events: posted to Kafka, read back (routes/events)
  *   GET /docs, /docs/json                      OpenAPI UI and document
  *   GET /healthz, /readyz, /metrics            operations (routes/ops)
  *   GET /                                      the live chart page (routes/page, public/)
@@ -26,9 +27,11 @@ import { ApiError, describeValidation, isFastifyValidation, translateDbError } f
 import { ApiEvents } from './events.ts';
 import { attachTelemetry, metrics } from './telemetry.ts';
 import { databasePlugin } from './plugins/database.ts';
+import { producerPlugin } from './plugins/producer.ts';
 import { streamPlugin } from './plugins/stream.ts';
 import { authPlugin } from './plugins/auth.ts';
 import { broadcastRoutes } from './routes/broadcast.ts';
+import { eventsRoutes } from './routes/events.ts';
 import { ohlcvRoutes } from './routes/ohlcv.ts';
 import { opsRoutes } from './routes/ops.ts';
 import { pageRoutes } from './routes/page.ts';
@@ -94,6 +97,7 @@ export function buildApi(config: ConfigForApi, deps: ApiDeps = {}): Api {
           { name: 'reference', description: 'What is held' },
           { name: 'stream', description: 'Live records' },
           { name: 'broadcast', description: 'Broadcasters (HTTP endpoints, Kafka topics) and the registrations that route matching records to them; bearer token when api.token is set' },
+          { name: 'events', description: 'User events: post your own (signals, notes, fills) beside the market data, read them back' },
           { name: 'operations', description: 'Health and metrics' },
         ],
       },
@@ -116,6 +120,7 @@ export function buildApi(config: ConfigForApi, deps: ApiDeps = {}): Api {
   });
   void app.register(databasePlugin, { config, pool: deps.pool });
   void app.register(streamPlugin, { config, brokers: deps.brokers, codec: deps.codec });
+  void app.register(producerPlugin, { config, brokers: deps.brokers, codec: deps.codec });
 
   void app.register(authPlugin, { token: cfg.token });
 
@@ -134,7 +139,9 @@ export function buildApi(config: ConfigForApi, deps: ApiDeps = {}): Api {
       return reply.code(e.statusCode).type('application/json; charset=utf-8').send(errorBody(e.statusCode, e.message, e.parameter));
     }
     if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
-      return reply.code(err.statusCode).type('application/json; charset=utf-8').send(errorBody(err.statusCode, err.message));
+      // A body fastify could not read (bad JSON, too large, empty): the body is the parameter at fault.
+      const body = err.code?.startsWith('FST_ERR_CTP_') ? 'body' : undefined;
+      return reply.code(err.statusCode).type('application/json; charset=utf-8').send(errorBody(err.statusCode, body ? `body: ${err.message}` : err.message, body));
     }
     events.emit('request.failed', { reqId: req.id, url: req.url, err });
     return reply.code(500).type('application/json; charset=utf-8').send(errorBody(500, 'internal error (logged on the server)'));
@@ -158,6 +165,7 @@ export function buildApi(config: ConfigForApi, deps: ApiDeps = {}): Api {
   void app.register(referenceRoutes, { config: cfg });
   void app.register(streamRoutes, { config: cfg });
   void app.register(broadcastRoutes);
+  void app.register(eventsRoutes, { config: cfg });
   void app.register(opsRoutes);
   void app.register(pageRoutes);
 

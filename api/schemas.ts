@@ -55,6 +55,10 @@ export const ROWS = {
   Trade: { description: 'One trade (table trades).', properties: rowProperties('trade') },
   Ticker: { description: 'A ticker record (table tickers).', properties: rowProperties('ticker') },
   Instrument: { description: 'Market metadata from ccxt (table instruments).', properties: rowProperties('instrument') },
+  Event: {
+    description: 'A user event (table events, POST /v1/events): exchange and symbol null when it names no instrument; data is the posted JSON.',
+    properties: { ...rowProperties('event'), exchange: strN, symbol: strN, data: { description: 'the JSON payload as posted (in CSV: its JSON text)' } },
+  },
   Coverage: {
     description:
       'A stretch of time of one instrument and channel: `data` from the first to the last record held (split around gaps), or a `gap` from the gaps table (a stream outage, with the reason and how many records were refilled; an open gap has no to_ts).',

@@ -31,11 +31,14 @@ $$;
 -- and times; every later post of that key (a client retry, after an API restart too) gets the
 -- same event back, so it is written once even when ts was left to default to now. `fingerprint`
 -- is a hash of what the post said (type, instrument, ts if given, data): the same key with
--- another event is refused.
+-- another event is refused. `produced_at` is set once the event is in Kafka: a retry of a key
+-- whose event never got there (Kafka down, the API killed) produces it then; one whose event did
+-- is not produced twice.
 create table if not exists event_keys (
   key         text primary key,
   id          text not null,
   ts          timestamptz not null,
   received_at timestamptz not null,
-  fingerprint text not null
+  fingerprint text not null,
+  produced_at timestamptz
 );
