@@ -69,6 +69,8 @@ interface EntryFacts<F extends string = string> {
    * not a source of known instruments.
    */
   readonly instrumentOptional?: boolean;
+  /** Text columns holding JSON text (a user's free payload): served parsed, as JSON values, on REST and /v1/stream. */
+  readonly jsonTextColumns?: readonly F[];
 }
 
 const ENTRIES = {
@@ -172,6 +174,7 @@ const ENTRIES = {
     compacted: false,
     droppable: false,
     instrumentOptional: true,
+    jsonTextColumns: ['data'],
   },
 } as const satisfies { readonly [K in RecordKind]: EntryFacts<FieldOf<K>> };
 

@@ -9,6 +9,9 @@
  * start again; the chart on 1h and 1m must show the exchange's own candle history where the
  * trades don't reach back, fill the width at load, carry no stale overlay, and the price path must
  * run on across the restart. Screenshots in bench-results/chart-restart-1h.png and -1m.png.
+ *
+ * User events posted to the API (POST /v1/events) are drawn as markers on their bars, those of
+ * the past at load and a new one live; screenshot in test-artifacts/chart-events.png.
  */
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -33,6 +36,7 @@ const EXCHANGE = 'sim';
 const SYMBOLS = ['BTC/USDT', 'ETH/USDT'];
 const HISTORY_MS = 3 * 3_600_000;
 const SCREENSHOT = path.join(REPO_ROOT, 'test-artifacts', 'chart.png');
+const EVENTS_SCREENSHOT = path.join(REPO_ROOT, 'test-artifacts', 'chart-events.png');
 const BENCH_RESULTS = path.join(REPO_ROOT, 'bench-results');
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
@@ -50,6 +54,9 @@ interface ChartState {
   trades: number;
   error: string | null;
   last: { time: number; open: number; high: number; low: number; close: number; volume: number } | null;
+  /** User events held for the instrument, and the markers drawn. */
+  events: number;
+  markers: Array<{ id: string; time: number; position: string; shape: string; color: string; text: string }>;
 }
 
 /** Runs a sim on a fast virtual clock over the last hours and returns what it traded, as records. */
@@ -179,6 +186,68 @@ describe('the chart page in headless Chromium', () => {
 
     mkdirSync(path.dirname(SCREENSHOT), { recursive: true });
     await page.screenshot({ path: SCREENSHOT });
+    expect(consoleErrors).toEqual([]);
+  }, 120_000);
+
+  it('draws the instrument\'s user events as markers, past ones at load and a new one live, and keeps a screenshot', async () => {
+    const consoleErrors: string[] = [];
+    page.on('pageerror', (e) => consoleErrors.push(e.message));
+    const post = async (body: unknown): Promise<string[]> => {
+      const r = await fetch(`${url}/v1/events`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      expect(r.status, await r.clone().text()).toBe(202);
+      return ((await r.json()) as { data: Array<{ id: string }> }).data.map((d) => d.id);
+    };
+    const at = (minutesAgo: number) => new Date(Date.now() - minutesAgo * 60_000).toISOString();
+    // A strategy's signals and a note on BTC/USDT, one signal on ETH/USDT (not this chart's).
+    const past = await post([
+      { type: 'signal', exchange: EXCHANGE, symbol: 'BTC/USDT', ts: at(75), data: { side: 'buy', price: 1 } },
+      { type: 'signal', exchange: EXCHANGE, symbol: 'BTC/USDT', ts: at(45), data: { side: 'sell' } },
+      { type: 'note', exchange: EXCHANGE, symbol: 'BTC/USDT', ts: at(20), data: { label: 'rebalance' } },
+      { type: 'signal', exchange: EXCHANGE, symbol: 'ETH/USDT', ts: at(30), data: { side: 'buy' } },
+    ]);
+    // In the table (through Kafka and the sink) before the page loads them.
+    const from = at(90);
+    for (let i = 0; ; i++) {
+      const r = (await (await fetch(`${url}/v1/events?from=${from}`)).json()) as { data: unknown[] };
+      if (r.data.length >= 4) break;
+      if (i > 300) throw new Error('the events never reached the table');
+      await sleep(100);
+    }
+    await page.goto(`${url}/?exchange=${EXCHANGE}&symbol=${encodeURIComponent('BTC/USDT')}&interval=5m`);
+    await page.waitForFunction('window.tickflow.status === "live" && window.tickflow.events >= 3', undefined, { timeout: 60_000 });
+    const state = () => page.evaluate('window.tickflow') as Promise<ChartState>;
+    const loaded = await state();
+    expect(loaded.markers.map((m) => m.id)).toEqual(past.slice(0, 3));
+    expect(loaded.markers.map((m) => [m.shape, m.position, m.text])).toEqual([
+      ['arrowUp', 'belowBar', 'signal buy'],
+      ['arrowDown', 'aboveBar', 'signal sell'],
+      ['circle', 'aboveBar', 'rebalance'],
+    ]);
+    // Each marker sits on a 5-minute bar.
+    for (const m of loaded.markers) expect(m.time % 300).toBe(0);
+
+    // Live: a signal posted now appears without a reload.
+    const [live] = await post({ type: 'signal', exchange: EXCHANGE, symbol: 'BTC/USDT', data: { side: 'sell', label: 'exit' } });
+    await page.waitForFunction(`window.tickflow.markers.some((m) => m.id === ${JSON.stringify(live)})`, undefined, { timeout: 30_000 });
+    const after = await state();
+    expect(after.markers.map((m) => m.id)).toEqual([...past.slice(0, 3), live]);
+    expect(after.markers.at(-1)).toMatchObject({ shape: 'arrowDown', text: 'exit' });
+
+    // The note's marker is on the canvas: pixels of its colour (#d29922), which nothing else uses.
+    const notePixels = (await page.evaluate(`(() => {
+      let n = 0;
+      for (const c of document.querySelectorAll('#chart canvas')) {
+        const ctx = c.getContext('2d');
+        if (!ctx || c.width === 0 || c.height === 0) continue;
+        const d = ctx.getImageData(0, 0, c.width, c.height).data;
+        for (let i = 0; i < d.length; i += 4) if (Math.abs(d[i] - 210) + Math.abs(d[i + 1] - 153) + Math.abs(d[i + 2] - 34) < 30) n++;
+      }
+      return n;
+    })()`)) as number;
+    expect(notePixels).toBeGreaterThan(20);
+
+    mkdirSync(path.dirname(EVENTS_SCREENSHOT), { recursive: true });
+    await page.screenshot({ path: EVENTS_SCREENSHOT });
     expect(consoleErrors).toEqual([]);
   }, 120_000);
 });

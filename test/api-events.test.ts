@@ -163,11 +163,17 @@ describe('user events: POST → Kafka → sink → GET and /v1/stream', () => {
         ws.once('error', reject);
       });
       const got: Array<{ id: string; replay: boolean }> = [];
+      const rows = new Map<string, EventRow>();
       let live = false;
       ws.on('message', (m) => {
         const msg = JSON.parse(m.toString()) as { type: string; channel?: string; replay?: boolean; data?: EventRow[] };
         if (msg.type === 'live') live = true;
-        if (msg.type === 'data' && msg.channel === 'events') for (const e of msg.data ?? []) got.push({ id: e.id, replay: msg.replay === true });
+        if (msg.type === 'data' && msg.channel === 'events') {
+          for (const e of msg.data ?? []) {
+            got.push({ id: e.id, replay: msg.replay === true });
+            rows.set(e.id, e);
+          }
+        }
       });
       ws.send(JSON.stringify({ op: 'subscribe', channels: ['events'], instruments: [{ exchange: 'binance', symbol: 'ETH/USDT' }], since: isoUs(T0 + 1_500_000) }));
       await until('the replay', async () => (live ? true : undefined));
@@ -182,6 +188,9 @@ describe('user events: POST → Kafka → sink → GET and /v1/stream', () => {
         { id: ids[4], replay: true },
         { id: liveId, replay: false },
       ]);
+      // Rows like REST's, replayed or live: data as the posted JSON.
+      expect(rows.get(ids[1]!)).toEqual(all.data[1]);
+      expect(rows.get(liveId)).toMatchObject({ exchange: 'binance', symbol: 'ETH/USDT', type: 'signal', data: { side: 'sell' }, idempotency_key: null });
     });
 
     it('refuses bad input with a 400 naming the field', async () => {

@@ -16,7 +16,12 @@ const DASHBOARDS = path.resolve(import.meta.dirname, '..', 'grafana', 'dashboard
 
 interface Target { refId: string; rawSql?: string; expr?: string; datasource?: { type?: string } }
 interface Panel { title: string; type: string; targets?: Target[]; panels?: Panel[]; datasource?: { type?: string } }
-interface Dashboard { title: string; panels: Panel[]; templating?: { list: { name: string; query: unknown; datasource?: { type?: string } }[] } }
+interface Dashboard {
+  title: string;
+  panels: Panel[];
+  templating?: { list: { name: string; query: unknown; datasource?: { type?: string } }[] };
+  annotations?: { list: { name: string; datasource?: { type?: string }; target?: { rawSql?: string } }[] };
+}
 
 const dashboards: { file: string; dash: Dashboard }[] = readdirSync(DASHBOARDS)
   .filter((f) => f.endsWith('.json'))
@@ -30,6 +35,10 @@ const sqlPanels = dashboards.flatMap(({ file, dash }) =>
 );
 const sqlVariables = dashboards.flatMap(({ file, dash }) =>
   (dash.templating?.list ?? []).filter((v) => isSql(v.datasource)).map((v) => ({ file, name: v.name, sql: typeof v.query === 'string' ? v.query : (v.query as { rawSql: string }).rawSql })),
+);
+
+const sqlAnnotations = dashboards.flatMap(({ file, dash }) =>
+  (dash.annotations?.list ?? []).filter((a) => isSql(a.datasource) && a.target?.rawSql).map((a) => ({ file, name: a.name, sql: a.target!.rawSql! })),
 );
 
 let sim: Sim;
@@ -68,6 +77,12 @@ async function load(db: TestDb): Promise<void> {
      values ('sim', 'BTC/USDT', 'trades', $1, $2, 'connection closed (1006)', 12, $2, $2)`,
     [iso(windowFrom.getTime() + 60_000), iso(windowFrom.getTime() + 120_000)],
   );
+  // User events: a signal on BTC/USDT, one on ETH/USDT, a note naming no instrument.
+  await db.pool.query(
+    `insert into events (exchange, symbol, ts, received_at, id, type, data) values
+     ('sim', 'BTC/USDT', $1, $1, 'e1', 'signal', '{"side":"buy"}'), ('sim', 'ETH/USDT', $1, $1, 'e2', 'signal', '{"side":"sell"}'), ('', '', $2, $2, 'e3', 'news', '"rates unchanged"')`,
+    [iso(windowFrom.getTime() + 90_000), iso(windowFrom.getTime() + 150_000)],
+  );
   for (const symbol of sim.symbols) {
     const [base, quote] = symbol.split('/');
     await db.pool.query(
@@ -82,6 +97,7 @@ describe('grafana dashboards', () => {
     expect(dashboards.length).toBeGreaterThan(0);
     expect(sqlPanels.length).toBeGreaterThan(3);
     expect(sqlVariables.map((v) => v.name)).toEqual(expect.arrayContaining(['exchange', 'symbol']));
+    expect(sqlAnnotations.map((a) => a.name)).toContain('User events');
   });
 
   describeEachDb(['embedded', 'postgres'], (db) => {
@@ -102,6 +118,17 @@ describe('grafana dashboards', () => {
       expect(rows.length).toBeGreaterThan(0);
       // Time series carry a time column; every numeric column holds finite numbers.
       for (const row of rows) for (const v of Object.values(row)) if (typeof v === 'number') expect(Number.isFinite(v)).toBe(true);
+    });
+
+    it.each(sqlAnnotations)('$file: annotation "$name" gives the instrument\'s events and those naming none, as time/text/tags', async ({ sql }) => {
+      const expanded = expandGrafanaSql(sql, { from: windowFrom, to: windowTo, intervalMs: 300_000, vars: { exchange: 'sim', symbol: 'BTC/USDT' } });
+      expect(expanded).not.toMatch(/\$\w/);
+      const { rows } = await db().pool.query<{ time: Date; text: string; tags: string }>(expanded);
+      expect(rows.map((r) => [r.text, r.tags])).toEqual([
+        ['signal: {"side":"buy"}', 'signal'],
+        ['news: "rates unchanged"', 'news'],
+      ]);
+      expect(rows[0]!.time).toBeInstanceOf(Date);
     });
   });
 });

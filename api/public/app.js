@@ -6,6 +6,9 @@
 // History comes from two sources: the rollups of the trades (source=trades) and the exchange's
 // own candles (source=exchange), which reach back before the first trade tickflow recorded (the
 // gateways backfill them). Per bucket the candle that saw more of it, the larger volume, is drawn.
+// User events of the instrument (POST /v1/events: a strategy's signals, fills, notes) are drawn as
+// markers on their bars: those before the live bucket from /v1/events, the rest replayed and live
+// on the same websocket (channel events).
 'use strict';
 
 const ORIGIN_MS = Date.UTC(2000, 0, 3); // the server's bucket grid: weeks start on Monday
@@ -18,6 +21,9 @@ const RIGHT_MARGIN_BARS = 2;
 const NO_CANDLES = 'no candles yet for this instrument — waiting for trades';
 const UP = '#26a69a';
 const DOWN = '#ef5350';
+const NOTE = '#d29922';
+/** Markers drawn at most (the newest). */
+const MAX_MARKERS = 500;
 
 /** What the page shows, for people and for the browser test. */
 const state = (window.tickflow = {
@@ -35,6 +41,9 @@ const state = (window.tickflow = {
   overlay: '',
   /** The time scale's width and where the first and last bars are drawn (px from its left). */
   view: null,
+  /** User events of the instrument held, and the markers drawn for them ({time, position, shape, color, text, id}). */
+  events: 0,
+  markers: [],
 });
 
 const $ = (id) => document.getElementById(id);
@@ -50,6 +59,7 @@ const chart = LightweightCharts.createChart($('chart'), {
 const candleSeries = chart.addSeries(LightweightCharts.CandlestickSeries, { upColor: UP, downColor: DOWN, borderVisible: false, wickUpColor: UP, wickDownColor: DOWN });
 const volumeSeries = chart.addSeries(LightweightCharts.HistogramSeries, { priceFormat: { type: 'volume' }, priceScaleId: 'volume', lastValueVisible: false, priceLineVisible: false });
 chart.priceScale('volume').applyOptions({ scaleMargins: { top: 0.8, bottom: 0 } });
+const markers = LightweightCharts.createSeriesMarkers(candleSeries, []);
 
 const floorMs = (ms, width) => ms - ((((ms - ORIGIN_MS) % width) + width) % width);
 const iso = (ms) => new Date(ms).toISOString();
@@ -61,6 +71,7 @@ let liveFrom = 0; // ms: bars from here on are built from trades
 let rendered = 0; // time (s) of the newest bar drawn
 let userMoved = false; // the user scrolled or zoomed: the view is theirs, no more fitting
 let forming = null; // { time (s), minutes: the exchange's 1m candles of that bucket } (see formingBase)
+let events = new Map(); // event id -> { ts (ms), type, data }
 
 for (const ev of ['mousedown', 'wheel', 'touchstart']) $('chart').addEventListener(ev, () => (userMoved = true), { passive: true });
 chart.timeScale().subscribeVisibleLogicalRangeChange(() => updateView());
@@ -140,6 +151,53 @@ function draw(touched) {
   state.updates++;
   renderStatus();
   updateView();
+}
+
+/**
+ * One marker per user event, on the bar of its bucket: a buy/long signal an arrow up under the
+ * bar, a sell/short one an arrow down over it, anything else a dot over it; the text is the
+ * event's `data.label`, else its type and side.
+ */
+function markerOf(id, e, width) {
+  const d = e.data && typeof e.data === 'object' && !Array.isArray(e.data) ? e.data : {};
+  const side = typeof d.side === 'string' ? d.side.toLowerCase() : '';
+  const up = side === 'buy' || side === 'long';
+  const down = side === 'sell' || side === 'short';
+  const text = typeof d.label === 'string' ? d.label : side ? `${e.type} ${side}` : e.type;
+  return {
+    id,
+    time: floorMs(e.ts, width) / 1000,
+    position: up ? 'belowBar' : 'aboveBar',
+    shape: up ? 'arrowUp' : down ? 'arrowDown' : 'circle',
+    color: up ? UP : down ? DOWN : NOTE,
+    text: text.slice(0, 40),
+  };
+}
+
+function drawMarkers(width) {
+  const list = [...events.entries()].sort((a, b) => a[1].ts - b[1].ts || (a[0] < b[0] ? -1 : 1)).slice(-MAX_MARKERS);
+  state.markers = list.map(([id, e]) => markerOf(id, e, width));
+  state.events = events.size;
+  markers.setMarkers(state.markers);
+}
+
+function applyEvents(rows, width) {
+  for (const r of rows) events.set(r.id, { ts: Date.parse(r.ts), type: r.type, data: r.data });
+  if (rows.length) drawMarkers(width);
+}
+
+/** The instrument's events before the live bucket, over the history's range. */
+async function loadEvents(inst, interval, to) {
+  const width = INTERVALS[interval];
+  const params = new URLSearchParams({ exchange: inst.exchange, symbol: inst.symbol, from: iso(to - HISTORY_BARS * width), to: iso(to) });
+  const rows = [];
+  for (let cursor = null; ; ) {
+    if (cursor) params.set('cursor', cursor);
+    const page = await fetchJson(`/v1/events?${params}`);
+    rows.push(...page.data);
+    if (!page.next) return rows;
+    cursor = page.next;
+  }
 }
 
 function applyTrades(rows, width) {
@@ -239,13 +297,14 @@ function subscribe(inst, interval, my, attempt = 0) {
     // Bars from liveFrom on are rebuilt from the replayed and live trades.
     for (const t of [...bars.keys()]) if (t * 1000 >= liveFrom) bars.delete(t);
     redrawAll();
-    ws.send(JSON.stringify({ op: 'subscribe', channels: ['trades'], instruments: [inst], since: iso(liveFrom) }));
+    ws.send(JSON.stringify({ op: 'subscribe', channels: ['trades', 'events'], instruments: [inst], since: iso(liveFrom) }));
     setStatus('replaying…');
   };
   ws.onmessage = (ev) => {
     if (my !== gen) return;
     const msg = JSON.parse(ev.data);
     if (msg.type === 'data' && msg.channel === 'trades') applyTrades(msg.data, width);
+    else if (msg.type === 'data' && msg.channel === 'events') applyEvents(msg.data, width);
     else if (msg.type === 'live') {
       attempt = 0;
       if (!fitted) {
@@ -279,6 +338,8 @@ async function show(inst, interval) {
   state.updates = 0;
   state.error = null;
   bars = new Map();
+  events = new Map();
+  drawMarkers(INTERVALS[interval]);
   rendered = 0;
   userMoved = false;
   redrawAll();
@@ -289,14 +350,17 @@ async function show(inst, interval) {
   forming = null;
   try {
     const minutes = new URLSearchParams({ exchange: inst.exchange, symbol: inst.symbol, interval: '1m', from: iso(liveFrom), source: 'exchange' });
-    const [history, formingMinutes] = await Promise.all([
+    const [history, formingMinutes, pastEvents] = await Promise.all([
       loadHistory(inst, interval, liveFrom),
       width > 60e3 ? fetchCandles(minutes).catch(() => []) : [],
+      // Markers are an extra: a chart without them beats no chart.
+      loadEvents(inst, interval, liveFrom).catch(() => []),
     ]);
     if (my !== gen) return;
     forming = { time: liveFrom / 1000, minutes: formingMinutes };
     bars = history;
     redrawAll();
+    applyEvents(pastEvents, width);
     fit();
     if (!bars.size) message(NO_CANDLES);
     subscribe(inst, interval, my);

@@ -27,6 +27,10 @@ interface ChannelSpec {
   readonly order: readonly OrderColumn[];
   /** True when a later record with the same key replaces the earlier one (received_at orders them). */
   readonly versioned: boolean;
+  /** exchange and symbol may be '' (no instrument): sent as null, like REST serves them. */
+  readonly instrumentOptional: boolean;
+  /** Columns of JSON text, sent parsed (like REST). */
+  readonly jsonColumns: ReadonlySet<string>;
 }
 
 /** Each channel from its record kind's catalog entry. */
@@ -43,6 +47,8 @@ export const CHANNEL_SPECS: Readonly<Record<StreamChannel, ChannelSpec>> = Objec
         timeColumns: new Set(s.columns.filter((c) => c.type === 'timestamptz').map((c) => c.name)),
         order,
         versioned: s.insertMode === 'upsert',
+        instrumentOptional: s.instrumentOptional === true,
+        jsonColumns: new Set<string>(s.jsonTextColumns ?? []),
       };
       return [s.table, spec];
     }),
@@ -67,6 +73,15 @@ export interface StreamRecord {
   readonly row: Readonly<Record<string, unknown>>;
 }
 
+/** JSON text as its value; text that is not JSON (written by another producer) stays text. */
+function parseJsonText(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return text;
+  }
+}
+
 /** From an Avro record or a replayed database row: same field names, times in µs. */
 export function toStreamRecord(channel: StreamChannel, raw: Readonly<Record<string, unknown>>): StreamRecord {
   const spec = CHANNEL_SPECS[channel];
@@ -75,6 +90,11 @@ export function toStreamRecord(channel: StreamChannel, raw: Readonly<Record<stri
     const v = raw[c];
     row[c] = spec.timeColumns.has(c) ? (v === null || v === undefined ? null : formatTime(v as number)) : (v ?? null);
   }
+  if (spec.instrumentOptional) {
+    if (row.exchange === '') row.exchange = null;
+    if (row.symbol === '') row.symbol = null;
+  }
+  for (const c of spec.jsonColumns) if (typeof row[c] === 'string') row[c] = parseJsonText(row[c] as string);
   const instrument = instrumentKey(raw.exchange as string, raw.symbol as string);
   const keyTail = spec.order.map((o) => String(raw[o.col])).join('\u0001');
   return { channel, instrument, key: `${instrument}\u0001${keyTail}`, version: raw.received_at as number, ts: raw.ts as number, row };
