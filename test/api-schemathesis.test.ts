@@ -9,11 +9,12 @@
  * TICKFLOW_SCHEMATHESIS_SEED.
  */
 import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { buildApi, type Api } from '../api/index.ts';
 import { parseConfig } from '../config/schema.ts';
 import { migrate } from '../migrations/runner.ts';
@@ -58,8 +59,15 @@ describe('schemathesis against /docs/json', () => {
     await insertTickers(db.pool, trades.slice(0, 100).map((t) => ({ exchange: t.exchange, symbol: t.symbol, ts: t.ts, received_at: t.received_at, bid: t.price, bid_size: 1, ask: t.price + 1, ask_size: null, last: t.price, open_24h: null, high_24h: null, low_24h: null, base_volume_24h: null, quote_volume_24h: null })));
     await insertCandles(db.pool, Array.from({ length: 60 }, (_, i) => ({ exchange: 'binance', symbol: 'BTC/USDT', timeframe: '1m', ts: T + i * MIN, received_at: T + i * MIN + 1, open: 1, high: 2, low: 0.5, close: 1.5, volume: 3, closed: true })));
     await insertGaps(db.pool, [{ exchange: 'binance', symbol: 'BTC/USDT', channel: 'trades', from_ts: T + 10 * MIN, to_ts: T + 11 * MIN, reason: 'connection closed (1006)', refilled: 3, ts: T + 11 * MIN, received_at: T + 11 * MIN }]);
+    await db.pool.query(
+      `insert into events (exchange, symbol, ts, received_at, id, type, data) select case when i % 4 = 0 then '' else 'binance' end, case when i % 4 = 0 then '' else 'BTC/USDT' end,
+       timestamptz 'epoch' + ($1::int8 + i::int8 * 60000000) * interval '1 microsecond', now(), 'e' || i, case when i % 2 = 0 then 'signal' else 'note' end, '{"i":' || i || '}' from generate_series(1, 40) i`,
+      [T],
+    );
     await insertInstruments(db.pool, [{ exchange: 'binance', symbol: 'BTC/USDT', base: 'BTC', quote: 'USDT', type: 'spot', active: true, price_increment: null, amount_increment: null, min_amount: null, exchange_symbol: 'BTCUSDT', ts: T, received_at: T }]);
-    api = buildApi(parseConfig({ api: { port: 0, maxRows: 200, maxScanRows: 1_000 } }, { env: {} }), { pool: db.pool, brokers: false });
+    // Kafka for POST /v1/events (its events go to topics of this run's own prefix).
+    const prefix = `tst${randomBytes(4).toString('hex')}`;
+    api = buildApi(parseConfig({ kafka: { brokers: inject('kafkaBrokers'), topicPrefix: prefix, clientId: prefix }, api: { port: 0, maxRows: 200, maxScanRows: 1_000 } }, { env: {} }), { pool: db.pool, brokers: inject('kafkaBrokers') });
     url = await api.start();
     work = await mkdtemp(path.join(tmpdir(), 'tickflow-schemathesis-'));
   });
