@@ -29,6 +29,10 @@ export interface ApiEventMap {
   /** A subscription failed (the client is told why; the session stays open). */
   'session.failed': { error: string };
   'session.socketError': { error: string };
+  /** POST /v1/events answered: events made now, and those an earlier post of their idempotency key made. */
+  'events.posted': { created: number; duplicates: number };
+  /** Kafka did not take records the API publishes (the post is answered 503). */
+  'events.publishFailed': { kind: string; error: string };
 }
 
 export class ApiEvents extends TypedEvents<ApiEventMap> {}

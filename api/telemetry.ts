@@ -19,6 +19,8 @@ export const metrics = {
   clients: gauge('tickflow_api_stream_clients', 'Open /v1/stream websocket connections'),
   sent: counter('tickflow_api_stream_sent_records_total', 'Records sent to /v1/stream clients, by channel and phase (replay, live)', ['channel', 'phase']),
   slowClients: counter('tickflow_api_stream_slow_clients_total', 'Clients disconnected for falling too far behind'),
+  eventsPosted: counter('tickflow_api_events_posted_total', 'User events accepted by POST /v1/events, by outcome (created, duplicate: an idempotency key posted again)', ['outcome']),
+  eventsPublishFailed: counter('tickflow_api_events_publish_failures_total', 'POST /v1/events answered 503 because Kafka did not take the records'),
 };
 
 /** Feeds metrics and logs from the events of one API. */
@@ -41,4 +43,12 @@ export function attachTelemetry(events: ApiEvents): void {
   events.on('session.slow', () => metrics.slowClients.inc());
   events.on('session.failed', (e) => streamLog.warn({ err: e.error }, 'stream subscription failed'));
   events.on('session.socketError', (e) => streamLog.debug({ err: e.error }, 'stream client socket error'));
+  events.on('events.posted', (e) => {
+    if (e.created) metrics.eventsPosted.inc({ outcome: 'created' }, e.created);
+    if (e.duplicates) metrics.eventsPosted.inc({ outcome: 'duplicate' }, e.duplicates);
+  });
+  events.on('events.publishFailed', (e) => {
+    metrics.eventsPublishFailed.inc();
+    log.warn({ kind: e.kind, err: e.error }, 'publishing to Kafka failed; the post was answered 503');
+  });
 }

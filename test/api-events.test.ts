@@ -95,6 +95,8 @@ describe('user events: POST → Kafka → sink → GET and /v1/stream', () => {
 
       const first = answers[0]!.data[0]!;
       expect(first.duplicate).toBe(false);
+      // Counted as such (the restarted API's registry is the process's: both APIs' posts).
+      expect(await (await fetch(`${url}/metrics`)).text()).toMatch(/tickflow_api_events_posted_total\{outcome="duplicate"[^}]*\} [3-9]/);
       for (const a of answers.slice(1)) expect(a.data).toEqual([{ ...first, duplicate: true }]);
       // The same key with another event is refused, naming it.
       const other = await post({ ...body, data: { side: 'sell' } }, { 'idempotency-key': key });

@@ -10,7 +10,6 @@ import fp from 'fastify-plugin';
 import { createCodec, type AvroCodec } from '../../core/avro.ts';
 import { TickflowError, messageOf } from '../../core/errors.ts';
 import { createKafka, createProducer, ensureTopics, recordKey, type Kafka, type Producer } from '../../core/kafka.ts';
-import { logger } from '../../core/log.ts';
 import { resolveBrokers } from '../../infra/brokers.ts';
 import { topicFor, type RecordKind, type RecordOf } from '../../schemas/catalog.ts';
 import type { ConfigForApi } from '../config.ts';
@@ -34,8 +33,6 @@ export interface ProducerPluginOptions {
   readonly brokers?: readonly string[] | false | undefined;
   readonly codec?: AvroCodec | undefined;
 }
-
-const log = logger('api-producer');
 
 async function producer(app: FastifyInstance, opts: ProducerPluginOptions): Promise<void> {
   const { config } = opts;
@@ -81,7 +78,7 @@ async function producer(app: FastifyInstance, opts: ProducerPluginOptions): Prom
       } catch (e) {
         if (e instanceof ApiError) throw e;
         if (e instanceof TickflowError && e.code === 'AVRO_ENCODE') throw e;
-        log.warn({ err: messageOf(e), kind }, 'publishing to Kafka failed');
+        app.events.emit('events.publishFailed', { kind, error: messageOf(e) });
         throw new ApiError(503, `Kafka did not take the ${kind} records (${messageOf(e)}); retry (with the same idempotency key: nothing is written twice)`, { cause: e });
       }
     },

@@ -160,7 +160,7 @@ export const eventsRoutes: FastifyPluginAsync<{ config: ApiConfig }> = async (ap
   app.post(
     '/v1/events',
     {
-      // Bearer auth (api.token) joins here as `onRequest: app.requireToken` once api/plugins/auth.ts lands.
+      // Bearer auth (api.token): api/plugins/auth.ts guards every route but GET/HEAD/OPTIONS, this one included.
       bodyLimit: cfg.maxBodyBytes,
       // The body is checked by parseEvent (each refusal names the field, `[i].field` in a batch);
       // the schema below is the OpenAPI document's, not run by ajv (whose coercion would turn a
@@ -226,6 +226,8 @@ export const eventsRoutes: FastifyPluginAsync<{ config: ApiConfig }> = async (ap
       });
       if (records.length > 0) await app.publisher.send('event', records);
       await markProduced(app.db, toMark);
+      const duplicates = answer.filter((a) => a.duplicate).length;
+      app.events.emit('events.posted', { created: answer.length - duplicates, duplicates });
       return reply.code(202).send({ data: answer });
     },
   );
