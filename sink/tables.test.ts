@@ -15,6 +15,14 @@ describe('row codec', () => {
     expect(c.validate({ ...trade, ts: 1.5 })).toMatch(/^ts is not a timestamp/);
   });
 
+  it('lets a user event name no instrument (exchange and symbol empty in its key), never a trade', () => {
+    const c = rowCodec('events');
+    const event = { exchange: '', symbol: '', ts: 1, received_at: 2, id: 'e1', type: 'news', data: '{"a":1}', idempotency_key: null };
+    expect(c.validate(event)).toBeUndefined();
+    expect(c.validate({ ...event, id: '' })).toBe('id is empty');
+    expect(rowCodec('trades').validate({ ...trade, exchange: '' })).toBe('exchange is empty');
+  });
+
   it('lets nullable columns be null, but never a key column', () => {
     const c = rowCodec('gaps');
     const gap = { exchange: 'x', symbol: 'A/B', channel: 'trades', from_ts: 1, to_ts: null, reason: 'r', refilled: 0, ts: 2, received_at: 3 };
