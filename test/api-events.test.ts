@@ -195,6 +195,22 @@ describe('user events: POST → Kafka → sink → GET and /v1/stream', () => {
       expect(rows.get(liveId)).toMatchObject({ exchange: 'binance', symbol: 'ETH/USDT', type: 'signal', data: { side: 'sell' }, idempotency_key: null });
     });
 
+    it('with api.token set, posting needs the bearer token and reading stays open', async () => {
+      const token = 'events-token-123';
+      const guarded = buildApi(parseConfig({ kafka: config.kafka, api: { port: 0, token } }, { env: {} }), { pool: db().pool, brokers: inject('kafkaBrokers') });
+      try {
+        const body = JSON.stringify({ type: 'note', data: 'with a token' });
+        const denied = await guarded.app.inject({ method: 'POST', url: '/v1/events', headers: { 'content-type': 'application/json' }, payload: body });
+        expect(denied.statusCode).toBe(401);
+        expect(denied.json()).toMatchObject({ parameter: 'authorization' });
+        const ok = await guarded.app.inject({ method: 'POST', url: '/v1/events', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, payload: body });
+        expect(ok.statusCode, ok.body).toBe(202);
+        expect((await guarded.app.inject({ method: 'GET', url: `/v1/events?from=${isoUs(T0)}` })).statusCode).toBe(200);
+      } finally {
+        await guarded.close();
+      }
+    });
+
     it('refuses bad input with a 400 naming the field', async () => {
       const cases: Array<[unknown, string, string?]> = [
         [{ exchange: 'binance', data: {} }, 'type'],
