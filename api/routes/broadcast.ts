@@ -212,7 +212,7 @@ export const broadcastRoutes: FastifyPluginAsync = async (app) => {
     {
       schema: routeSchema({
         summary: 'List registrations',
-        querystring: { type: 'object', additionalProperties: false, properties: { broadcaster: { type: 'string', maxLength: 100, description: "only this broadcaster's" } } },
+        querystring: { type: 'object', additionalProperties: false, properties: { broadcaster: { type: 'string', pattern: NAME_PATTERN.source, description: "only this broadcaster's (a broadcaster name)" } } },
         response: { 200: list(REGISTRATION), ...errors },
       }),
     },
