@@ -2,7 +2,8 @@ import { TickflowError, messageOf } from '../core/errors.ts';
 import type { Consumer, EachBatchPayload, KafkaMessage } from '../core/kafka.ts';
 import type { Logger } from '../core/log.ts';
 import { RETRY, retry, sleep } from '../core/retry.ts';
-import { ChunkQueue } from './chunk-queue.ts';
+import type { WriteTrigger } from './batching.ts';
+import { ChunkQueue, type Take } from './chunk-queue.ts';
 import type { ConnectorDeps } from './connector.ts';
 import type { ConnectorConfig } from './config.ts';
 import { DeadLetters } from './dead-letter.ts';
@@ -19,7 +20,8 @@ import { writeBatch, type Chunk, type Item } from './writer.ts';
  *
  * The batch callback splits each fetched batch into chunks of at most batchMaxRows messages,
  * hands each to the decoding thread and queues it (chunk-queue.ts) while it decodes; the writer
- * takes them in order, several per transaction (writer.ts). While an outage holds a write or a
+ * takes them in order, several per transaction (writer.ts), as soon as it is idle and what queued
+ * up behind a transaction in flight (batching.ts). While an outage holds a write or a
  * decoding, the consumer is paused; it resumes when the outage is over.
  */
 
@@ -245,16 +247,18 @@ export class Runner {
   private async writerLoop(): Promise<void> {
     while (!this.stopping) {
       // Decoded chunks (any partitions) in one transaction, filled up to batchMaxRows messages.
-      let take: Chunk[];
+      let take: Take;
       try {
-        take = await this.queue.take(this.host.config.batchMaxRows);
+        take = await this.queue.takeBatch(this.host.config);
       } catch (e) {
         // The oldest chunk failed to decode (not for an outage: that is retried while decoding).
         if (!this.stopping) void this.host.fail(e);
         break;
       }
-      if (take.length === 0) continue;
-      const run = this.writeWithRetry(take);
+      if (take.chunks.length === 0) continue;
+      // What the callback queues while this transaction is in flight goes in the next one at once.
+      this.queue.writing = true;
+      const run = this.writeWithRetry(take.chunks, take.trigger);
       this.writing = run;
       try {
         await run;
@@ -264,11 +268,12 @@ export class Runner {
         break;
       } finally {
         this.writing = undefined;
+        this.queue.writing = false;
       }
     }
   }
 
-  private async writeWithRetry(chunks: Chunk[]): Promise<void> {
+  private async writeWithRetry(chunks: Chunk[], trigger: WriteTrigger): Promise<void> {
     const { config: c, deps, name, stats } = this.host;
     const t0 = performance.now();
     const result = await retry(
@@ -297,7 +302,7 @@ export class Runner {
     stats.counts.deadLettered += result.deadLettered;
     stats.lastBatchAt = new Date();
     const seconds = (performance.now() - t0) / 1000;
-    deps.events.emit('batch', { connector: name, table: c.table, messages: result.messages, rows: result.rows, skipped: result.skipped, deadLettered: result.deadLettered, seconds });
+    deps.events.emit('batch', { connector: name, table: c.table, trigger, messages: result.messages, rows: result.rows, skipped: result.skipped, deadLettered: result.deadLettered, seconds });
     deps.events.emit('commit', { connector: name, offsets: result.offsets });
     if (result.minTimeUs !== undefined) deps.onWritten?.(c.table, result.minTimeUs);
     this.kafkaCommits.note(result.offsets);
