@@ -84,4 +84,17 @@ describe('the chunk queue under the batching policy', () => {
     expect(t.trigger).toBe('linger');
     expect(t.chunks.map((c) => c.nextOffset)).toEqual([1, 3]);
   });
+
+  it('holds many small chunks (a trickle fetched at once) up to its message bound, and is full there', async () => {
+    const q = new ChunkQueue(64, undefined, 10);
+    for (let i = 0; i < 9; i++) q.push(Promise.resolve(chunk(i, i + 1)), 1);
+    expect(q.full).toBe(false); // 9 chunks: a chunk count of 4 would have stopped the fetches at 4
+    q.push(Promise.resolve(chunk(9, 12)), 3);
+    expect(q.full).toBe(true); // 12 messages of 10
+    await settle();
+    const t = await q.takeBatch({ batchMaxRows: 11, lingerMs: 0 }); // splits the last chunk: 1 of its 3 left
+    expect(t.chunks.map((c) => c.nextOffset)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 11]);
+    expect(q.full).toBe(false);
+    expect((await q.takeBatch({ batchMaxRows: 11, lingerMs: 0 })).chunks.map((c) => [c.items[0]!.offset, c.nextOffset])).toEqual([[11, 12]]);
+  });
 });

@@ -19,6 +19,8 @@ interface Entry {
   /** When it was queued (the clock's ms) and whether a transaction was in flight then. */
   readonly queuedAt: number;
   readonly duringWrite: boolean;
+  /** Messages it holds (counted against maxMessages). */
+  messages: number;
 }
 
 /** A transaction's chunks and why it was started now. */
@@ -37,10 +39,16 @@ export class ChunkQueue {
   /** Set by the writer while a transaction is in flight: what is queued meanwhile is its backlog. */
   writing = false;
 
-  /** `capacity`: chunks queued, decoded or still decoding. */
+  private messages = 0;
+
+  /**
+   * `capacity`: chunks queued, decoded or still decoding; `maxMessages`: messages they hold (the
+   * memory bound when fetches are small and many: a trickle fetched as soon as it is there).
+   */
   constructor(
     private readonly capacity: number,
     private readonly now: () => number = () => performance.now(),
+    private readonly maxMessages = Infinity,
   ) {}
 
   get length(): number {
@@ -48,12 +56,13 @@ export class ChunkQueue {
   }
 
   get full(): boolean {
-    return this.entries.length >= this.capacity;
+    return this.entries.length >= this.capacity || this.messages >= this.maxMessages;
   }
 
   /** Queues a chunk being decoded: the writer takes it once `ready` resolves, in queue order. */
-  push(ready: Promise<Chunk>): void {
-    const entry: Entry = { chunk: undefined, ready, queuedAt: this.now(), duringWrite: this.writing };
+  push(ready: Promise<Chunk>, messages = 0): void {
+    const entry: Entry = { chunk: undefined, ready, queuedAt: this.now(), duringWrite: this.writing, messages };
+    this.messages += messages;
     ready.then(
       (chunk) => {
         entry.chunk = chunk;
@@ -126,6 +135,7 @@ export class ChunkQueue {
   drop(): void {
     this.epoch++;
     this.entries = [];
+    this.messages = 0;
     this.wake?.();
     this.notifySpace();
   }
@@ -138,7 +148,7 @@ export class ChunkQueue {
       if (!head) break;
       const room = maxItems - n;
       if (head.items.length <= room) {
-        this.entries.shift();
+        this.messages -= this.entries.shift()!.messages;
         take.push(head);
         n += head.items.length;
       } else {
@@ -146,7 +156,10 @@ export class ChunkQueue {
         take.push({ ...head, items: part, nextOffset: part[part.length - 1]!.offset + 1 });
         const rest = { ...head, items: head.items.slice(room) };
         // What is left waited behind this transaction: the next one takes it at once.
-        this.entries[0] = { ...this.entries[0]!, chunk: rest, ready: Promise.resolve(rest), duringWrite: true };
+        const entry = this.entries[0]!;
+        const left = Math.max(0, entry.messages - room);
+        this.messages -= entry.messages - left;
+        this.entries[0] = { ...entry, chunk: rest, ready: Promise.resolve(rest), duringWrite: true, messages: left };
         n += room;
       }
     }

@@ -45,8 +45,13 @@ export interface RunHost {
   fail(e: unknown): Promise<void>;
 }
 
-/** Chunks queued per connector (each at most batchMaxRows messages). */
-const QUEUE_CHUNKS = 4;
+/**
+ * Queued per connector: QUEUE_BATCHES × batchMaxRows messages (chunks of at most batchMaxRows
+ * each), in at most QUEUE_CHUNKS chunks: fetches answered at once are small while the rate is
+ * low, and a transaction in flight, or a linger, lets many of them queue up for the next one.
+ */
+const QUEUE_BATCHES = 4;
+const QUEUE_CHUNKS = 64;
 const COMMIT_INTERVAL_MS = 1_000;
 const HEARTBEAT_EVERY_MS = 2_000;
 
@@ -55,7 +60,7 @@ export class Runner {
   private readonly decodeTarget: DecodeTarget;
   private readonly deadLetters: DeadLetters;
   private readonly kafkaCommits: KafkaCommits;
-  private readonly queue = new ChunkQueue(QUEUE_CHUNKS);
+  private readonly queue: ChunkQueue;
   /** Group joins of this run; a join drops what is queued and what is being decoded. */
   private generation = 0;
   private positioned: Promise<void> = Promise.resolve();
@@ -79,6 +84,7 @@ export class Runner {
   ) {
     const c = host.config;
     this.codecRows = rowCodec(c.table, c.keyFields);
+    this.queue = new ChunkQueue(QUEUE_CHUNKS, undefined, QUEUE_BATCHES * c.batchMaxRows);
     this.decodeTarget = { connector: c.name, table: c.table, keyFields: c.keyFields, keys: c.insertMode === 'upsert' };
     this.deadLetters = new DeadLetters(host.deps.producer, c.deadLetterTopic, c.name, host.deps.events);
     this.kafkaCommits = new KafkaCommits(host.log);
@@ -173,7 +179,7 @@ export class Runner {
       if (!live()) return;
       // Queued while it is decoded (in the decoder's thread): the callback returns and kafkajs
       // fetches the next batch meanwhile; the writer takes chunks in queue order once decoded.
-      this.queue.push(this.decode(batch, messages));
+      this.queue.push(this.decode(batch, messages), messages.length);
       resolveOffset(messages[messages.length - 1]!.offset);
     }
   }
