@@ -1,4 +1,5 @@
 import { sleep } from '../core/retry.ts';
+import { writeDecision, type BatchingPolicy, type WriteTrigger } from './batching.ts';
 import type { Chunk } from './writer.ts';
 
 /**
@@ -7,12 +8,25 @@ import type { Chunk } from './writer.ts';
  * returns, so kafkajs fetches the next batch meanwhile; the writer takes the chunks in queue
  * order once decoded, several per transaction. A group join or a stop drops what is queued
  * (the database's offsets say where to read again). One writer takes; one callback pushes.
+ * When the writer writes is batching.ts's decision: at once when it is idle, everything that
+ * queued up behind a transaction in flight, or (with a latency target) once the oldest waited.
  */
 
 interface Entry {
   /** Undefined while it is being decoded. */
   chunk: Chunk | undefined;
   readonly ready: Promise<Chunk>;
+  /** When it was queued (the clock's ms) and whether a transaction was in flight then. */
+  readonly queuedAt: number;
+  readonly duringWrite: boolean;
+  /** Messages it holds (counted against maxMessages). */
+  messages: number;
+}
+
+/** A transaction's chunks and why it was started now. */
+export interface Take {
+  readonly chunks: Chunk[];
+  readonly trigger: WriteTrigger;
 }
 
 export class ChunkQueue {
@@ -22,20 +36,33 @@ export class ChunkQueue {
   private wake: (() => void) | undefined;
   private spaceWaiters: (() => void)[] = [];
 
-  /** `capacity`: chunks queued, decoded or still decoding. */
-  constructor(private readonly capacity: number) {}
+  /** Set by the writer while a transaction is in flight: what is queued meanwhile is its backlog. */
+  writing = false;
+
+  private messages = 0;
+
+  /**
+   * `capacity`: chunks queued, decoded or still decoding; `maxMessages`: messages they hold (the
+   * memory bound when fetches are small and many: a trickle fetched as soon as it is there).
+   */
+  constructor(
+    private readonly capacity: number,
+    private readonly now: () => number = () => performance.now(),
+    private readonly maxMessages = Infinity,
+  ) {}
 
   get length(): number {
     return this.entries.length;
   }
 
   get full(): boolean {
-    return this.entries.length >= this.capacity;
+    return this.entries.length >= this.capacity || this.messages >= this.maxMessages;
   }
 
   /** Queues a chunk being decoded: the writer takes it once `ready` resolves, in queue order. */
-  push(ready: Promise<Chunk>): void {
-    const entry: Entry = { chunk: undefined, ready };
+  push(ready: Promise<Chunk>, messages = 0): void {
+    const entry: Entry = { chunk: undefined, ready, queuedAt: this.now(), duringWrite: this.writing, messages };
+    this.messages += messages;
     ready.then(
       (chunk) => {
         entry.chunk = chunk;
@@ -61,9 +88,18 @@ export class ChunkQueue {
    * checks whether it stops); rejects with the head's decoding failure.
    */
   async take(maxItems: number): Promise<Chunk[]> {
+    return (await this.takeBatch({ batchMaxRows: maxItems, lingerMs: 0 })).chunks;
+  }
+
+  /**
+   * take() as the batching policy says (batching.ts): with a latency target, a small batch of an
+   * idle writer waits (new chunks end the wait early) until its oldest chunk waited `lingerMs`,
+   * it reaches batchMaxRows, or the queue is full.
+   */
+  async takeBatch(policy: BatchingPolicy): Promise<Take> {
     const epoch = this.epoch;
     for (;;) {
-      if (epoch !== this.epoch) return [];
+      if (epoch !== this.epoch) return { chunks: [], trigger: 'idle' };
       const head = this.entries[0];
       if (!head) {
         await new Promise<void>((r) => (this.wake = r));
@@ -78,7 +114,20 @@ export class ChunkQueue {
         }
         continue;
       }
-      return this.takeDecoded(maxItems);
+      let ready = 0;
+      for (const e of this.entries) {
+        if (!e.chunk) break;
+        ready += e.chunk.items.length;
+      }
+      const decision = writeDecision({ readyMessages: ready, full: this.full, queuedDuringWrite: head.duringWrite, oldestAgeMs: this.now() - head.queuedAt }, policy);
+      if ('write' in decision) return { chunks: this.takeDecoded(policy.batchMaxRows), trigger: decision.write };
+      let timer: NodeJS.Timeout | undefined;
+      await new Promise<void>((r) => {
+        this.wake = r;
+        timer = setTimeout(r, Math.max(1, Math.ceil(decision.waitMs)));
+      });
+      clearTimeout(timer);
+      this.wake = undefined;
     }
   }
 
@@ -86,6 +135,7 @@ export class ChunkQueue {
   drop(): void {
     this.epoch++;
     this.entries = [];
+    this.messages = 0;
     this.wake?.();
     this.notifySpace();
   }
@@ -98,14 +148,18 @@ export class ChunkQueue {
       if (!head) break;
       const room = maxItems - n;
       if (head.items.length <= room) {
-        this.entries.shift();
+        this.messages -= this.entries.shift()!.messages;
         take.push(head);
         n += head.items.length;
       } else {
         const part = head.items.slice(0, room);
         take.push({ ...head, items: part, nextOffset: part[part.length - 1]!.offset + 1 });
         const rest = { ...head, items: head.items.slice(room) };
-        this.entries[0] = { chunk: rest, ready: Promise.resolve(rest) };
+        // What is left waited behind this transaction: the next one takes it at once.
+        const entry = this.entries[0]!;
+        const left = Math.max(0, entry.messages - room);
+        this.messages -= entry.messages - left;
+        this.entries[0] = { ...entry, chunk: rest, ready: Promise.resolve(rest), duringWrite: true, messages: left };
         n += room;
       }
     }

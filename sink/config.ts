@@ -51,8 +51,12 @@ export const connectorSchema = z.strictObject({
   keyFields: z.array(z.string().min(1)).min(1).optional(),
   /** Rows per database transaction (also sizes the Kafka fetch). */
   batchMaxRows: z.int().min(1).max(100_000).default(5_000),
-  /** How long a Kafka fetch may wait on the broker for a batch to fill. */
-  lingerMs: z.int().min(0).max(60_000).default(100),
+  /**
+   * Latency target of the adaptive batching (batching.ts): 0 writes what is there as soon as the
+   * writer is idle (what arrives during a transaction goes in the next); above 0 an idle writer
+   * may hold a small batch until its oldest record waited this long (fewer transactions).
+   */
+  lingerMs: z.int().min(0).max(60_000).default(0),
   /** none: a bad record stops the connector (FAILED); all: it goes to the dead-letter topic. */
   errorTolerance: z.enum(ERROR_TOLERANCES).default('all'),
   /**

@@ -73,15 +73,21 @@ export interface ConnectorStatus {
   readonly problem: string | null;
 }
 
+/** How long the broker holds a fetch while it has nothing for it. */
+const FETCH_MAX_WAIT_MS = 100;
+
 /** The consumer of a connector: fetch sizes from batchMaxRows, group timings from sessionTimeoutMs. */
-function consumerConfig(groupId: string, c: ConnectorConfig): ConsumerConfig {
+export function consumerConfig(groupId: string, c: ConnectorConfig): ConsumerConfig {
   return {
     groupId,
-    // lingerMs: the broker holds a fetch until it has about a batch, or lingerMs passed.
+    // The broker answers a fetch as soon as it has a record (minBytes 1): batching is the
+    // writer's (batching.ts: at once when idle, what queued behind a transaction in flight, or
+    // lingerMs). A fetch waited for about a batch (minBytes ~ batchMaxRows × 16) or lingerMs
+    // before: most of a row's latency at a low rate. maxWaitTimeInMs only bounds an idle poll.
     // Fetch sizes follow batchMaxRows (compressed bytes, ~64 per trade record): a fetch is
     // held in memory as message objects until written, so it bounds the sink's memory.
-    maxWaitTimeInMs: Math.max(10, c.lingerMs),
-    minBytes: Math.min(256 << 10, c.batchMaxRows * 16),
+    maxWaitTimeInMs: FETCH_MAX_WAIT_MS,
+    minBytes: 1,
     maxBytesPerPartition: Math.min(1 << 20, Math.max(64 << 10, c.batchMaxRows * 64)),
     maxBytes: 8 << 20,
     // A member that stops heartbeating (a killed process) holds its partitions until the

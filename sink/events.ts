@@ -1,4 +1,5 @@
 import { TypedEvents } from '../core/events.ts';
+import type { WriteTrigger } from './batching.ts';
 import type { TableName } from './tables.ts';
 
 /**
@@ -10,7 +11,7 @@ export interface SinkEvents {
   assigned: { connector: string; partitions: { topic: string; partition: number; offset: number | null }[]; rebalance: boolean };
   state: { connector: string; state: ConnectorState; reason?: string };
   /** One database transaction committed. */
-  batch: { connector: string; table: TableName; messages: number; rows: number; skipped: number; deadLettered: number; seconds: number };
+  batch: { connector: string; table: TableName; trigger: WriteTrigger; messages: number; rows: number; skipped: number; deadLettered: number; seconds: number };
   /** Offsets now stored in the database, with the lag behind the partition's high watermark. */
   commit: { connector: string; offsets: { topic: string; partition: number; nextOffset: number; lag: number | undefined }[] };
   deadLetter: { connector: string; topic: string; partition: number; offset: string; stage: DeadLetterStage; reason: string };

@@ -2,7 +2,8 @@ import { TickflowError, messageOf } from '../core/errors.ts';
 import type { Consumer, EachBatchPayload, KafkaMessage } from '../core/kafka.ts';
 import type { Logger } from '../core/log.ts';
 import { RETRY, retry, sleep } from '../core/retry.ts';
-import { ChunkQueue } from './chunk-queue.ts';
+import type { WriteTrigger } from './batching.ts';
+import { ChunkQueue, type Take } from './chunk-queue.ts';
 import type { ConnectorDeps } from './connector.ts';
 import type { ConnectorConfig } from './config.ts';
 import { DeadLetters } from './dead-letter.ts';
@@ -19,7 +20,8 @@ import { writeBatch, type Chunk, type Item } from './writer.ts';
  *
  * The batch callback splits each fetched batch into chunks of at most batchMaxRows messages,
  * hands each to the decoding thread and queues it (chunk-queue.ts) while it decodes; the writer
- * takes them in order, several per transaction (writer.ts). While an outage holds a write or a
+ * takes them in order, several per transaction (writer.ts), as soon as it is idle and what queued
+ * up behind a transaction in flight (batching.ts). While an outage holds a write or a
  * decoding, the consumer is paused; it resumes when the outage is over.
  */
 
@@ -43,8 +45,13 @@ export interface RunHost {
   fail(e: unknown): Promise<void>;
 }
 
-/** Chunks queued per connector (each at most batchMaxRows messages). */
-const QUEUE_CHUNKS = 4;
+/**
+ * Queued per connector: QUEUE_BATCHES × batchMaxRows messages (chunks of at most batchMaxRows
+ * each), in at most QUEUE_CHUNKS chunks: fetches answered at once are small while the rate is
+ * low, and a transaction in flight, or a linger, lets many of them queue up for the next one.
+ */
+const QUEUE_BATCHES = 4;
+const QUEUE_CHUNKS = 64;
 const COMMIT_INTERVAL_MS = 1_000;
 const HEARTBEAT_EVERY_MS = 2_000;
 
@@ -53,7 +60,7 @@ export class Runner {
   private readonly decodeTarget: DecodeTarget;
   private readonly deadLetters: DeadLetters;
   private readonly kafkaCommits: KafkaCommits;
-  private readonly queue = new ChunkQueue(QUEUE_CHUNKS);
+  private readonly queue: ChunkQueue;
   /** Group joins of this run; a join drops what is queued and what is being decoded. */
   private generation = 0;
   private positioned: Promise<void> = Promise.resolve();
@@ -77,6 +84,7 @@ export class Runner {
   ) {
     const c = host.config;
     this.codecRows = rowCodec(c.table, c.keyFields);
+    this.queue = new ChunkQueue(QUEUE_CHUNKS, undefined, QUEUE_BATCHES * c.batchMaxRows);
     this.decodeTarget = { connector: c.name, table: c.table, keyFields: c.keyFields, keys: c.insertMode === 'upsert' };
     this.deadLetters = new DeadLetters(host.deps.producer, c.deadLetterTopic, c.name, host.deps.events);
     this.kafkaCommits = new KafkaCommits(host.log);
@@ -171,7 +179,7 @@ export class Runner {
       if (!live()) return;
       // Queued while it is decoded (in the decoder's thread): the callback returns and kafkajs
       // fetches the next batch meanwhile; the writer takes chunks in queue order once decoded.
-      this.queue.push(this.decode(batch, messages));
+      this.queue.push(this.decode(batch, messages), messages.length);
       resolveOffset(messages[messages.length - 1]!.offset);
     }
   }
@@ -245,16 +253,18 @@ export class Runner {
   private async writerLoop(): Promise<void> {
     while (!this.stopping) {
       // Decoded chunks (any partitions) in one transaction, filled up to batchMaxRows messages.
-      let take: Chunk[];
+      let take: Take;
       try {
-        take = await this.queue.take(this.host.config.batchMaxRows);
+        take = await this.queue.takeBatch(this.host.config);
       } catch (e) {
         // The oldest chunk failed to decode (not for an outage: that is retried while decoding).
         if (!this.stopping) void this.host.fail(e);
         break;
       }
-      if (take.length === 0) continue;
-      const run = this.writeWithRetry(take);
+      if (take.chunks.length === 0) continue;
+      // What the callback queues while this transaction is in flight goes in the next one at once.
+      this.queue.writing = true;
+      const run = this.writeWithRetry(take.chunks, take.trigger);
       this.writing = run;
       try {
         await run;
@@ -264,11 +274,12 @@ export class Runner {
         break;
       } finally {
         this.writing = undefined;
+        this.queue.writing = false;
       }
     }
   }
 
-  private async writeWithRetry(chunks: Chunk[]): Promise<void> {
+  private async writeWithRetry(chunks: Chunk[], trigger: WriteTrigger): Promise<void> {
     const { config: c, deps, name, stats } = this.host;
     const t0 = performance.now();
     const result = await retry(
@@ -297,7 +308,7 @@ export class Runner {
     stats.counts.deadLettered += result.deadLettered;
     stats.lastBatchAt = new Date();
     const seconds = (performance.now() - t0) / 1000;
-    deps.events.emit('batch', { connector: name, table: c.table, messages: result.messages, rows: result.rows, skipped: result.skipped, deadLettered: result.deadLettered, seconds });
+    deps.events.emit('batch', { connector: name, table: c.table, trigger, messages: result.messages, rows: result.rows, skipped: result.skipped, deadLettered: result.deadLettered, seconds });
     deps.events.emit('commit', { connector: name, offsets: result.offsets });
     if (result.minTimeUs !== undefined) deps.onWritten?.(c.table, result.minTimeUs);
     this.kafkaCommits.note(result.offsets);

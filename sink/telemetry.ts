@@ -11,6 +11,7 @@ const log = logger('sink');
 const m = {
   rows: counter('tickflow_sink_rows_written_total', 'Rows written (inserted or updated) per table', ['connector', 'table']),
   batchRows: histogram('tickflow_sink_batch_rows', 'Kafka messages per database transaction', ['connector'], [10, 100, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000]),
+  batches: counter('tickflow_sink_batches_total', 'Database transactions by why they started: idle (written at once), backlog (queued behind the previous one), full (batchMaxRows), linger (lingerMs reached)', ['connector', 'trigger']),
   batchSeconds: histogram('tickflow_sink_batch_seconds', 'Duration of one batch transaction', ['connector'], [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]),
   lag: gauge('tickflow_sink_consumer_lag_records', 'Records in the partition not yet written (high watermark - stored next offset)', ['connector', 'topic', 'partition']),
   deadLettered: counter('tickflow_sink_dead_lettered_records_total', 'Records sent to the dead-letter topic', ['connector', 'topic', 'stage']),
@@ -32,6 +33,7 @@ export function attachTelemetry(events: SinkEmitter): void {
   events.on('batch', (e) => {
     m.rows.inc({ connector: e.connector, table: e.table }, e.rows);
     m.batchRows.observe({ connector: e.connector }, e.messages);
+    m.batches.inc({ connector: e.connector, trigger: e.trigger });
     m.batchSeconds.observe({ connector: e.connector }, e.seconds);
     log.debug(e, 'batch written');
   });

@@ -143,7 +143,11 @@ export class StreamHub {
           starts.push({ topic, partition: b.partition, offset });
         }
       }
-      const consumer = createConsumer(kafka, { groupId: this.groupId, maxWaitTimeInMs: 200, sessionTimeout: 30_000, heartbeatInterval: 3_000 });
+      // Latency: the broker answers a fetch as soon as it has a record (minBytes 1; maxWaitTimeInMs
+      // only bounds an idle poll) and each fetched batch is delivered at once; what arrives while
+      // a batch is being delivered comes with the next fetch (batching by load, as the sink's
+      // writer does). bench:latency measures the websocket a few ms above a plain consumer.
+      const consumer = createConsumer(kafka, { groupId: this.groupId, minBytes: 1, maxWaitTimeInMs: 200, sessionTimeout: 30_000, heartbeatInterval: 3_000 });
       await consumer.connect();
       await consumer.subscribe({ topics: this.topics, fromBeginning: false });
       // Batches fetched before the seeks below (from the topics' ends) are dropped unprocessed;
