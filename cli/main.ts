@@ -27,6 +27,8 @@ commands:
                         candle history over REST into Kafka, on demand
   sink                  the Kafka -> TimescaleDB sink
   api                   the query API
+  broadcast             the broadcasters: registered filters over the records, pushed to HTTP
+                        endpoints and Kafka topics (see README, "Broadcasters")
   sim                   the offline exchange (Binance spot formats) for demos and tests
 
 options:
@@ -92,12 +94,14 @@ export async function main(argv: string[]): Promise<number> {
       const { runApi } = await import('../api/main.ts');
       return runApi(config, out);
     }
+    case 'broadcast':
+      return (await import('../broadcast/cli.ts')).broadcastCommand(config);
     case 'gateway':
       return (await import('../gateways/cli.ts')).gatewayCommand(config, argv);
     case 'backfill':
       return (await import('../gateways/cli.ts')).backfillCommand(config, argv);
     default:
-      process.stderr.write(`tickflow: unknown command ${command} (commands: start, infra, migrate, gateway, backfill, sink, api, sim; tickflow --help)\n`);
+      process.stderr.write(`tickflow: unknown command ${command} (commands: start, infra, migrate, gateway, backfill, sink, api, broadcast, sim; tickflow --help)\n`);
       return 2;
   }
 }

@@ -1,6 +1,6 @@
 /**
  * `tickflow start`: everything on this machine in one process, step by step (brokers, database,
- * sim, sink, API, gateways), each step registering how to stop what it started.
+ * sim, sink, API, broadcast, gateways), each step registering how to stop what it started.
  */
 import path from 'node:path';
 import type { Config } from '../config/schema.ts';
@@ -68,6 +68,14 @@ export async function start(config: Config, out: (line: string) => void): Promis
     const apiUrl = await api.start();
     closers.push(['api', () => api.close()]);
     claim.update({ chart: `${apiUrl}/` });
+
+    // The broadcasters share the process's pool (the embedded database serves one connection);
+    // their /metrics are the API's (one registry per process).
+    const { buildBroadcast } = await import('../broadcast/index.ts');
+    const broadcast = buildBroadcast(config, { pool: db.pool, brokers, listen: false });
+    await broadcast.start();
+    closers.push(['broadcast', () => broadcast.stop()]);
+    out(`broadcast: registrations from the database, delivered by consumer group ${config.broadcast.groupId}`);
 
     await startGateways(run, brokers);
 

@@ -26,6 +26,8 @@ export const ERROR_CODES = [
   'BAD_PREDICATE',
   /** A user-supplied definition (a broadcaster, a registration) refused, naming the field. */
   'VALIDATION',
+  /** A broadcast delivery refused or unanswered (retriable: a timeout, 408/429/5xx, a connection error). */
+  'DELIVERY_FAILED',
   'INTERNAL',
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];

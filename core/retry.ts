@@ -65,6 +65,11 @@ export const RETRY = {
   schemaRegistryId: { attempts: UNTIL_CLOSED, initialDelayMs: 200, maxDelayMs: 5_000, deadlineMs: 60_000 },
   /** The database accepting a sink batch or answering a sink read. */
   database: { attempts: UNTIL_CLOSED, initialDelayMs: 200, maxDelayMs: 5_000 },
+  /**
+   * One broadcast delivery (an HTTP POST, a produce to a user's topic): the default budget of a
+   * broadcaster (its `retry` config overrides attempts and delays); what exhausts it is dead-lettered.
+   */
+  broadcastHttp: { attempts: 5, initialDelayMs: 200, maxDelayMs: 10_000 },
   /** What the sink needs to start (database, Kafka, registry), shown on /healthz while it waits. */
   sinkDependencies: { attempts: UNTIL_CLOSED, initialDelayMs: 250, maxDelayMs: 5_000 },
 } as const satisfies Record<string, RetryPolicy>;

@@ -1,0 +1,259 @@
+/**
+ * One run of the broadcast consumer (start → stop), as the sink's runner is to its connector:
+ * seeks on group join (positions and predicate state from the database), the batch callback
+ * (decode, match, deliver, dead-letter, commit), per partition in offset order.
+ *
+ * A batch of one partition is cut into chunks of at most `batchMaxRecords`; each chunk is matched
+ * against the registrations (broadcast/model.ts's Matcher: kind + instrument, then the compiled
+ * predicate with the instrument's state), its deliveries are handed to their broadcasters (in
+ * parallel across broadcasters, each ordered per instrument), failures go to the dead-letter
+ * topic, and then positions.ts's commitBatch stores the next offset, the state and the counts in
+ * one transaction. Only then does the consumer move on: at-least-once, and a restart repeats at
+ * most the chunk that was being delivered (with the same event ids).
+ */
+import type { Pool } from '../core/db.ts';
+import { messageOf } from '../core/errors.ts';
+import type { AvroCodec } from '../core/avro.ts';
+import { partitionOffsets, type Admin, type Consumer, type EachBatchPayload, type KafkaMessage } from '../core/kafka.ts';
+import { RETRY, retry, sleep } from '../core/retry.ts';
+import type { AnyRecord, RecordKind } from '../schemas/catalog.ts';
+import { eventId, recordTimeUs, type Broadcaster, type DeadLetter, type DeadLetters, type Delivery, type Outcome } from './delivery.ts';
+import type { BroadcastEmitter } from './events.ts';
+import type { Matcher } from './model.ts';
+import { commitBatch, initOffsets, readOffsets, readStates, type StatRow, type StateRow } from './positions.ts';
+import type { PredicateState } from './predicate.ts';
+
+/** The registrations and broadcasters in force, swapped whole by a reload (between chunks). */
+export interface Snapshot {
+  readonly matcher: Matcher;
+  /** Registrations that deliver now (neither they nor their broadcaster paused), by name. */
+  readonly active: ReadonlyMap<string, { readonly broadcaster: Broadcaster }>;
+  /** Every registration's name (paused included), whose state is kept. */
+  readonly names: readonly string[];
+  /** Per topic: when its earliest registration was created (ms), where a partition the group never read starts. */
+  readonly startOf: ReadonlyMap<string, number>;
+}
+
+export interface RunnerHost {
+  readonly pool: Pool;
+  readonly admin: Admin;
+  readonly groupId: string;
+  readonly events: BroadcastEmitter;
+  readonly codec: AvroCodec;
+  readonly deadLetters: DeadLetters;
+  readonly kindOfTopic: ReadonlyMap<string, RecordKind>;
+  readonly batchMaxRecords: number;
+  snapshot(): Snapshot;
+}
+
+const HEARTBEAT_EVERY_MS = 2_000;
+const tpKey = (topic: string, partition: number) => `${topic}\u0000${partition}`;
+const instKey = (exchange: string, symbol: string) => `${exchange}\u0000${symbol}`;
+
+export class BroadcastRunner {
+  private generation = 0;
+  private positioned: Promise<void> = Promise.resolve();
+  private processing: Promise<unknown> | undefined;
+  /** Per partition: the next offset to deliver (what the database has, once committed). */
+  private readonly next = new Map<string, number>();
+  /** Per registration, per instrument: the predicate state as of the last processed record. */
+  private states = new Map<string, Map<string, PredicateState>>();
+  readonly assigned = new Map<string, number[]>();
+
+  constructor(
+    private readonly host: RunnerHost,
+    private readonly consumer: Consumer,
+    private readonly signal: AbortSignal,
+  ) {}
+
+  private get stopping(): boolean {
+    return this.signal.aborted;
+  }
+
+  /** Waits for the chunk being delivered (a stop lets it finish delivering, then drops it uncommitted). */
+  async finish(): Promise<void> {
+    await this.processing?.catch(() => undefined);
+  }
+
+  onGroupJoin(assignment: Record<string, number[]>, rebalance: boolean): void {
+    const gen = ++this.generation;
+    this.assigned.clear();
+    for (const [topic, ps] of Object.entries(assignment)) this.assigned.set(topic, ps);
+    const assigned = new Map(this.assigned);
+    this.positioned = (async () => {
+      await this.processing?.catch(() => undefined);
+      const { pool, admin, groupId } = this.host;
+      const db = <T>(fn: () => Promise<T>) => retry(fn, { ...RETRY.database, signal: this.signal, onRetry: (e) => this.host.events.emit('problem', { stage: 'consumer', error: messageOf(e) }) });
+      const topics = [...assigned.keys()];
+      let stored = await db(() => readOffsets(pool, groupId, topics));
+      const have = new Set(stored.map((o) => tpKey(o.topic, o.partition)));
+      const missing: { topic: string; partition: number; nextOffset: number }[] = [];
+      for (const [topic, ps] of assigned) {
+        if (ps.every((p) => have.has(tpKey(topic, p)))) continue;
+        // A partition the group never read starts where its earliest registration was created.
+        const since = this.host.snapshot().startOf.get(topic);
+        const offsets = await retry(
+          async () => (since !== undefined ? (await admin.fetchTopicOffsetsByTimestamp(topic, since)).map((o) => [o.partition, Number(o.offset)] as const) : [...(await partitionOffsets(admin, topic))].map(([p, o]) => [p, o.high] as const)),
+          { ...RETRY.kafkaAdmin, signal: this.signal },
+        );
+        for (const [p, o] of offsets) if (ps.includes(p) && !have.has(tpKey(topic, p))) missing.push({ topic, partition: p, nextOffset: o });
+      }
+      if (missing.length > 0) {
+        await db(() => initOffsets(pool, groupId, missing));
+        stored = await db(() => readOffsets(pool, groupId, topics));
+      }
+      const states = await db(() => readStates(pool, this.host.snapshot().names));
+      if (gen !== this.generation || this.stopping) return;
+      this.states = new Map();
+      for (const s of states) this.stateOf(s.registration).set(instKey(s.exchange, s.symbol), s.state);
+      this.next.clear();
+      const at = new Map(stored.map((o) => [tpKey(o.topic, o.partition), o.nextOffset]));
+      const partitions: { topic: string; partition: number; offset: number }[] = [];
+      for (const [topic, ps] of assigned) {
+        for (const p of ps) {
+          const o = at.get(tpKey(topic, p));
+          if (o === undefined) continue;
+          this.next.set(tpKey(topic, p), o);
+          this.consumer.seek({ topic, partition: p, offset: String(o) });
+          partitions.push({ topic, partition: p, offset: o });
+        }
+      }
+      this.host.events.emit('assigned', { partitions, rebalance });
+    })();
+    this.positioned.catch((e) => {
+      if (!this.stopping) this.host.events.emit('problem', { stage: 'consumer', error: messageOf(e) });
+    });
+  }
+
+  private stateOf(registration: string): Map<string, PredicateState> {
+    let m = this.states.get(registration);
+    if (!m) this.states.set(registration, (m = new Map()));
+    return m;
+  }
+
+  async eachBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
+    const gen = this.generation;
+    for (;;) {
+      const done = await Promise.race([this.positioned.then(() => true, () => true), sleep(HEARTBEAT_EVERY_MS).then(() => false)]);
+      if (done) break;
+      await heartbeat();
+    }
+    const live = () => isRunning() && !isStale() && !this.stopping && gen === this.generation;
+    const key = tpKey(batch.topic, batch.partition);
+    const from = this.next.get(key);
+    if (!live() || from === undefined) return;
+    // A batch fetched before the seek starts earlier: what was committed is not delivered again.
+    const messages = batch.messages.filter((m) => Number(m.offset) >= from);
+    if (messages.length === 0) return;
+    const max = this.host.batchMaxRecords;
+    for (let i = 0; i < messages.length; i += max) {
+      if (!live()) return;
+      const chunk = messages.slice(i, i + max);
+      const run = this.chunk(batch.topic, batch.partition, chunk, Number(batch.highWatermark));
+      this.processing = run;
+      try {
+        if (!(await run)) return;
+      } finally {
+        this.processing = undefined;
+      }
+      resolveOffset(chunk[chunk.length - 1]!.offset);
+      await heartbeat();
+    }
+  }
+
+  /** Matches, delivers, dead-letters and commits one chunk; false when a stop or a rebalance dropped it uncommitted. */
+  private async chunk(topic: string, partition: number, messages: readonly KafkaMessage[], highWatermark: number): Promise<boolean> {
+    const t0 = performance.now();
+    const kind = this.host.kindOfTopic.get(topic)!;
+    const snap = this.host.snapshot();
+    const byBroadcaster = new Map<Broadcaster, Delivery[]>();
+    const dirty = new Map<string, StateRow>();
+    let matched = 0;
+    for (const m of messages) {
+      if (!m.value) continue;
+      let record: AnyRecord;
+      try {
+        record = (await this.host.codec.decode(m.value)).value;
+      } catch (e) {
+        // The sink dead-letters undecodable records of these topics; the broadcaster skips them.
+        this.host.events.emit('problem', { stage: 'consumer', error: `${topic}:${partition}:${m.offset}: ${messageOf(e)}` });
+        continue;
+      }
+      const r = record as unknown as Readonly<Record<string, unknown>> & { exchange: string; symbol: string };
+      const candidates = snap.matcher.candidates(kind, r.exchange, r.symbol);
+      if (candidates.length === 0) continue;
+      let tsUs: number | undefined;
+      for (const c of candidates) {
+        const a = snap.active.get(c.name);
+        if (!a) continue;
+        let match = true;
+        if (c.predicate) {
+          const states = this.stateOf(c.name);
+          const ik = instKey(r.exchange, r.symbol);
+          const res = c.predicate.test(r, states.get(ik));
+          match = res.match;
+          if (res.state) {
+            states.set(ik, res.state);
+            dirty.set(`${c.name}\u0000${ik}`, { registration: c.name, exchange: r.exchange, symbol: r.symbol, state: res.state });
+          }
+        }
+        if (!match) continue;
+        matched++;
+        tsUs ??= recordTimeUs(kind, record);
+        let list = byBroadcaster.get(a.broadcaster);
+        if (!list) byBroadcaster.set(a.broadcaster, (list = []));
+        list.push({ id: eventId(topic, partition, m.offset, c.name), registration: c.name, broadcaster: a.broadcaster.name, kind, record, tsUs });
+      }
+    }
+
+    // Deliver: broadcasters in parallel; each orders its own deliveries per instrument.
+    const results: { d: Delivery; o: Outcome }[] = [];
+    try {
+      await Promise.all(
+        [...byBroadcaster].map(async ([b, ds]) => {
+          const outcomes = await b.deliver(ds, this.signal);
+          ds.forEach((d, i) => results.push({ d, o: outcomes[i]! }));
+        }),
+      );
+    } catch (e) {
+      if (this.stopping) return false;
+      throw e;
+    }
+    const letters: DeadLetter[] = [];
+    const stats = new Map<string, { delivered: number; failed: number; lastError: string | null; lastErrorAt: Date | null; lastDeliveredAt: Date | null }>();
+    for (const { d, o } of results) {
+      let s = stats.get(d.registration);
+      if (!s) stats.set(d.registration, (s = { delivered: 0, failed: 0, lastError: null, lastErrorAt: null, lastDeliveredAt: null }));
+      if (o.ok) {
+        s.delivered++;
+        s.lastDeliveredAt = new Date(o.at);
+        this.host.events.emit('delivered', { broadcaster: d.broadcaster, registration: d.registration, attempts: o.attempts, latencyMs: o.at - d.tsUs / 1000 });
+      } else {
+        s.failed++;
+        s.lastError = o.error;
+        s.lastErrorAt = new Date();
+        letters.push({ delivery: d, error: o.error, attempts: o.attempts });
+      }
+    }
+    const onRetry = (stage: 'dead-letter' | 'commit') => (e: unknown) => this.host.events.emit('problem', { stage, error: messageOf(e) });
+    try {
+      await retry(() => this.host.deadLetters.send(letters), { ...RETRY.kafkaProduce, signal: this.signal, onRetry: onRetry('dead-letter') });
+      for (const l of letters) this.host.events.emit('failed', { broadcaster: l.delivery.broadcaster, registration: l.delivery.registration, id: l.delivery.id, attempts: l.attempts, error: l.error });
+      const nextOffset = Number(messages[messages.length - 1]!.offset) + 1;
+      const statRows: StatRow[] = [...stats].map(([registration, s]) => ({ registration, ...s }));
+      await retry(() => commitBatch(this.host.pool, { groupId: this.host.groupId, offsets: [{ topic, partition, nextOffset }], states: [...dirty.values()], stats: statRows }), {
+        ...RETRY.database,
+        signal: this.signal,
+        onRetry: onRetry('commit'),
+      });
+      this.next.set(tpKey(topic, partition), nextOffset);
+      const delivered = results.length - letters.length;
+      this.host.events.emit('batch', { topic, partition, records: messages.length, matched, delivered, failed: letters.length, seconds: (performance.now() - t0) / 1000 });
+      this.host.events.emit('commit', { offsets: [{ topic, partition, nextOffset, lag: Math.max(0, highWatermark - nextOffset) }] });
+      return true;
+    } catch (e) {
+      if (this.stopping) return false;
+      throw e;
+    }
+  }
+}
