@@ -15,7 +15,7 @@ import type { SharedConfig } from '../core/config.ts';
 import { createCodec, type AvroCodec } from '../core/avro.ts';
 import type { Pool } from '../core/db.ts';
 import { TickflowError, messageOf } from '../core/errors.ts';
-import { createConsumer, createKafka, createProducer, ensureNamedTopics, type Admin, type Consumer, type Kafka, type Producer } from '../core/kafka.ts';
+import { createConsumer, createKafka, createProducer, ensureNamedTopics, ensureTopics, type Admin, type Consumer, type Kafka, type Producer } from '../core/kafka.ts';
 import { logger } from '../core/log.ts';
 import { serveMetrics } from '../core/metrics-server.ts';
 import type { HealthAnswer } from '../core/ops.ts';
@@ -230,7 +230,11 @@ export function buildBroadcast(config: ConfigForBroadcast, deps: BroadcastDeps =
     // Paused registrations keep their topic consumed: pausing skips records, it does not queue them.
     const topics = [...new Set(good.map((r) => topicFor(prefix, r.kind)))].sort();
     events.emit('reload', { registrations: good.length, broadcasters: brows.length, topics, skipped });
-    if (topics.join(',') !== (running?.topics ?? []).join(',')) await restartConsumer(topics);
+    if (topics.join(',') !== (running?.topics ?? []).join(',')) {
+      // The record topics are created when missing, as the gateway and the sink do.
+      await ensureTopics(kafka!, config.kafka, [...new Set(good.map((r) => r.kind))]);
+      await restartConsumer(topics);
+    }
   }
 
   const reload = async (): Promise<void> => {
