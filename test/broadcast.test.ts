@@ -18,7 +18,7 @@ import { buildGateway, type Gateway } from '../gateways/index.ts';
 import { migrate } from '../migrations/runner.ts';
 import { topicFor, type Trade } from '../schemas/index.ts';
 import { buildSim, type Sim, type SimTrade } from '../sim/index.ts';
-import { addBroadcaster, addRegistration, broadcastTestConfig, startReceiver, waitCaughtUp, type Receiver, type Received } from './harness/broadcast.ts';
+import { addBroadcaster, addRegistration, crossLevels, crossesAbovePredicate, crossingsAbove, broadcastTestConfig, startReceiver, waitCaughtUp, type Receiver, type Received } from './harness/broadcast.ts';
 import { describeEachDb } from './harness/db.ts';
 import { gatewayConfig, simOptions, sleep, uniquePrefix } from './harness/gateway.ts';
 import { readTopic } from './harness/sink.ts';
@@ -27,6 +27,7 @@ import { readTopics } from './harness/topics.ts';
 const SYMBOLS = ['BTC/USDT', 'ETH/USDT'];
 const SECRET = 'whsec-test-1';
 const LEVEL = 3000;
+const LEVELS = crossLevels(LEVEL, 2.5);
 const RUN_MS = 8_000;
 
 /** The registrations, and the same filters written independently over the sim's trades. */
@@ -72,7 +73,7 @@ describeEachDb(['postgres', 'embedded'], (db) => {
     await addBroadcaster(pool, 'tokafka', 'kafka', { topic: `${prefix}.alerts`, format: 'json' });
     await addBroadcaster(pool, 'toavro', 'kafka', { topic: `${prefix}.alerts-avro`, format: 'avro' });
     for (const r of REGS) await addRegistration(pool, r);
-    await addRegistration(pool, { name: 'eth-cross', broadcaster: 'hook', kind: 'trade', exchange: 'sim', symbol: 'ETH/USDT', predicate: `price crosses above ${LEVEL}` });
+    await addRegistration(pool, { name: 'eth-cross', broadcaster: 'hook', kind: 'trade', exchange: 'sim', symbol: 'ETH/USDT', predicate: crossesAbovePredicate(LEVELS) });
 
     part = buildBroadcast(config, { pool, brokers });
     await part.start();
@@ -140,7 +141,7 @@ describeEachDb(['postgres', 'embedded'], (db) => {
 
   it('`crosses above` fires once per crossing of the emitted prices (previous <= level < current)', () => {
     const eth = emitted.get('ETH/USDT')!;
-    const crossings = eth.filter((t, i) => i > 0 && eth[i - 1]!.price <= LEVEL && t.price > LEVEL);
+    const crossings = crossingsAbove(eth, LEVELS);
     expect(crossings.length).toBeGreaterThan(0);
     expect(received(hook, 'eth-cross').map((g) => String(g.body.record.id)).sort()).toEqual(idsOf(crossings));
   });

@@ -128,3 +128,20 @@ export async function waitCaughtUp(pool: Pool, kafka: Kafka, groupId: string, to
     await sleep(200);
   }
 }
+
+/**
+ * Levels around a start price, so a short random walk from it crosses some of them whatever way
+ * it drifts: `price crosses above l1 or price crosses above l2 ...`.
+ */
+export function crossLevels(start: number, step: number, n = 4): number[] {
+  return Array.from({ length: 2 * n + 1 }, (_, i) => start + (i - n) * step);
+}
+
+export function crossesAbovePredicate(levels: readonly number[]): string {
+  return levels.map((l) => `price crosses above ${l}`).join(' or ');
+}
+
+/** The independent count: the trades whose price went from <= a level (the previous trade's) to > it. */
+export function crossingsAbove<T extends { price: number }>(trades: readonly T[], levels: readonly number[]): T[] {
+  return trades.filter((t, i) => i > 0 && levels.some((l) => trades[i - 1]!.price <= l && t.price > l));
+}
