@@ -152,7 +152,13 @@ export class BroadcastRunner {
       const run = this.chunk(batch.topic, batch.partition, chunk, Number(batch.highWatermark));
       this.processing = run;
       try {
-        if (!(await run)) return;
+        // A slow receiver must not cost the group membership: heartbeats go on while it delivers.
+        const beat = setInterval(() => void heartbeat().catch(() => undefined), HEARTBEAT_EVERY_MS);
+        try {
+          if (!(await run)) return;
+        } finally {
+          clearInterval(beat);
+        }
       } finally {
         this.processing = undefined;
       }
@@ -183,14 +189,15 @@ export class BroadcastRunner {
       const candidates = snap.matcher.candidates(kind, r.exchange, r.symbol);
       if (candidates.length === 0) continue;
       let tsUs: number | undefined;
+      let ik: string | undefined;
       for (const c of candidates) {
         const a = snap.active.get(c.name);
         if (!a) continue;
         let match = true;
         if (c.predicate) {
           const states = this.stateOf(c.name);
-          const ik = instKey(r.exchange, r.symbol);
-          const res = c.predicate.test(r, states.get(ik));
+          ik ??= instKey(r.exchange, r.symbol);
+          const res = c.predicate.test(r, c.predicate.stateful ? states.get(ik) : undefined);
           match = res.match;
           if (res.state) {
             states.set(ik, res.state);
