@@ -3,10 +3,11 @@
  * HMAC-SHA256 when the broadcaster has a secret, each attempt bounded by its timeout, retried
  * with backoff (core/retry.ts, the broadcaster's budget: RETRY.broadcastHttp by default).
  *
- * Ordering and concurrency: deliveries of one instrument (exchange + symbol) go one after the
- * other, in record order; different instruments go in parallel, at most `concurrency` requests
- * in flight per broadcaster. So a receiver slow for one instrument delays only that instrument's
- * lane, and a receiver that does not answer costs at most its retry budget
+ * Ordering and concurrency: the deliveries of one registration for one instrument (exchange +
+ * symbol) go one after the other, in record order (a retried one holds the ones after it); other
+ * registrations and instruments go in parallel, at most `concurrency` requests in flight per
+ * broadcaster. So a receiver slow for one lane delays only that lane, and a receiver that does
+ * not answer costs at most its retry budget
  * (attempts × timeoutMs + backoff) before its deliveries are dead-lettered: it never holds the
  * other broadcasters forever.
  */
@@ -59,11 +60,11 @@ export class HttpBroadcaster implements Broadcaster {
 
   async deliver(deliveries: readonly Delivery[], signal: AbortSignal): Promise<Outcome[]> {
     const outcomes: Outcome[] = new Array(deliveries.length);
-    // One lane per instrument, in record order.
+    // One lane per registration and instrument, in record order.
     const lanes = new Map<string, number[]>();
     deliveries.forEach((d, i) => {
       const r = d.record as unknown as { exchange: string; symbol: string };
-      const k = `${r.exchange}\u0000${r.symbol}`;
+      const k = `${d.registration}\u0000${r.exchange}\u0000${r.symbol}`;
       let lane = lanes.get(k);
       if (!lane) lanes.set(k, (lane = []));
       lane.push(i);

@@ -64,6 +64,7 @@ export function broadcastDlqTopic(prefix: string): string {
 }
 
 const KINDS = new Set<string>(RECORD_KINDS);
+const PARTITIONS_CONCURRENTLY = 4;
 
 interface Running {
   readonly consumer: Consumer;
@@ -143,7 +144,9 @@ export function buildBroadcast(config: ConfigForBroadcast, deps: BroadcastDeps =
     running = { consumer, runner, abort, topics };
     await consumer.connect();
     await consumer.subscribe({ topics: [...topics], fromBeginning: true });
-    await consumer.run({ autoCommit: false, eachBatchAutoResolve: false, partitionsConsumedConcurrently: 1, eachBatch: (p) => runner.eachBatch(p) });
+    // Partitions are delivered concurrently (each in offset order): an instrument lives in one
+    // partition, so its predicate state and its deliveries' order are one partition's.
+    await consumer.run({ autoCommit: false, eachBatchAutoResolve: false, partitionsConsumedConcurrently: PARTITIONS_CONCURRENTLY, eachBatch: (p) => runner.eachBatch(p) });
     log.debug({ topics, groupId: bc.groupId }, 'broadcast consumer running');
   }
 

@@ -53,7 +53,8 @@ const instKey = (exchange: string, symbol: string) => `${exchange}\u0000${symbol
 export class BroadcastRunner {
   private generation = 0;
   private positioned: Promise<void> = Promise.resolve();
-  private processing: Promise<unknown> | undefined;
+  /** Chunks being delivered (one per partition at most; partitions run concurrently). */
+  private readonly processing = new Set<Promise<unknown>>();
   /** Per partition: the next offset to deliver (what the database has, once committed). */
   private readonly next = new Map<string, number>();
   /** Per registration, per instrument: the predicate state as of the last processed record. */
@@ -72,7 +73,7 @@ export class BroadcastRunner {
 
   /** Waits for the chunk being delivered (a stop lets it finish delivering, then drops it uncommitted). */
   async finish(): Promise<void> {
-    await this.processing?.catch(() => undefined);
+    await Promise.allSettled([...this.processing]);
   }
 
   onGroupJoin(assignment: Record<string, number[]>, rebalance: boolean): void {
@@ -81,7 +82,7 @@ export class BroadcastRunner {
     for (const [topic, ps] of Object.entries(assignment)) this.assigned.set(topic, ps);
     const assigned = new Map(this.assigned);
     this.positioned = (async () => {
-      await this.processing?.catch(() => undefined);
+      await Promise.allSettled([...this.processing]);
       const { pool, admin, groupId } = this.host;
       const db = <T>(fn: () => Promise<T>) => retry(fn, { ...RETRY.database, signal: this.signal, onRetry: (e) => this.host.events.emit('problem', { stage: 'consumer', error: messageOf(e) }) });
       const topics = [...assigned.keys()];
@@ -150,7 +151,7 @@ export class BroadcastRunner {
       if (!live()) return;
       const chunk = messages.slice(i, i + max);
       const run = this.chunk(batch.topic, batch.partition, chunk, Number(batch.highWatermark));
-      this.processing = run;
+      this.processing.add(run);
       try {
         // A slow receiver must not cost the group membership: heartbeats go on while it delivers.
         const beat = setInterval(() => void heartbeat().catch(() => undefined), HEARTBEAT_EVERY_MS);
@@ -160,7 +161,7 @@ export class BroadcastRunner {
           clearInterval(beat);
         }
       } finally {
-        this.processing = undefined;
+        this.processing.delete(run);
       }
       resolveOffset(chunk[chunk.length - 1]!.offset);
       await heartbeat();
@@ -194,16 +195,16 @@ export class BroadcastRunner {
         const a = snap.active.get(c.name);
         if (!a) continue;
         let match = true;
-        if (c.predicate) {
+        if (c.predicate?.stateful) {
           const states = this.stateOf(c.name);
           ik ??= instKey(r.exchange, r.symbol);
-          const res = c.predicate.test(r, c.predicate.stateful ? states.get(ik) : undefined);
+          const res = c.predicate.test(r, states.get(ik));
           match = res.match;
           if (res.state) {
             states.set(ik, res.state);
             dirty.set(`${c.name}\u0000${ik}`, { registration: c.name, exchange: r.exchange, symbol: r.symbol, state: res.state });
           }
-        }
+        } else if (c.predicate) match = c.predicate.test(r, undefined).match;
         if (!match) continue;
         matched++;
         tsUs ??= recordTimeUs(kind, record);
