@@ -11,7 +11,6 @@
  * broadcasters), delivery.ts (event ids, bodies, the dead-letter topic), telemetry.ts (metrics
  * and logs from events.ts).
  */
-import type { SharedConfig } from '../core/config.ts';
 import { createCodec, type AvroCodec } from '../core/avro.ts';
 import type { Pool } from '../core/db.ts';
 import { TickflowError, messageOf } from '../core/errors.ts';
@@ -23,18 +22,17 @@ import { RETRY, retry } from '../core/retry.ts';
 import { openDatabase } from '../infra/database.ts';
 import { migrate } from '../migrations/runner.ts';
 import { RECORD_KINDS, topicFor, type RecordKind } from '../schemas/catalog.ts';
-import type { BroadcastConfig } from './config.ts';
+import { deadLetterTopicOf, type ConfigForBroadcast } from './config.ts';
 import { DeadLetters, type Broadcaster } from './delivery.ts';
 import { BroadcastEmitter } from './events.ts';
 import { HttpBroadcaster } from './http.ts';
 import { KafkaBroadcaster } from './kafka.ts';
-import { Matcher, type HttpConfig, type KafkaConfig, type RegistrationRow } from './model.ts';
-import { readRegistry, registryVersion } from './positions.ts';
-import { compilePredicate } from './predicate.ts';
+import { Matcher, type HttpConfig, type KafkaConfig } from './model.ts';
+import { changeStamp, listBroadcasters, listRegistrations, syncConfigEntries, type BroadcasterRecord } from './store.ts';
 import { BroadcastRunner, type Snapshot } from './runner.ts';
 import { attachTelemetry } from './telemetry.ts';
 
-export type ConfigForBroadcast = SharedConfig & { readonly broadcast: BroadcastConfig };
+export type { ConfigForBroadcast } from './config.ts';
 
 export interface BroadcastDeps {
   /** Use this database instead of opening config.database (not closed by stop()); `tickflow start` shares its pool. */
@@ -56,11 +54,6 @@ export interface BroadcastPart {
   /** Reloads registrations and broadcasters now if they changed (what the poll does every reloadMs). */
   reload(): Promise<void>;
   health(): Promise<HealthAnswer>;
-}
-
-/** The Kafka topic of the broadcast dead letters. */
-export function broadcastDlqTopic(prefix: string): string {
-  return `${prefix}.broadcast-dlq`;
 }
 
 const KINDS = new Set<string>(RECORD_KINDS);
@@ -108,10 +101,8 @@ export function buildBroadcast(config: ConfigForBroadcast, deps: BroadcastDeps =
     return { code: status === 'ok' ? 200 : 503, body: { status, checks } };
   };
 
-  const makeBroadcaster = (name: string, kind: string, cfg: Record<string, unknown>): Broadcaster => {
-    if (kind === 'kafka') return new KafkaBroadcaster(name, cfg as unknown as KafkaConfig, producer!, codec!, events);
-    return new HttpBroadcaster(name, cfg as unknown as HttpConfig, events, bc.httpConcurrency);
-  };
+  const makeBroadcaster = (b: BroadcasterRecord): Broadcaster =>
+    b.kind === 'kafka' ? new KafkaBroadcaster(b.name, b.config as KafkaConfig, producer!, codec!, events) : new HttpBroadcaster(b.name, b.config as HttpConfig, events, bc.httpConcurrency);
 
   async function startConsumer(topics: readonly string[]): Promise<void> {
     const abort = new AbortController();
@@ -182,10 +173,11 @@ export function buildBroadcast(config: ConfigForBroadcast, deps: BroadcastDeps =
   }
 
   async function doReload(force = false): Promise<void> {
-    const v = await registryVersion(pool!);
+    const v = await changeStamp(pool!);
     if (!force && v === version) return;
-    const { broadcasters: brows, registrations: rrows } = await readRegistry(pool!);
-    const skipped: { name: string; reason: string }[] = [];
+    // One after the other: the embedded database serves one connection.
+    const brows = await listBroadcasters(pool!);
+    const rrows = await listRegistrations(pool!);
     // Broadcasters: kept across reloads unless their config changed.
     const byName = new Map(brows.map((b) => [b.name, b]));
     for (const [name, b] of broadcasters) {
@@ -198,44 +190,32 @@ export function buildBroadcast(config: ConfigForBroadcast, deps: BroadcastDeps =
     const newTopics: string[] = [];
     for (const row of brows) {
       if (broadcasters.has(row.name)) continue;
-      broadcasters.set(row.name, makeBroadcaster(row.name, row.kind, row.config));
-      if (row.kind === 'kafka') newTopics.push(String((row.config as { topic?: unknown }).topic));
+      broadcasters.set(row.name, makeBroadcaster(row));
+      if (row.kind === 'kafka') newTopics.push((row.config as KafkaConfig).topic);
     }
     // A user's topic is created when missing (the cluster's partition count and retention).
     if (newTopics.length > 0) await ensureNamedTopics(kafka!, newTopics, config.kafka);
-    const good: (RegistrationRow & { createdAt: number })[] = [];
-    for (const r of rrows) {
-      if (!KINDS.has(r.kind)) {
-        skipped.push({ name: r.name, reason: `unknown record kind ${r.kind}` });
-        continue;
-      }
-      if (!byName.has(r.broadcaster)) {
-        skipped.push({ name: r.name, reason: `unknown broadcaster ${r.broadcaster}` });
-        continue;
-      }
-      try {
-        if (r.predicate) compilePredicate(r.kind as RecordKind, r.predicate);
-      } catch (e) {
-        skipped.push({ name: r.name, reason: messageOf(e) });
-        continue;
-      }
-      good.push({ name: r.name, broadcaster: r.broadcaster, kind: r.kind as RecordKind, exchange: r.exchange, symbol: r.symbol, predicate: r.predicate, paused: r.paused, createdAt: new Date(r.created_at).getTime() });
-    }
-    const activeRows = good.filter((r) => !r.paused && !byName.get(r.broadcaster)!.paused);
-    const active = new Map(activeRows.map((r) => [r.name, { broadcaster: broadcasters.get(r.broadcaster)! }]));
+    // The Matcher compiles the active registrations (neither they nor their broadcaster paused).
+    const matcher = new Matcher(rrows);
+    const skipped = matcher.rejected.map((r) => ({ name: r.name, reason: messageOf(r.error) }));
+    const rejected = new Set(skipped.map((r) => r.name));
+    const valid = rrows.filter((r) => !rejected.has(r.name) && KINDS.has(r.kind));
+    for (const r of rrows) if (!rejected.has(r.name) && !KINDS.has(r.kind)) skipped.push({ name: r.name, reason: `kind "${r.kind}" is not a record kind` });
+    const active = new Map(matcher.registrations.map((c) => [c.name, { broadcaster: broadcasters.get(c.broadcaster)! }]));
     const startOf = new Map<string, number>();
-    for (const r of good) {
-      const t = topicFor(prefix, r.kind);
-      startOf.set(t, Math.min(startOf.get(t) ?? Number.POSITIVE_INFINITY, r.createdAt));
+    for (const r of valid) {
+      const t = topicFor(prefix, r.kind as RecordKind);
+      startOf.set(t, Math.min(startOf.get(t) ?? Number.POSITIVE_INFINITY, Date.parse(r.createdAt)));
     }
-    snapshot = { matcher: new Matcher(activeRows), active, names: good.map((r) => r.name), startOf };
+    snapshot = { matcher, active, names: valid.map((r) => r.name), startOf };
     version = v;
     // Paused registrations keep their topic consumed: pausing skips records, it does not queue them.
-    const topics = [...new Set(good.map((r) => topicFor(prefix, r.kind)))].sort();
-    events.emit('reload', { registrations: good.length, broadcasters: brows.length, topics, skipped });
+    const kinds = [...new Set(valid.map((r) => r.kind as RecordKind))];
+    const topics = kinds.map((k) => topicFor(prefix, k)).sort();
+    events.emit('reload', { registrations: valid.length, broadcasters: brows.length, topics, skipped });
     if (topics.join(',') !== (running?.topics ?? []).join(',')) {
       // The record topics are created when missing, as the gateway and the sink do.
-      await ensureTopics(kafka!, config.kafka, [...new Set(good.map((r) => r.kind))]);
+      await ensureTopics(kafka!, config.kafka, kinds);
       await restartConsumer(topics);
     }
   }
@@ -297,11 +277,15 @@ export function buildBroadcast(config: ConfigForBroadcast, deps: BroadcastDeps =
         admin = kafka.admin();
         await waitFor('Kafka', () => admin!.connect());
         closers.push(() => admin!.disconnect());
-        const dlq = broadcastDlqTopic(prefix);
+        const dlq = deadLetterTopicOf(config);
         await waitFor('Kafka', () => ensureNamedTopics(kafka!, [dlq], config.kafka));
         deadLetters = new DeadLetters(producer, dlq);
         codec = createCodec(config.kafka);
         await codec.prepareWaiting({ log, signal: stopping.signal, who: 'the broadcast runtime' });
+        // The config file's entries (source config) into the database, then everything is loaded from there.
+        const synced = await waitFor('the database', () => syncConfigEntries(pool!, { broadcasters: bc.broadcasters, registrations: bc.registrations }));
+        if (synced.written.length || synced.removed.length) log.info(synced, 'config entries synced');
+        for (const name of synced.kept) log.warn({ broadcaster: name }, 'a broadcaster removed from the config file is kept: registrations made over the API use it');
         await waitFor('the registrations', () => doReload(true));
         pollTimer = setInterval(() => void reload(), bc.reloadMs);
         phase = 'running';

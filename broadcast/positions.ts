@@ -1,7 +1,7 @@
 /**
  * The runtime's statements on the broadcast tables: delivery positions (`broadcast_offsets`),
- * predicate state (`broadcast_state`) and delivery counts (`broadcast_stats`), and the reads it
- * reloads registrations and broadcasters with. (Their CRUD is broadcast/store.ts's.)
+ * predicate state (`broadcast_state`) and delivery counts (`broadcast_stats`). Registrations and
+ * broadcasters are broadcast/store.ts's.
  *
  * THE AT-LEAST-ONCE RULE. A batch of one partition is delivered first (every delivery
  * acknowledged, or dead-lettered and acknowledged by Kafka), then `commitBatch` stores, in one
@@ -110,35 +110,3 @@ export async function commitBatch(pool: Pool, c: BatchCommit): Promise<void> {
   }
 }
 
-/** Changes whenever a registration or broadcaster is created, changed (updated_at) or deleted. */
-export async function registryVersion(pool: Pool): Promise<string> {
-  const r = await pool.query<{ v: string }>(
-    `select concat_ws('|', (select max(updated_at)::text from broadcasters), (select count(*) from broadcasters),
-                          (select max(updated_at)::text from registrations), (select count(*) from registrations)) as v`,
-  );
-  return r.rows[0]!.v;
-}
-
-export interface BroadcasterRow {
-  readonly name: string;
-  readonly kind: 'http' | 'kafka';
-  readonly config: Record<string, unknown>;
-  readonly paused: boolean;
-}
-
-export interface RegistrationRowDb {
-  readonly name: string;
-  readonly broadcaster: string;
-  readonly kind: string;
-  readonly exchange: string;
-  readonly symbol: string;
-  readonly predicate: string | null;
-  readonly paused: boolean;
-  readonly created_at: Date;
-}
-
-export async function readRegistry(pool: Pool): Promise<{ broadcasters: BroadcasterRow[]; registrations: RegistrationRowDb[] }> {
-  const b = await pool.query<BroadcasterRow>('select name, kind, config, paused from broadcasters order by name');
-  const r = await pool.query<RegistrationRowDb>('select name, broadcaster, kind, exchange, symbol, predicate, paused, created_at from registrations order by name');
-  return { broadcasters: b.rows, registrations: r.rows };
-}

@@ -7,6 +7,8 @@
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { inject } from 'vitest';
+import { parseBroadcaster, parseRegistration } from '../../broadcast/model.ts';
+import { insertBroadcaster, insertRegistration } from '../../broadcast/store.ts';
 import { parseConfig, type Config } from '../../config/schema.ts';
 import type { Pool } from '../../core/db.ts';
 import { partitionOffsets, type Kafka } from '../../core/kafka.ts';
@@ -78,20 +80,15 @@ export async function startReceiver(answer: (n: number) => number | Promise<numb
   });
 }
 
+/** A broadcaster, validated and stored as `POST /v1/broadcasters` does (broadcast/model.ts, store.ts). */
 export async function addBroadcaster(pool: Pool, name: string, kind: 'http' | 'kafka', config: Record<string, unknown>, paused = false): Promise<void> {
-  await pool.query('insert into broadcasters (name, kind, config, paused) values ($1, $2, $3, $4)', [name, kind, JSON.stringify(config), paused]);
+  if (!(await insertBroadcaster(pool, parseBroadcaster({ name, kind, config, paused })))) throw new Error(`broadcaster ${name} exists`);
 }
 
+/** A registration, validated (its predicate compiled) and stored as `POST /v1/registrations` does. */
 export async function addRegistration(pool: Pool, r: { name: string; broadcaster: string; kind: string; exchange?: string; symbol?: string; predicate?: string | null; paused?: boolean }): Promise<void> {
-  await pool.query('insert into registrations (name, broadcaster, kind, exchange, symbol, predicate, paused) values ($1, $2, $3, $4, $5, $6, $7)', [
-    r.name,
-    r.broadcaster,
-    r.kind,
-    r.exchange ?? '*',
-    r.symbol ?? '*',
-    r.predicate ?? null,
-    r.paused ?? false,
-  ]);
+  const body = { name: r.name, broadcaster: r.broadcaster, kind: r.kind, exchange: r.exchange ?? '*', symbol: r.symbol ?? '*', predicate: r.predicate ?? null, paused: r.paused ?? false };
+  if (!(await insertRegistration(pool, parseRegistration(body)))) throw new Error(`registration ${r.name} exists`);
 }
 
 /** A config of the test's own: topic prefix, consumer group, a fast reload, /metrics on a free port. */
