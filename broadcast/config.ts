@@ -18,7 +18,7 @@ export const broadcastSchema = z
     /** `tickflow broadcast`'s /metrics and /healthz (a process of its own; `tickflow start` serves them on the API). */
     metricsHost: z.string().min(1).default('127.0.0.1'),
     metricsPort: z.int().min(0).max(65535).default(9465),
-    /** HTTP requests in flight at once per HTTP broadcaster (one instrument's deliveries stay in order). */
+    /** HTTP requests in flight at once per HTTP broadcaster (a registration's deliveries for one instrument stay in order). */
     httpConcurrency: z.int().min(1).max(1_000).default(16),
     /** A partition's batch is cut into chunks of at most this many records, each matched, delivered, then its position committed. */
     batchMaxRecords: z.int().min(1).max(100_000).default(2_000),

@@ -1,6 +1,6 @@
 /**
  * `tickflow start`: everything on this machine in one process, step by step (brokers, database,
- * sim, sink, API, broadcast, gateways), each step registering how to stop what it started.
+ * sim, sink, API, gateways, broadcast), each step registering how to stop what it started.
  */
 import path from 'node:path';
 import type { Config } from '../config/schema.ts';
@@ -25,8 +25,8 @@ interface Run {
 /**
  * Everything on this machine in one process: the local Kafka broker and the embedded TimescaleDB
  * (unless KAFKA_BROKERS / DATABASE_URL are set), migrations, the offline exchange when the config
- * runs on it, then the gateways, the sink and the API sharing one database pool (the embedded
- * database serves one connection). Ctrl-C stops every part, newest first.
+ * runs on it, then the sink, the API, the gateways and the broadcasters, sharing one database pool
+ * (the embedded database serves one connection). Ctrl-C stops every part, newest first.
  */
 export async function start(config: Config, out: (line: string) => void): Promise<number> {
   const closers: Run['closers'] = [];
@@ -69,15 +69,16 @@ export async function start(config: Config, out: (line: string) => void): Promis
     closers.push(['api', () => api.close()]);
     claim.update({ chart: `${apiUrl}/` });
 
-    // The broadcasters share the process's pool (the embedded database serves one connection);
-    // their /metrics are the API's (one registry per process).
+    // The broadcasters start while the gateways do (neither waits for the other). They share the
+    // process's pool (the embedded database serves one connection); their /metrics are the API's.
     const { buildBroadcast } = await import('../broadcast/index.ts');
     const broadcast = buildBroadcast(config, { pool: db.pool, brokers, listen: false });
-    await broadcast.start();
     closers.push(['broadcast', () => broadcast.stop()]);
-    out(`broadcast: registrations from the database, delivered by consumer group ${config.broadcast.groupId}`);
-
+    const broadcastStarted = broadcast.start();
+    broadcastStarted.catch(() => undefined);
     await startGateways(run, brokers);
+    await broadcastStarted;
+    out(`broadcast: registrations from the database, delivered by consumer group ${config.broadcast.groupId}`);
 
     out('');
     out(`chart:    ${apiUrl}/`);

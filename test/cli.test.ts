@@ -118,7 +118,7 @@ describe('tickflow command line', () => {
     const r = await tickflow(['strat']);
     expect(r.code).toBe(2);
     expect(r.stdout).toBe('');
-    expect(r.stderr).toBe('tickflow: unknown command strat (commands: start, infra, migrate, gateway, backfill, sink, api, sim; tickflow --help)\n');
+    expect(r.stderr).toBe('tickflow: unknown command strat (commands: start, infra, migrate, gateway, backfill, sink, api, broadcast, sim; tickflow --help)\n');
   });
 
   it('says in one line, without a stack, when a port it needs is taken', async () => {
