@@ -9,9 +9,9 @@
  *
  *   npm run bench:broadcast [-- --rate 20000 --registrations 1000 --seconds 20]
  *
- * "The world" runs in a child process: the producer of the stream (records stamped with the
- * time they are produced) and the webhook receiver (node:http), so the measured process is the
- * broadcast runtime's alone. Kafka: KAFKA_BROKERS, else a throwaway local broker; the database:
+ * The producer of the stream (records stamped with the time they are produced) and the webhook
+ * receiver (node:http) run in two child processes, so the measured process is the broadcast
+ * runtime's alone. Kafka: KAFKA_BROKERS, else a throwaway local broker; the database:
  * a throwaway PostgreSQL server (infra/postgres-server.ts).
  */
 import { fork, type ChildProcess } from 'node:child_process';
@@ -34,7 +34,7 @@ const START_PRICE = 100;
 
 const { values: args } = parseArgs({
   options: {
-    child: { type: 'boolean', default: false },
+    child: { type: 'string' },
     brokers: { type: 'string' },
     prefix: { type: 'string' },
     rate: { type: 'string', default: '20000' },
@@ -68,14 +68,9 @@ class Meter {
   }
 }
 
-// ---- the child: the stream's producer and the webhook receiver ---------------------------------
+// ---- the children: the stream's producer, the webhook receiver (each a process of its own) ----------
 
-async function child(): Promise<void> {
-  const kafka = createKafka({ brokers: String(args.brokers).split(','), clientId: 'bench-broadcast-world', connectionTimeoutMs: 5_000, requestTimeoutMs: 30_000 });
-  const producer = createProducer(kafka);
-  await producer.connect();
-  const codec = new AvroCodec({ topicPrefix: String(args.prefix) });
-  const topic = topicFor(String(args.prefix), 'trade');
+async function receiver(): Promise<void> {
   const meter = new Meter();
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -90,6 +85,27 @@ async function child(): Promise<void> {
   });
   server.keepAliveTimeout = 60_000;
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  process.on('message', (msg: { cmd: string }) => {
+    if (msg.cmd === 'reset') {
+      meter.reset();
+      process.send!({ ok: true });
+    }
+    if (msg.cmd === 'stats') process.send!({ received: meter.count, p50: meter.percentile(0.5), p99: meter.percentile(0.99) });
+    if (msg.cmd === 'stop') {
+      server.closeAllConnections();
+      server.close();
+      process.exit(0);
+    }
+  });
+  process.send!({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook` });
+}
+
+async function producerProcess(): Promise<void> {
+  const kafka = createKafka({ brokers: String(args.brokers).split(','), clientId: 'bench-broadcast-stream', connectionTimeoutMs: 5_000, requestTimeoutMs: 30_000 });
+  const producer = createProducer(kafka);
+  await producer.connect();
+  const codec = new AvroCodec({ topicPrefix: String(args.prefix) });
+  const topic = topicFor(String(args.prefix), 'trade');
   const prices = SYMBOLS.map(() => START_PRICE);
   let n = 0;
   let sent = 0;
@@ -116,22 +132,16 @@ async function child(): Promise<void> {
     }
   })();
   process.on('message', (msg: { cmd: string }) => {
-    if (msg.cmd === 'reset') {
-      meter.reset();
-      process.send!({ ok: true });
-    }
-    if (msg.cmd === 'stats') process.send!({ received: meter.count, p50: meter.percentile(0.5), p99: meter.percentile(0.99), sent, elapsed: (Date.now() - started) / 1000 });
+    if (msg.cmd === 'stats') process.send!({ sent, elapsed: (Date.now() - started) / 1000 });
     if (msg.cmd === 'stop') {
       running = false;
       void loop.then(async () => {
         await producer.disconnect();
-        server.closeAllConnections();
-        server.close();
         process.exit(0);
       });
     }
   });
-  process.send!({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook` });
+  process.send!({ ok: true });
 }
 
 function ask<T>(c: ChildProcess, cmd: string): Promise<T> {
@@ -159,14 +169,19 @@ async function main(): Promise<void> {
   const pg = await startPostgresServer();
   const prefix = `benchbc${Date.now().toString(36)}`;
   const pool = createPool(pg.url, { max: 4 });
-  const world = fork(new URL(import.meta.url).pathname, ['--child', '--brokers', kafkaInfra.brokers.join(','), '--prefix', prefix, '--rate', String(RATE)], { execArgv: ['--import', 'tsx'], stdio: 'inherit' });
+  const spawnChild = (role: string) => fork(new URL(import.meta.url).pathname, ['--child', role, '--brokers', kafkaInfra.brokers.join(','), '--prefix', prefix, '--rate', String(RATE)], { execArgv: ['--import', 'tsx'], stdio: 'inherit' });
+  const stream = spawnChild('producer');
+  const world = spawnChild('receiver');
+  const streamReady = new Promise((r) => stream.once('message', r));
+  const worldReady = new Promise<{ url: string }>((r) => world.once('message', (m) => r(m as { url: string })));
   try {
     await migrate(pool);
     const config = parseConfig({ kafka: { brokers: kafkaInfra.brokers, topicPrefix: prefix, clientId: prefix, partitions: 3 }, broadcast: { groupId: `${prefix}-broadcast`, metricsPort: 0, httpConcurrency: 32 } }, { env: {} });
     const kafka = createKafka({ ...config.kafka, brokers: kafkaInfra.brokers });
     await ensureTopics(kafka, config.kafka, ['trade']);
     const topic = topicFor(prefix, 'trade');
-    const hello = await new Promise<{ url: string }>((r) => world.once('message', (m) => r(m as { url: string })));
+    const hello = await worldReady;
+    await streamReady;
     process.stdout.write(`stream: ${fmt(RATE)} trades/s into ${topic} (${SYMBOLS.length} symbols × ${EXCHANGES.length} exchanges); webhook ${hello.url}\n`);
     await new Promise((r) => setTimeout(r, 3_000));
     const lagOf = async (groupTopicOffsets: () => Promise<Map<number, number>>) => {
@@ -241,7 +256,7 @@ async function main(): Promise<void> {
       return new Map(rows.map((r) => [r.partition, r.next_offset]));
     });
     await part.stop();
-    const sent = await ask<{ sent: number; elapsed: number }>(world, 'stats');
+    const sent = await ask<{ sent: number; elapsed: number }>(stream, 'stats');
 
     process.stdout.write(`\nstream offered ${fmt(sent.sent / sent.elapsed)} trades/s over the run\n`);
     console.table([
@@ -258,9 +273,11 @@ async function main(): Promise<void> {
     ]);
     process.stdout.write(`latency: record time (produced) → decoded by the baseline consumer / → received by the webhook. Broadcast event loop ${(elu * 100).toFixed(0)}% busy; batches busy ${((busy / bcSeconds) * 100).toFixed(0)}% of the time.\n`);
   } finally {
-    if (world.connected && world.exitCode === null) {
-      world.send({ cmd: 'stop' });
-      await new Promise((r) => world.once('exit', r));
+    for (const c of [stream, world]) {
+      if (c.connected && c.exitCode === null) {
+        c.send({ cmd: 'stop' });
+        await new Promise((r) => c.once('exit', r));
+      }
     }
     await pool.end();
     await pg.stop();
@@ -268,5 +285,6 @@ async function main(): Promise<void> {
   }
 }
 
-if (args.child) await child();
+if (args.child === 'producer') await producerProcess();
+else if (args.child === 'receiver') await receiver();
 else await main();

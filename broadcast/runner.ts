@@ -19,7 +19,7 @@ import { RETRY, retry, sleep } from '../core/retry.ts';
 import type { AnyRecord, RecordKind } from '../schemas/catalog.ts';
 import { eventId, recordTimeUs, type Broadcaster, type DeadLetter, type DeadLetters, type Delivery, type Outcome } from './delivery.ts';
 import type { BroadcastEmitter } from './events.ts';
-import type { Matcher } from './model.ts';
+import type { CompiledRegistration, Matcher } from './model.ts';
 import { commitBatch, initOffsets, readOffsets, readStates, type StatRow, type StateRow } from './positions.ts';
 import type { PredicateState } from './predicate.ts';
 
@@ -47,6 +47,13 @@ export interface RunnerHost {
 }
 
 const HEARTBEAT_EVERY_MS = 2_000;
+
+interface PlanStep {
+  readonly c: CompiledRegistration;
+  readonly broadcaster: Broadcaster;
+  /** The registration's state per instrument, when its predicate has a crosses term. */
+  readonly states: Map<string, PredicateState> | undefined;
+}
 const tpKey = (topic: string, partition: number) => `${topic}\u0000${partition}`;
 const instKey = (exchange: string, symbol: string) => `${exchange}\u0000${symbol}`;
 
@@ -59,6 +66,8 @@ export class BroadcastRunner {
   private readonly next = new Map<string, number>();
   /** Per registration, per instrument: the predicate state as of the last processed record. */
   private states = new Map<string, Map<string, PredicateState>>();
+  /** planOf's cache; replaced with the states on a group join. */
+  private plans = new WeakMap<readonly CompiledRegistration[], readonly PlanStep[]>();
   readonly assigned = new Map<string, number[]>();
 
   constructor(
@@ -106,6 +115,7 @@ export class BroadcastRunner {
       const states = await db(() => readStates(pool, this.host.snapshot().names));
       if (gen !== this.generation || this.stopping) return;
       this.states = new Map();
+      this.plans = new WeakMap();
       for (const s of states) this.stateOf(s.registration).set(instKey(s.exchange, s.symbol), s.state);
       this.next.clear();
       const at = new Map(stored.map((o) => [tpKey(o.topic, o.partition), o.nextOffset]));
@@ -124,6 +134,23 @@ export class BroadcastRunner {
     this.positioned.catch((e) => {
       if (!this.stopping) this.host.events.emit('problem', { stage: 'consumer', error: messageOf(e) });
     });
+  }
+
+  /**
+   * What to do for each candidate of an instrument: its broadcaster and, for a stateful predicate,
+   * its state map. Cached per candidates list (the Matcher returns the same list for an
+   * instrument until a reload), so a record costs one lookup, not one per registration.
+   */
+  private planOf(snap: Snapshot, candidates: readonly CompiledRegistration[]): readonly PlanStep[] {
+    const cached = this.plans.get(candidates);
+    if (cached) return cached;
+    const plan: PlanStep[] = [];
+    for (const c of candidates) {
+      const a = snap.active.get(c.name);
+      if (a) plan.push({ c, broadcaster: a.broadcaster, states: c.predicate.stateful ? this.stateOf(c.name) : undefined });
+    }
+    this.plans.set(candidates, plan);
+    return plan;
   }
 
   private stateOf(registration: string): Map<string, PredicateState> {
@@ -174,7 +201,8 @@ export class BroadcastRunner {
     const kind = this.host.kindOfTopic.get(topic)!;
     const snap = this.host.snapshot();
     const byBroadcaster = new Map<Broadcaster, Delivery[]>();
-    const dirty = new Map<string, StateRow>();
+    // The states this chunk changed: per registration's state map, the instruments touched.
+    const dirty = new Map<Map<string, PredicateState>, { registration: string; instruments: Set<string> }>();
     let matched = 0;
     for (const m of messages) {
       if (!m.value) continue;
@@ -187,30 +215,31 @@ export class BroadcastRunner {
         continue;
       }
       const r = record as unknown as Readonly<Record<string, unknown>> & { exchange: string; symbol: string };
-      const candidates = snap.matcher.candidates(kind, r.exchange, r.symbol);
-      if (candidates.length === 0) continue;
+      const plan = this.planOf(snap, snap.matcher.candidates(kind, r.exchange, r.symbol));
+      if (plan.length === 0) continue;
       let tsUs: number | undefined;
       let ik: string | undefined;
-      for (const c of candidates) {
-        const a = snap.active.get(c.name);
-        if (!a) continue;
-        let match = true;
-        if (c.predicate?.stateful) {
-          const states = this.stateOf(c.name);
+      let offset: string | undefined;
+      for (const { c, broadcaster, states } of plan) {
+        let match: boolean;
+        if (states) {
           ik ??= instKey(r.exchange, r.symbol);
           const res = c.predicate.test(r, states.get(ik));
           match = res.match;
           if (res.state) {
             states.set(ik, res.state);
-            dirty.set(`${c.name}\u0000${ik}`, { registration: c.name, exchange: r.exchange, symbol: r.symbol, state: res.state });
+            let d = dirty.get(states);
+            if (!d) dirty.set(states, (d = { registration: c.name, instruments: new Set() }));
+            d.instruments.add(ik);
           }
-        } else if (c.predicate) match = c.predicate.test(r, undefined).match;
+        } else match = c.predicate.test(r, undefined).match;
         if (!match) continue;
         matched++;
         tsUs ??= recordTimeUs(kind, record);
-        let list = byBroadcaster.get(a.broadcaster);
-        if (!list) byBroadcaster.set(a.broadcaster, (list = []));
-        list.push({ id: eventId(topic, partition, m.offset, c.name), registration: c.name, broadcaster: a.broadcaster.name, kind, record, tsUs });
+        offset ??= m.offset;
+        let list = byBroadcaster.get(broadcaster);
+        if (!list) byBroadcaster.set(broadcaster, (list = []));
+        list.push({ id: eventId(topic, partition, offset, c.name), registration: c.name, broadcaster: broadcaster.name, kind, record, tsUs });
       }
     }
 
@@ -249,7 +278,14 @@ export class BroadcastRunner {
       for (const l of letters) this.host.events.emit('failed', { broadcaster: l.delivery.broadcaster, registration: l.delivery.registration, id: l.delivery.id, attempts: l.attempts, error: l.error });
       const nextOffset = Number(messages[messages.length - 1]!.offset) + 1;
       const statRows: StatRow[] = [...stats].map(([registration, s]) => ({ registration, ...s }));
-      await retry(() => commitBatch(this.host.pool, { groupId: this.host.groupId, offsets: [{ topic, partition, nextOffset }], states: [...dirty.values()], stats: statRows }), {
+      const stateRows: StateRow[] = [];
+      for (const [states, d] of dirty) {
+        for (const ik of d.instruments) {
+          const [exchange, symbol] = ik.split('\u0000') as [string, string];
+          stateRows.push({ registration: d.registration, exchange, symbol, state: states.get(ik)! });
+        }
+      }
+      await retry(() => commitBatch(this.host.pool, { groupId: this.host.groupId, offsets: [{ topic, partition, nextOffset }], states: stateRows, stats: statRows }), {
         ...RETRY.database,
         signal: this.signal,
         onRetry: onRetry('commit'),
