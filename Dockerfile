@@ -13,6 +13,7 @@ COPY infra ./infra
 COPY gateways ./gateways
 COPY sink ./sink
 COPY api ./api
+COPY broadcast ./broadcast
 COPY sim ./sim
 COPY config ./config
 USER node

@@ -13,6 +13,7 @@ import { registry } from '../core/metrics.ts';
 import '../gateways/telemetry.ts';
 import '../sink/telemetry.ts';
 import '../api/telemetry.ts';
+import '../broadcast/telemetry.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const compose = parse(readFileSync(path.join(ROOT, 'docker-compose.yml'), 'utf8'), { merge: true }) as {
@@ -20,19 +21,19 @@ const compose = parse(readFileSync(path.join(ROOT, 'docker-compose.yml'), 'utf8'
   volumes: Record<string, unknown>;
 };
 const services = compose.services;
-const TICKFLOW_PARTS = ['migrate', 'gateway', 'sink', 'api'] as const;
+const TICKFLOW_PARTS = ['migrate', 'gateway', 'sink', 'api', 'broadcast'] as const;
 
-/** Runtime source files (not tests, benches or the sim's CLI helpers). */
+/** Runtime source files (not tests, benches (`*.bench.ts` beside the code) or the sim's CLI helpers). */
 function runtimeSources(): string[] {
   const out: string[] = [];
   const walk = (dir: string) => {
     for (const e of readdirSync(dir, { withFileTypes: true })) {
       const p = path.join(dir, e.name);
       if (e.isDirectory()) walk(p);
-      else if (e.name.endsWith('.ts') && !e.name.endsWith('.test.ts')) out.push(p);
+      else if (e.name.endsWith('.ts') && !e.name.endsWith('.test.ts') && !e.name.endsWith('.bench.ts')) out.push(p);
     }
   };
-  for (const d of ['cli', 'core', 'gateways', 'sink', 'api', 'migrations', 'schemas']) walk(path.join(ROOT, d));
+  for (const d of ['cli', 'core', 'gateways', 'sink', 'api', 'broadcast', 'migrations', 'schemas']) walk(path.join(ROOT, d));
   return out;
 }
 
@@ -50,7 +51,7 @@ const NOT_FOR_DEPLOYMENT: Record<string, string> = {
 
 describe('docker-compose.yml', () => {
   it('has every service, each part with a health check, on named volumes', () => {
-    expect(Object.keys(services).sort()).toEqual(['api', 'gateway', 'grafana', 'kafka', 'migrate', 'prometheus', 'sink', 'timescaledb']);
+    expect(Object.keys(services).sort()).toEqual(['api', 'broadcast', 'gateway', 'grafana', 'kafka', 'migrate', 'prometheus', 'sink', 'timescaledb']);
     for (const [name, svc] of Object.entries(services)) {
       if (name !== 'migrate') expect(svc.healthcheck, `${name} has no healthcheck`).toBeDefined();
       for (const v of svc.volumes ?? []) {
@@ -72,7 +73,7 @@ describe('docker-compose.yml', () => {
       expect(cli, `tickflow has no command ${cmd}`).toContain(`case '${cmd}':`);
       expect(services[part]!.build ?? services[part]!.command, part).toBeDefined();
     }
-    for (const dir of ['bin', 'cli', 'core', 'schemas', 'migrations', 'infra', 'gateways', 'sink', 'api', 'sim', 'config']) {
+    for (const dir of ['bin', 'cli', 'core', 'schemas', 'migrations', 'infra', 'gateways', 'sink', 'api', 'broadcast', 'sim', 'config']) {
       expect(dockerfile, `Dockerfile does not copy ${dir}/`).toMatch(new RegExp(`^COPY ${dir} `, 'm'));
     }
   });
@@ -98,14 +99,14 @@ describe('docker-compose.yml', () => {
     const config = loadConfig({ path: path.join(ROOT, mount.split(':')[0]!), env: {} });
     expect(config.exchanges.length).toBeGreaterThan(0);
     expect(config.exchangeErrors).toEqual([]);
-    expect([config.api.host, config.sink.apiHost, config.gateway.metricsHost]).toEqual(['0.0.0.0', '0.0.0.0', '0.0.0.0']);
+    expect([config.api.host, config.sink.apiHost, config.gateway.metricsHost, config.broadcast.metricsHost]).toEqual(['0.0.0.0', '0.0.0.0', '0.0.0.0', '0.0.0.0']);
     expect(services.api!.ports).toContain(`${config.api.port}:${config.api.port}`);
     expect(services.sink!.ports!.some((p) => p.endsWith(`:${config.sink.apiPort}`))).toBe(true);
     const prom = parse(readFileSync(path.join(ROOT, 'infra', 'prometheus', 'prometheus.yml'), 'utf8')) as { scrape_configs: { static_configs: { targets: string[] }[] }[] };
     const targets = prom.scrape_configs.flatMap((s) => s.static_configs.flatMap((c) => c.targets)).sort();
-    expect(targets).toEqual([`api:${config.api.port}`, `gateway:${config.gateway.metricsPort}`, `sink:${config.sink.apiPort}`]);
-    for (const part of ['gateway', 'sink', 'api']) {
-      const port = { gateway: config.gateway.metricsPort, sink: config.sink.apiPort, api: config.api.port }[part]!;
+    expect(targets).toEqual([`api:${config.api.port}`, `broadcast:${config.broadcast.metricsPort}`, `gateway:${config.gateway.metricsPort}`, `sink:${config.sink.apiPort}`]);
+    for (const part of ['gateway', 'sink', 'api', 'broadcast']) {
+      const port = { gateway: config.gateway.metricsPort, sink: config.sink.apiPort, api: config.api.port, broadcast: config.broadcast.metricsPort }[part]!;
       expect(JSON.stringify(services[part]!.healthcheck)).toContain(`127.0.0.1:${port}/`);
     }
   });
