@@ -152,11 +152,6 @@ export function loadExchangeClass(id: string): Promise<LoadedClass | undefined> 
   return p;
 }
 
-/** The ids whose classes this process loaded (loadExchangeClass), in load order. */
-export function loadedExchangeIds(): string[] {
-  return [...ready.keys()];
-}
-
 /** The loaded class of an id (loadExchangeClass first); undefined when ccxt does not know the id. */
 export function ccxtClassFor(id: string): LoadedClass | undefined {
   if (!knowsExchange(id)) return undefined;
