@@ -15,7 +15,8 @@
  * unless `--channels` says otherwise, 60 minutes of candle history. Phases: idle (the sim at 0
  * trades/s) then one per `--rates` entry (total trades/s over the symbols), `--phase-seconds`
  * each. Per phase: trades/s acknowledged by Kafka (the gateway's own
- * tickflow_gateway_produced_records_total), the gateway's CPU, RSS at the end and the peak
+ * tickflow_gateway_produced_records_total), the records buffered at its end (outbox and in flight,
+ * tickflow_gateway_buffered_records), the gateway's CPU, RSS at the end and the peak
  * (/proc/<pid>/status sampled every 250 ms), and the probe's figures at the end (a preload
  * reporting process.memoryUsage() and V8's heap spaces once a second; the live heap after a
  * full GC). `--heap-snapshots` writes a V8 heap snapshot at the end of every phase (kept in the
@@ -151,11 +152,13 @@ async function stop(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Pr
   return code;
 }
 
-async function producedTrades(metricsUrl: string): Promise<number> {
+/** A sample of the gateway's own metrics (the first series whose labels match). */
+async function metric(metricsUrl: string, name: string, labels: RegExp = /.*/): Promise<number> {
   const txt = await (await fetch(metricsUrl)).text();
-  const m = /^tickflow_gateway_produced_records_total\{kind="trade"[^}]*\} (\d+(?:\.\d+)?(?:e\+\d+)?)/m.exec(txt);
-  return m ? Number(m[1]) : 0;
+  for (const m of txt.matchAll(new RegExp(`^${name}(\\{[^}]*\\})? (\\S+)$`, 'gm'))) if (labels.test(m[1] ?? '')) return Number(m[2]);
+  return 0;
 }
+const producedTrades = (url: string) => metric(url, 'tickflow_gateway_produced_records_total', /kind="trade"/);
 
 const dir = mkdtempSync(path.join(tmpdir(), 'tickflow-bench-gwmem-'));
 const probeFile = path.join(dir, 'probe.json');
@@ -243,6 +246,8 @@ interface Row {
   offered: number;
   acked: number;
   cpu: number;
+  /** Records in the outbox or in flight at the end (tickflow_gateway_buffered_records). */
+  buffered: number;
   rss: number;
   peak: number;
   probe: Probe | undefined;
@@ -273,7 +278,7 @@ async function phase(label: string, rate: number, seconds: number): Promise<Row>
   }
   const p1 = await producedTrades(metricsUrl);
   const dt = (Date.now() - t0) / 1000;
-  const row: Row = { phase: label, offered: rate, acked: (p1 - p0) / dt, cpu: (cpuSeconds(pid) - c0) / dt, rss: procStatus(pid).rss, peak, probe: readProbe(), liveHeap: undefined };
+  const row: Row = { phase: label, offered: rate, acked: (p1 - p0) / dt, cpu: (cpuSeconds(pid) - c0) / dt, buffered: await metric(metricsUrl, 'tickflow_gateway_buffered_records'), rss: procStatus(pid).rss, peak, probe: readProbe(), liveHeap: undefined };
   row.liveHeap = await gcNow(args['heap-snapshots'] ? path.join(dir, `${label.replace(/[^\w]+/g, '-')}.heapsnapshot`) : '');
   return row;
 }
@@ -300,13 +305,13 @@ try {
   await kafka.stop();
   const load1 = loadavg();
   out('');
-  out('| phase | trades/s offered | acked | gateway CPU | RSS end (peak) MB | heap used / total MB (live after GC) | new / old / code / large-object space MB | external (ArrayBuffers) MB | rest: native MB |');
-  out('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+  out('| phase | trades/s offered | acked | buffered records | gateway CPU | RSS end (peak) MB | heap used / total MB (live after GC) | new / old / code / large-object space MB | external (ArrayBuffers) MB | rest: native MB |');
+  out('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
   for (const r of rows) {
     const p = r.probe;
     const sp = (k: string) => mb(p?.spaces[k]);
     out(
-      `| ${r.phase} | ${fmt(r.offered)} | ${fmt(r.acked)} | ${(r.cpu * 100).toFixed(0)} % | ${mb(r.rss)} (${mb(r.peak)}) | ${mb(p?.heapUsed)} / ${mb(p?.heapTotal)} (${mb(r.liveHeap)}) | ` +
+      `| ${r.phase} | ${fmt(r.offered)} | ${fmt(r.acked)} | ${fmt(r.buffered)} | ${(r.cpu * 100).toFixed(0)} % | ${mb(r.rss)} (${mb(r.peak)}) | ${mb(p?.heapUsed)} / ${mb(p?.heapTotal)} (${mb(r.liveHeap)}) | ` +
         `${sp('new_space')} / ${sp('old_space')} / ${sp('code_space')} / ${sp('large_object_space')} | ${mb(p?.external)} (${mb(p?.arrayBuffers)}) | ${p ? mb(p.rss - p.heapTotal - p.external) : '-'} |`,
     );
   }
