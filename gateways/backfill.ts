@@ -12,7 +12,7 @@ import { logger } from '../core/log.ts';
 import { RETRY, retry } from '../core/retry.ts';
 import { nowUs } from '../core/time.ts';
 import { CandleTracker, timeframeMs } from './candles.ts';
-import { ccxtClassFor, createExchange, has, translateError } from './ccxt.ts';
+import { createExchange, has, knowsExchange, loadExchangeClass, translateError } from './ccxt.ts';
 import { GatewayEvents } from './events.ts';
 import { adapterFor } from './exchanges/index.ts';
 import { fetchCandlePages } from './history.ts';
@@ -71,7 +71,7 @@ const REGISTRY_WAIT_MS = 60_000;
 export function findEntry(config: ConfigForGateway, name: string): ExchangeEntry {
   const entry = config.exchanges.find((e) => entryName(e) === name) ?? config.exchanges.find((e) => e.id === name);
   if (entry) return entry;
-  if (ccxtClassFor(name)) {
+  if (knowsExchange(name)) {
     return { id: name, enabled: true, symbols: ['X/Y'], marketTypes: ['spot'], multiSymbol: true, channels: { ohlcv: { mode: 'poll', timeframes: ['1m'], silenceTimeoutMs: 60_000 } }, backfillLookbackMinutes: 0, maxBufferedRecords: 250_000, options: {} };
   }
   const names = config.exchanges.map(entryName);
@@ -113,6 +113,7 @@ export async function runBackfill(config: ConfigForGateway, req: BackfillRequest
   const name = entryName(entry);
   timeframeMs(req.timeframe);
   const adapter = adapterFor(entry.id);
+  await loadExchangeClass(entry.id);
   const ex = createExchange(entry, adapter.ccxtDefaults(entry.options));
   const events = new GatewayEvents();
   const codec = createCodec(config.kafka);

@@ -4,12 +4,26 @@
  * and a silent stream's connection ended the way ccxt ends one that misses its keep-alive.
  */
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import ccxt from 'ccxt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildSim, type Sim } from '../sim/index.ts';
 import type { ExchangeCallError} from './ccxt.ts';
-import { createExchange, endSilentConnections, exchangeOptions, instrumentExchange, isCcxtSendAfterClose, overrideHosts, strayUrls, translateError } from './ccxt.ts';
+import {
+  CCXT_IDS,
+  createExchange,
+  endSilentConnections,
+  exchangeOptions,
+  instrumentExchange,
+  isCcxtSendAfterClose,
+  loadExchangeClass,
+  overrideHosts,
+  strayUrls,
+  translateError,
+} from './ccxt.ts';
 
 describe('translateError', () => {
   it('network-ish errors are retriable, exchange refusals are not, bugs are INTERNAL', () => {
@@ -90,10 +104,72 @@ describe('exchange construction', () => {
     expect(local.enableRateLimit).toBe(false);
   });
 
-  it('names an unknown ccxt id, with the ids it may have meant', () => {
+  it('names an unknown ccxt id, with the ids it may have meant', async () => {
+    expect(await loadExchangeClass('binanse')).toBeUndefined();
     expect(() => createExchange({ id: 'binanse', options: {} })).toThrow(/unknown exchange id "binanse": ccxt has no such exchange \(did you mean binance/);
+    await loadExchangeClass('kraken');
     expect(createExchange({ id: 'kraken', options: {} }).id).toBe('kraken');
   });
+});
+
+describe('ccxt loaded one exchange at a time', () => {
+  it("knows every id ccxt knows, and loads ccxt's own classes: its pro class where it has one, else its REST class", async () => {
+    expect(CCXT_IDS).toEqual(ccxt.exchanges);
+    const pro = ccxt.pro as unknown as Record<string, unknown>;
+    for (const id of CCXT_IDS) {
+      const c = await loadExchangeClass(id);
+      expect([id, c?.cls, c?.pro]).toEqual([id, pro[id] ?? (ccxt as unknown as Record<string, unknown>)[id], pro[id] !== undefined]);
+    }
+  });
+
+  it('a running gateway on one exchange has loaded no other exchange of ccxt, nor ccxt as a whole', async () => {
+    // A child process (nothing of this test file's ccxt import) runs a gateway with one binance
+    // entry on the sim until trades are produced; a loader hook lists every ccxt file it loaded.
+    const dir = mkdtempSync(path.join(tmpdir(), 'tickflow-ccxt-load-'));
+    const log = path.join(dir, 'loaded.txt');
+    const hook = `data:text/javascript,${encodeURIComponent(`
+      import { register } from 'node:module';
+      register('data:text/javascript,' + encodeURIComponent(${JSON.stringify(
+        `import { appendFileSync } from 'node:fs';
+        export async function load(url, context, next) {
+          if (url.includes('/ccxt/')) appendFileSync(${JSON.stringify(log)}, url + '\\n');
+          return next(url, context);
+        }`,
+      )}));`)}`;
+    const here = (f: string) => JSON.stringify(new URL(f, import.meta.url).href);
+    const script = `
+      import { parseConfig } from ${here('../config/schema.ts')};
+      import { buildGateway } from ${here('./index.ts')};
+      import { buildSim } from ${here('../sim/index.ts')};
+      const sim = buildSim({ seed: 3, symbols: ['BTC/USDT'], tradesPerSecond: 50, historyDays: 0 });
+      await sim.start();
+      let trades = 0;
+      const transport = { brokers: ['none'], async connect() {}, async disconnect() {}, async send(batch) { for (const b of batch) if (b.topic.endsWith('.trades')) trades += b.messages.length; } };
+      const o = sim.ccxtOptions();
+      const config = parseConfig({ kafka: { brokers: ['unused:1'], topicPrefix: 'u' }, exchanges: [{ id: 'binance', name: 'sim', symbols: ['BTC/USDT'], channels: { trades: {}, ticker: {} }, backfillLookbackMinutes: 0, options: { ...o, enableRateLimit: false } }] }, { env: {} });
+      const gw = buildGateway(config, { transport, lingerMs: 1 });
+      const report = await gw.start();
+      const until = Date.now() + 20000;
+      while (trades === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+      console.log(JSON.stringify({ trades, problems: report.problems.map((p) => p.message) }));
+      await gw.close();
+      await sim.close();
+      process.exit(0);`;
+    try {
+      const r = spawnSync(process.execPath, ['--import', 'tsx', '--import', hook, '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, LOG_LEVEL: 'error' } });
+      expect(r.stderr).toBe('');
+      const result = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { trades: number; problems: string[] };
+      expect(result).toMatchObject({ problems: [] });
+      expect(result.trades).toBeGreaterThan(0);
+      const loaded = readFileSync(log, 'utf8').trim().split('\n').map((u) => u.slice(u.indexOf('/ccxt/') + '/ccxt/'.length));
+      expect(loaded).toContain('js/src/pro/binance.js');
+      expect(loaded).not.toContain('js/ccxt.js');
+      const exchangeFiles = loaded.map((f) => /^js\/src\/(?:pro\/)?(\w+)\.js$/.exec(f)?.[1]).filter((id) => id !== undefined && CCXT_IDS.includes(id));
+      expect(new Set(exchangeFiles)).toEqual(new Set(['binance']));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 90_000);
 });
 
 describe('ending a silent stream', () => {
@@ -107,6 +183,7 @@ describe('ending a silent stream', () => {
   });
 
   it("rejects the pending watch of that (symbol, channel) only, and the next call reconnects", async () => {
+    await loadExchangeClass('binance');
     const ex = createExchange({ id: 'binance', options: { ...sim.ccxtOptions(), enableRateLimit: false } });
     await ex.loadMarkets();
     const trades = ex.watchTrades('BTC/USDT'); // no trades at rate 0: waits

@@ -3,12 +3,54 @@
  * ccxt's error classes into TickflowError (nothing of ccxt crosses into Kafka), and the few
  * places where the gateway reaches into ccxt pro's websocket clients.
  */
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
-import ccxt, { type Exchange } from 'ccxt';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { Exchange, errors as CcxtErrorClasses } from 'ccxt';
 import type { Channel, ExchangeEntry } from './config.ts';
 import { TickflowError, messageOf, type ErrorCode } from '../core/errors.ts';
 
 export type { Exchange };
+
+/**
+ * ccxt is loaded one exchange at a time. `import ccxt from 'ccxt'` evaluates every exchange class
+ * (REST, pro and prediction: 323 files, 21.6 MB of source) whatever the config names; V8 keeps
+ * each module's source, and under tsx its loader thread keeps a copy too. A gateway process paid
+ * ~170 MB of RSS for that at start (~80 MB without tsx); binance alone is 32 files, 2 MB
+ * (gateways/README.md, Memory). The exchange modules are loaded by file from the package's own
+ * registry (js/ccxt.js, read as text, never evaluated): the same files `import 'ccxt'` loads, so
+ * classes and errors are the very ones a test or a library importing 'ccxt' sees.
+ */
+const CCXT_ROOT = path.resolve(path.dirname(createRequire(import.meta.url).resolve('ccxt')), '..');
+const ccxtFile = (rel: string) => pathToFileURL(path.join(CCXT_ROOT, 'js', rel)).href;
+
+/** ccxt id → module path under js/, for REST classes and pro (websocket) classes, from js/ccxt.js. */
+function readRegistry(): { rest: ReadonlyMap<string, string>; pro: ReadonlyMap<string, string> } {
+  const text = readFileSync(path.join(CCXT_ROOT, 'js', 'ccxt.js'), 'utf8');
+  const files = new Map<string, string>();
+  for (const m of text.matchAll(/^import\s+(\w+)\s+from\s+'\.\/(src\/[\w/]+\.js)';/gm)) files.set(m[1]!, m[2]!);
+  const block = (name: string): Map<string, string> => {
+    const body = new RegExp(`^const ${name} = \\{([^}]*)\\};`, 'm').exec(text)?.[1] ?? '';
+    const out = new Map<string, string>();
+    for (const m of body.matchAll(/'(\w+)':\s*(\w+)/g)) {
+      const file = files.get(m[2]!);
+      if (file) out.set(m[1]!, file);
+    }
+    return out;
+  };
+  const rest = block('exchanges');
+  if (rest.size === 0) throw new TickflowError('INTERNAL', `cannot read ccxt's exchange registry from ${path.join(CCXT_ROOT, 'js', 'ccxt.js')} (a ccxt upgrade changed its layout?)`);
+  return { rest, pro: block('pro') };
+}
+const REGISTRY = readRegistry();
+
+/** Every exchange id ccxt knows (ccxt.exchanges), without loading any. */
+export const CCXT_IDS: readonly string[] = [...REGISTRY.rest.keys()];
+
+/** ccxt's error classes (js/src/base/errors.js: small, and the same module 'ccxt' re-exports). */
+const ccxtErrors = (await import(ccxtFile('src/base/errors.js'))) as typeof CcxtErrorClasses;
 
 /**
  * What the gateway puts under every entry's own `options` (the entry wins, deep-merged).
@@ -82,13 +124,40 @@ export function exchangeOptions(entry: Pick<ExchangeEntry, 'options'>, exchangeD
 
 type ExchangeClass = new (config?: Plain) => Exchange;
 
-/** Whether ccxt knows the id at all, and whether it has a websocket (pro) class for it. */
-export function ccxtClassFor(id: string): { cls: ExchangeClass; pro: boolean } | undefined {
-  if (!(ccxt.exchanges as readonly string[]).includes(id)) return undefined;
-  const pro = (ccxt.pro as unknown as Record<string, ExchangeClass | undefined>)[id];
-  if (pro) return { cls: pro, pro: true };
-  const rest = (ccxt as unknown as Record<string, ExchangeClass | undefined>)[id];
-  return rest ? { cls: rest, pro: false } : undefined;
+type LoadedClass = { cls: ExchangeClass; pro: boolean };
+const loaded = new Map<string, Promise<LoadedClass>>();
+const ready = new Map<string, LoadedClass>();
+
+/** Whether ccxt knows the id (nothing loaded). */
+export function knowsExchange(id: string): boolean {
+  return REGISTRY.rest.has(id);
+}
+
+/**
+ * Loads the class of one ccxt id, its websocket (pro) class where ccxt has one, else its REST
+ * class; undefined for an id ccxt does not know. `createExchange` needs it loaded first.
+ */
+export function loadExchangeClass(id: string): Promise<LoadedClass | undefined> {
+  const file = REGISTRY.pro.get(id) ?? REGISTRY.rest.get(id);
+  if (file === undefined) return Promise.resolve(undefined);
+  let p = loaded.get(id);
+  if (!p) {
+    p = (import(ccxtFile(file)) as Promise<{ default: ExchangeClass }>).then((m) => {
+      const c = { cls: m.default, pro: REGISTRY.pro.has(id) };
+      ready.set(id, c);
+      return c;
+    });
+    loaded.set(id, p);
+  }
+  return p;
+}
+
+/** The loaded class of an id (loadExchangeClass first); undefined when ccxt does not know the id. */
+export function ccxtClassFor(id: string): LoadedClass | undefined {
+  if (!knowsExchange(id)) return undefined;
+  const c = ready.get(id);
+  if (!c) throw new TickflowError('INTERNAL', `ccxt's ${id} class is not loaded: await loadExchangeClass('${id}') before createExchange`);
+  return c;
 }
 
 /** Up to three known ids close to a mistyped one, for the error message. */
@@ -106,14 +175,14 @@ export function suggestIds(id: string): string[] {
     }
     return d[b.length]!;
   };
-  return (ccxt.exchanges as readonly string[])
-    .map((x) => ({ x, d: x.startsWith(id) || id.startsWith(x) ? 1 : dist(id, x) }))
+  return CCXT_IDS.map((x) => ({ x, d: x.startsWith(id) || id.startsWith(x) ? 1 : dist(id, x) }))
     .filter((c) => c.d <= 2)
     .sort((a, b) => a.d - b.d || a.x.localeCompare(b.x))
     .slice(0, 3)
     .map((c) => c.x);
 }
 
+/** A ccxt instance for an entry; its class must be loaded (`await loadExchangeClass(entry.id)`). */
 export function createExchange(entry: Pick<ExchangeEntry, 'id' | 'options'>, exchangeDefaults: Plain = {}): Exchange {
   const found = ccxtClassFor(entry.id);
   if (!found) {
@@ -274,12 +343,12 @@ export function translateError(e: unknown, where: string, ex?: Exchange): Tickfl
       ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
     });
   if (site?.status === 404) return mk('EXCHANGE_NETWORK', true);
-  if (e instanceof ccxt.DDoSProtection || e instanceof ccxt.RateLimitExceeded) return mk('EXCHANGE_NETWORK', true, retryAfterOf(ex));
-  if (e instanceof ccxt.NetworkError) return mk('EXCHANGE_NETWORK', true);
-  if (e instanceof ccxt.OperationFailed) return mk('EXCHANGE_NETWORK', true);
-  if (e instanceof ccxt.BadSymbol) return mk('SYMBOL_UNKNOWN', false);
-  if (e instanceof ccxt.NotSupported) return mk('CHANNEL_UNSUPPORTED', false);
-  if (e instanceof ccxt.BaseError) return mk('EXCHANGE_REJECTED', false);
+  if (e instanceof ccxtErrors.DDoSProtection || e instanceof ccxtErrors.RateLimitExceeded) return mk('EXCHANGE_NETWORK', true, retryAfterOf(ex));
+  if (e instanceof ccxtErrors.NetworkError) return mk('EXCHANGE_NETWORK', true);
+  if (e instanceof ccxtErrors.OperationFailed) return mk('EXCHANGE_NETWORK', true);
+  if (e instanceof ccxtErrors.BadSymbol) return mk('SYMBOL_UNKNOWN', false);
+  if (e instanceof ccxtErrors.NotSupported) return mk('CHANNEL_UNSUPPORTED', false);
+  if (e instanceof ccxtErrors.BaseError) return mk('EXCHANGE_REJECTED', false);
   return mk('INTERNAL', false);
 }
 
@@ -334,7 +403,7 @@ export function strayUrls(ex: Exchange, hosts: ReadonlySet<string>): string[] {
 /** True for the error ccxt gives pending watches when we close the exchange ourselves. */
 export function isClosedByUser(e: unknown): boolean {
   const cause = e instanceof TickflowError ? e.cause : e;
-  return cause instanceof ccxt.ExchangeClosedByUser;
+  return cause instanceof ccxtErrors.ExchangeClosedByUser;
 }
 
 /**
@@ -408,6 +477,6 @@ export function endSilentConnections(ex: Exchange, symbol: string, channel: Chan
   const bySymbol = clients.filter((c) => keysOf(c).some((k) => needles.some((n) => k.includes(n))));
   const byChannel = bySymbol.filter((c) => keysOf(c).some((k) => needles.some((n) => k.includes(n)) && CHANNEL_WORDS[channel].test(k)));
   const victims = byChannel.length > 0 ? byChannel : bySymbol;
-  for (const c of victims) c.onError(new ccxt.RequestTimeout(`${ex.id} ${reason}`));
+  for (const c of victims) c.onError(new ccxtErrors.RequestTimeout(`${ex.id} ${reason}`));
   return victims.length;
 }

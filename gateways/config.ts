@@ -79,6 +79,11 @@ export const gatewaySchema = z
      * new listings start, delisted markets stop with a gap record. 0: only at start.
      */
     marketsRecheckMs: z.int().min(0).default(MARKETS_RECHECK_DEFAULT_MS),
+    /**
+     * `tickflow gateway` runs V8 with --optimize-for-size: at 5,000 trades/s about half the RSS
+     * for a few % of a core more (gateways/README.md, Memory). `tickflow start` ignores it.
+     */
+    optimizeForSize: z.boolean().default(true),
     wsFallback: z
       .strictObject({
         enabled: wsFallbackFields.enabled.default(WS_FALLBACK_DEFAULTS.enabled),

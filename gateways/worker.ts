@@ -10,7 +10,7 @@ import { TickflowError, messageOf, type ErrorCode } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import { RETRY, backoffDelay, sleep } from '../core/retry.ts';
 import { CandleTracker, ExchangeClock } from './candles.ts';
-import { CAPABILITY, createExchange, has, instrumentExchange, overrideHosts, strayUrls, translateError, type Exchange } from './ccxt.ts';
+import { CAPABILITY, createExchange, has, instrumentExchange, loadExchangeClass, overrideHosts, strayUrls, translateError, type Exchange } from './ccxt.ts';
 import type { GatewayEvents, Problem } from './events.ts';
 import { adapterFor, type ExchangeAdapter } from './exchanges/index.ts';
 import { normalizeInstrument } from './normalize.ts';
@@ -162,6 +162,8 @@ export class ExchangeWorker {
   private async startInner(): Promise<void> {
     const entry = this.entry;
     try {
+      // Only this entry's ccxt class is loaded (never all of ccxt: gateways/README.md, Memory).
+      await loadExchangeClass(entry.id);
       this.ex = (this.deps.createExchange ?? createExchange)(entry, this.adapter.ccxtDefaults(entry.options));
     } catch (e) {
       this.fail(e instanceof TickflowError ? e.code : 'EXCHANGE_UNKNOWN', messageOf(e));

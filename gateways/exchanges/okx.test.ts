@@ -9,7 +9,7 @@ import ccxt, { type Exchange, type Market, type OHLCV, type OrderBook } from 'cc
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TYPES } from '../../schemas/index.ts';
 import { buildSim, type Sim } from '../../sim/index.ts';
-import { createExchange } from '../ccxt.ts';
+import { createExchange, loadExchangeClass } from '../ccxt.ts';
 import { normalizeBook, normalizeCandle, normalizeInstrument, normalizeTicker, normalizeTrade, TICK_SIZE } from '../normalize.ts';
 import real from './fixtures/okx/real.json' with { type: 'json' };
 import sim from './fixtures/okx/sim.json' with { type: 'json' };
@@ -196,6 +196,7 @@ describe('OKX candles of 6 h and more: stream and REST on the same UTC buckets (
 
   it('watchOHLCV and fetchOHLCV give the same 6h and 1d buckets, opening on UTC, equal to the engine', async () => {
     const entry = { id: 'okx', options: { ...simServer.ccxtOptions('okx'), enableRateLimit: false } };
+    await loadExchangeClass('okx');
     const ex = createExchange(entry, adapterFor('okx').ccxtDefaults(entry.options));
     try {
       for (const [tf, ms] of [
