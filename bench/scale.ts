@@ -79,7 +79,7 @@ async function startSim(): Promise<SimProc> {
   const main = path.join(ROOT, 'sim', 'main.ts');
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', main, '--port', '0', '--instruments', String(N), '--total-rate', String(RATE), '--skew', String(SKEW), '--history-days', '0', '--book-depth', '50', '--dialects', 'binance'],
+    ['--import', 'tsx', main, '--port', '0', '--instruments', String(N), '--total-rate', String(RATE), '--skew', String(SKEW), '--history-days', '0', '--book-depth', '50', '--dialects', 'binance', '--max-buffered-bytes', String(16 * 1024 * 1024)],
     { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, LOG_LEVEL: 'warn' } },
   );
   const line = await new Promise<string>((resolve, reject) => {
@@ -99,7 +99,10 @@ async function stopChild(c: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): P
   clearTimeout(t);
 }
 
-const simGet = async <T>(sim: SimProc, route: string): Promise<T> => (await (await fetch(`${sim.url}/__sim${route}`)).json()) as T;
+async function simGet<T>(sim: SimProc, route: string): Promise<T> {
+  if (sim.child.exitCode !== null || sim.child.signalCode !== null) throw new Error(`the sim exited (${sim.child.exitCode ?? sim.child.signalCode})`);
+  return (await (await fetch(`${sim.url}/__sim${route}`, { signal: AbortSignal.timeout(60_000) })).json()) as T;
+}
 
 // ---------------------------------------------------------------------------------------------
 // /proc readings of a child.

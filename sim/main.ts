@@ -21,6 +21,7 @@ export const SIM_USAGE = `usage: sim [options]
   --total-rate <n>         trades per second over all symbols (wins over --rate)
   --instruments <n>        serve n markets: --symbols first, then generated ABA/USDT, BBA/USDT, ...
   --skew <s>               Zipf exponent of the per-symbol rates by rank (0 = even, 1 = real venues)
+  --max-buffered-bytes <n> drop a websocket whose unsent backlog exceeds this (default 64 MiB)
   --venue-message-rate     enforce Binance's 5 incoming messages/s per websocket (closed 1008)
   --no-venue-limits        lift the per-connection stream limits (Binance 1,024 streams)
   --symbols <a,b>          unified spot symbols (default: the config's \`sim\` entry's, else
@@ -56,6 +57,7 @@ const NUMERIC: Record<string, keyof SimOptions> = {
   '--total-rate': 'totalTradesPerSecond',
   '--instruments': 'instruments',
   '--skew': 'rateSkew',
+  '--max-buffered-bytes': 'maxBufferedBytes',
 };
 
 /** Parses CLI arguments (without node and script) into SimOptions; `help` when -h/--help was given. */
