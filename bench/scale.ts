@@ -374,7 +374,7 @@ async function baseline(sim: SimProc, symbols: readonly string[]): Promise<Run> 
 }
 
 /** Trades the sim printed in [c0, c1) per symbol that Kafka lacks (or holds twice), and how many of the missing ones gap records state. */
-async function lossReport(sim: SimProc, tally: KafkaTally, c0: Record<string, SimEmittedCounts>, c1: Record<string, SimEmittedCounts>): Promise<{ expected: number; lost: number; stated: number; duplicates: number }> {
+async function lossReport(sim: SimProc, tally: KafkaTally, c0: Record<string, SimEmittedCounts>, c1: Record<string, SimEmittedCounts>, notes: string[]): Promise<{ expected: number; lost: number; stated: number; duplicates: number }> {
   let expected = 0;
   let duplicates = 0;
   const missing = new Map<string, number[]>();
@@ -394,6 +394,12 @@ async function lossReport(sim: SimProc, tally: KafkaTally, c0: Record<string, Si
   }
   let lost = 0;
   let stated = 0;
+  const [firstMissing] = missing;
+  if (firstMissing) {
+    const [symbol, ids] = firstMissing;
+    const held = [...(tally.ids.get(symbol)?.keys() ?? [])];
+    notes.push(`first missing: ${symbol} ${ids.length} ids from ${ids[0]} (window ${c0[symbol]?.nextId}..${c1[symbol]!.nextId}); Kafka holds ${held.length} of its ids${held.length ? `, ${Math.min(...held)}..${Math.max(...held)}` : ''}`);
+  }
   for (const [symbol, ids] of missing) {
     const gaps = tally.gaps.filter((g) => g.symbol === symbol && g.channel === 'trades');
     const trades = await simGet<SimTrade[]>(sim, `/emitted/trades?symbol=${encodeURIComponent(symbol)}&fromId=${ids[0]}`);
@@ -444,15 +450,18 @@ async function gatewayRun(n: number, sim: SimProc, brokers: readonly string[], s
     const before = { ...tally.counts };
     const w = await measureWindow(name, sim, () => tally.total(), () => children.map((c) => c.pid!), kill, series);
     const after = { ...tally.counts };
-    // Drain: what was printed in the window reaches Kafka.
-    let stable = 0;
+    // Drain: what was printed in the window reaches Kafka (a gateway behind catches up), until
+    // nothing new arrives for 5 s or 120 s pass.
+    let quiet = 0;
     let prev = -1;
-    for (let i = 0; i < 30 && stable < 3; i++) {
+    const drainStart = Date.now();
+    while (quiet < 5 && Date.now() - drainStart < 120_000) {
       await sleep(1000);
-      stable = tally.counts.trades === prev ? stable + 1 : 0;
+      quiet = tally.counts.trades === prev ? quiet + 1 : 0;
       prev = tally.counts.trades;
     }
-    const loss = await lossReport(sim, tally, w.c0, w.c1);
+    notes.push(`drained ${((Date.now() - drainStart) / 1000).toFixed(0)} s after the window`);
+    const loss = await lossReport(sim, tally, w.c0, w.c1, notes);
     const conns = w.s1.dialects.binance?.connections ?? [];
     const per = (k: Kind) => (after[k] - before[k]) / w.seconds;
     if (problems.length) notes.push(`${problems.length} error lines, first: ${problems[0]!.slice(0, 160)}`);
