@@ -222,17 +222,24 @@ function shardingExists(): boolean {
   return existsSync(path.join(ROOT, 'gateways', 'shard.ts'));
 }
 
-function startGateway(config: string, brokers: readonly string[], extra: readonly string[], label: string, problems: string[]): ChildProcess {
+function startGateway(config: string, brokers: readonly string[], extra: readonly string[], label: string, problems: string[], notes: string[]): ChildProcess {
   const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'tickflow.js'), 'gateway', '--config', config, ...extra], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, KAFKA_BROKERS: brokers.join(','), LOG_LEVEL: 'warn', LOG_FORMAT: 'json' },
   });
+  const tail: string[] = [];
   const lines = (s: NodeJS.ReadableStream, what: string) =>
     createInterface({ input: s }).on('line', (l) => {
-      if (/"level":\s*(50|60)|error|problem/i.test(l) && problems.length < 200) problems.push(`${label} ${what}: ${l.slice(0, 200)}`);
+      tail.push(l.slice(0, 300));
+      if (tail.length > 5) tail.shift();
+      if (/"level":\s*(50|60)|^tickflow gateway: error/.test(l) && problems.length < 200) problems.push(`${label} ${what}: ${l.slice(0, 200)}`);
     });
   lines(child.stdout!, 'stdout');
   lines(child.stderr!, 'stderr');
+  child.once('exit', (code, signal) => {
+    if (signal === 'SIGTERM' || (code === 0 && signal === null)) return;
+    notes.push(`${label} exited (${code ?? signal}); its last lines: ${tail.join(' | ')}`);
+  });
   return child;
 }
 
@@ -423,8 +430,8 @@ async function gatewayRun(n: number, sim: SimProc, brokers: readonly string[], s
   const tally = new KafkaTally();
   await tally.start(brokers, prefix);
   const group = `${prefix}-shard`;
-  const children = Array.from({ length: n }, (_, i) => startGateway(config, brokers, n > 1 ? ['--shard-group', group] : [], `gateway ${i + 1}`, problems));
   const notes: string[] = [];
+  const children = Array.from({ length: n }, (_, i) => startGateway(config, brokers, n > 1 ? ['--shard-group', group] : [], `gateway ${i + 1}`, problems, notes));
   try {
     const started = Date.now();
     out(`  ${name}: ${fmt(symbols.length)} instruments × 4 channels, topics ${prefix}.*; waiting for records in Kafka`);
