@@ -147,6 +147,9 @@ class KafkaTally {
     const codec = createCodec({ topicPrefix: prefix });
     const consumer = kafka.consumer({ groupId: `${prefix}-tally-${randomBytes(3).toString('hex')}`, maxBytes: 50 * 1024 * 1024 });
     await consumer.connect();
+    this.stopFn = async () => {
+      await consumer.disconnect();
+    };
     const topics = [...KINDS, 'gaps'].map((k) => `${prefix}.${k}`);
     const admin = kafka.admin();
     await admin.connect();
@@ -428,7 +431,17 @@ async function gatewayRun(n: number, sim: SimProc, brokers: readonly string[], s
   const name = n === 1 ? '1 gateway process' : `${n} gateway processes, one killed`;
   const problems: string[] = [];
   const tally = new KafkaTally();
-  await tally.start(brokers, prefix);
+  // A topic just created may not be served yet ("This server does not host this topic-partition").
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await tally.start(brokers, prefix);
+      break;
+    } catch (err) {
+      await tally.stop().catch(() => undefined);
+      if (attempt >= 5) throw err;
+      await sleep(2000);
+    }
+  }
   const group = `${prefix}-shard`;
   const notes: string[] = [];
   const children = Array.from({ length: n }, (_, i) => startGateway(config, brokers, n > 1 ? ['--shard-group', group] : [], `gateway ${i + 1}`, problems, notes));
@@ -457,15 +470,24 @@ async function gatewayRun(n: number, sim: SimProc, brokers: readonly string[], s
     const before = { ...tally.counts };
     const w = await measureWindow(name, sim, () => tally.total(), () => children.map((c) => c.pid!), kill, series);
     const after = { ...tally.counts };
-    // Drain: what was printed in the window reaches Kafka (a gateway behind catches up), until
-    // nothing new arrives for 5 s or 120 s pass.
+    // Drain: what the sim printed in the window reaches Kafka (a gateway behind catches up, a
+    // moved instrument is refilled), until every id is there or none came for 10 s (120 s at most).
+    const missingNow = (): number => {
+      let n = 0;
+      for (const [symbol, b] of Object.entries(w.c1)) {
+        const got = tally.ids.get(symbol);
+        for (let id = w.c0[symbol]?.nextId ?? b.firstLiveId; id < b.nextId; id++) if (!got?.has(id)) n++;
+      }
+      return n;
+    };
     let quiet = 0;
-    let prev = -1;
+    let prev = missingNow();
     const drainStart = Date.now();
-    while (quiet < 5 && Date.now() - drainStart < 120_000) {
+    while (prev > 0 && quiet < 10 && Date.now() - drainStart < 120_000) {
       await sleep(1000);
-      quiet = tally.counts.trades === prev ? quiet + 1 : 0;
-      prev = tally.counts.trades;
+      const m = missingNow();
+      quiet = m === prev ? quiet + 1 : 0;
+      prev = m;
     }
     notes.push(`drained ${((Date.now() - drainStart) / 1000).toFixed(0)} s after the window`);
     const loss = await lossReport(sim, tally, w.c0, w.c1, notes);
