@@ -225,6 +225,38 @@ function shardingExists(): boolean {
   return existsSync(path.join(ROOT, 'gateways', 'shard.ts'));
 }
 
+/** Where each gateway child serves its metrics (from its start-up line). */
+const metricsUrls = new WeakMap<ChildProcess, string>();
+
+interface GatewayCounters {
+  received: number;
+  acked: number;
+  buffered: number;
+}
+
+/** Sums of the gateway's own counters: records received from the exchange, acknowledged by Kafka, held. */
+async function gatewayCounters(children: readonly ChildProcess[]): Promise<GatewayCounters> {
+  const c: GatewayCounters = { received: 0, acked: 0, buffered: 0 };
+  for (const child of children) {
+    const url = metricsUrls.get(child);
+    if (!url || child.exitCode !== null || child.signalCode !== null) continue;
+    try {
+      const text = await (await fetch(url, { signal: AbortSignal.timeout(10_000) })).text();
+      for (const line of text.split('\n')) {
+        const m = /^(tickflow_gateway_(?:messages_total|produced_records_total|buffered_records))(?:\{[^}]*\})? ([0-9.e+]+)$/.exec(line);
+        if (!m) continue;
+        const v = Number(m[2]);
+        if (m[1] === 'tickflow_gateway_messages_total') c.received += v;
+        else if (m[1] === 'tickflow_gateway_produced_records_total') c.acked += v;
+        else c.buffered += v;
+      }
+    } catch {
+      // a process being killed
+    }
+  }
+  return c;
+}
+
 function startGateway(config: string, brokers: readonly string[], extra: readonly string[], label: string, problems: string[], notes: string[]): ChildProcess {
   const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'tickflow.js'), 'gateway', '--config', config, ...extra], {
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -234,6 +266,8 @@ function startGateway(config: string, brokers: readonly string[], extra: readonl
   const lines = (s: NodeJS.ReadableStream, what: string) =>
     createInterface({ input: s }).on('line', (l) => {
       tail.push(l.slice(0, 300));
+      const m = /metrics at (\S+\/metrics)/.exec(l);
+      if (m) metricsUrls.set(child, m[1]!);
       if (tail.length > 5) tail.shift();
       if (/"level":\s*(50|60)|^tickflow gateway: error/.test(l) && problems.length < 200) problems.push(`${label} ${what}: ${l.slice(0, 200)}`);
     });
@@ -468,8 +502,14 @@ async function gatewayRun(n: number, sim: SimProc, brokers: readonly string[], s
           }
         : undefined;
     const before = { ...tally.counts };
+    const g0 = await gatewayCounters(children);
     const w = await measureWindow(name, sim, () => tally.total(), () => children.map((c) => c.pid!), kill, series);
     const after = { ...tally.counts };
+    const g1 = await gatewayCounters(children);
+    // Counters of a process killed in the window are gone with it: the survivors' deltas are a floor then.
+    notes.push(
+      `the gateways' own counters in the window: ${fmt((g1.received - g0.received) / w.seconds)} records/s received from the exchange, ${fmt((g1.acked - g0.acked) / w.seconds)}/s acknowledged by Kafka, ${fmt(g1.buffered)} held at the end${n > 1 ? ' (survivors only)' : ''}`,
+    );
     // Drain: what the sim printed in the window reaches Kafka (a gateway behind catches up, a
     // moved instrument is refilled), until every id is there or none came for 10 s (120 s at most).
     const missingNow = (): number => {
