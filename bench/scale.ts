@@ -15,7 +15,8 @@
  * Then, when the gateway can shard (`gateways/shard.ts`, `tickflow gateway --shard-group`), the
  * same load into 2 and 3 gateway processes sharing the instruments, one of them killed (SIGKILL)
  * halfway: loss counts only ids that no gap record states (`stated` = missing but inside a gap of
- * that symbol's trades), duplicates are ids produced twice (a move).
+ * that symbol's trades, or of records a full gateway buffer dropped: channel `kafka`),
+ * duplicates are ids produced twice (a move).
  *
  *   npm run bench:scale [-- --instruments 1000 --rate 10000 --skew 1 --seconds 30 --warmup 20
  *                          --processes 1,2,3 --only baseline|gateway]
@@ -445,7 +446,8 @@ async function lossReport(sim: SimProc, tally: KafkaTally, c0: Record<string, Si
     notes.push(`first missing: ${symbol} ${ids.length} ids from ${ids[0]} (window ${c0[symbol]?.nextId}..${c1[symbol]!.nextId}); Kafka holds ${held.length} of its ids${held.length ? `, ${Math.min(...held)}..${Math.max(...held)}` : ''}`);
   }
   for (const [symbol, ids] of missing) {
-    const gaps = tally.gaps.filter((g) => g.symbol === symbol && g.channel === 'trades');
+    // A trades gap (an outage) or a kafka gap (records dropped from a full gateway buffer) states the loss.
+    const gaps = tally.gaps.filter((g) => g.symbol === symbol && (g.channel === 'trades' || g.channel === 'kafka'));
     const trades = await simGet<SimTrade[]>(sim, `/emitted/trades?symbol=${encodeURIComponent(symbol)}&fromId=${ids[0]}`);
     const time = new Map(trades.map((t) => [t.id, t.timestamp]));
     for (const id of ids) {
