@@ -14,7 +14,11 @@
  *   GET  /__sim/emitted/trades         ?symbol&fromId&since&until → SimTrade[]
  *   GET  /__sim/emitted/candles        ?symbol&timeframe&includeHistory=1 → SimCandle[]
  *   GET  /__sim/emitted/tickers        ?symbol&source=ws|rest → SimTicker[]
+ *   GET  /__sim/emitted/counts         per symbol: trade ids printed, tickers taken (O(symbols))
  *   GET  /__sim/book                   ?symbol&limit → SimBook
+ *   GET  /__sim/markets                the markets listed now, in rank order
+ *   POST /__sim/markets                body {"add":["NEW/USDT",{"symbol","startPrice","tradesPerSecond"}],"remove":["OLD/USDT"]}
+ *                                      → 200 {"added","removed","markets"}; 400 naming a bad symbol
  *
  * Faults never apply to these routes. `connectSim(url)` is the client.
  */
@@ -24,7 +28,7 @@ import type { Interval } from './candles.ts';
 import { DIALECT_MODULES } from './dialects/index.ts';
 import type { DialectName } from './dialects/types.ts';
 import { type SimFault, parseFault } from './faults.ts';
-import type { Sim, SimBook, SimCandle, SimStats, SimTicker, SimTrade, TradeQuery } from './types.ts';
+import type { Sim, SimBook, SimCandle, SimEmittedCounts, SimMarketsChange, SimStats, SimTicker, SimTrade, TradeQuery } from './types.ts';
 
 export const CONTROL_PREFIX = '/__sim';
 
@@ -39,12 +43,12 @@ function json(res: ServerResponse, status: number, body: unknown): void {
   res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
 }
 
-async function readBody(req: IncomingMessage): Promise<string> {
+async function readBody(req: IncomingMessage, max = 64 * 1024): Promise<string> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const c of req as AsyncIterable<Buffer>) {
     size += c.length;
-    if (size > 64 * 1024) throw new TickflowError('CONFIG_INVALID', 'sim control: body over 64 KiB');
+    if (size > max) throw new TickflowError('CONFIG_INVALID', `sim control: body over ${max / 1024} KiB`);
     chunks.push(c);
   }
   return Buffer.concat(chunks).toString('utf8');
@@ -57,6 +61,25 @@ const optNum = (q: URLSearchParams, k: string): number | undefined => {
   if (!Number.isFinite(n)) throw new TickflowError('CONFIG_INVALID', `sim control: ${k} must be a number`);
   return n;
 };
+
+/** Checks a `POST /__sim/markets` body. */
+export function parseMarketsChange(v: unknown): SimMarketsChange {
+  const bad = (why: string) => new TickflowError('CONFIG_INVALID', `sim control: markets ${why}`);
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw bad('body must be an object {add, remove}');
+  const { add, remove, ...rest } = v as Record<string, unknown>;
+  if (Object.keys(rest).length > 0) throw bad(`body has unknown keys ${Object.keys(rest).join(', ')}`);
+  if (add !== undefined && !Array.isArray(add)) throw bad('add must be an array');
+  if (remove !== undefined && (!Array.isArray(remove) || remove.some((s) => typeof s !== 'string'))) throw bad('remove must be an array of symbols');
+  const listings = ((add ?? []) as unknown[]).map((a, i) => {
+    if (typeof a === 'string') return a;
+    if (a === null || typeof a !== 'object' || typeof (a as { symbol?: unknown }).symbol !== 'string') throw bad(`add[${i}] must be a symbol or {symbol, startPrice?, tradesPerSecond?}`);
+    const { symbol, startPrice, tradesPerSecond } = a as { symbol: string; startPrice?: unknown; tradesPerSecond?: unknown };
+    if (startPrice !== undefined && typeof startPrice !== 'number') throw bad(`add[${i}].startPrice must be a number`);
+    if (tradesPerSecond !== undefined && typeof tradesPerSecond !== 'number') throw bad(`add[${i}].tradesPerSecond must be a number`);
+    return { symbol, startPrice, tradesPerSecond };
+  });
+  return { add: listings, remove: (remove ?? []) as string[] };
+}
 
 export function simInfo(sim: Sim): SimInfo {
   return {
@@ -90,6 +113,15 @@ export function handleControl(sim: Sim, req: IncomingMessage, res: ServerRespons
       json(res, 200, { ok: true, dropped });
       return;
     }
+    if (route === '/markets' && req.method === 'POST') {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(await readBody(req, 4 * 1024 * 1024));
+      } catch (err) {
+        throw err instanceof TickflowError ? err : new TickflowError('CONFIG_INVALID', 'sim control: the body is not JSON');
+      }
+      return json(res, 200, sim.markets(parseMarketsChange(parsed)));
+    }
     if (req.method !== 'GET') {
       json(res, 405, { error: `${req.method} ${path} is not a control route` });
       return;
@@ -100,6 +132,10 @@ export function handleControl(sim: Sim, req: IncomingMessage, res: ServerRespons
         return json(res, 200, simInfo(sim));
       case '/stats':
         return json(res, 200, sim.stats());
+      case '/markets':
+        return json(res, 200, sim.symbols);
+      case '/emitted/counts':
+        return json(res, 200, sim.emitted.counts());
       case '/emitted/trades': {
         const query: TradeQuery = { fromId: optNum(q, 'fromId'), since: optNum(q, 'since'), until: optNum(q, 'until') };
         return json(res, 200, sim.emitted.trades(symbol, query));
@@ -139,7 +175,11 @@ export interface SimControl {
   setTradeRate(perSecond: number): Promise<void>;
   clearFaults(): Promise<void>;
   orderBook(symbol: string, limit?: number): Promise<SimBook>;
+  /** The markets listed now. */
+  symbols(): Promise<string[]>;
+  markets(change: SimMarketsChange): Promise<{ added: string[]; removed: string[]; markets: number }>;
   readonly emitted: {
+    counts(): Promise<Record<string, SimEmittedCounts>>;
     trades(symbol?: string, query?: TradeQuery): Promise<SimTrade[]>;
     candles(symbol: string, timeframe: Interval, opts?: { includeHistory?: boolean }): Promise<SimCandle[]>;
     tickers(symbol?: string, source?: SimTicker['source']): Promise<SimTicker[]>;
@@ -176,7 +216,15 @@ export function connectSim(url: string): SimControl {
     setTradeRate: async (perSecond) => void (await applyFault({ kind: 'tradeRate', perSecond })),
     clearFaults: async () => void (await applyFault({ kind: 'clear' })),
     orderBook: (symbol, limit) => get('/book', { symbol, limit }),
+    symbols: () => get('/markets'),
+    async markets(change) {
+      const res = await fetch(`${base}/markets`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(change) });
+      const body = (await res.json()) as { added: string[]; removed: string[]; markets: number; error?: string };
+      if (!res.ok) throw new TickflowError('CONFIG_INVALID', `sim control: POST /markets answered ${res.status}: ${body.error ?? ''}`);
+      return body;
+    },
     emitted: {
+      counts: () => get('/emitted/counts'),
       trades: (symbol, query = {}) => get('/emitted/trades', { symbol, ...query }),
       candles: (symbol, timeframe, opts = {}) => get('/emitted/candles', { symbol, timeframe, includeHistory: opts.includeHistory ? 1 : undefined }),
       tickers: (symbol, source) => get('/emitted/tickers', { symbol, source }),

@@ -22,7 +22,7 @@ import { marketSpec, unitsToNumber } from './market.ts';
 import { MarketEngine } from './market-engine.ts';
 import { type SimOptions, resolveOptions } from './options.ts';
 import { readSimState, writeSimState, writeSimStateSync } from './state.ts';
-import type { Sim, SimCcxtOptions, SimStats } from './types.ts';
+import type { Sim, SimCcxtOptions, SimConnection, SimStats } from './types.ts';
 
 export { INTERVALS, type Interval } from './candles.ts';
 export { STREAM_CHANNELS, type StreamChannel, type PauseTarget, type SimFault } from './faults.ts';
@@ -128,6 +128,8 @@ export function buildSim(opts: SimOptions = {}): Sim {
         log,
         maxBufferedBytes: o.maxBufferedBytes,
         klinePushIntervalMs: o.klinePushIntervalMs,
+        venueLimits: o.venueLimits,
+        venueMessageRate: o.venueMessageRate,
         onError: (err: unknown, path: string) => log.error({ err, path }, 'sim REST handler failed'),
       };
       // Root-mounted dialects last, so a prefixed one is matched first.
@@ -169,7 +171,7 @@ export function buildSim(opts: SimOptions = {}): Sim {
         saveTimer.unref();
       }
       log.info(
-        { url: sim.url, dialects: o.dialects, symbols: o.symbols, tradesPerSecond: o.tradesPerSecond, seed: o.seed, speed: o.speed, resumedFrom: resume ? resume.virtualNow : undefined },
+        { url: sim.url, dialects: o.dialects, symbols: o.symbols.length > 20 ? `${o.symbols.slice(0, 5).join(',')},... (${o.symbols.length})` : o.symbols, rateSkew: o.rateSkew || undefined, tradesPerSecond: o.tradesPerSecond, seed: o.seed, speed: o.speed, resumedFrom: resume ? resume.virtualNow : undefined },
         'sim exchange listening',
       );
     },
@@ -212,7 +214,15 @@ export function buildSim(opts: SimOptions = {}): Sim {
     get wsUrl() {
       return `ws://${urlHost}:${port}`;
     },
-    symbols: o.symbols,
+    get symbols() {
+      return market.engines.length > 0 ? market.symbols : o.symbols;
+    },
+    markets(change) {
+      if (!running) throw new TickflowError('INTERNAL', 'sim: markets change only while it runs');
+      const add = (change.add ?? []).map((a) => (typeof a === 'string' ? { symbol: a } : a));
+      const r = market.changeMarkets(add, change.remove ?? []);
+      return { ...r, markets: market.engines.length };
+    },
     dialects: o.dialects,
     ccxtOptions,
     now: () => market.now(),
@@ -252,10 +262,10 @@ export function buildSim(opts: SimOptions = {}): Sim {
     const loop = performance.eventLoopUtilization(elu0);
     const pct = (p: number) => (n === 0 ? 0 : Number(sorted[Math.min(n - 1, Math.floor(p * n))]!.toFixed(3)));
     const ws: Record<string, number> = {};
-    const perDialect: Record<string, { ws: Record<string, number>; restRequests: number }> = {};
+    const perDialect: Record<string, { ws: Record<string, number>; restRequests: number; connections: SimConnection[] }> = {};
     for (const d of dialects) {
       for (const [k, v] of Object.entries(d.hub.stats)) ws[k] = (ws[k] ?? 0) + v;
-      perDialect[d.name] = { ws: { ...d.hub.stats }, restRequests: restRequests.get(d.name) ?? 0 };
+      perDialect[d.name] = { ws: { ...d.hub.stats }, restRequests: restRequests.get(d.name) ?? 0, connections: d.hub.connections() };
     }
     return {
       running,
@@ -272,6 +282,7 @@ export function buildSim(opts: SimOptions = {}): Sim {
       eventLoop: { busyMs: Math.round(loop.active), wallMs: Math.round(loop.active + loop.idle) },
       ws,
       dialects: perDialect,
+      markets: market.engines.length,
       restRequests: [...restRequests.values()].reduce((a, b) => a + b, 0),
     };
   }

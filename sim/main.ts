@@ -18,6 +18,12 @@ export const SIM_USAGE = `usage: sim [options]
   --port <n>               port, 0 = any free one (default: the config's sim.port, 9500)
   --seed <n>               seed of prices, trades, history and book (default: sim.seed, 1)
   --rate <n>               trades per second per symbol (default: sim.tradesPerSecond, 5)
+  --total-rate <n>         trades per second over all symbols (wins over --rate)
+  --instruments <n>        serve n markets: --symbols first, then generated ABA/USDT, BBA/USDT, ...
+  --skew <s>               Zipf exponent of the per-symbol rates by rank (0 = even, 1 = real venues)
+  --max-buffered-bytes <n> drop a websocket whose unsent backlog exceeds this (default 64 MiB)
+  --venue-message-rate     enforce Binance's 5 incoming messages/s per websocket (closed 1008)
+  --no-venue-limits        lift the per-connection stream limits (Binance 1,024 streams)
   --symbols <a,b>          unified spot symbols (default: the config's \`sim\` entry's, else
                            BTC/USDT,ETH/USDT)
   --history-days <n>       days of synthetic 1m klines before the start (default 7)
@@ -35,7 +41,9 @@ Faults over HTTP, on the same port (any process; "dialect" optional):
   curl -XPOST <url>/__sim/faults -d '{"kind":"refuse","target":"ws","status":403,"ms":10000}'
   curl -XPOST <url>/__sim/faults -d '{"kind":"rateLimit","requestsPerSecond":2,"ms":10000}'
   kinds: drop, pause, refuse (target rest|ws), rateLimit, tradeRate, clear.
-  GET <url>/__sim/info, /__sim/stats, /__sim/emitted/trades?symbol=BTC/USDT&fromId=N, /__sim/book?symbol=...`;
+  curl -XPOST <url>/__sim/markets -d '{"add":["NEW/USDT"],"remove":["ETH/USDT"]}'
+  GET <url>/__sim/info, /__sim/stats, /__sim/markets, /__sim/emitted/counts,
+      /__sim/emitted/trades?symbol=BTC/USDT&fromId=N, /__sim/book?symbol=...`;
 
 const NUMERIC: Record<string, keyof SimOptions> = {
   '--port': 'port',
@@ -46,6 +54,10 @@ const NUMERIC: Record<string, keyof SimOptions> = {
   '--speed': 'speed',
   '--tick-ms': 'tickIntervalMs',
   '--max-stored-trades': 'maxStoredTrades',
+  '--total-rate': 'totalTradesPerSecond',
+  '--instruments': 'instruments',
+  '--skew': 'rateSkew',
+  '--max-buffered-bytes': 'maxBufferedBytes',
 };
 
 /** Parses CLI arguments (without node and script) into SimOptions; `help` when -h/--help was given. */
@@ -69,6 +81,10 @@ export function parseSimArgs(argv: readonly string[]): SimOptions & { help?: boo
       const n = Number(raw);
       if (!Number.isFinite(n)) throw bad(flag, `expects a number, got "${raw}"`);
       out[NUMERIC[flag]!] = n;
+    } else if (flag === '--venue-message-rate') {
+      out.venueMessageRate = true;
+    } else if (flag === '--no-venue-limits') {
+      out.venueLimits = false;
     } else if (flag === '--host') {
       out.host = takeValue();
     } else if (flag === '--symbols') {

@@ -13,12 +13,12 @@ import { performance } from 'node:perf_hooks';
 import { TickflowError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import { type Interval, MINUTE_COLUMNS, type MinuteColumn, bucketOpen, isInterval, nextOpen } from './candles.ts';
-import { type BookDiff, type Stats24h, SymbolEngine } from './engine.ts';
-import { type MarketSpec, fmtFloat, fmtUnits, unitsToNumber } from './market.ts';
-import type { ResolvedOptions } from './options.ts';
-import { SIM_DEFAULTS } from './options.ts';
+import { type BookDiff, type EngineResume, type Stats24h, SymbolEngine } from './engine.ts';
+import { type MarketSpec, fmtFloat, fmtUnits, marketSpec, unitsToNumber } from './market.ts';
+import { type ResolvedOptions, SIM_DEFAULTS, rateWeights } from './options.ts';
+import { deriveSeed } from './rng.ts';
 import { SIM_STATE_FORMAT, type SimState, type SimSymbolState, encodeColumn, engineResume } from './state.ts';
-import type { SimBook, SimCandle, SimEmitted, SimTicker, SimTrade } from './types.ts';
+import type { SimBook, SimCandle, SimEmitted, SimEmittedCounts, SimTicker, SimTrade } from './types.ts';
 
 /** The 24 h ticker's numbers as text (exact: `Number(text)` is what a client parses), taken once per push. */
 export interface TickerText {
@@ -76,21 +76,45 @@ export interface EngineListener {
   onBookDiff?(e: SymbolEngine, d: BookDiff): void;
   /** Trades with ids in [from, to) were printed this tick; `eventTime` = the tick's virtual time. */
   onTrades?(e: SymbolEngine, from: number, to: number, eventTime: number): void;
-  /** Every `tickerPushIntervalMs`: one ticker per symbol, in symbol order. */
+  /** Every `tickerPushIntervalMs`: one ticker per symbol, in symbol order (past 100 symbols, in slices over the interval's ticks). */
   onTickers?(t: number, tickers: readonly TickerView[]): void;
   /** Last: per-tick work (candle updates, slow books), then flushing sockets. */
   onTick?(t: number): void;
+  /** Markets were listed (`added`) or delisted (`removed`) at runtime: serve them, or stop. */
+  onMarkets?(added: readonly SymbolEngine[], removed: readonly SymbolEngine[]): void;
 }
+
+/** A market to list at runtime (`POST /__sim/markets`). */
+export interface MarketListing {
+  readonly symbol: string;
+  /** Start price; default: the symbol's usual level (see market.ts), else 100. */
+  readonly startPrice?: number;
+  /** Its trade rate; default: the rate of the last rank under `rateSkew` (the long tail), else `tradesPerSecond`. */
+  readonly tradesPerSecond?: number;
+}
+
+/** Above this many symbols, tickers are taken spread over the push interval and book grids are offset, not all in one tick. */
+const STAGGER_TICKERS_ABOVE = 100;
 
 export class MarketEngine {
   engines: SymbolEngine[] = [];
   readonly tradeRate: { value: number };
   private readonly bySymbol = new Map<string, SymbolEngine>();
+  /** Delisted markets: no longer traded or served, still in `emitted` (the truth of what they sent). */
+  private readonly retired = new Map<string, SymbolEngine>();
+  /** Per engine: its rate relative to `tradeRate` (Zipf by rank under `rateSkew`, else 1). */
+  private readonly weights = new Map<SymbolEngine, number>();
+  /** Weight of a market listed at runtime without a rate: the last rank's. */
+  private tailWeight = 1;
   private readonly tickers = new Map<string, SimTicker[]>();
+  /** Per symbol: tickers taken on the push cadence, ever (`emitted.counts`). */
+  private readonly wsTickers = new Map<string, number>();
   private readonly listeners: EngineListener[] = [];
   private realStart = 0;
   private virtualStart = 0;
   private lastTickerAt = -Infinity;
+  /** Past 100 symbols: the next symbol whose ticker this interval still owes. */
+  private tickerCursor = Infinity;
   ticks = 0;
   overrunTicks = 0;
   maxTickMs = 0;
@@ -130,26 +154,89 @@ export class MarketEngine {
       this.log.info({ requested: this.virtualStart, resumeAt }, 'sim: the saved state is ahead of the start time; the virtual clock continues from it');
       this.virtualStart = resumeAt;
     }
-    this.engines = this.specs.map(
-      (s) =>
-        new SymbolEngine({
-          seed: this.o.seed,
-          spec: s,
-          tradesPerSecond: this.tradeRate.value,
-          startTime: this.virtualStart,
-          historyDays: this.o.historyDays,
-          bookDepth: this.o.bookDepth,
-          maxStoredTrades: this.o.maxStoredTrades,
-          volatility: this.o.volatility,
-          bookIntervalMs: SIM_DEFAULTS.bookIntervalMs,
-          firstTradeId: SIM_DEFAULTS.firstTradeId,
-          resume: engineResume(this.saved(s.symbol)),
-        }),
-    );
+    const w = rateWeights(this.specs.length, this.o.rateSkew);
+    this.tailWeight = w[w.length - 1] ?? 1;
+    const n = this.specs.length;
+    this.engines = this.specs.map((s, i) => this.newEngine(s, w[i]!, this.virtualStart, this.o.historyDays, engineResume(this.saved(s.symbol)), n > STAGGER_TICKERS_ABOVE ? i / n : 0));
     for (const e of this.engines) {
       this.bySymbol.set(e.spec.symbol, e);
       this.tickers.set(e.spec.symbol, []);
     }
+  }
+
+  /** `phase` in [0, 1): where in the book interval this symbol's book moves. */
+  private newEngine(spec: MarketSpec, weight: number, startTime: number, historyDays: number, resume: EngineResume | undefined, phase = 0): SymbolEngine {
+    const e = new SymbolEngine({
+      seed: this.o.seed,
+      spec,
+      tradesPerSecond: this.tradeRate.value * weight,
+      startTime,
+      historyDays,
+      bookDepth: this.o.bookDepth,
+      maxStoredTrades: this.o.maxStoredTrades,
+      volatility: this.o.volatility,
+      bookIntervalMs: SIM_DEFAULTS.bookIntervalMs,
+      bookPhaseMs: Math.floor(phase * SIM_DEFAULTS.bookIntervalMs),
+      firstTradeId: SIM_DEFAULTS.firstTradeId,
+      resume,
+    });
+    this.weights.set(e, weight);
+    return e;
+  }
+
+  /** The symbols served now, in rank order. */
+  get symbols(): string[] {
+    return this.engines.map((e) => e.spec.symbol);
+  }
+
+  /**
+   * Lists and delists markets at runtime. A listed symbol trades from now on (no history, as a
+   * new listing; one delisted earlier continues from where it stopped, like a restart), its
+   * markets endpoint lists it, its streams run; a delisted one stops trading and streaming at
+   * once and leaves the markets endpoint, but stays in `emitted`. Unknown removals and duplicate
+   * additions are errors naming the symbol; nothing changes then.
+   */
+  changeMarkets(add: readonly MarketListing[], remove: readonly string[]): { added: string[]; removed: string[] } {
+    const adding = new Set<string>();
+    for (const l of add) {
+      if (this.bySymbol.has(l.symbol) && !remove.includes(l.symbol)) throw new TickflowError('CONFIG_INVALID', `sim: ${l.symbol} is already listed`);
+      if (adding.has(l.symbol)) throw new TickflowError('CONFIG_INVALID', `sim: ${l.symbol} is listed twice in one request`);
+      if (l.tradesPerSecond !== undefined && !(l.tradesPerSecond >= 0)) throw new TickflowError('CONFIG_INVALID', `sim: tradesPerSecond of ${l.symbol} must be a non-negative number`);
+      adding.add(l.symbol);
+    }
+    for (const s of remove) if (!this.bySymbol.has(s)) throw new TickflowError('SYMBOL_UNKNOWN', `sim: cannot delist ${s}: it is not listed`);
+    const specs = add.map((l) => marketSpec(l.symbol, l.startPrice ?? this.retired.get(l.symbol)?.spec.startPrice));
+    const ids = new Set(this.engines.filter((e) => !remove.includes(e.spec.symbol)).map((e) => e.spec.id));
+    for (const sp of specs) {
+      if (ids.has(sp.id)) throw new TickflowError('CONFIG_INVALID', `sim: ${sp.symbol} maps to the exchange id ${sp.id} of a listed market`);
+      ids.add(sp.id);
+    }
+    const t = this.now();
+    const removed: SymbolEngine[] = [];
+    for (const s of remove) {
+      const e = this.bySymbol.get(s)!;
+      // Not advanced to `t`: what the last tick sent is all it ever printed.
+      this.bySymbol.delete(s);
+      this.retired.set(s, e);
+      removed.push(e);
+    }
+    if (removed.length > 0) this.engines = this.engines.filter((e) => !removed.includes(e));
+    const added = specs.map((spec, i) => {
+      const l = add[i]!;
+      const old = this.retired.get(spec.symbol);
+      const weight = l.tradesPerSecond !== undefined ? (this.tradeRate.value > 0 ? l.tradesPerSecond / this.tradeRate.value : 0) : old ? (this.weights.get(old) ?? this.tailWeight) : this.tailWeight;
+      const from = old ? Math.max(t, old.generatedUntil) : t;
+      const e = this.newEngine(spec, weight, from, 0, old?.snapshot(from - this.o.historyDays * 86_400_000), this.engines.length > STAGGER_TICKERS_ABOVE ? (deriveSeed(this.o.seed, `${spec.symbol}:phase`) % 1000) / 1000 : 0);
+      if (l.tradesPerSecond !== undefined && this.tradeRate.value === 0) e.setRate(l.tradesPerSecond, from);
+      this.retired.delete(spec.symbol);
+      this.bySymbol.set(spec.symbol, e);
+      if (!this.tickers.has(spec.symbol)) this.tickers.set(spec.symbol, []);
+      this.engines.push(e);
+      return e;
+    });
+    for (const l of this.listeners) l.onMarkets?.(added, removed);
+    this.log.info({ added: add.map((l) => l.symbol), removed: remove, markets: this.engines.length }, 'sim markets changed');
+    return { added: added.map((e) => e.spec.symbol), removed: removed.map((e) => e.spec.symbol) };
   }
 
   /** The virtual clock, ms. */
@@ -157,9 +244,14 @@ export class MarketEngine {
     return this.realStart > 0 ? Math.floor(this.virtualStart + (Date.now() - this.realStart) * this.o.speed) : Date.now();
   }
 
-  engineFor(symbol: string): SymbolEngine {
-    const e = this.bySymbol.get(symbol);
-    if (!e) throw new TickflowError('SYMBOL_UNKNOWN', `sim: unknown symbol ${symbol} (serving ${this.o.symbols.join(', ')})`);
+  /** A listed market's engine; with `retired`, a delisted one's too (what it emitted stays the truth). */
+  engineFor(symbol: string, retired = false): SymbolEngine {
+    const e = this.bySymbol.get(symbol) ?? (retired ? this.retired.get(symbol) : undefined);
+    if (!e) {
+      const n = this.engines.length;
+      const list = n > 20 ? `${this.symbols.slice(0, 20).join(', ')} and ${n - 20} more` : this.symbols.join(', ');
+      throw new TickflowError('SYMBOL_UNKNOWN', `sim: unknown symbol ${symbol} (serving ${list})`);
+    }
     return e;
   }
 
@@ -175,10 +267,26 @@ export class MarketEngine {
       const to = e.trades.nextId;
       if (from < to) for (const l of ls) l.onTrades?.(e, from, to, t);
     }
-    if (t - this.lastTickerAt >= this.o.tickerPushIntervalMs) {
-      this.lastTickerAt = t;
-      const views = this.engines.map((e) => this.takeTicker(e, 'ws'));
-      for (const l of ls) l.onTickers?.(t, views);
+    const n = this.engines.length;
+    if (n <= STAGGER_TICKERS_ABOVE) {
+      if (t - this.lastTickerAt >= this.o.tickerPushIntervalMs) {
+        this.lastTickerAt = t;
+        const views = this.engines.map((e) => this.takeTicker(e, 'ws'));
+        for (const l of ls) l.onTickers?.(t, views);
+      }
+    } else {
+      // Many symbols: each interval's tickers spread over its ticks in symbol order (a thousand
+      // 24 h windows at once would stall one tick), every symbol still once per interval.
+      if (this.tickerCursor >= n && t - this.lastTickerAt >= this.o.tickerPushIntervalMs) {
+        this.lastTickerAt = t;
+        this.tickerCursor = 0;
+      }
+      const due = Math.min(n, Math.ceil(((t - this.lastTickerAt + this.o.tickIntervalMs * this.o.speed) / this.o.tickerPushIntervalMs) * n));
+      if (due > this.tickerCursor) {
+        const views = this.engines.slice(this.tickerCursor, due).map((e) => this.takeTicker(e, 'ws'));
+        this.tickerCursor = due;
+        for (const l of ls) l.onTickers?.(t, views);
+      }
     }
     for (const l of ls) l.onTick?.(t);
     const ms = performance.now() - started;
@@ -196,6 +304,7 @@ export class MarketEngine {
     const s = e.stats24h();
     const x = tickerText(e.spec, s);
     const list = this.tickers.get(e.spec.symbol)!;
+    if (source === 'ws') this.wsTickers.set(e.spec.symbol, (this.wsTickers.get(e.spec.symbol) ?? 0) + 1);
     list.push({
       symbol: e.spec.symbol,
       source,
@@ -221,7 +330,7 @@ export class MarketEngine {
 
   setTradeRate(rate: number): void {
     const t = this.now();
-    for (const e of this.engines) e.setRate(rate, t);
+    for (const e of this.engines) e.setRate(rate * (this.weights.get(e) ?? 1), t);
     this.tradeRate.value = rate;
   }
 
@@ -249,7 +358,7 @@ export class MarketEngine {
 
   readonly emitted: SimEmitted = {
     trades: (symbol, q = {}) => {
-      const list = symbol === undefined ? this.engines : [this.engineFor(symbol)];
+      const list = symbol === undefined ? [...this.engines, ...this.retired.values()] : [this.engineFor(symbol, true)];
       const out: SimTrade[] = [];
       for (const e of list) {
         const t = e.trades;
@@ -262,7 +371,7 @@ export class MarketEngine {
     },
     candles: (symbol, timeframe, opts = {}) => {
       if (!isInterval(timeframe)) throw new TickflowError('CHANNEL_UNSUPPORTED', `sim: unknown timeframe ${String(timeframe)}`);
-      const e = this.engineFor(symbol);
+      const e = this.engineFor(symbol, true);
       const out: SimCandle[] = [];
       const first = opts.includeHistory ? e.firstOpen(timeframe) : bucketOpen(timeframe, e.startTime);
       const last = e.currentOpen(timeframe);
@@ -273,9 +382,19 @@ export class MarketEngine {
       return out;
     },
     tickers: (symbol, source) => {
-      if (symbol !== undefined) this.engineFor(symbol);
-      const all = symbol !== undefined ? (this.tickers.get(symbol) ?? []) : this.o.symbols.flatMap((s) => this.tickers.get(s) ?? []);
+      if (symbol !== undefined) this.engineFor(symbol, true);
+      const all = symbol !== undefined ? (this.tickers.get(symbol) ?? []) : [...this.tickers.values()].flat();
       return source === undefined ? [...all] : all.filter((t) => t.source === source);
+    },
+    counts: () => {
+      const out: Record<string, SimEmittedCounts> = {};
+      const put = (e: SymbolEngine, listed: boolean): void => {
+        const tickers = this.wsTickers.get(e.spec.symbol) ?? 0;
+        out[e.spec.symbol] = { listed, firstLiveId: e.firstLiveId, nextId: e.trades.nextId, storedFromId: e.trades.firstId, until: e.generatedUntil, tickers, tradesPerSecond: e.rate };
+      };
+      for (const e of this.engines) put(e, true);
+      for (const e of this.retired.values()) put(e, false);
+      return out;
     },
   };
 

@@ -1,6 +1,7 @@
 /** Options of `buildSim`, their defaults and checks. */
 import { TickflowError } from '../core/errors.ts';
 import { DIALECTS, type DialectName } from './dialects/types.ts';
+import { Rng, deriveSeed } from './rng.ts';
 import type { SimState } from './state.ts';
 
 export interface SimOptions {
@@ -12,8 +13,35 @@ export interface SimOptions {
   readonly seed?: number;
   /** Unified spot symbols; default ['BTC/USDT', 'ETH/USDT']. */
   readonly symbols?: readonly string[];
-  /** Mean trades per second per symbol (Poisson arrivals); default 5. */
+  /** Mean trades per second per symbol (Poisson arrivals); default 5. With `rateSkew`, the mean over the symbols. */
   readonly tradesPerSecond?: number;
+  /**
+   * Total trades per second over every symbol; when set it wins over `tradesPerSecond` (which becomes
+   * this divided by the number of symbols).
+   */
+  readonly totalTradesPerSecond?: number;
+  /**
+   * Serve this many instruments: `symbols` first, then generated ones (`AAB/USDT`, `AAC/USDT`, ...,
+   * start prices spread log-uniformly from 0.01 to 1,000 by the seed) up to the count. Default: just `symbols`.
+   */
+  readonly instruments?: number;
+  /**
+   * Zipf exponent of the trade rates: the symbol of rank r (its place in the list, 1 = first)
+   * trades at a rate ∝ 1 / r^rateSkew, scaled so the mean stays `tradesPerSecond`. 0 (default) =
+   * every symbol at `tradesPerSecond`; 1 ≈ real venues (a few hot symbols, a long tail).
+   */
+  readonly rateSkew?: number;
+  /**
+   * Per-connection websocket rules of the real venues: Binance's 1,024 streams per connection,
+   * OKX's and Bybit's limits on one subscribe request. Default true.
+   */
+  readonly venueLimits?: boolean;
+  /**
+   * Binance's limit of 5 incoming messages per second per connection (a SUBSCRIBE, UNSUBSCRIBE...),
+   * beyond which the venue closes the socket with 1008. Default false: ccxt 4.5 sends one SUBSCRIBE
+   * per watch call without pacing, so per-symbol loops over many symbols trip it as on the real venue.
+   */
+  readonly venueMessageRate?: boolean;
   /** Start price per unified symbol; defaults to rough real levels (BTC 60000, ETH 3000, else 100). */
   readonly startPrice?: Readonly<Record<string, number>>;
   /** Days of synthetic 1m history before the start, served by klines; default 7. */
@@ -36,7 +64,7 @@ export interface SimOptions {
   readonly volatility?: number;
   /** Drop a websocket whose unsent backlog exceeds this; default 64 MiB. */
   readonly maxBufferedBytes?: number;
-  /** Tickers remembered per symbol in `emitted.tickers`; default 100,000. */
+  /** Tickers remembered per symbol in `emitted.tickers`; default 100,000, fewer past 10 symbols (1,000,000 over all of them, at least 1,000 each). */
   readonly maxEmittedTickers?: number;
   /**
    * Continue an earlier sim (its `state()`): the same candles for the minutes it served, prices
@@ -81,6 +109,11 @@ export const SIM_DEFAULTS: SimDefaults = Object.freeze({
   maxEmittedTickers: 100_000,
   stateSaveIntervalMs: 30_000,
   dialects: DIALECTS,
+  totalTradesPerSecond: 0,
+  instruments: 0,
+  rateSkew: 0,
+  venueLimits: true,
+  venueMessageRate: false,
   bookIntervalMs: 100,
   firstTradeId: 3_000_000_000,
 });
@@ -115,7 +148,55 @@ export function resolveOptions(opts: SimOptions) {
   for (const s of Object.keys(o.startPrice ?? {})) {
     if (!o.symbols.includes(s)) throw invalid(`startPrice names ${s}, which is not in symbols`);
   }
-  return o;
+  positive('totalTradesPerSecond', o.totalTradesPerSecond, true);
+  positive('rateSkew', o.rateSkew, true);
+  if (!Number.isInteger(o.instruments) || o.instruments < 0 || o.instruments > 100_000) throw invalid(`instruments must be an integer 0..100000, got ${o.instruments}`);
+  const symbols = [...o.symbols, ...generatedSymbols(o.symbols, o.instruments - o.symbols.length)];
+  const startPrice: Record<string, number> = { ...generatedPrices(o.seed, symbols.slice(o.symbols.length)), ...(o.startPrice ?? {}) };
+  const tradesPerSecond = o.totalTradesPerSecond > 0 ? o.totalTradesPerSecond / symbols.length : o.tradesPerSecond;
+  const maxEmittedTickers = opts.maxEmittedTickers ?? Math.min(SIM_DEFAULTS.maxEmittedTickers, Math.max(1_000, Math.floor(1_000_000 / symbols.length)));
+  return { ...o, symbols, startPrice, tradesPerSecond, maxEmittedTickers };
+}
+
+/**
+ * Generated symbols: a three-letter base (more letters past 16,224) over USDT, `ABA/USDT`, `BBA/USDT`, ...;
+ * never X or Z first (Kraken's legacy asset prefixes), never one of `taken`.
+ */
+function generatedSymbols(taken: readonly string[], count: number): string[] {
+  const FIRST = 'ABCDEFGHIJKLMNOPQRSTUVWY';
+  const REST = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ';
+  const out: string[] = [];
+  const used = new Set(taken);
+  for (let i = 24; out.length < count; i++) {
+    let base = FIRST[i % 24]!;
+    for (let r = Math.floor(i / 24); r > 0 || base.length < 3; r = Math.floor(r / 26)) base += REST[r % 26]!;
+    const symbol = `${base}/USDT`;
+    if (!used.has(symbol)) {
+      used.add(symbol);
+      out.push(symbol);
+    }
+  }
+  return out;
+}
+
+/** Start prices of generated symbols, log-uniform in [0.01, 1000), from the seed. */
+function generatedPrices(seed: number, symbols: readonly string[]): Record<string, number> {
+  const rng = new Rng(deriveSeed(seed, 'generated-prices'));
+  const out: Record<string, number> = {};
+  for (const s of symbols) out[s] = Number((10 ** (-2 + 5 * rng.next())).toPrecision(4));
+  return out;
+}
+
+/**
+ * Relative trade rate of the symbol of rank `rank` (0-based) among `n`, mean 1 over the n:
+ * Zipf with exponent `skew` (0 = all 1).
+ */
+export function rateWeights(n: number, skew: number): Float64Array {
+  const w = new Float64Array(n);
+  let sum = 0;
+  for (let r = 0; r < n; r++) sum += w[r] = 1 / (r + 1) ** skew;
+  for (let r = 0; r < n; r++) w[r] = (w[r]! * n) / sum;
+  return w;
 }
 
 export type ResolvedOptions = ReturnType<typeof resolveOptions>;

@@ -3,9 +3,14 @@
  * found by id in O(1) and by time by binary search; memory grows in 64k-trade chunks and the
  * oldest chunk is dropped once `maxTrades` is exceeded (REST can then no longer refill that far).
  */
-const CHUNK_BITS = 16;
-const CHUNK = 1 << CHUNK_BITS;
-const MASK = CHUNK - 1;
+/** Chunk sizes: 2^10 (a quiet symbol: 25 KiB before its first thousand trades) to 2^16 (a busy one). */
+const MIN_CHUNK_BITS = 10;
+const MAX_CHUNK_BITS = 16;
+
+/** Chunk bits for a symbol trading `tradesPerSecond`: about a minute of trades per chunk. */
+export function chunkBitsFor(tradesPerSecond: number): number {
+  return Math.min(MAX_CHUNK_BITS, Math.max(MIN_CHUNK_BITS, Math.ceil(Math.log2(Math.max(1, tradesPerSecond * 60)))));
+}
 
 interface Chunk {
   readonly t: Float64Array; // time, ms
@@ -14,8 +19,8 @@ interface Chunk {
   readonly m: Uint8Array; // 1 = buyer is maker (the taker sold)
 }
 
-function newChunk(): Chunk {
-  return { t: new Float64Array(CHUNK), p: new Float64Array(CHUNK), q: new Float64Array(CHUNK), m: new Uint8Array(CHUNK) };
+function newChunk(size: number): Chunk {
+  return { t: new Float64Array(size), p: new Float64Array(size), q: new Float64Array(size), m: new Uint8Array(size) };
 }
 
 export class TradeStore {
@@ -26,10 +31,17 @@ export class TradeStore {
   nextId: number;
   private readonly maxChunks: number;
 
-  constructor(firstId: number, maxTrades: number) {
+  private readonly bits: number;
+  private readonly size: number;
+  private readonly mask: number;
+
+  constructor(firstId: number, maxTrades: number, chunkBits = MAX_CHUNK_BITS) {
     this.baseId = firstId;
     this.nextId = firstId;
-    this.maxChunks = Math.max(2, Math.ceil(maxTrades / CHUNK) + 1);
+    this.bits = chunkBits;
+    this.size = 1 << chunkBits;
+    this.mask = this.size - 1;
+    this.maxChunks = Math.max(2, Math.ceil(maxTrades / this.size) + 1);
   }
 
   /** Oldest id still held. */
@@ -48,17 +60,17 @@ export class TradeStore {
   push(time: number, priceTicks: number, qtySteps: number, buyerIsMaker: boolean): number {
     const id = this.nextId;
     const pos = id - this.baseId;
-    const ci = pos >>> CHUNK_BITS;
+    const ci = pos >>> this.bits;
     if (ci === this.chunks.length) {
       if (this.chunks.length >= this.maxChunks) {
         this.chunks.shift();
-        this.baseId += CHUNK;
+        this.baseId += this.size;
         return this.push(time, priceTicks, qtySteps, buyerIsMaker);
       }
-      this.chunks.push(newChunk());
+      this.chunks.push(newChunk(this.size));
     }
     const c = this.chunks[ci]!;
-    const s = pos & MASK;
+    const s = pos & this.mask;
     c.t[s] = time;
     c.p[s] = priceTicks;
     c.q[s] = qtySteps;
@@ -72,23 +84,23 @@ export class TradeStore {
   }
 
   private chunkOf(id: number): Chunk {
-    return this.chunks[(id - this.baseId) >>> CHUNK_BITS]!;
+    return this.chunks[(id - this.baseId) >>> this.bits]!;
   }
 
   time(id: number): number {
-    return this.chunkOf(id).t[(id - this.baseId) & MASK]!;
+    return this.chunkOf(id).t[(id - this.baseId) & this.mask]!;
   }
 
   price(id: number): number {
-    return this.chunkOf(id).p[(id - this.baseId) & MASK]!;
+    return this.chunkOf(id).p[(id - this.baseId) & this.mask]!;
   }
 
   qty(id: number): number {
-    return this.chunkOf(id).q[(id - this.baseId) & MASK]!;
+    return this.chunkOf(id).q[(id - this.baseId) & this.mask]!;
   }
 
   buyerIsMaker(id: number): boolean {
-    return this.chunkOf(id).m[(id - this.baseId) & MASK] === 1;
+    return this.chunkOf(id).m[(id - this.baseId) & this.mask] === 1;
   }
 
   /** First held id with time >= t (nextId when none). */

@@ -81,6 +81,42 @@ export interface SimEmitted {
   candles(symbol: string, timeframe: Interval, opts?: { includeHistory?: boolean }): readonly SimCandle[];
   /** Every full ticker pushed (one per symbol per tickerPushIntervalMs, subscribers or not) or served by REST, oldest first. */
   tickers(symbol?: string, source?: SimTicker['source']): readonly SimTicker[];
+  /**
+   * Per symbol (listed and delisted), what was printed, in O(symbols): cheap at any count. Trade
+   * ids are contiguous, so the trades printed in `[fromId, nextId)` number `nextId - fromId`.
+   */
+  counts(): Readonly<Record<string, SimEmittedCounts>>;
+}
+
+export interface SimEmittedCounts {
+  /** Still listed (false: delisted at runtime). */
+  readonly listed: boolean;
+  /** Id of the first trade printed live (after the start or the listing). */
+  readonly firstLiveId: number;
+  /** Id the next trade will get: live trades printed = nextId - firstLiveId. */
+  readonly nextId: number;
+  /** Oldest trade id still held for REST and `emitted.trades`. */
+  readonly storedFromId: number;
+  /** Virtual time the trades are complete up to. */
+  readonly until: number;
+  /** Tickers taken on the push cadence ('ws') since the start. */
+  readonly tickers: number;
+  /** Its rate now, trades per second. */
+  readonly tradesPerSecond: number;
+}
+
+/** What `Sim.markets` takes: symbols (or listings with a start price and rate) to list, symbols to delist. */
+export interface SimMarketsChange {
+  readonly add?: ReadonlyArray<string | { readonly symbol: string; readonly startPrice?: number; readonly tradesPerSecond?: number }>;
+  readonly remove?: readonly string[];
+}
+
+/** One websocket connection as `stats()` reports it. */
+export interface SimConnection {
+  readonly id: number;
+  readonly path: string;
+  /** Streams (topics) subscribed on it. */
+  readonly streams: number;
 }
 
 /**
@@ -112,8 +148,10 @@ export interface SimStats {
   readonly eventLoop: { readonly busyMs: number; readonly wallMs: number };
   /** Websocket counters, summed over the dialects. */
   readonly ws: Readonly<Record<string, number>>;
-  /** The same per dialect. */
-  readonly dialects: Readonly<Record<string, { readonly ws: Readonly<Record<string, number>>; readonly restRequests: number }>>;
+  /** The same per dialect, with its open connections (streams per connection). */
+  readonly dialects: Readonly<Record<string, { readonly ws: Readonly<Record<string, number>>; readonly restRequests: number; readonly connections: readonly SimConnection[] }>>;
+  /** Markets listed now. */
+  readonly markets: number;
   readonly restRequests: number;
 }
 
@@ -125,7 +163,10 @@ export interface Sim {
   readonly url: string;
   /** ws://host:port */
   readonly wsUrl: string;
+  /** The markets listed now (`instruments` generated ones included), in rank order. */
   readonly symbols: readonly string[];
+  /** Lists and delists markets at runtime (what `POST /__sim/markets` does); errors name a bad symbol and change nothing. */
+  markets(change: SimMarketsChange): { added: string[]; removed: string[]; markets: number };
   /** The dialects it speaks, each under its own path prefix (Binance's at the root). */
   readonly dialects: readonly DialectName[];
   /** ccxt options for `ccxt.binance`; with a dialect, for that dialect's ccxt class (see DIALECT_MODULES[d].ccxtId). */

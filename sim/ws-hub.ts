@@ -17,6 +17,8 @@ export class Conn {
   readonly topics = new Set<string>();
   corked = false;
   closed = false;
+  /** Arrival times (ms) of the client's last messages, for a venue's message-rate rule (`overRate`). */
+  private recent: number[] = [];
   /** Wraps each published payload (Binance's combined streams: `{"stream","data"}`). */
   wrap: ((topic: string, payload: string) => string) | undefined;
   constructor(
@@ -25,6 +27,14 @@ export class Conn {
     readonly socket: Duplex,
     readonly url: URL,
   ) {}
+
+  /** Records a client message; true when more than `perSecond` arrived within the last second. */
+  overRate(perSecond: number, now = Date.now()): boolean {
+    const r = this.recent;
+    r.push(now);
+    while (r.length > 0 && r[0]! <= now - 1000) r.shift();
+    return r.length > perSecond;
+  }
 }
 
 /** A dialect's websocket protocol. */
@@ -57,6 +67,8 @@ export interface HubStats {
   bytesSent: number;
   slowConsumerDrops: number;
   refusedUpgrades: number;
+  /** Sockets closed or requests refused for breaking a venue rule (streams per connection, message rate). */
+  refusedConnections: number;
   subscriptions: number;
 }
 
@@ -77,6 +89,7 @@ export class SocketHub {
     bytesSent: 0,
     slowConsumerDrops: 0,
     refusedUpgrades: 0,
+    refusedConnections: 0,
     subscriptions: 0,
   };
 
@@ -207,6 +220,18 @@ export class SocketHub {
     this.corked.length = 0;
   }
 
+  /** Closes one socket with a close frame, as a venue enforcing a rule does (Binance: 1008 "Too many requests"). */
+  refuse(conn: Conn, code: number, reason: string): void {
+    this.stats.refusedConnections++;
+    this.o.log.info({ dialect: this.o.dialect, conn: conn.id, code, reason }, 'sim closed a websocket breaking a venue rule');
+    if (conn.corked) {
+      conn.corked = false;
+      conn.socket.uncork();
+    }
+    conn.ws.close(code, reason);
+    this.detach(conn);
+  }
+
   /** abrupt: TCP reset without a close frame (clients see 1006); clean: close frame 1001 (going away). */
   kill(conn: Conn, how: 'abrupt' | 'clean'): void {
     if (conn.corked) {
@@ -235,6 +260,11 @@ export class SocketHub {
       }
     }
     return n;
+  }
+
+  /** The open sockets and the streams each carries (stats). */
+  connections(): { id: number; path: string; streams: number }[] {
+    return [...this.conns].map((c) => ({ id: c.id, path: c.url.pathname, streams: c.topics.size }));
   }
 
   isPaused(target: PauseTarget): boolean {

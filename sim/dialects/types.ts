@@ -27,6 +27,10 @@ export interface DialectContext {
   readonly maxBufferedBytes: number;
   /** Candle update cadence per subscribed stream (virtual ms). */
   readonly klinePushIntervalMs: number;
+  /** Enforce the venue's per-connection stream and subscribe-request limits. */
+  readonly venueLimits: boolean;
+  /** Enforce the venue's incoming message rate per connection (Binance: 5/s, else closed 1008). */
+  readonly venueMessageRate: boolean;
   /** Called on an unexpected error answering a REST request (answered 500). */
   readonly onError: (err: unknown, path: string) => void;
 }

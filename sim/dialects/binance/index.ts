@@ -6,7 +6,7 @@ import type { SymbolEngine } from '../../engine.ts';
 import { SocketHub } from '../../ws-hub.ts';
 import type { Dialect, DialectModule } from '../types.ts';
 import { createRestHandler } from './rest.ts';
-import { BinanceStreams, isStreamPath } from './ws.ts';
+import { BINANCE_MAX_STREAMS, BINANCE_MESSAGES_PER_SECOND, BinanceStreams, isStreamPath } from './ws.ts';
 
 export const binance: DialectModule = {
   name: 'binance',
@@ -21,11 +21,15 @@ export const binance: DialectModule = {
   },
   build(ctx): Dialect {
     const hub = new SocketHub({ dialect: 'binance', log: ctx.log, faults: ctx.faults, maxBufferedBytes: ctx.maxBufferedBytes, pingIntervalMs: 20_000 });
-    const streams = new BinanceStreams(hub, ctx.market.engines, ctx.klinePushIntervalMs, ctx.log);
+    const streams = new BinanceStreams(hub, ctx.market.engines, ctx.klinePushIntervalMs, ctx.log, {
+      maxStreamsPerConnection: ctx.venueLimits ? BINANCE_MAX_STREAMS : Infinity,
+      messagesPerSecond: ctx.venueMessageRate ? BINANCE_MESSAGES_PER_SECOND : Infinity,
+    });
     hub.use(streams);
+    const engines = new Map<string, SymbolEngine>(ctx.market.engines.map((e) => [e.spec.id, e]));
     const rest = createRestHandler({
       market: ctx.market,
-      engines: new Map<string, SymbolEngine>(ctx.market.engines.map((e) => [e.spec.id, e])),
+      engines,
       refusal: () => ctx.faults.restVerdict('binance'),
       ignoresSince: () => ctx.faults.ignoresSince('binance'),
       tickerWithoutTime: () => ctx.faults.tickerWithoutTime('binance'),
@@ -45,6 +49,11 @@ export const binance: DialectModule = {
       onTrades: (e, from, to, t) => streams.onTrades(e, from, to, t),
       onTickers: (t, views) => streams.onTickers(t, views),
       onTick: (t) => streams.onTick(t),
+      onMarkets(added, removed) {
+        for (const e of removed) engines.delete(e.spec.id);
+        for (const e of added) engines.set(e.spec.id, e);
+        streams.markets(added, removed);
+      },
     };
   },
 };

@@ -26,6 +26,11 @@ export function channelOf(stream: string): StreamChannel | undefined {
   return undefined;
 }
 
+/** "A single connection can listen to a maximum of 1024 streams." (Binance spot market streams) */
+export const BINANCE_MAX_STREAMS = 1024;
+/** "WebSocket connections have a limit of 5 incoming messages per second" (spot), then closed with 1008. */
+export const BINANCE_MESSAGES_PER_SECOND = 5;
+
 /** True for the paths Binance's stream server answers: /ws..., /stream... */
 export function isStreamPath(path: string): boolean {
   return path === '/ws' || path.startsWith('/ws/') || path === '/stream' || path.startsWith('/stream/');
@@ -63,6 +68,8 @@ export class BinanceStreams implements SocketProtocol {
   private readonly klineStreams = new Map<string, KlineStreamState>();
   private readonly depth1s = new Map<SymbolEngine, DepthAccumulator>();
   private readonly partialDepth = new Map<string, { engine: SymbolEngine; levels: number; fast: boolean }>();
+  /** The `@100ms` partial-depth streams per engine (each book diff looks up its own, not every one). */
+  private readonly fastPartial = new Map<SymbolEngine, Map<string, number>>();
   private lastDepth1sAt = 0;
 
   constructor(
@@ -70,8 +77,23 @@ export class BinanceStreams implements SocketProtocol {
     engines: readonly SymbolEngine[],
     private readonly klinePushIntervalMs: number,
     private readonly log: Logger,
+    private readonly limits: { readonly maxStreamsPerConnection: number; readonly messagesPerSecond: number } = { maxStreamsPerConnection: Infinity, messagesPerSecond: Infinity },
   ) {
-    for (const e of engines) {
+    this.markets(engines, []);
+  }
+
+  /** Serves `added` (listed at runtime) and stops `removed` (delisted): their streams go quiet. */
+  markets(added: readonly SymbolEngine[], removed: readonly SymbolEngine[]): void {
+    const gone = new Set(removed);
+    for (const e of removed) {
+      this.names.delete(e);
+      this.depth1s.delete(e);
+      this.fastPartial.delete(e);
+      if (this.byLid.get(e.spec.lid) === e) this.byLid.delete(e.spec.lid);
+    }
+    for (const [k, st] of this.klineStreams) if (gone.has(st.engine)) this.klineStreams.delete(k);
+    for (const [k, st] of this.partialDepth) if (gone.has(st.engine)) this.partialDepth.delete(k);
+    for (const e of added) {
       const lid = e.spec.lid;
       this.byLid.set(lid, e);
       this.names.set(e, {
@@ -98,10 +120,25 @@ export class BinanceStreams implements SocketProtocol {
     // Streams named in the URL: /ws/btcusdt@trade, /stream?streams=btcusdt@trade/ethusdt@trade
     const initial = combined ? (conn.url.searchParams.get('streams') ?? '').split('/') : [decodeURIComponent(path.slice(path.lastIndexOf('/') + 1))];
     const named = initial.filter((s) => s.includes('@'));
+    if (named.length > this.limits.maxStreamsPerConnection) {
+      this.hub.refuse(conn, 1008, `Too many streams: ${named.length} > ${this.limits.maxStreamsPerConnection} per connection`);
+      return;
+    }
     if (named.length > 0) this.hub.subscribe(conn, named);
   }
 
+  /** Streams in `params` this socket does not carry yet. */
+  private newStreams(conn: Conn, params: readonly string[]): number {
+    let n = 0;
+    for (const p of new Set(params)) if (!conn.topics.has(p)) n++;
+    return n;
+  }
+
   onMessage(conn: Conn, data: RawData, isBinary: boolean): void {
+    if (this.limits.messagesPerSecond < Infinity && conn.overRate(this.limits.messagesPerSecond)) {
+      this.hub.refuse(conn, 1008, 'Too many requests');
+      return;
+    }
     let req: { method?: unknown; params?: unknown; id?: unknown };
     try {
       if (isBinary) throw new Error('binary');
@@ -115,6 +152,11 @@ export class BinanceStreams implements SocketProtocol {
     const params = Array.isArray(req.params) ? req.params.filter((p): p is string => typeof p === 'string') : [];
     switch (req.method) {
       case 'SUBSCRIBE':
+        if (conn.topics.size + this.newStreams(conn, params) > this.limits.maxStreamsPerConnection) {
+          this.hub.stats.refusedConnections++;
+          this.hub.reply(conn, { error: { code: 3, msg: `Too many streams: a connection carries at most ${this.limits.maxStreamsPerConnection}` }, id });
+          return;
+        }
         if (!this.hub.subscribe(conn, params)) return;
         this.hub.reply(conn, { result: null, id });
         return;
@@ -139,7 +181,11 @@ export class BinanceStreams implements SocketProtocol {
   onTopicActive(stream: string, active: boolean): void {
     if (!active) {
       this.klineStreams.delete(stream);
-      this.partialDepth.delete(stream);
+      const p = this.partialDepth.get(stream);
+      if (p) {
+        this.partialDepth.delete(stream);
+        this.fastPartial.get(p.engine)?.delete(stream);
+      }
       return;
     }
     const at = stream.indexOf('@');
@@ -157,12 +203,21 @@ export class BinanceStreams implements SocketProtocol {
       return;
     }
     const pd = /^depth(5|10|20)(@100ms|@1000ms)?$/.exec(kind);
-    if (pd) this.partialDepth.set(stream, { engine, levels: Number(pd[1]), fast: pd[2] === '@100ms' });
+    if (pd) {
+      const p = { engine, levels: Number(pd[1]), fast: pd[2] === '@100ms' };
+      this.partialDepth.set(stream, p);
+      if (p.fast) {
+        let m = this.fastPartial.get(engine);
+        if (!m) this.fastPartial.set(engine, (m = new Map()));
+        m.set(stream, p.levels);
+      }
+    }
   }
 
   onBookDiff(e: SymbolEngine, d: BookDiff): void {
     const hub = this.hub;
-    const n = this.names.get(e)!;
+    const n = this.names.get(e);
+    if (!n) return;
     if (hub.subscribers(n.depth100)) hub.publish(n.depth100, wire.depthDiffEvent(e.spec, d, d.time));
     if (hub.subscribers(n.depth1s) || hub.subscribers(n.depth1sAlias)) {
       let acc = this.depth1s.get(e);
@@ -175,14 +230,14 @@ export class BinanceStreams implements SocketProtocol {
       for (const [p, q] of d.asks) acc.asks.set(p, q);
     }
     if (hub.subscribers(n.bookTicker)) hub.publish(n.bookTicker, wire.bookTickerEvent(e.spec, d.u, e.bestBid(), e.bestAsk()));
-    for (const [stream, p] of this.partialDepth) {
-      if (p.engine === e && p.fast) hub.publish(stream, JSON.stringify(wire.depthSnapshot(e.spec, e.book(p.levels))));
-    }
+    const fast = this.fastPartial.get(e);
+    if (fast) for (const [stream, levels] of fast) hub.publish(stream, JSON.stringify(wire.depthSnapshot(e.spec, e.book(levels))));
   }
 
   onTrades(e: SymbolEngine, from: number, to: number, eventTime: number): void {
     const hub = this.hub;
-    const n = this.names.get(e)!;
+    const n = this.names.get(e);
+    if (!n) return;
     const t = e.trades;
     if (hub.subscribers(n.trade)) for (let id = from; id < to; id++) hub.publish(n.trade, wire.tradeEvent(e.spec, t, id, eventTime));
     if (hub.subscribers(n.aggTrade)) for (let id = from; id < to; id++) hub.publish(n.aggTrade, wire.aggTradeEvent(e.spec, t, id, eventTime));
@@ -195,7 +250,8 @@ export class BinanceStreams implements SocketProtocol {
     const wantFullArr = hub.subscribers('!ticker@arr') !== undefined;
     const wantMiniArr = hub.subscribers('!miniTicker@arr') !== undefined;
     for (const { engine: e, stats: s, text: x } of tickers) {
-      const n = this.names.get(e)!;
+      const n = this.names.get(e);
+      if (!n) continue;
       if (hub.subscribers(n.ticker) || wantFullArr) {
         const ev = wire.ticker24hEvent(e.spec, s, x, t);
         hub.publish(n.ticker, ev);

@@ -37,9 +37,10 @@ export const bybit: DialectModule = {
     const hub = new SocketHub({ dialect: 'bybit', log: ctx.log, faults: ctx.faults, maxBufferedBytes: ctx.maxBufferedBytes, pingIntervalMs: 0 });
     const streams = new BybitStreams(hub, ctx.market.engines, ctx.klinePushIntervalMs, ctx.log);
     hub.use(streams);
+    const engines = new Map<string, SymbolEngine>(ctx.market.engines.map((e) => [e.spec.id, e]));
     const rest = createRestHandler({
       market: ctx.market,
-      engines: new Map<string, SymbolEngine>(ctx.market.engines.map((e) => [e.spec.id, e])),
+      engines,
       refusal: () => ctx.faults.restVerdict('bybit'),
       onError: ctx.onError,
     });
@@ -57,6 +58,11 @@ export const bybit: DialectModule = {
       onTrades: (e, from, to, t) => streams.onTrades(e, from, to, t),
       onTickers: (t, views) => streams.onTickers(t, views),
       onTick: (t) => streams.onTick(t),
+      onMarkets(added, removed) {
+        for (const e of removed) engines.delete(e.spec.id);
+        for (const e of added) engines.set(e.spec.id, e);
+        streams.markets(added, removed);
+      },
     };
   },
 };

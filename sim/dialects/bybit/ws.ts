@@ -86,7 +86,19 @@ export class BybitStreams implements SocketProtocol {
     private readonly klinePushIntervalMs: number,
     private readonly log: Logger,
   ) {
-    for (const e of engines) this.byId.set(e.spec.id, e);
+    this.markets(engines, []);
+  }
+
+  /** Serves `added` (listed at runtime) and stops `removed` (delisted): their topics go quiet, new subscriptions are refused. */
+  markets(added: readonly SymbolEngine[], removed: readonly SymbolEngine[]): void {
+    const gone = new Set(removed);
+    for (const e of removed) {
+      if (this.byId.get(e.spec.id) === e) this.byId.delete(e.spec.id);
+      this.linearTickers.delete(e);
+    }
+    for (const [k, st] of this.klines) if (gone.has(st.engine)) this.klines.delete(k);
+    for (const [k, st] of this.books) if (gone.has(st.engine)) this.books.delete(k);
+    for (const e of added) this.byId.set(e.spec.id, e);
   }
 
   channelOf(hubKey: string): StreamChannel | undefined {
@@ -169,7 +181,8 @@ export class BybitStreams implements SocketProtocol {
     }
     const topic = split(hubKey)[1];
     const parts = topic.split('.');
-    const engine = this.byId.get(parts.at(-1)!)!;
+    const engine = this.byId.get(parts.at(-1)!);
+    if (!engine) return;
     if (parts[0] === 'kline') {
       const interval = wire.BYBIT_INTERVALS[parts[1]!] as Interval;
       this.klines.set(hubKey, { engine, interval, id: parts[1]!, lastOpen: engine.currentOpen(interval), lastPushAt: -Infinity });

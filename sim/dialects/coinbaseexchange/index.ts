@@ -25,9 +25,10 @@ export const coinbaseexchange: DialectModule = {
     const hub = new SocketHub({ dialect: 'coinbaseexchange', log: ctx.log, faults: ctx.faults, maxBufferedBytes: ctx.maxBufferedBytes, pingIntervalMs: 0 });
     const streams = new CoinbaseStreams(hub, ctx.market.engines);
     hub.use(streams);
+    const engines = new Map<string, SymbolEngine>(ctx.market.engines.map((e) => [productId(e.spec), e]));
     const rest = createRestHandler({
       market: ctx.market,
-      engines: new Map<string, SymbolEngine>(ctx.market.engines.map((e) => [productId(e.spec), e])),
+      engines,
       refusal: () => ctx.faults.restVerdict('coinbaseexchange'),
       onError: ctx.onError,
     });
@@ -45,6 +46,11 @@ export const coinbaseexchange: DialectModule = {
       onTrades: (e, from, to) => streams.onTrades(e, from, to),
       onTickers: (t, views) => streams.onTickers(t, views),
       onTick: (t) => streams.onTick(t),
+      onMarkets(added, removed) {
+        for (const e of removed) engines.delete(productId(e.spec));
+        for (const e of added) engines.set(productId(e.spec), e);
+        streams.markets(added, removed);
+      },
     };
   },
 };

@@ -43,7 +43,13 @@ export class CoinbaseStreams implements SocketProtocol {
     private readonly hub: SocketHub,
     engines: readonly SymbolEngine[],
   ) {
-    for (const e of engines) {
+    this.markets(engines, []);
+  }
+
+  /** Serves `added` (listed at runtime) and stops `removed` (delisted): new subscriptions to them are refused. */
+  markets(added: readonly SymbolEngine[], removed: readonly SymbolEngine[]): void {
+    for (const e of removed) if (this.byId.get(wire.productId(e.spec)) === e) this.byId.delete(wire.productId(e.spec));
+    for (const e of added) {
       const id = wire.productId(e.spec);
       this.byId.set(id, e);
       this.ids.set(e, id);

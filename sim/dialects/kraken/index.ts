@@ -49,6 +49,11 @@ export const kraken: DialectModule = {
       onTrades: (e, from, to) => streams.onTrades(e, from, to),
       onTickers: (t, views) => streams.onTickers(t, views),
       onTick: (t) => streams.onTick(t),
+      onMarkets(added, removed) {
+        for (const e of removed) pairs.delete(e);
+        for (const e of added) pairs.set(e, krakenPair(e.spec));
+        streams.markets(added, removed);
+      },
     };
   },
 };

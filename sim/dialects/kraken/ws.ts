@@ -63,6 +63,18 @@ export class KrakenStreams implements SocketProtocol {
     for (const [e, p] of pairs) this.bySymbol.set(p.wsSymbol, [e, p]);
   }
 
+  /** Follows the pairs map after a runtime listing/delisting (the caller changed `pairs`): delisted pairs go quiet. */
+  markets(added: readonly SymbolEngine[], removed: readonly SymbolEngine[]): void {
+    const gone = new Set(removed);
+    for (const [sym, [e]] of this.bySymbol) if (gone.has(e)) this.bySymbol.delete(sym);
+    for (const [k, st] of this.ohlc) if (gone.has(st.engine)) this.ohlc.delete(k);
+    for (const [k, st] of this.books) if (gone.has(st.engine)) this.books.delete(k);
+    for (const e of added) {
+      const p = this.pairs.get(e);
+      if (p) this.bySymbol.set(p.wsSymbol, [e, p]);
+    }
+  }
+
   channelOf(topic: string): StreamChannel | undefined {
     return channelOf(topic);
   }

@@ -29,9 +29,10 @@ export const okx: DialectModule = {
     const hub = new SocketHub({ dialect: 'okx', log: ctx.log, faults: ctx.faults, maxBufferedBytes: ctx.maxBufferedBytes, pingIntervalMs: 0 });
     const streams = new OkxStreams(hub, ctx.market.engines, ctx.klinePushIntervalMs);
     hub.use(streams);
+    const engines = new Map<string, SymbolEngine>(ctx.market.engines.map((e) => [instId(e.spec), e]));
     const rest = createRestHandler({
       market: ctx.market,
-      engines: new Map<string, SymbolEngine>(ctx.market.engines.map((e) => [instId(e.spec), e])),
+      engines,
       refusal: () => ctx.faults.restVerdict('okx'),
       onError: ctx.onError,
     });
@@ -49,6 +50,11 @@ export const okx: DialectModule = {
       onTrades: (e, from, to) => streams.onTrades(e, from, to),
       onTickers: (t, views) => streams.onTickers(t, views),
       onTick: (t) => streams.onTick(t),
+      onMarkets(added, removed) {
+        for (const e of removed) engines.delete(instId(e.spec));
+        for (const e of added) engines.set(instId(e.spec), e);
+        streams.markets(added, removed);
+      },
     };
   },
 };

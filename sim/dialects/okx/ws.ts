@@ -62,7 +62,15 @@ export class OkxStreams implements SocketProtocol {
     engines: readonly SymbolEngine[],
     private readonly klinePushIntervalMs: number,
   ) {
-    for (const e of engines) {
+    this.markets(engines, []);
+  }
+
+  /** Serves `added` (listed at runtime) and stops `removed` (delisted): their channels go quiet, new subscriptions are refused. */
+  markets(added: readonly SymbolEngine[], removed: readonly SymbolEngine[]): void {
+    const gone = new Set(removed);
+    for (const e of removed) if (this.byInstId.get(wire.instId(e.spec)) === e) this.byInstId.delete(wire.instId(e.spec));
+    for (const [k, st] of this.candles) if (gone.has(st.engine)) this.candles.delete(k);
+    for (const e of added) {
       const id = wire.instId(e.spec);
       this.byInstId.set(id, e);
       this.ids.set(e, id);
