@@ -58,13 +58,24 @@ export function recordTimeUs(kind: RecordKind, record: AnyRecord): number {
 }
 
 const bodies = new WeakMap<Delivery, string>();
+/** Per record: the tail of its deliveries' bodies (kind, instrument, time, record), the same for every registration it matched. */
+const tails = new WeakMap<AnyRecord, string>();
 
-/** The delivery's JSON body (computed once per delivery). */
+/**
+ * The delivery's JSON body (computed once per delivery): the same text as JSON.stringify of
+ * `{ id, registration, broadcaster, kind, exchange, symbol, ts, record }`, with the part after
+ * `broadcaster` built once per record and spliced into each registration's body.
+ */
 export function deliveryBody(d: Delivery): string {
   let b = bodies.get(d);
   if (b === undefined) {
-    const r = d.record as unknown as { exchange: string; symbol: string };
-    b = JSON.stringify({ id: d.id, registration: d.registration, broadcaster: d.broadcaster, kind: d.kind, exchange: r.exchange, symbol: r.symbol, ts: formatTime(d.tsUs), record: recordJson(d.kind, d.record) });
+    let tail = tails.get(d.record);
+    if (tail === undefined) {
+      const r = d.record as unknown as { exchange: string; symbol: string };
+      tail = JSON.stringify({ kind: d.kind, exchange: r.exchange, symbol: r.symbol, ts: formatTime(d.tsUs), record: recordJson(d.kind, d.record) }).slice(1);
+      tails.set(d.record, tail);
+    }
+    b = `{"id":${JSON.stringify(d.id)},"registration":${JSON.stringify(d.registration)},"broadcaster":${JSON.stringify(d.broadcaster)},${tail}`;
     bodies.set(d, b);
   }
   return b;

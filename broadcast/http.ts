@@ -14,6 +14,7 @@
 import { createHmac } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
+import { urlToHttpOptions } from 'node:url';
 import { TickflowError, messageOf } from '../core/errors.ts';
 import { RETRY, retry } from '../core/retry.ts';
 import { deliveryBody, type Broadcaster, type Delivery, type Outcome } from './delivery.ts';
@@ -39,6 +40,9 @@ export class HttpBroadcaster implements Broadcaster {
   private readonly url: URL;
   /** Keep-alive connections, at most `concurrency` (node:http: several times cheaper per request than fetch). */
   private readonly agent: http.Agent;
+  /** The URL's request options, parsed once (not per POST). */
+  private readonly target: http.RequestOptions;
+  private readonly mod: typeof http | typeof https;
 
   constructor(
     readonly name: string,
@@ -56,6 +60,8 @@ export class HttpBroadcaster implements Broadcaster {
     this.url = new URL(config.url);
     const Agent = this.url.protocol === 'https:' ? https.Agent : http.Agent;
     this.agent = new Agent({ keepAlive: true, maxSockets: concurrency, keepAliveMsecs: 10_000 });
+    this.target = urlToHttpOptions(this.url);
+    this.mod = this.url.protocol === 'https:' ? https : http;
   }
 
   async deliver(deliveries: readonly Delivery[], signal: AbortSignal): Promise<Outcome[]> {
@@ -70,23 +76,33 @@ export class HttpBroadcaster implements Broadcaster {
       lane.push(i);
     });
     const queue = [...lanes.values()];
+    // One abort listener per call (not one per request): a stop destroys the requests in flight.
+    const inFlight = new Set<http.ClientRequest>();
+    const onAbort = () => {
+      for (const req of inFlight) req.destroy(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
     const worker = async () => {
       for (let lane = queue.shift(); lane; lane = queue.shift()) {
-        for (const i of lane) outcomes[i] = await this.one(deliveries[i]!, signal);
+        for (const i of lane) outcomes[i] = await this.one(deliveries[i]!, signal, inFlight);
       }
     };
-    await Promise.all(Array.from({ length: Math.min(this.concurrency, queue.length) }, worker));
+    try {
+      await Promise.all(Array.from({ length: Math.min(this.concurrency, queue.length) }, worker));
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+    }
     if (signal.aborted) throw signal.reason;
     return outcomes;
   }
 
-  private async one(d: Delivery, signal: AbortSignal): Promise<Outcome> {
+  private async one(d: Delivery, signal: AbortSignal, inFlight: Set<http.ClientRequest>): Promise<Outcome> {
     let attempts = 0;
     try {
       await retry(
         (attempt) => {
           attempts = attempt;
-          return this.post(d, signal);
+          return this.post(d, signal, inFlight);
         },
         {
           ...this.policy,
@@ -101,7 +117,7 @@ export class HttpBroadcaster implements Broadcaster {
     }
   }
 
-  private async post(d: Delivery, signal: AbortSignal): Promise<void> {
+  private async post(d: Delivery, signal: AbortSignal, inFlight: Set<http.ClientRequest>): Promise<void> {
     const body = deliveryBody(d);
     const timestamp = String(Date.now());
     const headers: Record<string, string> = {
@@ -113,7 +129,8 @@ export class HttpBroadcaster implements Broadcaster {
     if (this.config.secret) headers[SIGNATURE_HEADER] = signature(this.config.secret, timestamp, body);
     let res: { status: number; text: string; retryAfter: string | undefined };
     try {
-      res = await this.request(headers, body, signal);
+      if (signal.aborted) throw signal.reason;
+      res = await this.request(headers, body, inFlight);
     } catch (e) {
       if (signal.aborted) throw signal.reason;
       throw new TickflowError('DELIVERY_FAILED', `POST ${this.config.url}: ${messageOf(e)}`, { retriable: true, cause: e });
@@ -126,10 +143,10 @@ export class HttpBroadcaster implements Broadcaster {
   }
 
   /** One POST, bounded by timeoutMs; the answer's body is read (up to 4 KB kept), freeing the connection. */
-  private request(headers: Record<string, string>, body: string, signal: AbortSignal): Promise<{ status: number; text: string; retryAfter: string | undefined }> {
-    const mod = this.url.protocol === 'https:' ? https : http;
+  private request(headers: Record<string, string>, body: string, inFlight: Set<http.ClientRequest>): Promise<{ status: number; text: string; retryAfter: string | undefined }> {
+    headers['content-length'] = String(Buffer.byteLength(body));
     return new Promise((resolve, reject) => {
-      const req = mod.request(this.url, { method: 'POST', agent: this.agent, headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) }, signal }, (res) => {
+      const req = this.mod.request({ ...this.target, method: 'POST', agent: this.agent, headers }, (res) => {
         let text = '';
         res.setEncoding('utf8');
         res.on('data', (c: string) => {
@@ -137,17 +154,21 @@ export class HttpBroadcaster implements Broadcaster {
         });
         res.on('end', () => {
           clearTimeout(timer);
+          inFlight.delete(req);
           const ra = res.headers['retry-after'];
           resolve({ status: res.statusCode ?? 0, text, retryAfter: Array.isArray(ra) ? ra[0] : ra });
         });
         res.on('error', (e) => {
           clearTimeout(timer);
+          inFlight.delete(req);
           reject(e);
         });
       });
       const timer = setTimeout(() => req.destroy(new Error(`no answer within ${this.timeoutMs} ms`)), this.timeoutMs);
+      inFlight.add(req);
       req.on('error', (e) => {
         clearTimeout(timer);
+        inFlight.delete(req);
         reject(e);
       });
       req.end(body);

@@ -21,7 +21,7 @@ import { eventId, recordTimeUs, type Broadcaster, type DeadLetter, type DeadLett
 import type { BroadcastEmitter } from './events.ts';
 import type { CompiledRegistration, Matcher } from './model.ts';
 import { commitBatch, initOffsets, readOffsets, readStates, type StatRow, type StateRow } from './positions.ts';
-import type { PredicateState } from './predicate.ts';
+import type { Predicate, PredicateState } from './predicate.ts';
 
 /** The registrations and broadcasters in force, swapped whole by a reload (between chunks). */
 export interface Snapshot {
@@ -47,13 +47,25 @@ export interface RunnerHost {
 }
 
 const HEARTBEAT_EVERY_MS = 2_000;
+/** The first byte of tickflow's Avro single-object framing (core/avro.ts). */
+const SINGLE_OBJECT_MARKER = 0xc3;
 
 interface PlanStep {
   readonly c: CompiledRegistration;
   readonly broadcaster: Broadcaster;
   /** The registration's state per instrument, when its predicate has a crosses term. */
   readonly states: Map<string, PredicateState> | undefined;
+  /** A stateless predicate: its index in Plan.shared (registrations with the same predicate text share one evaluation per record). */
+  readonly shared: number;
 }
+interface Plan {
+  readonly steps: readonly PlanStep[];
+  /** The distinct stateless predicates of the steps, each evaluated at most once per record. */
+  readonly shared: readonly Predicate[];
+  /** Per record: 0 = not evaluated yet, 1 = match, 2 = no match (reset before each record). */
+  readonly answers: Uint8Array;
+}
+const NO_PLAN: Plan = { steps: [], shared: [], answers: new Uint8Array(0) };
 const tpKey = (topic: string, partition: number) => `${topic}\u0000${partition}`;
 const instKey = (exchange: string, symbol: string) => `${exchange}\u0000${symbol}`;
 
@@ -67,7 +79,7 @@ export class BroadcastRunner {
   /** Per registration, per instrument: the predicate state as of the last processed record. */
   private states = new Map<string, Map<string, PredicateState>>();
   /** planOf's cache; replaced with the states on a group join. */
-  private plans = new WeakMap<readonly CompiledRegistration[], readonly PlanStep[]>();
+  private plans = new WeakMap<readonly CompiledRegistration[], Plan>();
   readonly assigned = new Map<string, number[]>();
 
   constructor(
@@ -141,14 +153,24 @@ export class BroadcastRunner {
    * its state map. Cached per candidates list (the Matcher returns the same list for an
    * instrument until a reload), so a record costs one lookup, not one per registration.
    */
-  private planOf(snap: Snapshot, candidates: readonly CompiledRegistration[]): readonly PlanStep[] {
+  private planOf(snap: Snapshot, candidates: readonly CompiledRegistration[]): Plan {
     const cached = this.plans.get(candidates);
     if (cached) return cached;
-    const plan: PlanStep[] = [];
+    const steps: PlanStep[] = [];
+    const shared: Predicate[] = [];
+    const sharedOf = new Map<string, number>();
     for (const c of candidates) {
       const a = snap.active.get(c.name);
-      if (a) plan.push({ c, broadcaster: a.broadcaster, states: c.predicate.stateful ? this.stateOf(c.name) : undefined });
+      if (!a) continue;
+      if (c.predicate.stateful) {
+        steps.push({ c, broadcaster: a.broadcaster, states: this.stateOf(c.name), shared: -1 });
+        continue;
+      }
+      let i = sharedOf.get(c.predicate.source);
+      if (i === undefined) sharedOf.set(c.predicate.source, (i = shared.push(c.predicate) - 1));
+      steps.push({ c, broadcaster: a.broadcaster, states: undefined, shared: i });
     }
+    const plan = steps.length === 0 ? NO_PLAN : { steps, shared, answers: new Uint8Array(shared.length) };
     this.plans.set(candidates, plan);
     return plan;
   }
@@ -208,19 +230,21 @@ export class BroadcastRunner {
       if (!m.value) continue;
       let record: AnyRecord;
       try {
-        record = (await this.host.codec.decode(m.value)).value;
+        // tickflow's own framing decodes synchronously (no await per record); Confluent's may fetch a schema.
+        record = m.value[0] === SINGLE_OBJECT_MARKER ? this.host.codec.decodeSingleObject(m.value).value : (await this.host.codec.decode(m.value)).value;
       } catch (e) {
         // The sink dead-letters undecodable records of these topics; the broadcaster skips them.
         this.host.events.emit('problem', { stage: 'consumer', error: `${topic}:${partition}:${m.offset}: ${messageOf(e)}` });
         continue;
       }
       const r = record as unknown as Readonly<Record<string, unknown>> & { exchange: string; symbol: string };
-      const plan = this.planOf(snap, snap.matcher.candidates(kind, r.exchange, r.symbol));
-      if (plan.length === 0) continue;
+      const { steps, shared, answers } = this.planOf(snap, snap.matcher.candidates(kind, r.exchange, r.symbol));
+      if (steps.length === 0) continue;
+      answers.fill(0);
       let tsUs: number | undefined;
       let ik: string | undefined;
       let offset: string | undefined;
-      for (const { c, broadcaster, states } of plan) {
+      for (const { c, broadcaster, states, shared: si } of steps) {
         let match: boolean;
         if (states) {
           ik ??= instKey(r.exchange, r.symbol);
@@ -232,7 +256,11 @@ export class BroadcastRunner {
             if (!d) dirty.set(states, (d = { registration: c.name, instruments: new Set() }));
             d.instruments.add(ik);
           }
-        } else match = c.predicate.test(r, undefined).match;
+        } else {
+          let a = answers[si]!;
+          if (a === 0) answers[si] = a = shared[si]!.test(r, undefined).match ? 1 : 2;
+          match = a === 1;
+        }
         if (!match) continue;
         matched++;
         tsUs ??= recordTimeUs(kind, record);
