@@ -5,7 +5,8 @@
  * the same stream: a plain kafkajs consumer (core/kafka.ts) decoding the same topic. Figures:
  * records consumed/s, matches (deliveries) /s, deliveries received by the webhook /s, and the
  * latency from the record's time to the webhook receiving it (baseline: to the consumer
- * decoding it), p50/p99, with the lag left at the end of each phase.
+ * decoding it), p50/p99, with the lag left at the end of each phase, and the measured process's CPU
+ * time per 1,000 records (independent of the machine's other load, unlike the latencies).
  *
  *   npm run bench:broadcast [-- --rate 20000 --registrations 1000 --seconds 20]
  *
@@ -215,9 +216,11 @@ async function main(): Promise<void> {
     await new Promise((r) => setTimeout(r, 2_000));
     measuring = true;
     let t0 = performance.now();
+    let cpu0 = process.cpuUsage();
     await new Promise((r) => setTimeout(r, SECONDS * 1000));
     measuring = false;
     const baseSeconds = (performance.now() - t0) / 1000;
+    const baseCpu = process.cpuUsage(cpu0);
     const baseLag = await lagOf(async () => baseAt);
     await consumer.disconnect();
 
@@ -245,10 +248,12 @@ async function main(): Promise<void> {
     await ask(world, 'reset');
     measuring = true;
     t0 = performance.now();
+    cpu0 = process.cpuUsage();
     const elu0 = performance.eventLoopUtilization();
     await new Promise((r) => setTimeout(r, SECONDS * 1000));
     measuring = false;
     const elu = performance.eventLoopUtilization(elu0).utilization;
+    const bcCpu = process.cpuUsage(cpu0);
     const bcSeconds = (performance.now() - t0) / 1000;
     const hook = await ask<{ received: number; p50: number; p99: number }>(world, 'stats');
     const bcLag = await lagOf(async () => {
@@ -271,7 +276,10 @@ async function main(): Promise<void> {
         'lag at end': fmt(bcLag),
       },
     ]);
+    // CPU time of the measured process (user + system) per 1,000 records: unlike the latencies, it does not depend on what else the machine runs.
+    const cpuPer1k = (u: NodeJS.CpuUsage, n: number) => (n > 0 ? ((u.user + u.system) / 1000 / (n / 1000)).toFixed(1) : '-');
     process.stdout.write(`latency: record time (produced) → decoded by the baseline consumer / → received by the webhook. Broadcast event loop ${(elu * 100).toFixed(0)}% busy; batches busy ${((busy / bcSeconds) * 100).toFixed(0)}% of the time.\n`);
+    process.stdout.write(`CPU per 1,000 records: baseline ${cpuPer1k(baseCpu, base.count)} ms, broadcast ${cpuPer1k(bcCpu, records)} ms (${fmt(matched / Math.max(1, records / 1000))} deliveries per 1,000 records).\n`);
   } finally {
     for (const c of [stream, world]) {
       if (c.connected && c.exitCode === null) {

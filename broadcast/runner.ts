@@ -8,8 +8,12 @@
  * predicate with the instrument's state), its deliveries are handed to their broadcasters (in
  * parallel across broadcasters, each ordered per instrument), failures go to the dead-letter
  * topic, and then positions.ts's commitBatch stores the next offset, the state and the counts in
- * one transaction. Only then does the consumer move on: at-least-once, and a restart repeats at
- * most the chunk that was being delivered (with the same event ids).
+ * one transaction. Chunks of a partition are pipelined: chunk n+1 is decoded and matched while
+ * chunk n delivers, starts delivering once n's deliveries are done (so a registration's
+ * deliveries per instrument stay in record order) and commits only after n committed (its state
+ * rows are those as of its own last record). The consumer moves past a batch only once its last
+ * chunk committed: at-least-once, and a restart repeats at most the chunks being delivered (with
+ * the same event ids).
  */
 import type { Pool } from '../core/db.ts';
 import { messageOf } from '../core/errors.ts';
@@ -64,6 +68,21 @@ interface Plan {
   readonly shared: readonly Predicate[];
   /** Per record: 0 = not evaluated yet, 1 = match, 2 = no match (reset before each record). */
   readonly answers: Uint8Array;
+}
+interface Prepared {
+  readonly topic: string;
+  readonly partition: number;
+  readonly messages: readonly KafkaMessage[];
+  readonly highWatermark: number;
+  readonly t0: number;
+  readonly byBroadcaster: ReadonlyMap<Broadcaster, Delivery[]>;
+  readonly stateRows: readonly StateRow[];
+  readonly matched: number;
+}
+/** A chunk on its way: `delivered` once its deliveries are done (false: dropped), `done` once committed (false: dropped). */
+interface Running {
+  readonly delivered: Promise<boolean>;
+  readonly done: Promise<boolean>;
 }
 const NO_PLAN: Plan = { steps: [], shared: [], answers: new Uint8Array(0) };
 const tpKey = (topic: string, partition: number) => `${topic}\u0000${partition}`;
@@ -196,29 +215,74 @@ export class BroadcastRunner {
     const messages = batch.messages.filter((m) => Number(m.offset) >= from);
     if (messages.length === 0) return;
     const max = this.host.batchMaxRecords;
-    for (let i = 0; i < messages.length; i += max) {
-      if (!live()) return;
-      const chunk = messages.slice(i, i + max);
-      const run = this.chunk(batch.topic, batch.partition, chunk, Number(batch.highWatermark));
-      this.processing.add(run);
-      try {
-        // A slow receiver must not cost the group membership: heartbeats go on while it delivers.
-        const beat = setInterval(() => void heartbeat().catch(() => undefined), HEARTBEAT_EVERY_MS);
-        try {
-          if (!(await run)) return;
-        } finally {
-          clearInterval(beat);
-        }
-      } finally {
-        this.processing.delete(run);
+    // Pipelined: chunk n+1 is decoded and matched while chunk n delivers; n+1 delivers once n's
+    // deliveries are done (per registration+instrument order) and commits only after n committed.
+    let pending: { run: Running; last: string } | undefined;
+    // A slow receiver must not cost the group membership: heartbeats go on while it delivers.
+    const beat = setInterval(() => void heartbeat().catch(() => undefined), HEARTBEAT_EVERY_MS);
+    try {
+      for (let i = 0; i < messages.length; i += max) {
+        if (!live()) break;
+        const chunk = messages.slice(i, i + max);
+        const prepared = await this.prepare(batch.topic, batch.partition, chunk, Number(batch.highWatermark));
+        const run = this.complete(prepared, gen, pending?.run);
+        const before = pending;
+        pending = { run, last: chunk[chunk.length - 1]!.offset };
+        if (before && !(await this.settle(before.run))) return;
+        if (before) resolveOffset(before.last);
       }
-      resolveOffset(chunk[chunk.length - 1]!.offset);
-      await heartbeat();
+      if (pending && (await this.settle(pending.run))) resolveOffset(pending.last);
+    } finally {
+      clearInterval(beat);
     }
+    await heartbeat();
   }
 
-  /** Matches, delivers, dead-letters and commits one chunk; false when a stop or a rebalance dropped it uncommitted. */
-  private async chunk(topic: string, partition: number, messages: readonly KafkaMessage[], highWatermark: number): Promise<boolean> {
+  /** Waits for a chunk's commit (true) or drop (false); its failure is thrown to eachBatch here. */
+  private settle(run: Running): Promise<boolean> {
+    return run.done;
+  }
+
+  /**
+   * Delivers, dead-letters and commits a prepared chunk, after `before` (the partition's previous
+   * chunk): its deliveries start once `before`'s are done, its commit once `before` committed. A
+   * chunk whose predecessor was dropped (a stop, a rebalance) is dropped too, undelivered.
+   */
+  private complete(p: Prepared, gen: number, before: Running | undefined): Running {
+    const results: { d: Delivery; o: Outcome }[] = [];
+    const delivered = (async () => {
+      if (before) await before.delivered;
+      if (this.stopping || gen !== this.generation) return false;
+      // Deliver: broadcasters in parallel; each orders its own deliveries per instrument.
+      try {
+        await Promise.all(
+          [...p.byBroadcaster].map(async ([b, ds]) => {
+            const outcomes = await b.deliver(ds, this.signal);
+            ds.forEach((d, i) => results.push({ d, o: outcomes[i]! }));
+          }),
+        );
+      } catch (e) {
+        if (this.stopping) return false;
+        throw e;
+      }
+      return true;
+    })();
+    const done = (async () => {
+      const ok = await delivered;
+      if (before && !(await before.done)) return false;
+      return ok && (await this.commitChunk(p, results));
+    })();
+    // Rejections reach eachBatch through settle (this chunk's or a successor's): never unhandled.
+    delivered.catch(() => undefined);
+    done.catch(() => undefined);
+    this.processing.add(done);
+    const forget = () => this.processing.delete(done);
+    void done.then(forget, forget);
+    return { delivered, done };
+  }
+
+  /** Decodes and matches one chunk: its deliveries per broadcaster, and the states it changed as of its last record. */
+  private async prepare(topic: string, partition: number, messages: readonly KafkaMessage[], highWatermark: number): Promise<Prepared> {
     const t0 = performance.now();
     const kind = this.host.kindOfTopic.get(topic)!;
     const snap = this.host.snapshot();
@@ -271,19 +335,19 @@ export class BroadcastRunner {
       }
     }
 
-    // Deliver: broadcasters in parallel; each orders its own deliveries per instrument.
-    const results: { d: Delivery; o: Outcome }[] = [];
-    try {
-      await Promise.all(
-        [...byBroadcaster].map(async ([b, ds]) => {
-          const outcomes = await b.deliver(ds, this.signal);
-          ds.forEach((d, i) => results.push({ d, o: outcomes[i]! }));
-        }),
-      );
-    } catch (e) {
-      if (this.stopping) return false;
-      throw e;
+    // The states as of this chunk's last record (the next chunk, matched meanwhile, moves them on).
+    const stateRows: StateRow[] = [];
+    for (const [states, d] of dirty) {
+      for (const ik of d.instruments) {
+        const [exchange, symbol] = ik.split('\u0000') as [string, string];
+        stateRows.push({ registration: d.registration, exchange, symbol, state: states.get(ik)! });
+      }
     }
+    return { topic, partition, messages, highWatermark, t0, byBroadcaster, stateRows, matched };
+  }
+
+  /** Dead-letters the failures and commits the chunk (next offset, states, counts in one transaction); false when a stop dropped it. */
+  private async commitChunk({ topic, partition, messages, highWatermark, t0, stateRows, matched }: Prepared, results: readonly { d: Delivery; o: Outcome }[]): Promise<boolean> {
     const letters: DeadLetter[] = [];
     const stats = new Map<string, { delivered: number; failed: number; lastError: string | null; lastErrorAt: Date | null; lastDeliveredAt: Date | null }>();
     for (const { d, o } of results) {
@@ -306,13 +370,6 @@ export class BroadcastRunner {
       for (const l of letters) this.host.events.emit('failed', { broadcaster: l.delivery.broadcaster, registration: l.delivery.registration, id: l.delivery.id, attempts: l.attempts, error: l.error });
       const nextOffset = Number(messages[messages.length - 1]!.offset) + 1;
       const statRows: StatRow[] = [...stats].map(([registration, s]) => ({ registration, ...s }));
-      const stateRows: StateRow[] = [];
-      for (const [states, d] of dirty) {
-        for (const ik of d.instruments) {
-          const [exchange, symbol] = ik.split('\u0000') as [string, string];
-          stateRows.push({ registration: d.registration, exchange, symbol, state: states.get(ik)! });
-        }
-      }
       await retry(() => commitBatch(this.host.pool, { groupId: this.host.groupId, offsets: [{ topic, partition, nextOffset }], states: stateRows, stats: statRows }), {
         ...RETRY.database,
         signal: this.signal,
