@@ -9,11 +9,10 @@
  * parallel across broadcasters, each ordered per instrument), failures go to the dead-letter
  * topic, and then positions.ts's commitBatch stores the next offset, the state and the counts in
  * one transaction. Chunks of a partition are pipelined: chunk n+1 is decoded and matched while
- * chunk n delivers, starts delivering once n's deliveries are done (so a registration's
- * deliveries per instrument stay in record order) and commits only after n committed (its state
- * rows are those as of its own last record). The consumer moves past a batch only once its last
- * chunk committed: at-least-once, and a restart repeats at most the chunks being delivered (with
- * the same event ids).
+ * chunk n delivers and commits, and starts delivering once n committed (its state rows are those
+ * as of its own last record). The consumer moves past a batch only once its last chunk
+ * committed: at-least-once, and a restart repeats at most the chunk that was being delivered
+ * (with the same event ids).
  */
 import type { Pool } from '../core/db.ts';
 import { messageOf } from '../core/errors.ts';
@@ -79,9 +78,8 @@ interface Prepared {
   readonly stateRows: readonly StateRow[];
   readonly matched: number;
 }
-/** A chunk on its way: `delivered` once its deliveries are done (false: dropped), `done` once committed (false: dropped). */
+/** A chunk on its way: `done` once committed (true) or dropped (false). */
 interface Running {
-  readonly delivered: Promise<boolean>;
   readonly done: Promise<boolean>;
 }
 const NO_PLAN: Plan = { steps: [], shared: [], answers: new Uint8Array(0) };
@@ -215,8 +213,8 @@ export class BroadcastRunner {
     const messages = batch.messages.filter((m) => Number(m.offset) >= from);
     if (messages.length === 0) return;
     const max = this.host.batchMaxRecords;
-    // Pipelined: chunk n+1 is decoded and matched while chunk n delivers; n+1 delivers once n's
-    // deliveries are done (per registration+instrument order) and commits only after n committed.
+    // Pipelined: chunk n+1 is decoded and matched while chunk n delivers and commits; n+1 delivers
+    // once n committed.
     let pending: { run: Running; last: string } | undefined;
     // A slow receiver must not cost the group membership: heartbeats go on while it delivers.
     const beat = setInterval(() => void heartbeat().catch(() => undefined), HEARTBEAT_EVERY_MS);
@@ -244,16 +242,17 @@ export class BroadcastRunner {
   }
 
   /**
-   * Delivers, dead-letters and commits a prepared chunk, after `before` (the partition's previous
-   * chunk): its deliveries start once `before`'s are done, its commit once `before` committed. A
-   * chunk whose predecessor was dropped (a stop, a rebalance) is dropped too, undelivered.
+   * Delivers, dead-letters and commits a prepared chunk once `before` (the partition's previous
+   * chunk) committed: so a registration's deliveries per instrument stay in record order, and a
+   * kill repeats at most one chunk per partition. A chunk whose predecessor was dropped (a stop, a
+   * rebalance) or failed is dropped too, undelivered.
    */
   private complete(p: Prepared, gen: number, before: Running | undefined): Running {
-    const results: { d: Delivery; o: Outcome }[] = [];
-    const delivered = (async () => {
-      if (before) await before.delivered;
+    const done = (async () => {
+      if (before && !(await before.done)) return false;
       if (this.stopping || gen !== this.generation) return false;
       // Deliver: broadcasters in parallel; each orders its own deliveries per instrument.
+      const results: { d: Delivery; o: Outcome }[] = [];
       try {
         await Promise.all(
           [...p.byBroadcaster].map(async ([b, ds]) => {
@@ -265,20 +264,14 @@ export class BroadcastRunner {
         if (this.stopping) return false;
         throw e;
       }
-      return true;
+      return this.commitChunk(p, results);
     })();
-    const done = (async () => {
-      const ok = await delivered;
-      if (before && !(await before.done)) return false;
-      return ok && (await this.commitChunk(p, results));
-    })();
-    // Rejections reach eachBatch through settle (this chunk's or a successor's): never unhandled.
-    delivered.catch(() => undefined);
+    // A rejection reaches eachBatch through settle (this chunk's or its successor's): never unhandled.
     done.catch(() => undefined);
     this.processing.add(done);
     const forget = () => this.processing.delete(done);
     void done.then(forget, forget);
-    return { delivered, done };
+    return { done };
   }
 
   /** Decodes and matches one chunk: its deliveries per broadcaster, and the states it changed as of its last record. */
