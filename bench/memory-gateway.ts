@@ -25,14 +25,15 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { REPO_ROOT } from '../core/config.ts';
 import { createKafka } from '../core/kafka.ts';
+import { freePort } from '../infra/process.ts';
 import { benchBrokers } from './kafka.ts';
+import { procMemory } from './proc.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -93,20 +94,6 @@ interface Probe {
   arrayBuffers: number;
   spaces: Record<string, number>;
   liveHeap?: number;
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
-function procStatus(pid: number): { rss: number; hwm: number } {
-  const txt = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(txt)?.[1] ?? 0) * 1024;
-  return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
 }
 
 /** CPU seconds (user + system) of a process. */
@@ -230,12 +217,12 @@ await new Promise<void>((resolve, reject) => {
 });
 const pid = gw.pid!;
 const metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
-out(`gateway up in ${((Date.now() - started) / 1000).toFixed(1)} s (pid ${pid}); RSS ${mb(procStatus(pid).rss)} MB`);
+out(`gateway up in ${((Date.now() - started) / 1000).toFixed(1)} s (pid ${pid}); RSS ${mb(procMemory(pid).rss)} MB`);
 
 let peak = 0;
 const sampler = setInterval(() => {
   try {
-    peak = Math.max(peak, procStatus(pid).rss);
+    peak = Math.max(peak, procMemory(pid).rss);
   } catch {
     // exited
   }
@@ -274,11 +261,11 @@ async function phase(label: string, rate: number, seconds: number): Promise<Row>
   const c0 = cpuSeconds(pid);
   for (let s = 1; s <= seconds; s++) {
     await sleep(1000);
-    if (s % 15 === 0 || s === seconds) out(`  ${label}: t+${s}s RSS ${mb(procStatus(pid).rss)} MB (peak ${mb(peak)} MB)`);
+    if (s % 15 === 0 || s === seconds) out(`  ${label}: t+${s}s RSS ${mb(procMemory(pid).rss)} MB (peak ${mb(peak)} MB)`);
   }
   const p1 = await producedTrades(metricsUrl);
   const dt = (Date.now() - t0) / 1000;
-  const row: Row = { phase: label, offered: rate, acked: (p1 - p0) / dt, cpu: (cpuSeconds(pid) - c0) / dt, buffered: await metric(metricsUrl, 'tickflow_gateway_buffered_records'), rss: procStatus(pid).rss, peak, probe: readProbe(), liveHeap: undefined };
+  const row: Row = { phase: label, offered: rate, acked: (p1 - p0) / dt, cpu: (cpuSeconds(pid) - c0) / dt, buffered: await metric(metricsUrl, 'tickflow_gateway_buffered_records'), rss: procMemory(pid).rss, peak, probe: readProbe(), liveHeap: undefined };
   row.liveHeap = await gcNow(args['heap-snapshots'] ? path.join(dir, `${label.replace(/[^\w]+/g, '-')}.heapsnapshot`) : '');
   return row;
 }
@@ -290,7 +277,7 @@ try {
   for (const [i, rate] of RATES.entries()) rows.push(await phase(`${i + 1}: ${fmt(rate)}/s`, rate, PHASE_S));
 } finally {
   clearInterval(sampler);
-  const hwm = existsSync(`/proc/${pid}/status`) ? procStatus(pid).hwm : 0;
+  const hwm = existsSync(`/proc/${pid}/status`) ? procMemory(pid).hwm : 0;
   code = await stop(gw, 'SIGINT');
   await stop(sim.child);
   const admin = createKafka({ brokers: kafka.brokers, clientId: 'bench', connectionTimeoutMs: 5_000, requestTimeoutMs: 30_000 }).admin();

@@ -21,7 +21,6 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -29,6 +28,8 @@ import WebSocket from 'ws';
 import { parseDocument } from 'yaml';
 import { DEFAULT_CONFIG_PATH, REPO_ROOT } from '../core/config.ts';
 import { SERIES_TABLES } from '../schemas/catalog.ts';
+import { freePort } from '../infra/process.ts';
+import { procMemory } from './proc.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -88,20 +89,6 @@ interface Probe {
   liveHeap?: number;
 }
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
-function status(pid: number): { rss: number; hwm: number } {
-  const txt = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(txt)?.[1] ?? 0) * 1024;
-  return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
-}
-
 const dir = mkdtempSync(path.join(tmpdir(), 'tickflow-bench-memory-'));
 const probeFile = path.join(dir, 'probe.json');
 writeFileSync(path.join(dir, 'probe.mjs'), PROBE);
@@ -154,12 +141,12 @@ const apiUrl = await new Promise<string>((resolve, reject) => {
   child.once('exit', (code) => reject(new Error(`tickflow start exited (${code}):\n${printed}`)));
 });
 const pid = child.pid!;
-out(`up in ${((Date.now() - started) / 1000).toFixed(0)} s at ${apiUrl} (pid ${pid}); RSS ${mb(status(pid).rss)}`);
+out(`up in ${((Date.now() - started) / 1000).toFixed(0)} s at ${apiUrl} (pid ${pid}); RSS ${mb(procMemory(pid).rss)}`);
 
 let peak = 0;
 const sampler = setInterval(() => {
   try {
-    peak = Math.max(peak, status(pid).rss);
+    peak = Math.max(peak, procMemory(pid).rss);
   } catch {
     // exited
   }
@@ -167,7 +154,7 @@ const sampler = setInterval(() => {
 
 /** RSS and the probe's figures now, then the V8 heap's live size (after a full GC it is asked for). */
 async function snapshot(label: string): Promise<{ label: string; rss: number; probe: Probe | undefined; liveHeap: number | undefined }> {
-  const r = { label, rss: status(pid).rss, probe: readProbe() };
+  const r = { label, rss: procMemory(pid).rss, probe: readProbe() };
   writeFileSync(`${probeFile}.gc`, '');
   let liveHeap: number | undefined;
   for (let i = 0; i < 50 && liveHeap === undefined; i++) {
@@ -251,7 +238,7 @@ out(`load: ${counts.ok} requests answered 2xx, ${counts.other} other, ${counts.f
 
 await sleep(AFTER_S * 1000);
 const after = await snapshot(`${AFTER_S} s after`);
-const hwm = status(pid).hwm;
+const hwm = procMemory(pid).hwm;
 clearInterval(sampler);
 
 child.kill('SIGINT');

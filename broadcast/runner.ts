@@ -17,8 +17,8 @@
 import type { Pool } from '../core/db.ts';
 import { messageOf } from '../core/errors.ts';
 import type { AvroCodec } from '../core/avro.ts';
-import { partitionOffsets, type Admin, type Consumer, type EachBatchPayload, type KafkaMessage } from '../core/kafka.ts';
-import { RETRY, retry, sleep } from '../core/retry.ts';
+import { heartbeatUntil, partitionOffsets, type Admin, type Consumer, type EachBatchPayload, type KafkaMessage } from '../core/kafka.ts';
+import { RETRY, retry } from '../core/retry.ts';
 import type { AnyRecord, RecordKind } from '../schemas/catalog.ts';
 import { eventId, recordTimeUs, type Broadcaster, type DeadLetter, type DeadLetters, type Delivery, type Outcome } from './delivery.ts';
 import type { BroadcastEmitter } from './events.ts';
@@ -200,11 +200,7 @@ export class BroadcastRunner {
 
   async eachBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
     const gen = this.generation;
-    for (;;) {
-      const done = await Promise.race([this.positioned.then(() => true, () => true), sleep(HEARTBEAT_EVERY_MS).then(() => false)]);
-      if (done) break;
-      await heartbeat();
-    }
+    await heartbeatUntil(this.positioned, heartbeat, HEARTBEAT_EVERY_MS);
     const live = () => isRunning() && !isStale() && !this.stopping && gen === this.generation;
     const key = tpKey(batch.topic, batch.partition);
     const from = this.next.get(key);

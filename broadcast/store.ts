@@ -27,13 +27,6 @@ export interface BroadcasterRecord {
 }
 
 export interface RegistrationRecord extends RegistrationRow {
-  readonly name: string;
-  readonly broadcaster: string;
-  readonly kind: string;
-  readonly exchange: string;
-  readonly symbol: string;
-  readonly predicate: string | null;
-  readonly paused: boolean;
   readonly broadcasterPaused: boolean;
   readonly source: Source;
   readonly createdAt: string;

@@ -23,7 +23,7 @@ import {
 import { CATALOG, RECORD_KINDS, topicFor, type RecordKind } from '../schemas/catalog.ts';
 import { TickflowError, messageOf } from './errors.ts';
 import { logger } from './log.ts';
-import { RETRY, retry } from './retry.ts';
+import { RETRY, retry, sleep } from './retry.ts';
 
 export type { Admin, Batch, Consumer, ConsumerConfig, EachBatchPayload, IHeaders, Kafka, KafkaMessage, Message, Producer };
 export { CompressionTypes };
@@ -456,4 +456,16 @@ export async function joinGroupMembership(kafka: Kafka, o: GroupMembershipOption
       await consumer.disconnect().catch(() => undefined);
     },
   };
+}
+
+/**
+ * Inside a consumer's eachBatch: wait until `positioned` settles (the seek of this generation),
+ * heartbeating every `everyMs` so a long wait does not cost the group membership.
+ */
+export async function heartbeatUntil(positioned: Promise<unknown>, heartbeat: () => Promise<void>, everyMs: number): Promise<void> {
+  for (;;) {
+    const done = await Promise.race([positioned.then(() => true, () => true), sleep(everyMs).then(() => false)]);
+    if (done) return;
+    await heartbeat();
+  }
 }

@@ -1,7 +1,7 @@
 import { TickflowError, messageOf } from '../core/errors.ts';
-import type { Consumer, EachBatchPayload, KafkaMessage } from '../core/kafka.ts';
+import { heartbeatUntil, type Consumer, type EachBatchPayload, type KafkaMessage } from '../core/kafka.ts';
 import type { Logger } from '../core/log.ts';
-import { RETRY, retry, sleep } from '../core/retry.ts';
+import { RETRY, retry } from '../core/retry.ts';
 import type { WriteTrigger } from './batching.ts';
 import { ChunkQueue, type Take } from './chunk-queue.ts';
 import type { ConnectorDeps } from './connector.ts';
@@ -160,11 +160,7 @@ export class Runner {
   async eachBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
     const gen = this.generation;
     // Wait for the seek of this generation; a batch fetched before it is stale.
-    for (;;) {
-      const done = await Promise.race([this.positioned.then(() => true, () => true), sleep(HEARTBEAT_EVERY_MS).then(() => false)]);
-      if (done) break;
-      await heartbeat();
-    }
+    await heartbeatUntil(this.positioned, heartbeat, HEARTBEAT_EVERY_MS);
     const live = () => isRunning() && !isStale() && !this.stopping && gen === this.generation;
     if (!live() || batch.messages.length === 0) return;
     const max = this.host.config.batchMaxRows;
