@@ -308,7 +308,7 @@ interface DuplexClient {
  * run between them. A time slice rather than a count, so a busy process still reads as fast as
  * it can.
  */
-async function pacedDeliverLoop(this: DuplexClient): Promise<void> {
+export async function pacedDeliverLoop(this: DuplexClient): Promise<void> {
   try {
     let since = performance.now();
     for await (const message of this.duplex) {
