@@ -271,13 +271,14 @@ export function instrumentExchange(ex: Exchange, onRequest?: (url: string, kind:
     const m = /Unexpected server response: (\d{3})/.exec(messageOf(e));
     return m ? Number(m[1]) : undefined;
   };
-  type WsClient = { url: string; reset(error: unknown): void; [INSTRUMENTED]?: true };
+  type WsClient = { url: string; reset(error: unknown): void; deliverLoop?: () => Promise<void>; [INSTRUMENTED]?: true };
   const client = (h as unknown as { client(url: string): WsClient }).client.bind(h);
   (h as unknown as { client(url: string): WsClient }).client = (url: string) => {
     onRequest?.(url, 'ws');
     const c = client(url);
     if (!c[INSTRUMENTED]) {
       c[INSTRUMENTED] = true;
+      if (typeof c.deliverLoop === 'function') c.deliverLoop = pacedDeliverLoop;
       const reset = c.reset.bind(c);
       c.reset = (error: unknown) => {
         const status = wsStatus(error);
@@ -287,6 +288,46 @@ export function instrumentExchange(ex: Exchange, onRequest?: (url: string, kind:
     }
     return c;
   };
+}
+
+/** How long (ms) one websocket hands messages to ccxt before the event loop gets a turn (pacedDeliverLoop). */
+export const DELIVER_SLICE_MS = 10;
+
+interface DuplexClient {
+  duplex: AsyncIterable<unknown> & { readonly readableLength: number; read(): unknown };
+  onMessage(event: { data: unknown }): void;
+}
+
+/**
+ * ccxt's websocket delivery (WsClient.deliverLoop, Node) with a turn for the event loop after
+ * every DELIVER_SLICE_MS of delivery on a connection. ccxt reads a connection's buffered messages
+ * (up to 1,024 in its duplex, plus what the socket holds) on one chain of microtasks and ticks,
+ * and every connection does the same, so a process that fell behind ran event-loop turns of
+ * seconds (1,000 instruments on 16-24 connections: 4-8 s), and whatever waits for a turn (Kafka's
+ * answers, timers) waited that long. Same messages in the same order; only where the loop may
+ * run between them. A time slice rather than a count, so a busy process still reads as fast as
+ * it can.
+ */
+export async function pacedDeliverLoop(this: DuplexClient): Promise<void> {
+  try {
+    let since = performance.now();
+    for await (const message of this.duplex) {
+      this.onMessage({ data: message });
+      // ccxt's release valve (a backlog handed over without waiting for the iterator), within the slice.
+      while (this.duplex.readableLength > 0 && performance.now() - since < DELIVER_SLICE_MS) {
+        const queued = this.duplex.read();
+        if (queued === null) break;
+        this.onMessage({ data: queued });
+      }
+      if (performance.now() - since >= DELIVER_SLICE_MS) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        since = performance.now();
+      }
+    }
+  } catch {
+    // As ccxt's: only the iterator rejects here (ws destroyed the duplex on a socket error), and
+    // the connection's error and close handlers have already failed its watches.
+  }
 }
 
 /** A TickflowError of a ccxt call: its exchange, URL, HTTP status and ccxt class, and how long a rate-limit answer asked to wait. */
