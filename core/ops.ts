@@ -9,7 +9,7 @@
  * a part may add its own fields beside them (the sink's connectors). The HTTP code is each
  * part's to choose (the sink answers 503 unless ok, the API's /healthz is liveness only).
  */
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { registry } from './metrics.ts';
 
 export type HealthStatus = 'ok' | 'starting' | 'degraded' | 'stopping';
@@ -122,3 +122,18 @@ export const opsPlugin: FastifyPluginAsync<OpsOptions> = async (app, opts) => {
     return registry.metrics();
   });
 };
+
+/**
+ * A bodiless request with `Content-Type: application/json` (`curl -X POST -H 'content-type:
+ * application/json' …/pause`) is a request without a body, not a 400; a body is parsed as
+ * fastify's own JSON parser does (prototype poisoning refused). For the scope it is called in.
+ */
+export function acceptBodilessJson(app: FastifyInstance): void {
+  const json = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    const text = typeof body === 'string' ? body : body.toString('utf8');
+    if (text.trim() === '') return done(null, undefined);
+    return json(req, text, done);
+  });
+}

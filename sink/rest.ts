@@ -2,7 +2,7 @@ import { timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import { isTickflowError, messageOf } from '../core/errors.ts';
 import { logger } from '../core/log.ts';
-import { ERROR_BODY_SCHEMA, errorBody, opsPlugin } from '../core/ops.ts';
+import { ERROR_BODY_SCHEMA, acceptBodilessJson, errorBody, opsPlugin } from '../core/ops.ts';
 import { CHECK_TIMEOUT_MS, withTimeout, type SinkHealth } from './health.ts';
 import { CONNECTOR_STATES } from './events.ts';
 import { ManagerError, type ConnectorManager, type ManagedConnector } from './manager.ts';
@@ -169,16 +169,7 @@ function unreachable(e: unknown): boolean {
 export function buildConnectApi(opts: ApiOptions): FastifyInstance {
   const log = logger('sink').child({ module: 'api' });
   const app = Fastify({ logger: false });
-  // A bodiless request with `Content-Type: application/json` (curl -X PUT -H 'content-type:
-  // application/json' …/pause) is a request without a body, not a 400; a body is parsed as
-  // fastify's own JSON parser does (prototype poisoning refused).
-  const json = app.getDefaultJsonParser('error', 'error');
-  app.removeContentTypeParser('application/json');
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
-    const text = typeof body === 'string' ? body : body.toString('utf8');
-    if (text.trim() === '') return done(null, undefined);
-    return json(req, text, done);
-  });
+  acceptBodilessJson(app);
 
   app.addHook('onRequest', async (req, reply) => {
     if (!opts.token || !req.url.startsWith('/connectors')) return;

@@ -15,6 +15,7 @@ import type { FastifyPluginAsync, FastifySchema } from 'fastify';
 import { z } from 'zod';
 import { BROADCASTER_KINDS, NAME_PATTERN, REGISTRATION_KINDS, ValidationError, broadcasterSchema, keepRedacted, parseBroadcaster, parseRegistration, redactBroadcaster, registrationSchema } from '../../broadcast/model.ts';
 import * as store from '../../broadcast/store.ts';
+import { acceptBodilessJson } from '../../core/ops.ts';
 import { ApiError } from '../errors.ts';
 import { errorRef } from '../schemas.ts';
 
@@ -130,15 +131,7 @@ function routeSchema(s: FastifySchema & { summary: string }): FastifySchema {
 }
 
 export const broadcastRoutes: FastifyPluginAsync = async (app) => {
-  // `curl -X POST -H 'content-type: application/json' …/pause` has no body: not a 400 here (these
-  // routes only); a body is parsed as fastify's own parser does (prototype poisoning refused).
-  const json = app.getDefaultJsonParser('error', 'error');
-  app.removeContentTypeParser('application/json');
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
-    const text = typeof body === 'string' ? body : body.toString('utf8');
-    if (text.trim() === '') return done(null, undefined);
-    return json(req, text, done);
-  });
+  acceptBodilessJson(app); // these routes only: …/pause with a JSON content type and no body
   const db = () => app.db.pool;
   const shown = (b: store.BroadcasterRecord) => redactBroadcaster(b);
 
