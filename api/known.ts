@@ -48,9 +48,12 @@ function listed(names: readonly string[]): string {
 }
 
 export class KnownInstruments {
+  private readonly db: ApiDatabase;
   private readonly hits = new Map<string, number>();
 
-  constructor(private readonly db: ApiDatabase) {}
+  constructor(db: ApiDatabase) {
+    this.db = db;
+  }
 
   /** Resolves when the instrument is known; else a 404 naming the exchange's known symbols, or the known exchanges. */
   async requireInstrument(exchange: string, symbol: string): Promise<void> {

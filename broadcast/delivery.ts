@@ -95,10 +95,13 @@ export interface DeadLetter {
  * them), so a failure is never committed past without being in the topic.
  */
 export class DeadLetters {
-  constructor(
-    private readonly producer: Producer,
-    readonly topic: string,
-  ) {}
+  private readonly producer: Producer;
+  readonly topic: string;
+
+  constructor(producer: Producer, topic: string) {
+    this.producer = producer;
+    this.topic = topic;
+  }
 
   async send(letters: readonly DeadLetter[]): Promise<void> {
     if (letters.length === 0) return;

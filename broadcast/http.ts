@@ -33,6 +33,10 @@ export function signature(secret: string, timestamp: string, body: string): stri
 const RETRIED_STATUS = (s: number) => s === 408 || s === 429 || s >= 500;
 
 export class HttpBroadcaster implements Broadcaster {
+  readonly name: string;
+  private readonly config: HttpConfig;
+  private readonly events: BroadcastEmitter;
+  private readonly concurrency: number;
   readonly kind = 'http' as const;
   readonly configKey: string;
   private readonly timeoutMs: number;
@@ -44,12 +48,11 @@ export class HttpBroadcaster implements Broadcaster {
   private readonly target: http.RequestOptions;
   private readonly mod: typeof http | typeof https;
 
-  constructor(
-    readonly name: string,
-    private readonly config: HttpConfig,
-    private readonly events: BroadcastEmitter,
-    private readonly concurrency: number,
-  ) {
+  constructor(name: string, config: HttpConfig, events: BroadcastEmitter, concurrency: number) {
+    this.name = name;
+    this.config = config;
+    this.events = events;
+    this.concurrency = concurrency;
     this.configKey = JSON.stringify(config);
     this.timeoutMs = config.timeoutMs ?? 5_000;
     this.policy = {

@@ -16,16 +16,20 @@ import type { BroadcastEmitter } from './events.ts';
 import type { KafkaConfig } from './model.ts';
 
 export class KafkaBroadcaster implements Broadcaster {
+  readonly name: string;
+  private readonly config: KafkaConfig;
+  private readonly producer: Producer;
+  private readonly codec: AvroCodec;
+  private readonly events: BroadcastEmitter;
   readonly kind = 'kafka' as const;
   readonly configKey: string;
 
-  constructor(
-    readonly name: string,
-    private readonly config: KafkaConfig,
-    private readonly producer: Producer,
-    private readonly codec: AvroCodec,
-    private readonly events: BroadcastEmitter,
-  ) {
+  constructor(name: string, config: KafkaConfig, producer: Producer, codec: AvroCodec, events: BroadcastEmitter) {
+    this.name = name;
+    this.config = config;
+    this.producer = producer;
+    this.codec = codec;
+    this.events = events;
     this.configKey = JSON.stringify(config);
   }
 

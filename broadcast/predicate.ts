@@ -157,15 +157,16 @@ const NUMERIC = new Set(['float8', 'int4', 'int8']);
 const EQUALITY: ReadonlySet<Op> = new Set(['=', '!=']);
 
 class Parser {
+  private readonly kind: RecordKind;
+  private readonly tokens: readonly Token[];
   private i = 0;
   private depth = 0;
   private crosses = 0;
   private readonly columns: ReadonlyMap<string, Column>;
 
-  constructor(
-    private readonly kind: RecordKind,
-    private readonly tokens: readonly Token[],
-  ) {
+  constructor(kind: RecordKind, tokens: readonly Token[]) {
+    this.kind = kind;
+    this.tokens = tokens;
     this.columns = new Map(CATALOG[kind].columns.map((c) => [c.name, c]));
   }
 

@@ -87,6 +87,9 @@ const tpKey = (topic: string, partition: number) => `${topic}\u0000${partition}`
 const instKey = (exchange: string, symbol: string) => `${exchange}\u0000${symbol}`;
 
 export class BroadcastRunner {
+  private readonly host: RunnerHost;
+  private readonly consumer: Consumer;
+  private readonly signal: AbortSignal;
   private generation = 0;
   private positioned: Promise<void> = Promise.resolve();
   /** Chunks being delivered (one per partition at most; partitions run concurrently). */
@@ -99,11 +102,11 @@ export class BroadcastRunner {
   private plans = new WeakMap<readonly CompiledRegistration[], Plan>();
   readonly assigned = new Map<string, number[]>();
 
-  constructor(
-    private readonly host: RunnerHost,
-    private readonly consumer: Consumer,
-    private readonly signal: AbortSignal,
-  ) {}
+  constructor(host: RunnerHost, consumer: Consumer, signal: AbortSignal) {
+    this.host = host;
+    this.consumer = consumer;
+    this.signal = signal;
+  }
 
   private get stopping(): boolean {
     return this.signal.aborted;

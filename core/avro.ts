@@ -67,7 +67,13 @@ function fetchFailure(e: unknown): string {
 
 /** Client of the Confluent schema registry REST API (subjects use the TopicNameStrategy). */
 export class ConfluentRegistry implements SchemaRegistry {
-  constructor(readonly baseUrl: string, private readonly timeoutMs = 10_000) {}
+  readonly baseUrl: string;
+  private readonly timeoutMs: number;
+
+  constructor(baseUrl: string, timeoutMs = 10_000) {
+    this.baseUrl = baseUrl;
+    this.timeoutMs = timeoutMs;
+  }
 
   private async call(pathname: string, init: RequestInit = {}): Promise<unknown> {
     const url = new URL(pathname, this.baseUrl.endsWith('/') ? this.baseUrl : `${this.baseUrl}/`);
@@ -156,13 +162,15 @@ export interface PrepareOptions {
 }
 
 export class AvroCodec {
+  private readonly opts: CodecOptions;
   private readonly byFingerprint = new Map<string, WriterEntry>();
   private readonly byId = new Map<number, Promise<WriterEntry>>();
   private readonly idOfKind = new Map<RecordKind, number>();
   private readonly headerOfKind = new Map<RecordKind, Buffer>();
   private prepared: Promise<void> | undefined;
 
-  constructor(private readonly opts: CodecOptions) {
+  constructor(opts: CodecOptions) {
+    this.opts = opts;
     for (const kind of RECORD_KINDS) {
       const fp = fingerprintBytes(TYPES[kind]);
       this.byFingerprint.set(fp.toString('hex'), { kind, resolver: undefined });

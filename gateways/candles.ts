@@ -78,6 +78,7 @@ export interface CandleTrackerOptions {
 }
 
 export class CandleTracker {
+  readonly timeframe: string;
   private forming: { row: OHLCV; dirty: boolean; endSeenAt?: number } | undefined;
   /** Last forming update sent (local ms), across buckets: the throttle is per symbol/timeframe. */
   private formingEmittedAt = -Infinity;
@@ -88,10 +89,8 @@ export class CandleTracker {
   private readonly closeGraceMs: number;
   private readonly rememberClosed: number;
 
-  constructor(
-    readonly timeframe: string,
-    opts: CandleTrackerOptions = {},
-  ) {
+  constructor(timeframe: string, opts: CandleTrackerOptions = {}) {
+    this.timeframe = timeframe;
     this.formingEveryMs = opts.formingEveryMs ?? 1_000;
     this.closeGraceMs = opts.closeGraceMs ?? 2_000;
     this.rememberClosed = opts.rememberClosed ?? 100_000;

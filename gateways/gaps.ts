@@ -43,12 +43,14 @@ export function gapRecord(g: GapSpec, atUs: number = nowUs()): Gap {
 
 /** Open/close gap records of one stream. */
 export class GapTracker {
+  private readonly ctx: { readonly outbox: Outbox; readonly events: GatewayEvents };
+  private readonly ref: StreamRef;
   private current: { fromUs: number; reason: string; openedAt: number; quietUs?: number } | undefined;
 
-  constructor(
-    private readonly ctx: { readonly outbox: Outbox; readonly events: GatewayEvents },
-    private readonly ref: StreamRef,
-  ) {}
+  constructor(ctx: { readonly outbox: Outbox; readonly events: GatewayEvents }, ref: StreamRef) {
+    this.ctx = ctx;
+    this.ref = ref;
+  }
 
   get isOpen(): boolean {
     return this.current !== undefined;

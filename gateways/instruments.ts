@@ -105,12 +105,15 @@ export interface InstrumentDriver {
  * what runs and is not desired, one reconcile at a time (calls queue behind the running one).
  */
 export class ReconciledSet implements InstrumentSet {
+  private readonly driver: InstrumentDriver;
   private running = new Set<string>();
   private resolved: readonly string[] = [];
   private filter: ((symbol: string) => boolean) | null = null;
   private chain: Promise<void> = Promise.resolve();
 
-  constructor(private readonly driver: InstrumentDriver) {}
+  constructor(driver: InstrumentDriver) {
+    this.driver = driver;
+  }
 
   current(): readonly string[] {
     return [...this.running].sort();

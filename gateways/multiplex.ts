@@ -63,6 +63,8 @@ type Item<M> = { readonly data: M } | { readonly error: unknown };
 
 /** One instrument's queue: data merged while it waits, an error kept in order after the data before it. */
 export class Mailbox<M> {
+  private readonly merge: (older: M, newer: M) => M;
+  readonly symbol: string;
   private readonly queue: Item<M>[] = [];
   private waiter: { resolve: (m: M) => void; reject: (e: unknown) => void } | undefined;
   private closed: unknown;
@@ -70,10 +72,10 @@ export class Mailbox<M> {
   /** Called when the instrument's loop waits for data with nothing queued (its subscription is wanted). */
   onWait: (() => void) | undefined;
 
-  constructor(
-    private readonly merge: (older: M, newer: M) => M,
-    readonly symbol: string,
-  ) {}
+  constructor(merge: (older: M, newer: M) => M, symbol: string) {
+    this.merge = merge;
+    this.symbol = symbol;
+  }
 
   /** The instrument's loop is waiting in `next()`. */
   get waiting(): boolean {
@@ -223,6 +225,9 @@ function groupOf(ex: Exchange, symbol: string): string {
 }
 
 class Chunk<M> {
+  private readonly mux: Multiplexer<M>;
+  /** The symbols of the subscription (detached ones included until it is renewed). */
+  private symbols: string[];
   readonly boxes = new Map<string, Mailbox<M>>();
   private readonly seen = new Map<string, unknown>();
   private done = false;
@@ -231,10 +236,11 @@ class Chunk<M> {
   readonly loop: Promise<void>;
 
   constructor(
-    private readonly mux: Multiplexer<M>,
-    /** The symbols of the subscription (detached ones included until it is renewed). */
-    private symbols: string[],
+    mux: Multiplexer<M>,
+    symbols: string[],
   ) {
+    this.mux = mux;
+    this.symbols = symbols;
     this.loop = this.run();
   }
 
@@ -320,6 +326,13 @@ class Chunk<M> {
 
 /** The multi-symbol subscriptions of one channel (and timeframe) of a worker. */
 export class Multiplexer<M> {
+  readonly ctx: WorkerContext;
+  readonly channel: Channel;
+  readonly kind: Kind<M>;
+  readonly params: Record<string, unknown>;
+  /** Symbols per subscription. */
+  readonly chunkSize: number;
+  readonly timeframe?: string;
   private readonly chunks = new Set<Chunk<M>>();
   private readonly chunkOf = new Map<string, Chunk<M>>();
   private pending: { symbol: string; box: Mailbox<M> }[] = [];
@@ -327,14 +340,19 @@ export class Multiplexer<M> {
   readonly call: string;
 
   private constructor(
-    readonly ctx: WorkerContext,
-    readonly channel: Channel,
-    readonly kind: Kind<M>,
-    readonly params: Record<string, unknown>,
-    /** Symbols per subscription. */
-    readonly chunkSize: number,
-    readonly timeframe?: string,
+    ctx: WorkerContext,
+    channel: Channel,
+    kind: Kind<M>,
+    params: Record<string, unknown>,
+    chunkSize: number,
+    timeframe?: string,
   ) {
+    this.ctx = ctx;
+    this.channel = channel;
+    this.kind = kind;
+    this.params = params;
+    this.chunkSize = chunkSize;
+    this.timeframe = timeframe;
     this.call = MULTI_CAPABILITY[channel];
   }
 

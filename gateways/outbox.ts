@@ -30,6 +30,9 @@ interface Loss {
 
 /** One exchange entry's bounded buffer. */
 export class Outbox {
+  readonly exchange: string;
+  readonly maxRecords: number;
+  private readonly deps: OutboxDeps;
   private items: QueuedRecord[] = [];
   private head = 0;
   /** Records the catalog says are never dropped (gaps, instruments): small. */
@@ -38,11 +41,11 @@ export class Outbox {
   private roomWaiters: Array<() => void> = [];
   dropped = 0;
 
-  constructor(
-    readonly exchange: string,
-    readonly maxRecords: number,
-    private readonly deps: OutboxDeps,
-  ) {}
+  constructor(exchange: string, maxRecords: number, deps: OutboxDeps) {
+    this.exchange = exchange;
+    this.maxRecords = maxRecords;
+    this.deps = deps;
+  }
 
   get size(): number {
     return this.items.length - this.head + this.priority.length;

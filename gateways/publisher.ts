@@ -83,6 +83,7 @@ export interface PublisherOptions {
 }
 
 export class Publisher {
+  private readonly o: PublisherOptions;
   private readonly outboxes: Outbox[] = [];
   private readonly topics: Readonly<Record<RecordKind, string>>;
   private readonly keys = new Map<string, string>();
@@ -103,7 +104,8 @@ export class Publisher {
   /** Records acknowledged by Kafka since start. */
   acked = 0;
 
-  constructor(private readonly o: PublisherOptions) {
+  constructor(o: PublisherOptions) {
+    this.o = o;
     this.events = o.events;
     // 0: records that came while a request was in flight make the next batch (Nagle); a linger
     // of 5 ms held every trade 5 ms at any rate (bench:latency) for fewer, larger requests.

@@ -182,6 +182,7 @@ export interface GroupShardOptions {
 
 /** Membership through a Kafka consumer group (see the module comment). */
 export class GroupShard implements Shard {
+  private readonly opts: GroupShardOptions;
   readonly label: string;
   readonly events = new TypedEvents<ShardEventMap>();
   readonly handoverGapMs: number;
@@ -201,7 +202,8 @@ export class GroupShard implements Shard {
   private readonly first = new Promise<void>((r) => (this.firstServed = r));
   private readonly o: Required<Omit<GroupShardOptions, 'kafka' | 'log' | 'group'>>;
 
-  constructor(private readonly opts: GroupShardOptions) {
+  constructor(opts: GroupShardOptions) {
+    this.opts = opts;
     this.o = { ...SHARD_GROUP_DEFAULTS, ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) } as typeof this.o;
     this.slotCount = this.o.slots;
     this.handoverGapMs = this.o.handoverGapMs;

@@ -15,6 +15,8 @@ export function compareIds(a: string, b: string): number {
 }
 
 export class TradeLedger {
+  private readonly monotonic: boolean;
+  private readonly remember: number;
   /** Newest trade produced (by id when ids are monotonic, else by arrival). */
   private lastId: string | undefined;
   private lastTs: number | undefined;
@@ -22,10 +24,9 @@ export class TradeLedger {
   private readonly ring: string[];
   private ringAt = 0;
 
-  constructor(
-    private readonly monotonic: boolean,
-    private readonly remember = 200_000,
-  ) {
+  constructor(monotonic: boolean, remember = 200_000) {
+    this.monotonic = monotonic;
+    this.remember = remember;
     this.ring = new Array<string>(monotonic ? 0 : remember);
   }
 

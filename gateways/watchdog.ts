@@ -18,9 +18,12 @@ export interface Watched {
 }
 
 export class Watchdog {
+  private readonly log: Logger;
   private readonly streams = new Set<Watched>();
 
-  constructor(private readonly log: Logger) {}
+  constructor(log: Logger) {
+    this.log = log;
+  }
 
   add(w: Watched): void {
     this.streams.add(w);

@@ -95,6 +95,9 @@ export function entryName(entry: Pick<ExchangeEntry, 'id' | 'name'>): string {
 }
 
 export class ExchangeWorker {
+  readonly entry: ExchangeEntry;
+  readonly index: number;
+  private readonly deps: WorkerDeps;
   status: WorkerStatus = 'starting';
   readonly name: string;
   readonly problems: Problem[] = [];
@@ -124,11 +127,10 @@ export class ExchangeWorker {
   /** Resolves once the entry is validated and running, or failed, or waiting for the exchange to answer. */
   readonly settled: Promise<void> = new Promise((r) => (this.settle = r));
 
-  constructor(
-    readonly entry: ExchangeEntry,
-    readonly index: number,
-    private readonly deps: WorkerDeps,
-  ) {
+  constructor(entry: ExchangeEntry, index: number, deps: WorkerDeps) {
+    this.entry = entry;
+    this.index = index;
+    this.deps = deps;
     this.name = entryName(entry);
     this.adapter = adapterFor(entry.id);
     this.outbox = deps.publisher.outbox(this.name, entry.maxBufferedRecords);

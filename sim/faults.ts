@@ -58,6 +58,7 @@ interface Limit {
 }
 
 export class Faults {
+  private readonly clock: () => number;
   private readonly restRefusals = new Map<string, Window>();
   private readonly wsRefusals = new Map<string, Window>();
   /** key: `${dialect}|${target}` */
@@ -66,7 +67,9 @@ export class Faults {
   /** key: `${dialect}|${quirk}` */
   private readonly quirks = new Map<string, { until: number; latest: number }>();
 
-  constructor(private readonly clock: () => number = Date.now) {}
+  constructor(clock: () => number = Date.now) {
+    this.clock = clock;
+  }
 
   refuse(target: 'rest' | 'ws', ms: number, status: number, dialect = ALL): void {
     (target === 'rest' ? this.restRefusals : this.wsRefusals).set(dialect, { until: this.clock() + ms, status });

@@ -97,6 +97,10 @@ export interface MarketListing {
 const STAGGER_TICKERS_ABOVE = 100;
 
 export class MarketEngine {
+  private readonly o: ResolvedOptions;
+  readonly specs: readonly MarketSpec[];
+  private readonly resume: SimState | undefined;
+  private readonly log: Logger;
   engines: SymbolEngine[] = [];
   readonly tradeRate: { value: number };
   private readonly bySymbol = new Map<string, SymbolEngine>();
@@ -122,12 +126,11 @@ export class MarketEngine {
   /** Per engine: ids below this may be handed out before the state file is written again. */
   private readonly leases = new Map<SymbolEngine, number>();
 
-  constructor(
-    private readonly o: ResolvedOptions,
-    readonly specs: readonly MarketSpec[],
-    private readonly resume: SimState | undefined,
-    private readonly log: Logger,
-  ) {
+  constructor(o: ResolvedOptions, specs: readonly MarketSpec[], resume: SimState | undefined, log: Logger) {
+    this.o = o;
+    this.specs = specs;
+    this.resume = resume;
+    this.log = log;
     this.tradeRate = { value: o.tradesPerSecond };
   }
 

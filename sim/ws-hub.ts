@@ -14,6 +14,10 @@ import type { Logger } from '../core/log.ts';
 import type { Faults, PauseTarget, StreamChannel } from './faults.ts';
 
 export class Conn {
+  readonly id: number;
+  readonly ws: WebSocket;
+  readonly socket: Duplex;
+  readonly url: URL;
   readonly topics = new Set<string>();
   corked = false;
   closed = false;
@@ -21,12 +25,12 @@ export class Conn {
   private recent: number[] = [];
   /** Wraps each published payload (Binance's combined streams: `{"stream","data"}`). */
   wrap: ((topic: string, payload: string) => string) | undefined;
-  constructor(
-    readonly id: number,
-    readonly ws: WebSocket,
-    readonly socket: Duplex,
-    readonly url: URL,
-  ) {}
+  constructor(id: number, ws: WebSocket, socket: Duplex, url: URL) {
+    this.id = id;
+    this.ws = ws;
+    this.socket = socket;
+    this.url = url;
+  }
 
   /** Records a client message; true when more than `perSecond` arrived within the last second. */
   overRate(perSecond: number, now = Date.now()): boolean {
@@ -75,6 +79,7 @@ export interface HubStats {
 const STATUS_TEXT: Record<number, string> = { 403: 'Forbidden', 404: 'Not Found', 429: 'Too Many Requests', 451: 'Unavailable For Legal Reasons', 503: 'Service Unavailable' };
 
 export class SocketHub {
+  private readonly o: HubOptions;
   readonly conns = new Set<Conn>();
   private readonly subs = new Map<string, Set<Conn>>();
   private readonly corked: Conn[] = [];
@@ -93,7 +98,8 @@ export class SocketHub {
     subscriptions: 0,
   };
 
-  constructor(private readonly o: HubOptions) {
+  constructor(o: HubOptions) {
+    this.o = o;
     if (o.pingIntervalMs > 0) {
       this.pingTimer = setInterval(() => {
         for (const c of this.conns) if (!c.closed) c.ws.ping();

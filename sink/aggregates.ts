@@ -54,18 +54,22 @@ interface JobRow {
 }
 
 export class Aggregates {
+  private readonly pool: Pool;
+  readonly db: DatabaseInfo;
+  private readonly policies: Policies;
+  private readonly events: SinkEmitter;
   /** Oldest trade time (ms) written since the last successful refresh started. */
   private dirtyFromMs: number | undefined;
   /** End of the last successful refresh window (ms); undefined before the first one. */
   private lastToMs: number | undefined;
   private running: Promise<void> | undefined;
 
-  constructor(
-    private readonly pool: Pool,
-    readonly db: DatabaseInfo,
-    private readonly policies: Policies,
-    private readonly events: SinkEmitter,
-  ) {}
+  constructor(pool: Pool, db: DatabaseInfo, policies: Policies, events: SinkEmitter) {
+    this.pool = pool;
+    this.db = db;
+    this.policies = policies;
+    this.events = events;
+  }
 
   /** Called after each committed batch: the aggregates must cover these rows' buckets. */
   noteWrite(table: TableName, minTimeUs: number): void {

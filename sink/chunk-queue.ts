@@ -30,6 +30,9 @@ export interface Take {
 }
 
 export class ChunkQueue {
+  private readonly capacity: number;
+  private readonly now: () => number;
+  private readonly maxMessages: number;
   private entries: Entry[] = [];
   /** Bumped by drop(): a decoding failure of a dropped chunk is nobody's business. */
   private epoch = 0;
@@ -45,11 +48,11 @@ export class ChunkQueue {
    * `capacity`: chunks queued, decoded or still decoding; `maxMessages`: messages they hold (the
    * memory bound when fetches are small and many: a trickle fetched as soon as it is there).
    */
-  constructor(
-    private readonly capacity: number,
-    private readonly now: () => number = () => performance.now(),
-    private readonly maxMessages = Infinity,
-  ) {}
+  constructor(capacity: number, now: () => number = () => performance.now(), maxMessages = Infinity) {
+    this.capacity = capacity;
+    this.now = now;
+    this.maxMessages = maxMessages;
+  }
 
   get length(): number {
     return this.entries.length;

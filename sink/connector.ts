@@ -105,6 +105,9 @@ export function consumerConfig(groupId: string, c: ConnectorConfig): ConsumerCon
 }
 
 export class Connector {
+  readonly config: ConnectorConfig;
+  private readonly deps: ConnectorDeps;
+  readonly source: 'config' | 'api';
   readonly name: string;
   private readonly log;
   private readonly stats: ConnectorStats = { counts: { rows: 0, messages: 0, deadLettered: 0, retries: 0 }, lastError: undefined, lastBatchAt: undefined };
@@ -126,11 +129,10 @@ export class Connector {
   private stoppedConsumer: Consumer | undefined;
   private startFailing = false;
 
-  constructor(
-    readonly config: ConnectorConfig,
-    private readonly deps: ConnectorDeps,
-    readonly source: 'config' | 'api',
-  ) {
+  constructor(config: ConnectorConfig, deps: ConnectorDeps, source: 'config' | 'api') {
+    this.config = config;
+    this.deps = deps;
+    this.source = source;
     this.name = config.name;
     this.log = logger('sink').child({ connector: config.name });
   }

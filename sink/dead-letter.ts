@@ -24,12 +24,17 @@ export const DLQ_HEADERS = {
 const REASON_MAX = 2000;
 
 export class DeadLetters {
-  constructor(
-    private readonly producer: Producer,
-    private readonly topic: string,
-    private readonly connector: string,
-    private readonly events: SinkEmitter,
-  ) {}
+  private readonly producer: Producer;
+  private readonly topic: string;
+  private readonly connector: string;
+  private readonly events: SinkEmitter;
+
+  constructor(producer: Producer, topic: string, connector: string, events: SinkEmitter) {
+    this.producer = producer;
+    this.topic = topic;
+    this.connector = connector;
+    this.events = events;
+  }
 
   /** Produces the letters and waits for Kafka's ack; a failure is retriable (the batch is rolled back). */
   async send(letters: readonly DeadLetter[]): Promise<void> {

@@ -208,6 +208,9 @@ const IN_THREAD_SLICE = 500;
  * comes while it is replaced, is decoded in the calling thread.
  */
 export class Decoder {
+  private readonly kafka: { readonly topicPrefix: string; readonly schemaRegistryUrl?: string | undefined };
+  private readonly threaded: boolean;
+  private readonly registryWaitMs: number;
   private worker: Worker | undefined;
   private broken = false;
   private nextId = 1;
@@ -216,10 +219,14 @@ export class Decoder {
   private readonly log = logger('sink');
 
   constructor(
-    private readonly kafka: { readonly topicPrefix: string; readonly schemaRegistryUrl?: string | undefined },
-    private readonly threaded = true,
-    private readonly registryWaitMs = REGISTRY_WAIT_MS,
-  ) {}
+    kafka: { readonly topicPrefix: string; readonly schemaRegistryUrl?: string | undefined },
+    threaded = true,
+    registryWaitMs = REGISTRY_WAIT_MS,
+  ) {
+    this.kafka = kafka;
+    this.threaded = threaded;
+    this.registryWaitMs = registryWaitMs;
+  }
 
   /** Starts the worker thread now (it takes a moment to load), rather than on the first batch. */
   start(): void {

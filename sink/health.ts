@@ -32,10 +32,13 @@ export const CHECK_TIMEOUT_MS = 2_500;
 const CACHE_MS = 2_000;
 
 class CachedCheck {
+  private readonly run: () => Promise<void>;
   private last: (Check & { t: number }) | undefined;
   private running: Promise<Check> | undefined;
 
-  constructor(private readonly run: () => Promise<void>) {}
+  constructor(run: () => Promise<void>) {
+    this.run = run;
+  }
 
   get(): Promise<Check> {
     if (this.last && Date.now() - this.last.t < CACHE_MS) return Promise.resolve(this.last);

@@ -10,11 +10,11 @@ import { validateConnector, type Verdict } from './validate.ts';
 
 /** Why a management call was refused; the REST API maps `status` to the HTTP status. */
 export class ManagerError extends Error {
-  constructor(
-    readonly status: 400 | 404 | 409 | 503,
-    message: string,
-  ) {
+  readonly status: 400 | 404 | 409 | 503;
+
+  constructor(status: 400 | 404 | 409 | 503, message: string) {
     super(message);
+    this.status = status;
   }
 }
 
@@ -36,16 +36,29 @@ export interface ManagedConnector {
  * the other connectors. A restart checks its config again.
  */
 export class UnstartableConnector implements ManagedConnector {
+  readonly name: string;
+  readonly source: 'config' | 'api';
+  readonly config: { readonly name: string } & Record<string, unknown>;
+  readonly reason: string;
+  readonly paused: boolean;
+  private readonly topicPrefix: string;
   readonly currentState = 'FAILED' as const;
   private readonly at = new Date().toISOString();
   constructor(
-    readonly name: string,
-    readonly source: 'config' | 'api',
-    readonly config: { readonly name: string } & Record<string, unknown>,
-    readonly reason: string,
-    readonly paused: boolean,
-    private readonly topicPrefix: string,
-  ) {}
+    name: string,
+    source: 'config' | 'api',
+    config: { readonly name: string } & Record<string, unknown>,
+    reason: string,
+    paused: boolean,
+    topicPrefix: string,
+  ) {
+    this.name = name;
+    this.source = source;
+    this.config = config;
+    this.reason = reason;
+    this.paused = paused;
+    this.topicPrefix = topicPrefix;
+  }
 
   problem(): string {
     return this.reason;
@@ -88,6 +101,9 @@ export class UnstartableConnector implements ManagedConnector {
  * checked completely (sink/validate.ts) before it is stored or started.
  */
 export class ConnectorManager {
+  private readonly pool: Pool;
+  private readonly deps: ConnectorDeps;
+  private readonly kafka: Pick<KafkaSettings, 'topicPrefix' | 'partitions' | 'replicationFactor' | 'retentionMs'>;
   private readonly connectors = new Map<string, Connector | UnstartableConnector>();
   private readonly log = logger('sink');
   private readonly topicsEnsured = new Map<string, Promise<void>>();
@@ -95,10 +111,14 @@ export class ConnectorManager {
   private closed = false;
 
   constructor(
-    private readonly pool: Pool,
-    private readonly deps: ConnectorDeps,
-    private readonly kafka: Pick<KafkaSettings, 'topicPrefix' | 'partitions' | 'replicationFactor' | 'retentionMs'>,
-  ) {}
+    pool: Pool,
+    deps: ConnectorDeps,
+    kafka: Pick<KafkaSettings, 'topicPrefix' | 'partitions' | 'replicationFactor' | 'retentionMs'>,
+  ) {
+    this.pool = pool;
+    this.deps = deps;
+    this.kafka = kafka;
+  }
 
   names(): string[] {
     return [...this.connectors.keys()].sort();

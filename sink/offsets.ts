@@ -144,10 +144,13 @@ export async function partitionStatus(pool: Pool, admin: Admin, connector: strin
  * the offsets of each commit are noted, and sent for the partitions still assigned.
  */
 export class KafkaCommits {
+  private readonly log: Logger;
   private pending = new Map<string, { topic: string; partition: number; offset: string }>();
   private committing: Promise<void> | undefined;
 
-  constructor(private readonly log: Logger) {}
+  constructor(log: Logger) {
+    this.log = log;
+  }
 
   note(offsets: readonly { topic: string; partition: number; nextOffset: number }[]): void {
     for (const o of offsets) this.pending.set(partitionKey(o.topic, o.partition), { topic: o.topic, partition: o.partition, offset: String(o.nextOffset) });

@@ -56,6 +56,9 @@ const COMMIT_INTERVAL_MS = 1_000;
 const HEARTBEAT_EVERY_MS = 2_000;
 
 export class Runner {
+  private readonly host: RunHost;
+  private readonly consumer: Consumer;
+  private readonly signal: AbortSignal;
   private readonly codecRows: RowCodec;
   private readonly decodeTarget: DecodeTarget;
   private readonly deadLetters: DeadLetters;
@@ -77,11 +80,10 @@ export class Runner {
   readonly assigned = new Map<string, number[]>();
 
   /** `signal` aborts when the connector stops: retries end, callbacks return. */
-  constructor(
-    private readonly host: RunHost,
-    private readonly consumer: Consumer,
-    private readonly signal: AbortSignal,
-  ) {
+  constructor(host: RunHost, consumer: Consumer, signal: AbortSignal) {
+    this.host = host;
+    this.consumer = consumer;
+    this.signal = signal;
     const c = host.config;
     this.codecRows = rowCodec(c.table, c.keyFields);
     this.queue = new ChunkQueue(QUEUE_CHUNKS, undefined, QUEUE_BATCHES * c.batchMaxRows);

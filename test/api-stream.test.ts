@@ -70,6 +70,9 @@ const isoMicros = (us: number) => {
 
 /** Trades for every instrument, produced to Kafka in small batches, as a gateway would. */
 class Flow {
+  private readonly producer: Producer;
+  private readonly codec: AvroCodec;
+  private readonly topic: string;
   readonly produced = new Map<string, Trade[]>(INSTRUMENTS.map((i) => [key(i), []]));
   private seq = 0;
   private lastTs = 0;
@@ -78,11 +81,11 @@ class Flow {
   /** Called with each batch once it is in Kafka, with the time it got there. */
   onProduced: (batch: Trade[], at: number) => void = () => undefined;
 
-  constructor(
-    private readonly producer: Producer,
-    private readonly codec: AvroCodec,
-    private readonly topic: string,
-  ) {}
+  constructor(producer: Producer, codec: AvroCodec, topic: string) {
+    this.producer = producer;
+    this.codec = codec;
+    this.topic = topic;
+  }
 
   start(): void {
     this.running = true;

@@ -52,11 +52,14 @@ interface Held {
  * what it holds up to `capacity` slots and never past it: a full ring overwrites its oldest.
  */
 class HeldWindow {
+  private readonly capacity: number;
   private buf: (Held | undefined)[] = [];
   private start = 0;
   size = 0;
 
-  constructor(private readonly capacity: number) {}
+  constructor(capacity: number) {
+    this.capacity = capacity;
+  }
 
   get slots(): number {
     return this.buf.length;
@@ -89,6 +92,7 @@ class HeldWindow {
 }
 
 export class StreamHub {
+  private readonly o: HubOptions;
   state: HubState = 'starting';
   readonly groupId: string;
   /** Resolves once the consumer has caught up with the topics' ends as of its start. */
@@ -103,7 +107,8 @@ export class StreamHub {
   private admin: Admin | undefined;
   private readonly abort = new AbortController();
 
-  constructor(private readonly o: HubOptions) {
+  constructor(o: HubOptions) {
+    this.o = o;
     this.groupId = `${o.kafka.clientId}-${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`;
     this.recent = new HeldWindow(o.recentMaxRecords);
     this.ready = new Promise((resolve) => (this.markReady = resolve));

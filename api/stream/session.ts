@@ -53,11 +53,11 @@ export interface Subscription {
 }
 
 class ProtocolError extends Error {
-  constructor(
-    message: string,
-    readonly field?: string,
-  ) {
+  readonly field?: string;
+
+  constructor(message: string, field?: string) {
     super(message);
+    this.field = field;
   }
 }
 
@@ -119,6 +119,8 @@ export interface SessionDeps {
 }
 
 export class StreamSession {
+  private readonly socket: WebSocket;
+  private readonly deps: SessionDeps;
   private gen = 0;
   private unsubscribe: (() => void) | undefined;
   private mode: 'idle' | 'replaying' | 'live' = 'idle';
@@ -128,10 +130,9 @@ export class StreamSession {
   private since: number | undefined;
   private closed = false;
 
-  constructor(
-    private readonly socket: WebSocket,
-    private readonly deps: SessionDeps,
-  ) {
+  constructor(socket: WebSocket, deps: SessionDeps) {
+    this.socket = socket;
+    this.deps = deps;
     deps.events.emit('session.opened', {});
     socket.on('message', (data, isBinary) => void this.onMessage(isBinary ? null : data.toString()));
     socket.on('close', () => {

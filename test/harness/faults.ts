@@ -205,6 +205,7 @@ interface OwnKafka {
 }
 
 export class Rig {
+  readonly opts: RigOptions;
   readonly sim: Sim;
   readonly prefix: string;
   readonly dir: string;
@@ -228,10 +229,8 @@ export class Rig {
   private readonly recoveries: Array<Promise<number | null>> = [];
   readonly notes: Record<string, unknown> = {};
 
-  private constructor(
-    readonly opts: RigOptions,
-    dir: string,
-  ) {
+  private constructor(opts: RigOptions, dir: string) {
+    this.opts = opts;
     this.dir = dir;
     this.symbols = opts.symbols ?? ['BTC/USDT', 'ETH/USDT'];
     this.database = opts.database ?? 'postgres';

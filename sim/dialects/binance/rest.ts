@@ -26,12 +26,13 @@ export interface RestContext {
 
 /** A Binance API error answer (`{code, msg}` with a negative code). */
 class BinanceApiError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: number,
-    msg: string,
-  ) {
+  readonly status: number;
+  readonly code: number;
+
+  constructor(status: number, code: number, msg: string) {
     super(msg);
+    this.status = status;
+    this.code = code;
   }
 }
 

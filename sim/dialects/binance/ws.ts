@@ -63,6 +63,10 @@ interface StreamNames {
 }
 
 export class BinanceStreams implements SocketProtocol {
+  private readonly hub: SocketHub;
+  private readonly klinePushIntervalMs: number;
+  private readonly log: Logger;
+  private readonly limits: { readonly maxStreamsPerConnection: number; readonly messagesPerSecond: number };
   private readonly names = new Map<SymbolEngine, StreamNames>();
   private readonly byLid = new Map<string, SymbolEngine>();
   private readonly klineStreams = new Map<string, KlineStreamState>();
@@ -73,12 +77,16 @@ export class BinanceStreams implements SocketProtocol {
   private lastDepth1sAt = 0;
 
   constructor(
-    private readonly hub: SocketHub,
+    hub: SocketHub,
     engines: readonly SymbolEngine[],
-    private readonly klinePushIntervalMs: number,
-    private readonly log: Logger,
-    private readonly limits: { readonly maxStreamsPerConnection: number; readonly messagesPerSecond: number } = { maxStreamsPerConnection: Infinity, messagesPerSecond: Infinity },
+    klinePushIntervalMs: number,
+    log: Logger,
+    limits: { readonly maxStreamsPerConnection: number; readonly messagesPerSecond: number } = { maxStreamsPerConnection: Infinity, messagesPerSecond: Infinity },
   ) {
+    this.hub = hub;
+    this.klinePushIntervalMs = klinePushIntervalMs;
+    this.log = log;
+    this.limits = limits;
     this.markets(engines, []);
   }
 

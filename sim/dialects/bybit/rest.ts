@@ -25,11 +25,11 @@ export interface RestContext {
 
 /** A Bybit API error: answered with HTTP 200 and `retCode` ≠ 0, as Bybit does. */
 class BybitApiError extends Error {
-  constructor(
-    readonly retCode: number,
-    msg: string,
-  ) {
+  readonly retCode: number;
+
+  constructor(retCode: number, msg: string) {
     super(msg);
+    this.retCode = retCode;
   }
 }
 

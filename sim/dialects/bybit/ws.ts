@@ -71,6 +71,9 @@ const connIdOf = (conn: Conn): string => {
 };
 
 export class BybitStreams implements SocketProtocol {
+  private readonly hub: SocketHub;
+  private readonly klinePushIntervalMs: number;
+  private readonly log: Logger;
   private readonly byId = new Map<string, SymbolEngine>();
   private readonly category = new WeakMap<Conn, Category>();
   private readonly klines = new Map<string, KlineState>();
@@ -80,12 +83,10 @@ export class BybitStreams implements SocketProtocol {
   /** Per socket: the linear ticker / book topics it already has a snapshot of. */
   private readonly snapshotted = new WeakMap<Conn, Set<string>>();
 
-  constructor(
-    private readonly hub: SocketHub,
-    engines: readonly SymbolEngine[],
-    private readonly klinePushIntervalMs: number,
-    private readonly log: Logger,
-  ) {
+  constructor(hub: SocketHub, engines: readonly SymbolEngine[], klinePushIntervalMs: number, log: Logger) {
+    this.hub = hub;
+    this.klinePushIntervalMs = klinePushIntervalMs;
+    this.log = log;
     this.markets(engines, []);
   }
 

@@ -21,11 +21,11 @@ export interface RestContext {
 }
 
 class CoinbaseApiError extends Error {
-  constructor(
-    readonly status: number,
-    msg: string,
-  ) {
+  readonly status: number;
+
+  constructor(status: number, msg: string) {
     super(msg);
+    this.status = status;
   }
 }
 

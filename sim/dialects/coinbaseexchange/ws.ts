@@ -35,14 +35,13 @@ interface SubscribeRequest {
 }
 
 export class CoinbaseStreams implements SocketProtocol {
+  private readonly hub: SocketHub;
   private readonly byId = new Map<string, SymbolEngine>();
   private readonly ids = new Map<SymbolEngine, string>();
   private lastHeartbeat = -Infinity;
 
-  constructor(
-    private readonly hub: SocketHub,
-    engines: readonly SymbolEngine[],
-  ) {
+  constructor(hub: SocketHub, engines: readonly SymbolEngine[]) {
+    this.hub = hub;
     this.markets(engines, []);
   }
 

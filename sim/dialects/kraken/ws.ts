@@ -47,6 +47,11 @@ export function channelOf(topic: string): StreamChannel | undefined {
 }
 
 export class KrakenStreams implements SocketProtocol {
+  private readonly hub: SocketHub;
+  private readonly pairs: ReadonlyMap<SymbolEngine, KrakenPair>;
+  private readonly klinePushIntervalMs: number;
+  private readonly now: () => number;
+  private readonly takeTicker: (e: SymbolEngine) => TickerView;
   private readonly bySymbol = new Map<string, [SymbolEngine, KrakenPair]>();
   private readonly ohlc = new Map<string, OhlcState>();
   private readonly books = new Map<string, BookState>();
@@ -54,12 +59,17 @@ export class KrakenStreams implements SocketProtocol {
   private connectionId = 1_000_000_000_000_000;
 
   constructor(
-    private readonly hub: SocketHub,
-    private readonly pairs: ReadonlyMap<SymbolEngine, KrakenPair>,
-    private readonly klinePushIntervalMs: number,
-    private readonly now: () => number,
-    private readonly takeTicker: (e: SymbolEngine) => TickerView,
+    hub: SocketHub,
+    pairs: ReadonlyMap<SymbolEngine, KrakenPair>,
+    klinePushIntervalMs: number,
+    now: () => number,
+    takeTicker: (e: SymbolEngine) => TickerView,
   ) {
+    this.hub = hub;
+    this.pairs = pairs;
+    this.klinePushIntervalMs = klinePushIntervalMs;
+    this.now = now;
+    this.takeTicker = takeTicker;
     for (const [e, p] of pairs) this.bySymbol.set(p.wsSymbol, [e, p]);
   }
 

@@ -20,12 +20,13 @@ export interface RestContext {
 
 /** An OKX error answer: `{"code":"51001","msg":"...","data":[]}`. */
 class OkxApiError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    msg: string,
-  ) {
+  readonly status: number;
+  readonly code: string;
+
+  constructor(status: number, code: string, msg: string) {
     super(msg);
+    this.status = status;
+    this.code = code;
   }
 }
 

@@ -52,16 +52,16 @@ interface Arg {
 const argText = (channel: string, id: string) => `{"channel":"${channel}","instId":"${id}"}`;
 
 export class OkxStreams implements SocketProtocol {
+  private readonly hub: SocketHub;
+  private readonly klinePushIntervalMs: number;
   private readonly access = new WeakMap<Conn, Access>();
   private readonly byInstId = new Map<string, SymbolEngine>();
   private readonly ids = new Map<SymbolEngine, string>();
   private readonly candles = new Map<string, CandleStream>();
 
-  constructor(
-    private readonly hub: SocketHub,
-    engines: readonly SymbolEngine[],
-    private readonly klinePushIntervalMs: number,
-  ) {
+  constructor(hub: SocketHub, engines: readonly SymbolEngine[], klinePushIntervalMs: number) {
+    this.hub = hub;
+    this.klinePushIntervalMs = klinePushIntervalMs;
     this.markets(engines, []);
   }
 
