@@ -18,12 +18,14 @@ import {
   createExchange,
   endSilentConnections,
   exchangeOptions,
+  forgetRefusedSubscriptions,
   instrumentExchange,
   isCcxtSendAfterClose,
   loadExchangeClass,
   overrideHosts,
   pacedDeliverLoop,
   strayUrls,
+  symbolsNamedIn,
   translateError,
 } from './ccxt.ts';
 
@@ -199,6 +201,35 @@ describe('ending a silent stream', () => {
     sim.setTradeRate(20);
     await expect(ex.watchTrades('BTC/USDT')).resolves.not.toHaveLength(0);
     await ex.close();
+  });
+});
+
+describe('a refused subscription', () => {
+  const markets = {
+    'BTC/USDT': { id: 'BTCUSDT', symbol: 'BTC/USDT' },
+    'BTC/USDT:USDT': { id: 'BTCUSDT_PERP', symbol: 'BTC/USDT:USDT' },
+    'LTC/USDT': { id: 'LTC-USDT', symbol: 'LTC/USDT' },
+  } as Record<string, { id: string; symbol: string }>;
+  const fake = (subscriptions: Record<string, unknown>) =>
+    ({
+      markets,
+      markets_by_id: Object.fromEntries(Object.values(markets).map((m) => [m.id, [m]])),
+      market: (s: string) => markets[s]!,
+      clients: { 'ws://x': { url: 'ws://x', subscriptions, futures: {}, onError: () => undefined } },
+    }) as unknown as Parameters<typeof forgetRefusedSubscriptions>[0];
+
+  it("drops ccxt's marks of the refused symbols' subscriptions on that channel only", () => {
+    const subs: Record<string, unknown> = { 'trade::BTC/USDT': {}, 'trade::BTC/USDT:USDT': {}, 'ticker::BTC/USDT': {}, 'publicTrade.BTCUSDT': {}, 'ohlcv::BTC/USDT::1m': {}, 'trade::LTC/USDT': {} };
+    expect(forgetRefusedSubscriptions(fake(subs), ['BTC/USDT'], 'trades')).toBe(2);
+    expect(Object.keys(subs)).toEqual(['trade::BTC/USDT:USDT', 'ticker::BTC/USDT', 'ohlcv::BTC/USDT::1m', 'trade::LTC/USDT']);
+    expect(forgetRefusedSubscriptions(fake(subs), ['BTC/USDT'], 'ohlcv')).toBe(1);
+  });
+
+  it('names the markets the exchange names in its refusal', () => {
+    const ex = fake({});
+    expect(symbolsNamedIn(ex, `okx {"event":"error","code":"60018","msg":"Wrong URL or channel:trades,instId:LTC-USDT doesn't exist."}`)).toEqual(new Set(['LTC/USDT']));
+    expect(symbolsNamedIn(ex, 'bybit error:handler not found,topic:publicTrade.BTCUSDT')).toEqual(new Set(['BTC/USDT']));
+    expect(symbolsNamedIn(ex, 'binance {"code":2,"msg":"Invalid request: invalid stream"}')).toEqual(new Set());
   });
 });
 

@@ -521,3 +521,55 @@ export function endSilentConnections(ex: Exchange, symbol: string, channel: Chan
   for (const c of victims) c.onError(new ccxtErrors.RequestTimeout(`${ex.id} ${reason}`));
   return victims.length;
 }
+
+/**
+ * After the exchange refused a subscribe request: drops what ccxt pro still records of it, so the
+ * next watch call for those symbols sends a subscribe again. ccxt marks a subscription as made
+ * when it sends it (`client.subscriptions[hash]`) and, on some exchanges, keeps the mark after the
+ * venue's refusal (binance `handleWsError` rejects the futures but leaves `trade::BTC/USDT`):
+ * every later watch of the symbol would then wait for data that never comes, with nothing sent.
+ * Keys are matched as in `endSilentConnections`: naming one of `symbols` (the unified symbol or the
+ * market id, as a whole token) and the channel. Returns the number of marks dropped.
+ */
+export function forgetRefusedSubscriptions(ex: Exchange, symbols: readonly string[], channel: Channel): number {
+  const clients = Object.values((ex as unknown as { clients?: Record<string, WsClientLike> }).clients ?? {});
+  const needles = new Set<string>();
+  for (const symbol of symbols) {
+    needles.add(symbol);
+    try {
+      const id = ex.market(symbol).id;
+      if (id) needles.add(id).add(id.toLowerCase());
+    } catch {
+      // unknown market: the unified symbol only
+    }
+  }
+  const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  // A whole token: `trade::BTC/USDT` and `ohlcv::BTC/USDT::1m` name BTC/USDT, `trade::BTC/USDT:USDT` does not.
+  const token = new RegExp(`(?:^|[^A-Za-z0-9])(?:${[...needles].map(esc).join('|')})(?:$|::|[^A-Za-z0-9:/_-])`);
+  let n = 0;
+  for (const c of clients) {
+    for (const k of Object.keys(c.subscriptions ?? {})) {
+      if (!CHANNEL_WORDS[channel].test(k) || !token.test(k)) continue;
+      delete c.subscriptions[k];
+      n++;
+    }
+  }
+  return n;
+}
+
+/**
+ * The unified symbols of the markets an exchange's error message names (by market id or unified
+ * symbol): OKX `... instId:LTC-USDT doesn't exist`, Bybit `handler not found,topic:publicTrade.LTCUSDT`.
+ * Binance's `Invalid request: invalid stream` names none.
+ */
+export function symbolsNamedIn(ex: Exchange, message: string): Set<string> {
+  const out = new Set<string>();
+  const byId = (ex as unknown as { markets_by_id?: Record<string, Array<{ symbol?: string }> | undefined> }).markets_by_id ?? {};
+  const markets = (ex.markets ?? {}) as Record<string, unknown>;
+  for (const token of message.split(/[^A-Za-z0-9/_-]+/)) {
+    if (token.length < 3) continue;
+    if (token.includes('/') && token in markets) out.add(token);
+    for (const id of [token, token.toUpperCase()]) for (const m of byId[id] ?? []) if (m.symbol) out.add(m.symbol);
+  }
+  return out;
+}

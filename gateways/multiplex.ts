@@ -13,9 +13,18 @@
  * to its mailbox. Trades are taken out of the cache as they are swept (the cache then only holds
  * trades not yet taken, as with releaseConsumedTrades on the per-symbol path).
  *
- * A failed call (the connection dropped, ended by the watchdog, refused) fails every mailbox of
- * the chunk once, after the data swept before it, so each instrument opens its own gap and
- * refills on its own; the loop calls again after its backoff (ccxt dials and resubscribes).
+ * A failed call (the connection dropped, ended by the watchdog) fails every mailbox of the chunk
+ * once, after the data swept before it, so each instrument opens its own gap and refills on its
+ * own; the loop calls again after its backoff (ccxt dials and resubscribes).
+ *
+ * A subscribe request the exchange refuses (too many symbols for it, or one it will not stream:
+ * venues refuse the whole request) is split instead, without failing anyone: the symbols the
+ * refusal names go to a subscription of their own, else the chunk is halved, and both parts
+ * subscribe at once, down to a symbol refused alone, whose loop gets the error (slow backoff,
+ * REST polling meanwhile: watch.ts wsFallback). ccxt's record of the refused subscription is
+ * dropped so the next call sends it again (ccxt.ts forgetRefusedSubscriptions). A refusal that
+ * names only symbols of other subscriptions (OKX: ccxt fails every watch of the connection with
+ * it) is not this chunk's: it calls again at once.
  *
  * Symbols leave by `detach` (their mailbox closes); their subscription stays on the chunk until
  * it next fails (the call is then made for the remaining symbols only) or empties (the loop ends
@@ -24,9 +33,9 @@
  */
 import type { OHLCV, OrderBook, Ticker as CcxtTicker, Trade as CcxtTrade } from 'ccxt';
 import type { Channel } from './config.ts';
-import { has, translateError, type Exchange } from './ccxt.ts';
+import { forgetRefusedSubscriptions, has, symbolsNamedIn, translateError, type Exchange } from './ccxt.ts';
 import type { WorkerContext } from './context.ts';
-import { TickflowError } from '../core/errors.ts';
+import { TickflowError, messageOf } from '../core/errors.ts';
 import { sleep } from '../core/retry.ts';
 import { abortable, retryDelay, StreamAttempts, type Source } from './watch.ts';
 
@@ -224,6 +233,11 @@ function groupOf(ex: Exchange, symbol: string): string {
   }
 }
 
+/** The exchange answered the subscribe request with a refusal (not a dropped or unreachable connection). */
+function isRefusal(err: TickflowError): boolean {
+  return !err.retriable && (err.code === 'EXCHANGE_REJECTED' || err.code === 'SYMBOL_UNKNOWN');
+}
+
 class Chunk<M> {
   private readonly mux: Multiplexer<M>;
   /** The symbols of the subscription (detached ones included until it is renewed). */
@@ -231,6 +245,8 @@ class Chunk<M> {
   readonly boxes = new Map<string, Mailbox<M>>();
   private readonly seen = new Map<string, unknown>();
   private done = false;
+  /** The refusal of this chunk's one symbol was logged. */
+  private refusedAlone = false;
   private readonly abort = new AbortController();
   private wake: (() => void) | undefined;
   readonly loop: Promise<void>;
@@ -267,9 +283,10 @@ class Chunk<M> {
       } catch (e) {
         if (this.done || ctx.signal.aborted) break;
         this.sweep();
+        const err = translateError(e, `${this.mux.call}(${this.symbols.length} symbols)`, ctx.ex);
+        if (isRefusal(err) && this.refused(err)) continue;
         // Each instrument's error names its own call, as on the per-symbol path.
         for (const [s, b] of this.boxes) b.fail(translateError(e, this.mux.label(s), ctx.ex));
-        const err = translateError(e, `${this.mux.call}(${this.symbols.length} symbols)`, ctx.ex);
         ctx.log.debug({ channel: this.mux.channel, symbols: this.symbols.length, err: err.message }, 'multi-symbol subscription failed');
         // Renewed for the symbols still attached (the failed subscription's connection is gone or failing).
         if (this.boxes.size < this.symbols.length) this.symbols = [...this.boxes.keys()];
@@ -280,6 +297,60 @@ class Chunk<M> {
         this.wake = undefined;
       }
     }
+  }
+
+  /**
+   * The exchange refused the subscribe request (too many symbols for it, or one it will not
+   * stream): a chunk of several symbols is split in two and both halves subscribe at once, so the
+   * good symbols keep streaming without a gap and a refused one ends up alone. True when split;
+   * false for a symbol refused alone, whose loop gets the error (retried with the slow backoff,
+   * REST polling meanwhile: watch.ts wsFallback).
+   */
+  private refused(err: TickflowError): boolean {
+    const { ctx, channel, call } = this.mux;
+    const live = this.symbols.filter((s) => this.boxes.has(s));
+    const named = symbolsNamedIn(ctx.ex, messageOf(err.cause ?? err));
+    const mine = live.filter((s) => named.has(s));
+    if (named.size > 0 && mine.length === 0) {
+      // Another subscription's refusal: ccxt fails every watch of the connection with it when the
+      // answer names no request (OKX). This one still stands; called again at once.
+      ctx.log.debug({ channel, symbols: live.length, err: err.message }, 'multi-symbol watch failed with the refusal of another subscription; calling again');
+      return true;
+    }
+    forgetRefusedSubscriptions(ctx.ex, this.symbols, channel);
+    const who = `${ctx.name}${ctx.name === ctx.ex.id ? '' : ` (${ctx.ex.id})`}`;
+    if (live.length > 1) {
+      // The symbols the venue named go to a subscription of their own; else two halves.
+      const moved = mine.length > 0 && mine.length < live.length ? mine : live.slice(Math.ceil(live.length / 2));
+      const keep = live.filter((s) => !moved.includes(s));
+      ctx.log.warn(
+        { exchange: ctx.name, id: ctx.ex.id, channel, symbols: live, err: err.message },
+        `${who} refused ${call} for ${live.length} symbols (${live.join(', ')}): ${err.message}; subscribing ${moved === mine ? `${moved.join(', ')} apart from the other ${keep.length}` : `them in two halves of ${keep.length} and ${moved.length}`}`,
+      );
+      this.symbols = keep;
+      this.mux.split(this, moved);
+      return true;
+    }
+    if (live.length === 1 && !this.refusedAlone) {
+      this.refusedAlone = true;
+      ctx.log.warn(
+        { exchange: ctx.name, id: ctx.ex.id, channel, symbols: live, err: err.message },
+        `${who} refused ${call} for ${live[0]} alone: ${err.message}; its stream retries with backoff and polls REST meanwhile where it can (wsFallback), the other symbols are not affected`,
+      );
+    }
+    return false;
+  }
+
+  /** Moves the mailboxes of `symbols` out of this chunk (to the chunk split off it). */
+  take(symbols: readonly string[]): Map<string, Mailbox<M>> {
+    const out = new Map<string, Mailbox<M>>();
+    for (const s of symbols) {
+      const b = this.boxes.get(s);
+      if (!b) continue;
+      this.boxes.delete(s);
+      out.set(s, b);
+    }
+    return out;
   }
 
   /** Resolves once an attached instrument's loop waits for data. */
@@ -430,6 +501,17 @@ export class Multiplexer<M> {
         this.chunks.add(chunk);
       }
     }
+  }
+
+  /** `from` was refused and keeps the first half of its symbols: `symbols` go to a chunk of their own. */
+  split(from: Chunk<M>, symbols: readonly string[]): void {
+    const boxes = from.take(symbols);
+    const chunk = new Chunk<M>(this, [...boxes.keys()]);
+    for (const [s, b] of boxes) {
+      chunk.add(s, b);
+      this.chunkOf.set(s, chunk);
+    }
+    this.chunks.add(chunk);
   }
 
   dropChunk(chunk: Chunk<M>): void {

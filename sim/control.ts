@@ -5,6 +5,7 @@
  *   POST /__sim/faults                 body: a SimFault (or an array of them), e.g.
  *                                      {"kind":"drop"} {"kind":"pause","channel":"trades","ms":5000}
  *                                      {"kind":"refuse","target":"ws","status":403,"ms":10000,"dialect":"okx"}
+ *                                      {"kind":"refuseSubscribe","symbols":["LTC/USDT"],"ms":60000}
  *                                      {"kind":"rateLimit","requestsPerSecond":2,"ms":10000}
  *                                      {"kind":"quirk","quirk":"ignoreSince","latest":10,"ms":60000}
  *                                      {"kind":"tradeRate","perSecond":50} {"kind":"clear"}

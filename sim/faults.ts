@@ -26,12 +26,21 @@ export type SimFault =
    * `tickerWithoutTime` = tickers carry no exchange time (Kraken, Bybit). Binance dialect so far.
    */
   | { readonly kind: 'quirk'; readonly quirk: RestQuirk; readonly latest?: number; readonly ms: number; readonly dialect?: string }
+  /**
+   * The websocket refuses every subscribe request naming one of `symbols` (unified, `BTC/USDT`) for
+   * ms, the whole request, in the venue's own words: what a venue answers for a symbol it lists
+   * over REST but will not stream (halted, settling, about to be delisted). Binance
+   * `{"error":{"code":2,"msg":"Invalid request: invalid stream"},"id":N}`, Bybit `{"success":false,
+   * "ret_msg":"error:handler not found,topic:..."}`, OKX error 60018 for that arg (OKX answers per
+   * arg; ccxt fails every watch of the connection with it, the request names no id).
+   */
+  | { readonly kind: 'refuseSubscribe'; readonly symbols: readonly string[]; readonly ms: number; readonly dialect?: string }
   /** Mean trades per second per symbol from now on (the engine's, so every dialect). */
   | { readonly kind: 'tradeRate'; readonly perSecond: number }
-  /** Ends every refusal, pause and rate limit now. */
+  /** Ends every refusal, pause, rate limit and quirk now. */
   | { readonly kind: 'clear' };
 
-export const FAULT_KINDS = ['drop', 'pause', 'refuse', 'rateLimit', 'quirk', 'tradeRate', 'clear'] as const;
+export const FAULT_KINDS = ['drop', 'pause', 'refuse', 'refuseSubscribe', 'rateLimit', 'quirk', 'tradeRate', 'clear'] as const;
 export const REST_QUIRKS = ['ignoreSince', 'tickerWithoutTime'] as const;
 export type RestQuirk = (typeof REST_QUIRKS)[number];
 
@@ -66,6 +75,8 @@ export class Faults {
   private readonly limits = new Map<string, Limit>();
   /** key: `${dialect}|${quirk}` */
   private readonly quirks = new Map<string, { until: number; latest: number }>();
+  /** key: `${dialect}|${symbol}` -> until */
+  private readonly refusedSubscriptions = new Map<string, number>();
 
   constructor(clock: () => number = Date.now) {
     this.clock = clock;
@@ -82,6 +93,23 @@ export class Faults {
 
   rateLimit(perSecond: number, ms: number, dialect = ALL): void {
     this.limits.set(dialect, { until: this.clock() + ms, perSecond, second: 0, count: 0 });
+  }
+
+  refuseSubscribe(symbols: readonly string[], ms: number, dialect = ALL): void {
+    for (const s of symbols) this.refusedSubscriptions.set(`${dialect}|${s}`, this.clock() + ms);
+  }
+
+  /** Whether `dialect`'s websocket refuses a subscribe request naming `symbol` (unified). */
+  refusesSubscription(dialect: string, symbol: string): boolean {
+    if (this.refusedSubscriptions.size === 0) return false;
+    const now = this.clock();
+    for (const key of [`${dialect}|${symbol}`, `${ALL}|${symbol}`]) {
+      const until = this.refusedSubscriptions.get(key);
+      if (until === undefined) continue;
+      if (now < until) return true;
+      this.refusedSubscriptions.delete(key);
+    }
+    return false;
   }
 
   quirk(quirk: RestQuirk, ms: number, latest = 10, dialect = ALL): void {
@@ -110,6 +138,7 @@ export class Faults {
 
   clear(): void {
     this.quirks.clear();
+    this.refusedSubscriptions.clear();
     this.restRefusals.clear();
     this.wsRefusals.clear();
     this.paused.clear();
@@ -193,6 +222,9 @@ export function parseFault(x: unknown): SimFault {
     case 'refuse':
       if (f.target !== undefined && f.target !== 'rest' && f.target !== 'ws') throw bad('"target" must be rest or ws');
       return { kind: 'refuse', ...(f.target ? { target: f.target } : {}), ms: num('ms'), ...(f.status !== undefined ? { status: num('status', 100) } : {}), ...dialect };
+    case 'refuseSubscribe':
+      if (!Array.isArray(f.symbols) || f.symbols.length === 0 || !f.symbols.every((s) => typeof s === 'string')) throw bad('"symbols" must be a non-empty array of symbols (BTC/USDT)');
+      return { kind: 'refuseSubscribe', symbols: f.symbols as string[], ms: num('ms'), ...dialect };
     case 'rateLimit':
       return { kind: 'rateLimit', requestsPerSecond: num('requestsPerSecond'), ms: num('ms'), ...dialect };
     case 'quirk':

@@ -92,6 +92,10 @@ export function buildSim(opts: SimOptions = {}): Sim {
         log.info({ target, ms: f.ms, status, dialect: f.dialect }, target === 'rest' ? 'sim refusing REST' : 'sim refusing websocket upgrades');
         return 0;
       }
+      case 'refuseSubscribe':
+        faults.refuseSubscribe(f.symbols, f.ms, f.dialect);
+        log.info({ symbols: f.symbols, ms: f.ms, dialect: f.dialect }, 'sim refusing websocket subscriptions naming these symbols');
+        return 0;
       case 'rateLimit':
         faults.rateLimit(f.requestsPerSecond, f.ms, f.dialect);
         log.info({ requestsPerSecond: f.requestsPerSecond, ms: f.ms, dialect: f.dialect }, 'sim rate-limiting REST');

@@ -273,6 +273,11 @@ export class SocketHub {
     return [...this.conns].map((c) => ({ id: c.id, path: c.url.pathname, streams: c.topics.size }));
   }
 
+  /** Whether a fault makes this dialect refuse subscribe requests naming `symbol` (unified). */
+  refusesSubscription(symbol: string): boolean {
+    return this.o.faults.refusesSubscription(this.o.dialect, symbol);
+  }
+
   isPaused(target: PauseTarget): boolean {
     return this.o.faults.isPaused(this.o.dialect, target);
   }

@@ -165,6 +165,11 @@ export class BinanceStreams implements SocketProtocol {
           this.hub.reply(conn, { error: { code: 3, msg: `Too many streams: a connection carries at most ${this.limits.maxStreamsPerConnection}` }, id });
           return;
         }
+        if (params.some((p) => this.refused(p))) {
+          // The whole request is refused, none of its streams subscribed.
+          this.hub.reply(conn, { error: { code: 2, msg: 'Invalid request: invalid stream' }, id });
+          return;
+        }
         if (!this.hub.subscribe(conn, params)) return;
         this.hub.reply(conn, { result: null, id });
         return;
@@ -184,6 +189,12 @@ export class BinanceStreams implements SocketProtocol {
       default:
         this.hub.reply(conn, { error: { code: 2, msg: `Invalid request: unknown method ${String(req.method)}` }, id });
     }
+  }
+
+  /** A stream of a symbol the faults make the venue refuse (sim faults `refuseSubscribe`). */
+  private refused(stream: string): boolean {
+    const e = this.byLid.get(stream.slice(0, stream.indexOf('@')));
+    return e !== undefined && this.hub.refusesSubscription(e.spec.symbol);
   }
 
   onTopicActive(stream: string, active: boolean): void {

@@ -136,7 +136,7 @@ export class BybitStreams implements SocketProtocol {
           this.hub.reply(conn, { success: false, ret_msg: `args size >${SPOT_MAX_ARGS}`, conn_id: connId, ...reqId, op: 'subscribe' });
           return;
         }
-        const bad = args.find((a) => !this.valid(a));
+        const bad = args.find((a) => !this.valid(a) || this.hub.refusesSubscription(this.byId.get(a.split('.').at(-1) ?? '')!.spec.symbol));
         if (bad !== undefined || args.length === 0) {
           this.log.debug({ topic: bad }, 'bybit: subscription to a topic the sim does not serve');
           this.hub.reply(conn, { success: false, ret_msg: `error:handler not found,topic:${bad ?? ''}`, conn_id: connId, ...reqId, op: 'subscribe' });

@@ -127,7 +127,7 @@ export class OkxStreams implements SocketProtocol {
       }
       const arg: Arg = { channel: a.channel, instId: a.instId };
       const engine = this.byInstId.get(arg.instId);
-      if (!engine || !this.servesChannel(access, arg.channel)) {
+      if (!engine || !this.servesChannel(access, arg.channel) || (req.op === 'subscribe' && this.hub.refusesSubscription(engine.spec.symbol))) {
         this.error(conn, '60018', `Wrong URL or channel:${arg.channel},instId:${arg.instId} doesn't exist. Please use the correct URL, channel and parameters referring to API document.`);
         continue;
       }
