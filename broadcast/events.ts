@@ -20,8 +20,8 @@ export interface BroadcastEvents {
   batch: { topic: string; partition: number; records: number; matched: number; delivered: number; failed: number; seconds: number };
   /** Offsets now stored in the database, with the lag behind the partition's high watermark. */
   commit: { offsets: { topic: string; partition: number; nextOffset: number; lag: number }[] };
-  /** Something the runtime retries (the database, the dead-letter topic, a reload). */
-  problem: { stage: 'reload' | 'commit' | 'dead-letter' | 'consumer'; error: string };
+  /** Something the runtime retries (the database, the dead-letter topic, a reload), or a record it skips (decode: `topic:partition:offset: why`). */
+  problem: { stage: 'reload' | 'commit' | 'dead-letter' | 'consumer' | 'decode'; error: string };
 }
 
 export class BroadcastEmitter extends TypedEvents<BroadcastEvents> {}

@@ -290,7 +290,7 @@ export class BroadcastRunner {
         record = m.value[0] === SINGLE_OBJECT_MARKER ? this.host.codec.decodeSingleObject(m.value).value : (await this.host.codec.decode(m.value)).value;
       } catch (e) {
         // The sink dead-letters undecodable records of these topics; the broadcaster skips them.
-        this.host.events.emit('problem', { stage: 'consumer', error: `${topic}:${partition}:${m.offset}: ${messageOf(e)}` });
+        this.host.events.emit('problem', { stage: 'decode', error: `${topic}:${partition}:${m.offset}: ${messageOf(e)}` });
         continue;
       }
       const r = record as unknown as Readonly<Record<string, unknown>> & { exchange: string; symbol: string };

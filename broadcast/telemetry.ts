@@ -18,7 +18,7 @@ const m = {
   matched: counter('tickflow_broadcast_matched_total', 'Record × registration matches (deliveries queued)', ['topic']),
   lag: gauge('tickflow_broadcast_consumer_lag_records', 'Records in the partition not yet delivered and committed (high watermark - stored next offset)', ['topic', 'partition']),
   registrations: gauge('tickflow_broadcast_registrations', 'Registrations loaded (paused ones included)'),
-  problems: counter('tickflow_broadcast_problems_total', 'Failures the runtime retries (database, dead-letter topic, reload)', ['stage']),
+  problems: counter('tickflow_broadcast_problems_total', 'Failures the runtime retries (database, dead-letter topic, reload) and records it skips (decode)', ['stage']),
 };
 
 /** Feeds metrics and logs from the events of one emitter (failures at warn, routine steps at debug). */
@@ -51,6 +51,6 @@ export function attachTelemetry(events: BroadcastEmitter): void {
   });
   events.on('problem', (e) => {
     m.problems.inc({ stage: e.stage });
-    log.warn(e, 'broadcast problem; retrying');
+    log.warn(e, e.stage === 'decode' ? 'broadcast skipped a record it cannot decode (topic:partition:offset in error)' : 'broadcast problem; retrying');
   });
 }
