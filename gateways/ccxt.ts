@@ -489,7 +489,8 @@ interface WsClientLike {
   onError(error: Error): void;
 }
 
-const CHANNEL_WORDS: Readonly<Record<Channel, RegExp>> = {
+/** How ccxt's hashes and the exchanges' messages name each channel. */
+export const CHANNEL_WORDS: Readonly<Record<Channel, RegExp>> = {
   trades: /trade/i,
   ticker: /ticker/i,
   ohlcv: /ohlcv|kline|candle/i,

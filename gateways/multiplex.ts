@@ -33,7 +33,7 @@
  */
 import type { OHLCV, OrderBook, Ticker as CcxtTicker, Trade as CcxtTrade } from 'ccxt';
 import type { Channel } from './config.ts';
-import { forgetRefusedSubscriptions, has, symbolsNamedIn, translateError, type Exchange } from './ccxt.ts';
+import { CHANNEL_WORDS, forgetRefusedSubscriptions, has, symbolsNamedIn, translateError, type Exchange } from './ccxt.ts';
 import type { WorkerContext } from './context.ts';
 import { TickflowError, messageOf } from '../core/errors.ts';
 import { sleep } from '../core/retry.ts';
@@ -309,9 +309,12 @@ class Chunk<M> {
   private refused(err: TickflowError): boolean {
     const { ctx, channel, call } = this.mux;
     const live = this.symbols.filter((s) => this.boxes.has(s));
-    const named = symbolsNamedIn(ctx.ex, messageOf(err.cause ?? err));
+    const text = messageOf(err.cause ?? err);
+    const named = symbolsNamedIn(ctx.ex, text);
     const mine = live.filter((s) => named.has(s));
-    if (named.size > 0 && mine.length === 0) {
+    // Names another channel only (OKX `channel:trades,instId:...` failing a ticker watch).
+    const otherChannel = !CHANNEL_WORDS[channel].test(text) && Object.values(CHANNEL_WORDS).some((w) => w.test(text));
+    if ((named.size > 0 && mine.length === 0) || otherChannel) {
       // Another subscription's refusal: ccxt fails every watch of the connection with it when the
       // answer names no request (OKX). This one still stands; called again at once.
       ctx.log.debug({ channel, symbols: live.length, err: err.message }, 'multi-symbol watch failed with the refusal of another subscription; calling again');

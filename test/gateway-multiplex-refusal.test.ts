@@ -8,6 +8,7 @@
  *   found,topic:...`);
  * - OKX: one symbol refused (error 60018 naming its instId; OKX refuses per arg, and ccxt fails
  *   every watch of the connection with it, the answer naming no request).
+ * Each entry streams trades and tickers (two multi-symbol subscriptions, each refused).
  * What a user expects: the refusal is logged naming the exchange and the symbols; the good symbols
  * stream over the websocket (no REST fallback, no gap record) and every trade the sim emitted for
  * them, from the first in Kafka to the last, is in Kafka once; the refused symbol alone falls back
@@ -59,7 +60,7 @@ describe.each<[DialectName, Record<string, unknown>]>([
         id: dialect,
         name: 'sim',
         symbols: SYMBOLS,
-        channels: { trades: {} },
+        channels: { trades: {}, ticker: {} },
         backfillLookbackMinutes: 0,
         wsFallback: { afterMs: 0, pollIntervalMs: 1_000, probeInitialMs: 2_000, probeMaxMs: 4_000 },
         options: simOptions(sim, dialect),
@@ -81,7 +82,7 @@ describe.each<[DialectName, Record<string, unknown>]>([
     await sleep(2_000);
     await gw.close();
     gw = undefined;
-    got = await readTopics(brokers, prefix, ['trade', 'gap']);
+    got = await readTopics(brokers, prefix, ['trade', 'ticker', 'gap']);
   }, 120_000);
 
   afterAll(async () => {
@@ -99,7 +100,7 @@ describe.each<[DialectName, Record<string, unknown>]>([
     expect(refusals.some((l) => l.msg.includes(dialect) && (l.symbols as string[] | undefined)?.length === 1 && (l.symbols as string[])[0] === REFUSED)).toBe(true);
   });
 
-  it('the good symbols stream over the websocket, every trade once, no gap', () => {
+  it('the good symbols stream over the websocket (trades and tickers), every trade once, no gap', () => {
     expect(fallbacks.filter((f) => GOOD.includes(f.symbol))).toEqual([]);
     expect(got.gap.filter((g) => GOOD.includes(g.symbol)).map((g) => `${g.symbol}: ${g.reason}`)).toEqual([]);
     for (const symbol of GOOD) {
@@ -109,6 +110,7 @@ describe.each<[DialectName, Record<string, unknown>]>([
       const sorted = [...ids].sort((a, b) => a - b);
       const want = sim.emitted.trades(symbol, { fromId: sorted[0]! }).filter((t) => t.id <= sorted.at(-1)!).map((t) => t.id);
       expect(sorted, `${symbol}: trades missing between the first and the last in Kafka`).toEqual(want);
+      expect(got.ticker.filter((t) => t.symbol === symbol).length, `${symbol}: no tickers`).toBeGreaterThan(0);
     }
   });
 
