@@ -14,6 +14,7 @@
 import { createCodec, type AvroCodec } from '../core/avro.ts';
 import type { Pool } from '../core/db.ts';
 import { TickflowError, messageOf } from '../core/errors.ts';
+import { translatePgError } from '../core/pg-errors.ts';
 import { createConsumer, createKafka, createProducer, ensureNamedTopics, ensureTopics, type Admin, type Consumer, type Kafka, type Producer } from '../core/kafka.ts';
 import { logger } from '../core/log.ts';
 import { serveMetrics } from '../core/metrics-server.ts';
@@ -57,6 +58,13 @@ export interface BroadcastPart {
 }
 
 const KINDS = new Set<string>(RECORD_KINDS);
+
+/** A database failure named as one: logs and /healthz read `the database (<what>): <error>`, not only an errno. */
+function fromDatabase<T>(what: string, p: Promise<T>): Promise<T> {
+  return p.catch((e: unknown) => {
+    throw new TickflowError('DATABASE_UNREACHABLE', `the database (${what}): ${messageOf(e)}`, { retriable: translatePgError(e).retriable, cause: e });
+  });
+}
 const PARTITIONS_CONCURRENTLY = 4;
 
 interface Running {
@@ -127,7 +135,7 @@ export function buildBroadcast(config: ConfigForBroadcast, deps: BroadcastDeps =
     });
     consumer.on(consumer.events.CRASH, (e) => {
       if (abort.signal.aborted) return;
-      consumerError = messageOf(e.payload.error);
+      consumerError = `Kafka (the consumer of group ${bc.groupId}): ${messageOf(e.payload.error)}`;
       events.emit('problem', { stage: 'consumer', error: consumerError });
       // kafkajs restarts itself after a retriable crash; otherwise start a new consumer.
       if (!e.payload.restart) void restartConsumer(topics);
@@ -162,7 +170,7 @@ export function buildBroadcast(config: ConfigForBroadcast, deps: BroadcastDeps =
         ...RETRY.sinkDependencies,
         signal: stopping.signal,
         onRetry: (e) => {
-          consumerError = messageOf(e);
+          consumerError = `Kafka (starting the consumer of group ${bc.groupId}): ${messageOf(e)}`;
           events.emit('problem', { stage: 'consumer', error: consumerError });
         },
       });
@@ -173,11 +181,11 @@ export function buildBroadcast(config: ConfigForBroadcast, deps: BroadcastDeps =
   }
 
   async function doReload(force = false): Promise<void> {
-    const v = await changeStamp(pool!);
+    const v = await fromDatabase('reading the registrations', changeStamp(pool!));
     if (!force && v === version) return;
     // One after the other: the embedded database serves one connection.
-    const brows = await listBroadcasters(pool!);
-    const rrows = await listRegistrations(pool!);
+    const brows = await fromDatabase('reading the broadcasters', listBroadcasters(pool!));
+    const rrows = await fromDatabase('reading the registrations', listRegistrations(pool!));
     // Broadcasters: kept across reloads unless their config changed.
     const byName = new Map(brows.map((b) => [b.name, b]));
     for (const [name, b] of broadcasters) {

@@ -125,7 +125,8 @@ export class BroadcastRunner {
     this.positioned = (async () => {
       await Promise.allSettled([...this.processing]);
       const { pool, admin, groupId } = this.host;
-      const db = <T>(fn: () => Promise<T>) => retry(fn, { ...RETRY.database, signal: this.signal, onRetry: (e) => this.host.events.emit('problem', { stage: 'consumer', error: messageOf(e) }) });
+      const db = <T>(fn: () => Promise<T>) =>
+        retry(fn, { ...RETRY.database, signal: this.signal, onRetry: (e) => this.host.events.emit('problem', { stage: 'consumer', error: `the database (reading the stored positions and state): ${messageOf(e)}` }) });
       const topics = [...assigned.keys()];
       let stored = await db(() => readOffsets(pool, groupId, topics));
       const have = new Set(stored.map((o) => tpKey(o.topic, o.partition)));
@@ -356,16 +357,17 @@ export class BroadcastRunner {
         letters.push({ delivery: d, error: o.error, attempts: o.attempts });
       }
     }
-    const onRetry = (stage: 'dead-letter' | 'commit') => (e: unknown) => this.host.events.emit('problem', { stage, error: messageOf(e) });
+    // The error names what failed: a log line reads `the database (...)` or `Kafka (...)`, not only an errno.
+    const onRetry = (stage: 'dead-letter' | 'commit', what: string) => (e: unknown) => this.host.events.emit('problem', { stage, error: `${what}: ${messageOf(e)}` });
     try {
-      await retry(() => this.host.deadLetters.send(letters), { ...RETRY.kafkaProduce, signal: this.signal, onRetry: onRetry('dead-letter') });
+      await retry(() => this.host.deadLetters.send(letters), { ...RETRY.kafkaProduce, signal: this.signal, onRetry: onRetry('dead-letter', `Kafka (the dead-letter topic ${this.host.deadLetters.topic})`) });
       for (const l of letters) this.host.events.emit('failed', { broadcaster: l.delivery.broadcaster, registration: l.delivery.registration, id: l.delivery.id, attempts: l.attempts, error: l.error });
       const nextOffset = Number(messages[messages.length - 1]!.offset) + 1;
       const statRows: StatRow[] = [...stats].map(([registration, s]) => ({ registration, ...s }));
       await retry(() => commitBatch(this.host.pool, { groupId: this.host.groupId, offsets: [{ topic, partition, nextOffset }], states: stateRows, stats: statRows }), {
         ...RETRY.database,
         signal: this.signal,
-        onRetry: onRetry('commit'),
+        onRetry: onRetry('commit', 'the database (committing the delivered chunk: position, crosses state, counts; deliveries wait)'),
       });
       this.next.set(tpKey(topic, partition), nextOffset);
       const delivered = results.length - letters.length;
