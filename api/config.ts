@@ -80,4 +80,8 @@ export const apiSchema = z
 export type ApiConfig = z.infer<typeof apiSchema>;
 
 /** The config as the API reads it. */
-export type ConfigForApi = SharedConfig & { readonly api: ApiConfig };
+export type ConfigForApi = SharedConfig & {
+  readonly api: ApiConfig;
+  /** The events retention (`sink.policies.retention.events`): idempotency keys expire with it (api/event-keys.ts). */
+  readonly sink?: { readonly policies?: { readonly retention?: { readonly events?: string | null } } };
+};

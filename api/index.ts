@@ -165,7 +165,7 @@ export function buildApi(config: ConfigForApi, deps: ApiDeps = {}): Api {
   void app.register(referenceRoutes, { config: cfg });
   void app.register(streamRoutes, { config: cfg });
   void app.register(broadcastRoutes);
-  void app.register(eventsRoutes, { config: cfg });
+  void app.register(eventsRoutes, { config: cfg, eventsRetention: config.sink?.policies?.retention?.events ?? null });
   void app.register(opsRoutes);
   void app.register(pageRoutes);
 

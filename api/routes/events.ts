@@ -15,12 +15,14 @@ import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { Event } from '../../schemas/index.ts';
 import type { ApiConfig } from '../config.ts';
 import { decodeCursor, encodeCursor, fingerprint } from '../cursor.ts';
-import { claimKeys, markProduced, type KeyClaim } from '../event-keys.ts';
+import { claimKeys, expireKeys, expiryCutoff, markProduced, type KeyClaim } from '../event-keys.ts';
 import { ApiError, PATTERN_HINTS, badRequest } from '../errors.ts';
 import { emptyRange, sendPage, wantsCsv } from '../reply.ts';
 import { cursorParam, errorRef, exchangeParam, formatParam, limitParam, pageResponses, symbolParam, timeParam } from '../schemas.ts';
 import { Params, us } from '../sql.ts';
 import { TIME_PATTERN, formatTime, formatTimeParam, nowUs, parseTime } from '../time.ts';
+import { parseConfigInterval } from '../../core/time.ts';
+import { messageOf } from '../../core/errors.ts';
 
 const TYPE_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$';
 // RFC 3339 with a `T` between date and time: the shared TIME_PATTERN also lets a space through,
@@ -154,8 +156,25 @@ const acceptedSchema = {
   required: ['data'],
 } as const;
 
-export const eventsRoutes: FastifyPluginAsync<{ config: ApiConfig }> = async (app, { config }) => {
+/** How often expired idempotency keys are deleted (a post of an expired key treats it as new meanwhile). */
+const EXPIRE_EVERY_MS = 3_600_000;
+
+export const eventsRoutes: FastifyPluginAsync<{ config: ApiConfig; eventsRetention?: string | null }> = async (app, { config, eventsRetention = null }) => {
   const cfg = config.events;
+  // Idempotency keys expire with the events retention (sink.policies.retention.events): see event-keys.ts.
+  const keyRetentionMs = eventsRetention === null ? undefined : parseConfigInterval(eventsRetention)?.ms;
+  if (keyRetentionMs !== undefined) {
+    const expire = () =>
+      void expireKeys(app.db, expiryCutoff(keyRetentionMs)!)
+        .then((n) => n > 0 && app.log.info({ deleted: n }, 'expired idempotency keys deleted'))
+        .catch((e) => app.log.warn({ err: messageOf(e) }, 'deleting expired idempotency keys failed; the next run retries'));
+    let timer: NodeJS.Timeout | undefined;
+    app.addHook('onReady', async () => {
+      expire();
+      timer = setInterval(expire, EXPIRE_EVERY_MS).unref();
+    });
+    app.addHook('onClose', async () => clearInterval(timer));
+  }
 
   app.post(
     '/v1/events',
@@ -201,7 +220,7 @@ export const eventsRoutes: FastifyPluginAsync<{ config: ApiConfig }> = async (ap
         if (c && c.fingerprint !== fresh[i]!.fingerprint) throw new ApiError(409, `${batch ? `[${i}].` : ''}idempotency_key: ${p.key} names two different events in this batch`, { parameter: `${batch ? `[${i}].` : ''}idempotency_key` });
         if (!c) claims.set(p.key, { key: p.key, ...fresh[i]! });
       });
-      const holders = await claimKeys(app.db, [...claims.values()]);
+      const holders = await claimKeys(app.db, [...claims.values()], expiryCutoff(keyRetentionMs));
 
       const records: Event[] = [];
       const toMark: string[] = [];
