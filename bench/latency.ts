@@ -152,13 +152,18 @@ interface Window {
   gatewayToKafka: Samples; // received_at → Kafka timestamp (the publisher's linger, encoding)
   row: Samples; // ts → the sink's commit
   ws: Samples; // ts → websocket client
+  // From the gateway's received_at: without the sim's send tick and ccxt's parsing (the parts
+  // downstream of the gateway's receipt, compared with one another).
+  gwConsumer: Samples; // received_at → consumed here
+  gwRow: Samples; // received_at → the sink's commit
+  gwWs: Samples; // received_at → websocket client
   transactions: number;
   rowsPerTx: number;
   cpu: Record<string, number>;
   load: string;
 }
 
-const newWindow = (rate: number): Window => ({ rate, trades: 0, kafka: new Samples(), tradeToKafka: new Samples(), simToGateway: new Samples(), gatewayToKafka: new Samples(), row: new Samples(), ws: new Samples(), transactions: 0, rowsPerTx: 0, cpu: {}, load: '' });
+const newWindow = (rate: number): Window => ({ rate, trades: 0, kafka: new Samples(), tradeToKafka: new Samples(), simToGateway: new Samples(), gatewayToKafka: new Samples(), row: new Samples(), ws: new Samples(), gwConsumer: new Samples(), gwRow: new Samples(), gwWs: new Samples(), transactions: 0, rowsPerTx: 0, cpu: {}, load: '' });
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -197,7 +202,7 @@ async function main(): Promise<void> {
     const procs: Proc[] = [sim.proc];
 
     // What the bench knows of each trade record, by topic partition and offset.
-    interface Rec { tsMs: number; win: Window | undefined }
+    interface Rec { tsMs: number; receivedMs: number; win: Window | undefined }
     const records = new Map<string, Rec>();
     const committedUpTo = new Map<number, number>(); // partition → next offset committed
     const pendingCommits = new Map<string, number>(); // offsets committed before this process consumed them → commit time
@@ -215,6 +220,7 @@ async function main(): Promise<void> {
           const r = records.get(k);
           if (r) {
             r.win?.row.add(t - r.tsMs);
+            r.win?.gwRow.add(t - r.receivedMs);
             records.delete(k);
           } else pendingCommits.set(k, t);
         }
@@ -248,11 +254,13 @@ async function main(): Promise<void> {
           const d = await codec.decode(m.value!);
           const v = d.value as unknown as { ts: number; received_at: number };
           const tsMs = v.ts / 1000;
+          const receivedMs = v.received_at / 1000;
           const w = current && tsMs >= windowStart ? current : undefined;
           if (w) {
             w.trades++;
             w.kafka.add(t - Number(m.timestamp));
             w.tradeToKafka.add(t - tsMs);
+            w.gwConsumer.add(t - receivedMs);
             w.simToGateway.add(v.received_at / 1000 - tsMs);
             w.gatewayToKafka.add(Number(m.timestamp) - v.received_at / 1000);
           }
@@ -261,7 +269,8 @@ async function main(): Promise<void> {
           if (committed !== undefined) {
             pendingCommits.delete(k);
             w?.row.add(committed - tsMs);
-          } else records.set(k, { tsMs, win: w });
+            w?.gwRow.add(committed - receivedMs);
+          } else records.set(k, { tsMs, receivedMs, win: w });
         }
       },
     });
@@ -272,11 +281,13 @@ async function main(): Promise<void> {
     await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
     ws.on('message', (data: Buffer) => {
       const t = now();
-      const m = JSON.parse(data.toString()) as { type: string; channel?: string; data?: { ts: string }[] };
+      const m = JSON.parse(data.toString()) as { type: string; channel?: string; data?: { ts: string; received_at: string }[] };
       if (m.type !== 'data' || m.channel !== 'trades' || !current) return;
       for (const r of m.data!) {
         const tsMs = Date.parse(r.ts);
-        if (tsMs >= windowStart) current.ws.add(t - tsMs);
+        if (tsMs < windowStart) continue;
+        current.ws.add(t - tsMs);
+        current.gwWs.add(t - Date.parse(r.received_at));
       }
     });
     ws.send(JSON.stringify({ op: 'subscribe', channels: ['trades'] }));
@@ -317,11 +328,12 @@ async function main(): Promise<void> {
       results.push(w);
     }
 
-    const head = ['trades/s', 'measured', 'Kafka p50/p99 (floor)', 'row visible p50/p99', 'websocket p50/p99', 'sim→gateway p50/p99', 'gateway→Kafka p50/p99', 'trade→Kafka consumer p50/p99', 'sink tx/s (rows/tx)', 'CPU % sim/gw/sink/api', 'load 1/5/15m'];
+    const head = ['trades/s', 'measured', 'Kafka p50/p99 (floor)', 'row visible p50/p99', 'websocket p50/p99', 'sim→gateway p50/p99', 'gateway→Kafka p50/p99', 'trade→Kafka consumer p50/p99', 'received_at→ consumer / row / websocket p99', 'sink tx/s (rows/tx)', 'CPU % sim/gw/sink/api', 'load 1/5/15m'];
     const rows = [head, ...results.map((w) => [
       fmt(w.rate),
       fmt(w.trades),
       ...[w.kafka, w.row, w.ws, w.simToGateway, w.gatewayToKafka, w.tradeToKafka].map((s) => `${ms(s.q(0.5))} / ${ms(s.q(0.99))} ms`),
+      `${[w.gwConsumer, w.gwRow, w.gwWs].map((s) => ms(s.q(0.99))).join(' / ')} ms`,
       `${w.transactions.toFixed(0)} (${w.rowsPerTx.toFixed(1)})`,
       ['sim', 'gateway', 'sink', 'api'].map((n) => w.cpu[n] ?? '–').join('/'),
       w.load,
@@ -329,12 +341,12 @@ async function main(): Promise<void> {
     const widths = head.map((_, i) => Math.max(...rows.map((r) => String(r[i]).length)));
     const line = (r: readonly (string | number)[]) => r.map((c, i) => (i === 0 ? String(c).padEnd(widths[i]!) : String(c).padStart(widths[i]!))).join('  ');
     process.stdout.write(`\n${line(head)}\n${widths.map((w) => '-'.repeat(w)).join('  ')}\n${rows.slice(1).map(line).join('\n')}\n`);
-    process.stdout.write('\nfrom the trade\'s exchange time (ts) unless named: Kafka = the producer\'s timestamp → a plain consumer here (the floor); row visible = the commit of the sink transaction that wrote it; websocket = a /v1/stream client; sim→gateway = ts → received_at (includes the sim\'s 10 ms send tick); gateway→Kafka = received_at → the producer\'s timestamp.\n');
+    process.stdout.write('\nfrom the trade\'s exchange time (ts) unless named: Kafka = the producer\'s timestamp → a plain consumer here (the floor); row visible = the commit of the sink transaction that wrote it; websocket = a /v1/stream client; sim→gateway = ts → received_at (includes the sim\'s 10 ms send tick); gateway→Kafka = received_at → the producer\'s timestamp; received_at→ = from the gateway\'s receipt (without the sim\'s tick and ccxt).\n');
     const dir = path.join(process.cwd(), 'bench-results');
     mkdirSync(dir, { recursive: true });
     const summary = results.map((w) => ({
       rate: w.rate, trades: w.trades, load: w.load, cpuPercent: w.cpu, sinkTransactionsPerSec: w.transactions, sinkRowsPerTransaction: w.rowsPerTx,
-      ...Object.fromEntries((['kafka', 'row', 'ws', 'simToGateway', 'gatewayToKafka', 'tradeToKafka'] as const).map((k) => [k, { p50: w[k].q(0.5), p99: w[k].q(0.99) }])),
+      ...Object.fromEntries((['kafka', 'row', 'ws', 'simToGateway', 'gatewayToKafka', 'tradeToKafka', 'gwConsumer', 'gwRow', 'gwWs'] as const).map((k) => [k, { p50: w[k].q(0.5), p99: w[k].q(0.99) }])),
     }));
     writeFileSync(path.join(dir, 'latency.json'), `${JSON.stringify(summary, null, 2)}\n`);
     writeFileSync(path.join(dir, 'latency.svg'), chart(results));
