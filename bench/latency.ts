@@ -50,9 +50,13 @@ async function part(kind: string, configJson: string): Promise<void> {
     const { buildSink } = await import('../sink/index.ts');
     const sink = buildSink(config, { brokers: config.kafka.brokers, listen: false, schedule: false });
     let messages = 0;
-    sink.events.on('batch', (e) => (messages = e.messages));
+    let txMs = 0;
+    sink.events.on('batch', (e) => {
+      messages = e.messages;
+      txMs = e.seconds * 1000;
+    });
     // One line per commit: when it committed and the next offset of each partition it wrote.
-    sink.events.on('commit', (e) => out({ commit: now(), connector: e.connector, messages, offsets: e.offsets.map((o) => [o.topic, o.partition, o.nextOffset]) }));
+    sink.events.on('commit', (e) => out({ commit: now(), connector: e.connector, messages, txMs, offsets: e.offsets.map((o) => [o.topic, o.partition, o.nextOffset]) }));
     await sink.start();
     close = () => sink.close();
   } else if (kind === 'api') {
@@ -159,11 +163,13 @@ interface Window {
   gwWs: Samples; // received_at → websocket client
   transactions: number;
   rowsPerTx: number;
+  txMs: Samples; // the sink's write of a batch: its transaction, from begin to commit
+
   cpu: Record<string, number>;
   load: string;
 }
 
-const newWindow = (rate: number): Window => ({ rate, trades: 0, kafka: new Samples(), tradeToKafka: new Samples(), simToGateway: new Samples(), gatewayToKafka: new Samples(), row: new Samples(), ws: new Samples(), gwConsumer: new Samples(), gwRow: new Samples(), gwWs: new Samples(), transactions: 0, rowsPerTx: 0, cpu: {}, load: '' });
+const newWindow = (rate: number): Window => ({ rate, trades: 0, kafka: new Samples(), tradeToKafka: new Samples(), simToGateway: new Samples(), gatewayToKafka: new Samples(), row: new Samples(), ws: new Samples(), gwConsumer: new Samples(), gwRow: new Samples(), gwWs: new Samples(), transactions: 0, rowsPerTx: 0, txMs: new Samples(), cpu: {}, load: '' });
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -229,6 +235,7 @@ async function main(): Promise<void> {
       if (wrote && current) {
         current.transactions++;
         current.rowsPerTx += o.messages as number;
+        current.txMs.add(o.txMs as number);
       }
     };
 
@@ -328,13 +335,14 @@ async function main(): Promise<void> {
       results.push(w);
     }
 
-    const head = ['trades/s', 'measured', 'Kafka p50/p99 (floor)', 'row visible p50/p99', 'websocket p50/p99', 'sim→gateway p50/p99', 'gateway→Kafka p50/p99', 'trade→Kafka consumer p50/p99', 'received_at→ consumer / row / websocket p99', 'sink tx/s (rows/tx)', 'CPU % sim/gw/sink/api', 'load 1/5/15m'];
+    const head = ['trades/s', 'measured', 'Kafka p50/p99 (floor)', 'row visible p50/p99', 'websocket p50/p99', 'sim→gateway p50/p99', 'gateway→Kafka p50/p99', 'trade→Kafka consumer p50/p99', 'received_at→ consumer / row / websocket p99', 'sink tx/s (rows/tx)', 'sink tx p50/p99', 'CPU % sim/gw/sink/api', 'load 1/5/15m'];
     const rows = [head, ...results.map((w) => [
       fmt(w.rate),
       fmt(w.trades),
       ...[w.kafka, w.row, w.ws, w.simToGateway, w.gatewayToKafka, w.tradeToKafka].map((s) => `${ms(s.q(0.5))} / ${ms(s.q(0.99))} ms`),
       `${[w.gwConsumer, w.gwRow, w.gwWs].map((s) => ms(s.q(0.99))).join(' / ')} ms`,
       `${w.transactions.toFixed(0)} (${w.rowsPerTx.toFixed(1)})`,
+      `${ms(w.txMs.q(0.5))} / ${ms(w.txMs.q(0.99))} ms`,
       ['sim', 'gateway', 'sink', 'api'].map((n) => w.cpu[n] ?? '–').join('/'),
       w.load,
     ])];
@@ -345,7 +353,7 @@ async function main(): Promise<void> {
     const dir = path.join(process.cwd(), 'bench-results');
     mkdirSync(dir, { recursive: true });
     const summary = results.map((w) => ({
-      rate: w.rate, trades: w.trades, load: w.load, cpuPercent: w.cpu, sinkTransactionsPerSec: w.transactions, sinkRowsPerTransaction: w.rowsPerTx,
+      rate: w.rate, trades: w.trades, load: w.load, cpuPercent: w.cpu, sinkTransactionsPerSec: w.transactions, sinkRowsPerTransaction: w.rowsPerTx, sinkTransactionMs: { p50: w.txMs.q(0.5), p99: w.txMs.q(0.99) },
       ...Object.fromEntries((['kafka', 'row', 'ws', 'simToGateway', 'gatewayToKafka', 'tradeToKafka', 'gwConsumer', 'gwRow', 'gwWs'] as const).map((k) => [k, { p50: w[k].q(0.5), p99: w[k].q(0.99) }])),
     }));
     writeFileSync(path.join(dir, 'latency.json'), `${JSON.stringify(summary, null, 2)}\n`);
