@@ -165,7 +165,7 @@ export async function decodeValues(codec: AvroCodec, target: DecodeTarget, packe
 
 // ---- the worker ----
 
-/** tsx's ESM API as a file URL (import.meta.resolve is not there under every loader, vitest's included). */
+/** tsx's ESM API as a file URL, for a Node that does not strip types (import.meta.resolve is not there under every loader, vitest's included). */
 function tsxEsmApi(): string {
   const require = createRequire(import.meta.url);
   const pkgFile = require.resolve('tsx/package.json');
@@ -262,13 +262,13 @@ export class Decoder {
   private spawn(): Worker | undefined {
     if (this.worker) return this.worker;
     try {
-      // The worker loads TypeScript like bin/tickflow.js does: tsx registered, then the module.
-      const tsx = tsxEsmApi();
-      const entry = new URL('./decode-worker.ts', import.meta.url).href;
-      const w = new Worker(`import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); });`, {
-        eval: true,
-        workerData: { kafka: { topicPrefix: this.kafka.topicPrefix, schemaRegistryUrl: this.kafka.schemaRegistryUrl }, idWaitMs: this.registryWaitMs },
-      });
+      // The worker loads TypeScript like bin/tickflow.js does: as it is where Node strips types,
+      // else with tsx registered first.
+      const entry = new URL('./decode-worker.ts', import.meta.url);
+      const workerData = { kafka: { topicPrefix: this.kafka.topicPrefix, schemaRegistryUrl: this.kafka.schemaRegistryUrl }, idWaitMs: this.registryWaitMs };
+      const w = process.features.typescript
+        ? new Worker(entry, { workerData })
+        : new Worker(`import(${JSON.stringify(tsxEsmApi())}).then((m) => { m.register(); return import(${JSON.stringify(entry.href)}); });`, { eval: true, workerData });
       w.unref();
       let answered = false;
       w.on('message', (m: DecodeReply) => {
