@@ -108,6 +108,13 @@ describe('exchange construction', () => {
     expect(local.enableRateLimit).toBe(false);
   });
 
+  it("sends REST calls through Node's own fetch, and through ccxt's default (undici) when the entry names a proxy", () => {
+    expect(exchangeOptions({ options: {} })).toMatchObject({ fetchImplementation: globalThis.fetch, fetchIsNative: true });
+    const proxied = exchangeOptions({ options: { httpsProxy: 'http://127.0.0.1:3128' } });
+    expect(proxied.fetchImplementation).toBeUndefined();
+    expect(proxied.fetchIsNative).toBeUndefined();
+  });
+
   it('names an unknown ccxt id, with the ids it may have meant', async () => {
     expect(await loadExchangeClass('binanse')).toBeUndefined();
     expect(() => createExchange({ id: 'binanse', options: {} })).toThrow(/unknown exchange id "binanse": ccxt has no such exchange \(did you mean binance/);
@@ -126,7 +133,7 @@ describe('ccxt loaded one exchange at a time', () => {
     }
   });
 
-  it('a running gateway on one exchange has loaded no other exchange of ccxt, nor ccxt as a whole', async () => {
+  it('a running gateway on one exchange has loaded no other exchange of ccxt, nor ccxt as a whole, nor the undici package', async () => {
     // A child process (nothing of this test file's ccxt import) runs a gateway with one binance
     // entry on the sim until trades are produced; a loader hook lists every ccxt file it loaded.
     const dir = mkdtempSync(path.join(tmpdir(), 'tickflow-ccxt-load-'));
@@ -136,7 +143,7 @@ describe('ccxt loaded one exchange at a time', () => {
       register('data:text/javascript,' + encodeURIComponent(${JSON.stringify(
         `import { appendFileSync } from 'node:fs';
         export async function load(url, context, next) {
-          if (url.includes('/ccxt/')) appendFileSync(${JSON.stringify(log)}, url + '\\n');
+          if (url.includes('/ccxt/') || url.includes('/node_modules/undici/')) appendFileSync(${JSON.stringify(log)}, url + '\\n');
           return next(url, context);
         }`,
       )}));`)}`;
@@ -165,7 +172,10 @@ describe('ccxt loaded one exchange at a time', () => {
       const result = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { trades: number; problems: string[] };
       expect(result).toMatchObject({ problems: [] });
       expect(result.trades).toBeGreaterThan(0);
-      const loaded = readFileSync(log, 'utf8').trim().split('\n').map((u) => u.slice(u.indexOf('/ccxt/') + '/ccxt/'.length));
+      const urls = readFileSync(log, 'utf8').trim().split('\n');
+      // REST calls go through Node's own fetch: the undici package (a second HTTP client) stays unloaded.
+      expect(urls.filter((u) => u.includes('/node_modules/undici/'))).toEqual([]);
+      const loaded = urls.map((u) => u.slice(u.indexOf('/ccxt/') + '/ccxt/'.length));
       expect(loaded).toContain('js/src/pro/binance.js');
       expect(loaded).not.toContain('js/ccxt.js');
       const exchangeFiles = loaded.map((f) => /^js\/src\/(?:pro\/)?(\w+)\.js$/.exec(f)?.[1]).filter((id) => id !== undefined && CCXT_IDS.includes(id));

@@ -113,9 +113,17 @@ function hasPlainUrl(v: unknown): boolean {
   return false;
 }
 
+/** An entry that sends ccxt's REST calls through a proxy (httpsProxy, socksProxy, proxyUrl...): ccxt needs the undici package for that. */
+const usesProxy = (o: Plain) => Object.keys(o).some((k) => /proxy/i.test(k));
+
 /** The constructor options of an entry: gateway defaults, the exchange file's, then the entry's own. */
 export function exchangeOptions(entry: Pick<ExchangeEntry, 'options'>, exchangeDefaults: Plain = {}): Plain {
   const merged = deepMerge(deepMerge(CCXT_DEFAULTS as unknown as Plain, exchangeDefaults), entry.options as Plain);
+  // ccxt's REST calls go through Node's own fetch (the path ccxt takes where the undici package
+  // cannot be loaded: no redirects followed, the same errors) unless the entry routes them through
+  // a proxy: ccxt's default, the undici package, is a second copy of Node's HTTP client and costs
+  // a gateway ~10 MB of RSS (gateways/README.md, Memory).
+  if (!usesProxy(merged)) Object.assign(merged, { fetchImplementation: globalThis.fetch, fetchIsNative: true });
   // ccxt refuses ws:// URLs without an agent (NotSupported); plain URLs mean a local server,
   // a testnet proxy or the sim.
   if (merged.httpAgent === undefined && hasPlainUrl(merged.urls)) merged.httpAgent = new http.Agent({ keepAlive: true });
