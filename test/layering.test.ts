@@ -14,7 +14,7 @@
  *
  * A new top-level folder fails here until it is given a place.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
@@ -89,6 +89,12 @@ function violations(): string[] {
 describe('layering', () => {
   it('core imports no part, and parts import each other only through core and schemas', () => {
     expect(violations()).toEqual([]);
+  });
+
+  it('every relative import names an existing file, extension included', () => {
+    // Node runs the .ts files as they are (bin/tickflow.js): it maps no `.js` to `.ts` and guesses no extension, as tsx did.
+    const missing = sourceFiles().flatMap((file) => importsOf(file).filter((t) => !existsSync(path.join(REPO_ROOT, t))).map((t) => `${file} imports ${t}`));
+    expect(missing).toEqual([]);
   });
 
   it('reads imports of every kind', () => {
