@@ -59,6 +59,8 @@ const WARMUP = Number(argv.warmup);
 const PROCESSES = String(argv.processes).split(',').map(Number).filter((n) => n >= 1);
 const START_TIMEOUT_S = Number(argv['start-timeout']);
 const KINDS = ['trades', 'tickers', 'candles', 'books'] as const;
+/** Runs with a kill: the hottest instruments whose silence after it is measured (takeover time). */
+const TAKEOVER_WATCHED = 100;
 type Kind = (typeof KINDS)[number];
 
 const out = (s: string) => process.stdout.write(`${s}\n`);
@@ -141,6 +143,9 @@ class KafkaTally {
   readonly counts: Record<Kind, number> = { trades: 0, tickers: 0, candles: 0, books: 0 };
   readonly ids = new Map<string, Map<number, number>>();
   readonly gaps: GapRecord[] = [];
+  /** Watched symbols (the hottest): when their trades arrive, and the longest silence since `since`. */
+  private readonly watched = new Map<string, { last: number; longest: number }>();
+  private since = 0;
   private stopFn: (() => Promise<void>) | undefined;
 
   async start(brokers: readonly string[], prefix: string): Promise<void> {
@@ -170,6 +175,12 @@ class KafkaTally {
             const id = Number(t.id);
             s.set(id, (s.get(id) ?? 0) + 1);
             this.counts.trades++;
+            const w = this.since > 0 ? this.watched.get(t.symbol) : undefined;
+            if (w) {
+              const now = Date.now();
+              w.longest = Math.max(w.longest, now - w.last);
+              w.last = now;
+            }
           } else if (kind === 'gaps') {
             const g = (await codec.decode(m.value)).value as { symbol: string; channel: string; from_ts: number; to_ts: number | null; reason: string };
             this.gaps.push({ symbol: g.symbol, channel: g.channel, from: Number(g.from_ts) / 1000, to: g.to_ts === null ? null : Number(g.to_ts) / 1000, reason: g.reason });
@@ -182,6 +193,18 @@ class KafkaTally {
     this.stopFn = async () => {
       await consumer.disconnect();
     };
+  }
+
+  /** From now on, the longest silence of each of `symbols` (trades arriving in Kafka). */
+  watch(symbols: readonly string[]): void {
+    this.since = Date.now();
+    for (const s of symbols) this.watched.set(s, { last: this.since, longest: 0 });
+  }
+
+  /** Each watched symbol's longest silence (ms) since `watch`, up to now. */
+  silences(): number[] {
+    const now = Date.now();
+    return [...this.watched.values()].map((w) => Math.max(w.longest, now - w.last));
   }
 
   total(): number {
@@ -302,6 +325,8 @@ interface Run {
   stated: number;
   duplicates: number;
   gapRecords: number;
+  /** Runs with a kill: the hottest instruments' silence after it (seconds). */
+  takeover?: { watched: number; moved: number; medianS: number; maxS: number } | undefined;
   series: { t: number; rps: number }[];
   notes: string[];
 }
@@ -501,12 +526,23 @@ async function gatewayRun(n: number, sim: SimProc, brokers: readonly string[], s
             out(`  ${name}: killing gateway ${n} (SIGKILL)`);
             notes.push(`gateway ${n} killed at t+${Math.floor(SECONDS / 2)}s`);
             children[n - 1]!.kill('SIGKILL');
+            // The hottest instruments trade several times a second: a silence of seconds is an instrument not served.
+            tally.watch(symbols.slice(0, TAKEOVER_WATCHED));
           }
         : undefined;
     const before = { ...tally.counts };
     const g0 = await gatewayCounters(children);
     const w = await measureWindow(name, sim, () => tally.total(), () => children.map((c) => c.pid!), kill, series);
     const after = { ...tally.counts };
+    let takeover: Run['takeover'];
+    if (n > 1) {
+      const silences = tally.silences();
+      const dark = silences.filter((ms) => ms > 3_000).sort((a, b) => a - b);
+      takeover = { watched: silences.length, moved: dark.length, medianS: dark.length ? dark[Math.floor(dark.length / 2)]! / 1000 : 0, maxS: dark.length ? dark[dark.length - 1]! / 1000 : 0 };
+      notes.push(
+        `takeover: ${dark.length} of the ${silences.length} hottest instruments went silent after the kill (the killed process's); silent for median ${takeover.medianS.toFixed(1)} s, max ${takeover.maxS.toFixed(1)} s (kill → trades in Kafka again; the session timeout is 10 s of it)`,
+      );
+    }
     const g1 = await gatewayCounters(children);
     // Counters of a process killed in the window are gone with it: the survivors' deltas are a floor then.
     notes.push(
@@ -552,6 +588,7 @@ async function gatewayRun(n: number, sim: SimProc, brokers: readonly string[], s
       stated: loss.stated,
       duplicates: loss.duplicates,
       gapRecords: tally.gaps.length,
+      takeover,
       series,
       notes,
     };
@@ -660,6 +697,7 @@ async function main(): Promise<void> {
       'in gaps': fmt(r.stated),
       dup: fmt(r.duplicates),
       'gap recs': r.gapRecords,
+      'takeover s (median/max)': r.takeover ? `${r.takeover.medianS.toFixed(1)} / ${r.takeover.maxS.toFixed(1)}` : '-',
     })),
   );
   for (const r of runs) for (const n of r.notes) out(`  ${r.name}: ${n}`);

@@ -330,10 +330,21 @@ export async function readRanges(
   let open = new Map<string, OffsetRange>();
   let finish!: (done: boolean) => void;
   const finished = new Promise<boolean>((r) => (finish = r));
+  /** Partitions not being read (done, or never wanted): paused, so the consumer does not pull their tails. */
+  const paused = new Set<string>();
   const startRound = (rs: readonly OffsetRange[]) => {
     open = new Map(rs.map((r) => [`${r.topic}:${r.partition}`, r]));
     if (open.size === 0) return finish(true);
-    for (const r of rs) consumer.seek({ topic: r.topic, partition: r.partition, offset: String(r.from) });
+    for (const r of rs) {
+      if (paused.delete(`${r.topic}:${r.partition}`)) consumer.resume([{ topic: r.topic, partitions: [r.partition] }]);
+      consumer.seek({ topic: r.topic, partition: r.partition, offset: String(r.from) });
+    }
+  };
+  const pause = (topic: string, partition: number) => {
+    const k = `${topic}:${partition}`;
+    if (paused.has(k)) return;
+    paused.add(k);
+    consumer.pause([{ topic, partitions: [partition] }]);
   };
   const timer = setTimeout(() => finish(false), opts.timeoutMs);
   try {
@@ -343,6 +354,7 @@ export async function readRanges(
       autoCommit: false,
       eachBatch: async ({ batch, isStale }) => {
         const r = open.get(`${batch.topic}:${batch.partition}`);
+        if (!r) pause(batch.topic, batch.partition);
         if (!r || isStale()) return;
         let end = -1;
         for (const m of batch.messages) {
@@ -353,6 +365,7 @@ export async function readRanges(
         }
         if (Math.max(end, Number(batch.lastOffset())) < r.to - 1 || open.get(`${batch.topic}:${batch.partition}`) !== r) return;
         open.delete(`${batch.topic}:${batch.partition}`);
+        pause(batch.topic, batch.partition);
         if (open.size === 0) startRound((ranges = next().filter((x) => x.to > x.from)));
       },
     });

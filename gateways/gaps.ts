@@ -46,6 +46,8 @@ export class GapTracker {
   private readonly ctx: { readonly outbox: Outbox; readonly events: GatewayEvents };
   private readonly ref: StreamRef;
   private current: { fromUs: number; reason: string; openedAt: number; quietUs?: number } | undefined;
+  /** A quiet gap still open this long is stated anyway (`stateAfterMs`). */
+  private stateTimer: NodeJS.Timeout | undefined;
 
   constructor(ctx: { readonly outbox: Outbox; readonly events: GatewayEvents }, ref: StreamRef) {
     this.ctx = ctx;
@@ -64,13 +66,34 @@ export class GapTracker {
    * `quietUs` (an instrument taken over from another gateway process, gateways/shard.ts): no open
    * record; the close writes one only when something was not recovered (a `note`) or data resumed
    * more than `quietUs` after `fromUs` (Infinity: only a note counts, for refilled channels).
+   * `stateAfterMs`: a quiet gap not closed within this long (a takeover still refilling, an
+   * instrument whose stream has not resumed) is stated then as an open record, and closed as any
+   * other; so is one still open when its stream ends (`stateQuiet`). What a takeover could not yet
+   * recover is never left unstated.
    */
-  open(fromUs: number, reason: string, opts: { quietUs?: number } = {}): void {
+  open(fromUs: number, reason: string, opts: { quietUs?: number; stateAfterMs?: number } = {}): void {
     if (this.current) return;
     this.current = { fromUs, reason: `${this.label()}: ${reason}`.slice(0, MAX_REASON), openedAt: Date.now(), ...(opts.quietUs !== undefined ? { quietUs: opts.quietUs } : {}) };
-    if (opts.quietUs !== undefined) return;
+    if (opts.quietUs !== undefined) {
+      if (opts.stateAfterMs !== undefined) {
+        this.stateTimer = setTimeout(() => this.stateQuiet(), opts.stateAfterMs);
+        this.stateTimer.unref();
+      }
+      return;
+    }
     this.ctx.outbox.add('gap', this.record(fromUs, null, this.current.reason, 0));
     this.ctx.events.emit('stream.down', { ...this.ref, reason });
+  }
+
+  /** A quiet gap still open is stated now (an open record); it closes as any other gap. */
+  stateQuiet(): void {
+    clearTimeout(this.stateTimer);
+    this.stateTimer = undefined;
+    const c = this.current;
+    if (!c || c.quietUs === undefined) return;
+    delete c.quietUs;
+    this.ctx.outbox.add('gap', this.record(c.fromUs, null, c.reason, 0));
+    this.ctx.events.emit('stream.down', { ...this.ref, reason: c.reason });
   }
 
   /**
@@ -80,6 +103,8 @@ export class GapTracker {
    */
   end(fromUs: number, reason: string): void {
     const c = this.current;
+    clearTimeout(this.stateTimer);
+    this.stateTimer = undefined;
     const from = c ? c.fromUs : fromUs;
     const text = `${this.label()}: ${reason}`.slice(0, MAX_REASON);
     this.current = { fromUs: from, reason: text, openedAt: c?.openedAt ?? Date.now() };
@@ -91,6 +116,8 @@ export class GapTracker {
     const c = this.current;
     if (!c) return;
     this.current = undefined;
+    clearTimeout(this.stateTimer);
+    this.stateTimer = undefined;
     if (c.quietUs !== undefined) {
       if (!note && toUs - c.fromUs <= c.quietUs) return;
       this.ctx.events.emit('stream.down', { ...this.ref, reason: c.reason });

@@ -31,6 +31,12 @@ import { buildShard, GroupShard, type Shard, type ShardSpec } from './shard.ts';
 
 export { GatewayEvents, type Problem } from './events.ts';
 
+/**
+ * A shard group's takeover: a stream the positions scan did not find resumes from the oldest
+ * record the scan read (Kafka holds nothing of it since), at most this long ago.
+ */
+const TAKEOVER_UNSEEN_MS = 10 * 60_000;
+
 export interface GatewayDeps {
   /** Brokers to use instead of config.kafka.brokers (e.g. the local broker the CLI found). */
   readonly brokers?: readonly string[];
@@ -125,7 +131,7 @@ export function buildGateway(config: ConfigForGateway, deps: GatewayDeps = {}): 
   const doResume = deps.resume ?? !deps.transport;
   /** Where the streams of these instruments stopped, per entry (a shard group's takeovers say so). */
   const readWanted = (wanted: Parameters<typeof readPositions>[2]) =>
-    readPositions({ ...config.kafka, brokers }, codec, wanted, { log }).then((p) => {
+    readPositions({ ...config.kafka, brokers }, codec, wanted, { log, ...(shard instanceof GroupShard ? { unseenSince: TAKEOVER_UNSEEN_MS } : {}) }).then((p) => {
       if (shard instanceof GroupShard) p.takeover = { by: shard.label, quietMs: shard.handoverGapMs };
       return p;
     });

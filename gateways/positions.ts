@@ -40,6 +40,12 @@ export interface StreamPosition {
    */
   readonly waited?: true;
   /**
+   * Not a record in Kafka: the stream has no record in Kafka since `tsUs` (the oldest record the
+   * scan of its partition read, `ReadPositionsOptions.unseenSince`). A takeover resumes from there:
+   * trades refilled since, and what is not recovered stated from there.
+   */
+  readonly unseen?: true;
+  /**
    * The instrument was taken over from another gateway process of a shard group (gateways/shard.ts):
    * its streams resume quietly, a gap record only for what was not recovered (trades, candles) or
    * for a ticker/book resumed more than `quietMs` after this record.
@@ -113,6 +119,13 @@ export interface ReadPositionsOptions {
   /** First window per partition; each further round reads 8 times more. */
   readonly firstWindow?: number;
   readonly maxRecordsPerPartition?: number;
+  /**
+   * A stream not found in the part of its partition the scan read (cut short by the record cap or
+   * the timeout) gets an `unseen` position: the oldest record read there, at most `unseenSince`
+   * ms ago. Without it such a stream starts as new. Shard takeovers set it: an instrument taken
+   * over resumes from where Kafka proves it has nothing of it, rather than silently from now.
+   */
+  readonly unseenSince?: number;
 }
 
 interface PartitionScan {
@@ -125,6 +138,8 @@ interface PartitionScan {
   /** Message key → the items wanted under it (candles: one per timeframe). */
   readonly wanted: Map<string, Map<string, StreamRef>>;
   readonly found: Map<string, { offset: number; pos: StreamPosition }>;
+  /** The oldest Kafka timestamp (ms) among the records read. */
+  oldestMs?: number;
 }
 
 /**
@@ -188,8 +203,10 @@ export async function readPositions(settings: KafkaSettings, codec: AvroCodec, w
     return ranges;
   };
   let undecodable = 0;
-  const onMessage = async (topic: string, partition: number, m: { key: Buffer | null; value: Buffer | null; offset: string }) => {
+  const onMessage = async (topic: string, partition: number, m: { key: Buffer | null; value: Buffer | null; offset: string; timestamp: string }) => {
     const s = scans.get(`${topic}:${partition}`);
+    const at = Number(m.timestamp);
+    if (s && Number.isFinite(at) && (s.oldestMs === undefined || at < s.oldestMs)) s.oldestMs = at;
     const items = m.key && m.value ? s?.wanted.get(m.key.toString()) : undefined;
     if (!s || !items) return;
     let rec: { kind: RecordKind; value: Record<string, unknown> };
@@ -215,19 +232,30 @@ export async function readPositions(settings: KafkaSettings, codec: AvroCodec, w
   const first = rounds();
   const complete = await readRanges(kafka, first, onMessage, rounds, { groupId: `${settings.clientId}-positions-${randomBytes(4).toString('hex')}`, timeoutMs: o.timeoutMs ?? 30_000 });
   let wantedCount = 0;
+  let unseen = 0;
+  const notFound: Record<string, number> = {};
   for (const s of scans.values()) {
     for (const items of s.wanted.values()) {
       for (const [k, ref] of items) {
         wantedCount++;
         const f = s.found.get(k);
         if (f) out.set(ref, f.pos);
+        else {
+          notFound[ref.channel] = (notFound[ref.channel] ?? 0) + 1;
+          // Read down to the partition's start: never produced, a new stream. Else none since the oldest record read.
+          if (o.unseenSince !== undefined && s.oldestMs !== undefined && (s.from > s.low || !complete)) {
+            out.set(ref, { tsUs: Math.max(s.oldestMs, started - o.unseenSince) * 1000, unseen: true });
+            unseen++;
+          }
+        }
       }
     }
   }
   const scanned = [...scans.values()].reduce((n, s) => n + (highOf.get(`${s.topic}:${s.partition}`)! - s.from), 0);
-  const msg = `positions of the last run: ${out.size} of ${wantedCount} streams found in Kafka (${scanned} records scanned in ${Date.now() - started} ms)`;
-  if (!complete) o.log.warn({ found: out.size, wanted: wantedCount }, `${msg}; the scan timed out, the rest start as new`);
-  else o.log.info({ found: out.size, wanted: wantedCount, undecodable }, msg);
+  const found = out.size - unseen;
+  const msg = `positions of the last run: ${found} of ${wantedCount} streams found in Kafka (${scanned} records scanned in ${Date.now() - started} ms)${unseen > 0 ? `; ${unseen} with no record in the part read resume from its oldest record` : ''}`;
+  if (!complete) o.log.warn({ found, unseen, wanted: wantedCount, notFound }, `${msg}; the scan timed out, the rest start as new`);
+  else o.log.info({ found, unseen, wanted: wantedCount, undecodable, notFound }, msg);
   return out;
 }
 
@@ -240,6 +268,12 @@ export function restartReason(ref: StreamRef, p: StreamPosition): string {
     return `${why}; ${ref.channel === 'book' ? 'book snapshots' : 'ticker updates'} in between cannot be refilled`;
   }
   const what = p.takeover ? `taken over by this gateway process (shard ${p.takeover.by})` : 'gateway restarted';
+  if (p.unseen) {
+    const none = `${what}; no record of this stream in Kafka since ${at} (as far back as the scan read)`;
+    if (ref.channel === 'trades') return `${none}, trades since refilled over REST`;
+    if (ref.channel === 'ohlcv') return `${none}, candles since backfilled over REST`;
+    return `${none}; ${ref.channel === 'book' ? 'book snapshots' : 'ticker updates'} in between cannot be refilled`;
+  }
   switch (ref.channel) {
     case 'trades':
       return `${what}; last trade in Kafka ${p.id ?? ''} at ${at}, trades since refilled over REST`;
@@ -258,13 +292,14 @@ export function restartReason(ref: StreamRef, p: StreamPosition): string {
 export function openRestartGap(
   stoppedAt: ((ref: StreamRef) => StreamPosition | undefined) | undefined,
   ref: StreamRef,
-  gap: { open(fromUs: number, reason: string, opts?: { quietUs?: number }): void },
+  gap: { open(fromUs: number, reason: string, opts?: { quietUs?: number; stateAfterMs?: number }): void },
 ): StreamPosition | undefined {
   const p = stoppedAt?.(ref);
   if (!p) return p;
   // A takeover states only what was missed: trades and candles are refilled (a record if not all
   // came back), tickers and books only when they resume later than the handover allows.
   const quietUs = p.takeover ? (ref.channel === 'trades' || ref.channel === 'ohlcv' ? Infinity : p.takeover.quietMs * 1000) : undefined;
-  gap.open(p.tsUs, restartReason(ref, p), quietUs !== undefined ? { quietUs } : {});
+  // Still open after the handover allowance (a refill taking long, a stream not back yet): stated then.
+  gap.open(p.tsUs, restartReason(ref, p), quietUs !== undefined ? { quietUs, stateAfterMs: p.takeover!.quietMs } : {});
   return p;
 }

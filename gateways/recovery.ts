@@ -35,6 +35,70 @@ export const REFILL_RETRY = {
 } as const;
 export type RefillRetry = (typeof REFILL_RETRY)[keyof typeof REFILL_RETRY];
 
+/**
+ * REST recoveries (a trade refill attempt, a candle fill, a history backfill) running at once per
+ * ccxt instance. A takeover or restart of hundreds of instruments queues them rather than firing
+ * hundreds of requests and handling their answers in one burst (which stalls the event loop:
+ * the shard group's heartbeats, the live streams); ccxt's rate limiter, where enabled, still
+ * paces the requests themselves. Each instrument's live stream runs meanwhile (its
+ * subscription is up; what arrives waits in ccxt's cache or its mailbox), and a takeover's gap
+ * not closed within the handover allowance is stated (gaps.ts).
+ */
+export const REFILL_CONCURRENCY = 8;
+
+class Slots {
+  private free: number;
+  private readonly waiting: Array<() => void> = [];
+
+  constructor(n: number) {
+    this.free = n;
+  }
+
+  /** Resolves with the release once a slot is free; rejects when `signal` aborts first. */
+  acquire(signal: AbortSignal): Promise<() => void> {
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.free++;
+    };
+    if (this.free > 0) {
+      this.free--;
+      return Promise.resolve(release);
+    }
+    return new Promise((resolve, reject) => {
+      if (signal.aborted) return reject(signal.reason as Error);
+      const grant = () => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(release);
+      };
+      const onAbort = () => {
+        const i = this.waiting.indexOf(grant);
+        if (i >= 0) this.waiting.splice(i, 1);
+        reject(signal.reason as Error);
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.waiting.push(grant);
+    });
+  }
+}
+
+const slotsOf = new WeakMap<object, Slots>();
+
+/** Runs `fn` in one of the exchange instance's recovery slots (REFILL_CONCURRENCY). */
+export async function inRefillSlot<T>(ctx: Pick<WorkerContext, 'ex' | 'signal'>, fn: () => Promise<T>): Promise<T> {
+  let slots = slotsOf.get(ctx.ex);
+  if (!slots) slotsOf.set(ctx.ex, (slots = new Slots(REFILL_CONCURRENCY)));
+  const release = await slots.acquire(ctx.signal);
+  try {
+    return await fn();
+  } finally {
+    release();
+  }
+}
+
 /** Records recovered, and what stopped the recovery short (the gap's closing note says it). */
 export interface Recovered {
   readonly count: number;
@@ -102,7 +166,7 @@ export async function refillTrades(ctx: WorkerContext, symbol: string, fallbackT
   };
   try {
     const pages = await retry(
-      async () => {
+      () => inRefillSlot(ctx, async () => {
         let n = 0;
         const cursor = ledger.cursor(fallbackTsMs);
         let oldestNew: bigint | undefined;
@@ -135,7 +199,7 @@ export async function refillTrades(ctx: WorkerContext, symbol: string, fallbackT
           if (h) hole = addHoles(hole, h);
         }
         return n;
-      },
+      }),
       { ...policy, signal: ctx.signal, onRetry: (err, attempt, delayMs) => ctx.events.emit('refill.retry', { ...ref, attempt, delayMs, refilled: count, reason: messageOf(err) }) },
     );
     if (ctx.signal.aborted) return { count, error: 'refill interrupted: the gateway is closing' };
@@ -170,18 +234,20 @@ export async function fillCandles(ctx: WorkerContext, symbol: string, timeframe:
   const tracker = ctx.tracker(symbol, timeframe);
   let count = 0;
   try {
-    await fetchCandlePages({
-      ex: ctx.ex,
-      adapter: ctx.adapter,
-      symbol,
-      timeframe,
-      from: range.from,
-      to: range.to,
-      signal: ctx.signal,
-      onPage: (rows) => {
-        count += produceCandles(ctx, symbol, timeframe, tracker.onRest(rows, ctx.clock.now(Date.now()), { before: range.to }));
-      },
-    });
+    await inRefillSlot(ctx, () =>
+      fetchCandlePages({
+        ex: ctx.ex,
+        adapter: ctx.adapter,
+        symbol,
+        timeframe,
+        from: range.from,
+        to: range.to,
+        signal: ctx.signal,
+        onPage: (rows) => {
+          count += produceCandles(ctx, symbol, timeframe, tracker.onRest(rows, ctx.clock.now(Date.now()), { before: range.to }));
+        },
+      }),
+    );
   } catch (e) {
     return { count, error: `fill incomplete: ${translateError(e, `fetchOHLCV(${symbol}, ${timeframe})`, ctx.ex).message}` };
   }
@@ -207,7 +273,7 @@ export async function backfillHistory(ctx: WorkerContext, symbol: string, timefr
   let candles = 0;
   let lastClosed: number | undefined;
   try {
-    await fetchCandlePages({
+    await inRefillSlot(ctx, () => fetchCandlePages({
       ex: ctx.ex,
       adapter: ctx.adapter,
       symbol,
@@ -223,7 +289,7 @@ export async function backfillHistory(ctx: WorkerContext, symbol: string, timefr
         const lastTs = rows[rows.length - 1]![0]!;
         ctx.events.emit('backfill.progress', { exchange: ctx.name, symbol, timeframe, candles, fraction: Math.min(1, (lastTs - from) / Math.max(1, now - from)) });
       },
-    });
+    }));
   } catch (e) {
     error = translateError(e, 'history backfill', ctx.ex).message;
     ctx.log.warn({ symbol, timeframe, err: error }, 'candle history backfill stopped early');

@@ -254,7 +254,16 @@ export class GroupShard implements Shard {
         this.fence();
       },
     });
-    this.fenceTimer = setInterval(() => this.checkFence(), Math.max(100, Math.floor(this.o.heartbeatIntervalMs / 2)));
+    const everyMs = Math.max(100, Math.floor(this.o.heartbeatIntervalMs / 2));
+    let lastTick = Date.now();
+    this.fenceTimer = setInterval(() => {
+      // A late tick is a stalled event loop: heartbeats could not be sent or read meanwhile.
+      const now = Date.now();
+      const lateMs = now - lastTick - everyMs;
+      lastTick = now;
+      if (lateMs >= 1_000) log.warn({ group, lateMs }, `shard group ${group}: the event loop stalled for ${lateMs} ms (no heartbeat could be sent meanwhile)`);
+      this.checkFence();
+    }, everyMs);
     this.fenceTimer.unref();
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([this.first, new Promise((r) => (timer = setTimeout(r, timeoutMs)))]);

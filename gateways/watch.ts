@@ -211,6 +211,8 @@ export async function runWatch<M>(ctx: WorkerContext, h: ChannelHandler<M>): Pro
     }
   } finally {
     ctx.watchdog.remove(w);
+    // Ending with a takeover's quiet gap still open (closing, moved away): what it did not recover is stated.
+    gap.stateQuiet();
     h.close?.();
   }
 }

@@ -347,11 +347,15 @@ export class ExchangeWorker {
     const ex = this.ex;
     if (!ctx || !ex || this.abort.signal.aborted) return;
     this.publishInstruments(ex, symbols);
+    const t0 = Date.now();
     const unread = symbols.filter((s) => !this.positionsOf.has(s));
+    let progress: StartProgress | undefined;
     if (unread.length > 0) {
       const p = this.deps.positionsFor ? await this.deps.positionsFor(unread).catch(() => undefined) : undefined;
       for (const s of unread) this.positionsOf.set(s, p);
+      if (p?.takeover) progress = new StartProgress(this.log, `takeover of ${unread.length} instruments`, t0, new Set(unread));
     }
+    progress?.stage(`positions read (${Date.now() - t0} ms)`);
     if (this.abort.signal.aborted) return;
     const entry = this.entry;
     const plan = new Map(this.channels.map((c) => [c.channel, c]));
@@ -368,7 +372,10 @@ export class ExchangeWorker {
         run.handlers.push(h as ChannelHandler<unknown>);
         spawn(runWatch(sctx, h));
       };
-      if (plan.get('trades')?.mode === 'ws') watch(tradesChannel(sctx, symbol, entry.channels.trades!.silenceTimeoutMs, this.mux(ctx, 'trades')?.attach(symbol) as never));
+      if (plan.get('trades')?.mode === 'ws') {
+        const h = tradesChannel(sctx, symbol, entry.channels.trades!.silenceTimeoutMs, this.mux(ctx, 'trades')?.attach(symbol) as never);
+        watch(progress?.has(symbol) ? progress.follow(symbol, h) : h);
+      }
       if (plan.get('ticker')?.mode === 'ws') watch(tickerChannel(sctx, symbol, entry.channels.ticker!.silenceTimeoutMs, this.mux(ctx, 'ticker')?.attach(symbol) as never));
       if (plan.get('book')?.mode === 'ws') watch(bookChannel(sctx, symbol, entry.channels.book!, this.mux(ctx, 'book')?.attach(symbol) as never));
       if (plan.has('ohlcv')) {
@@ -577,6 +584,50 @@ export class ExchangeWorker {
     clearTimeout(timer);
     this.status = 'stopped';
     this.settle();
+  }
+}
+
+/**
+ * How far a batch of instruments started together (a shard takeover) got: logged per stage
+ * (positions read, every trade stream's first message, every trade stream resumed: its restart
+ * refill done), with the time since the batch started. For finding where a takeover's time goes.
+ */
+class StartProgress {
+  private readonly live = new Set<string>();
+  private readonly resumed = new Set<string>();
+
+  constructor(
+    private readonly log: Logger,
+    private readonly what: string,
+    private readonly t0: number,
+    private readonly symbols: ReadonlySet<string>,
+  ) {}
+
+  has(symbol: string): boolean {
+    return this.symbols.has(symbol);
+  }
+
+  stage(msg: string): void {
+    this.log.info({ ms: Date.now() - this.t0, instruments: this.symbols.size }, `${this.what}: ${msg} +${Date.now() - this.t0} ms`);
+  }
+
+  /** The trades handler of `symbol`, reporting its first message and its first resumption. */
+  follow<M>(symbol: string, h: ChannelHandler<M>): ChannelHandler<M> {
+    const mark = (set: Set<string>, label: string) => {
+      if (set.has(symbol)) return;
+      set.add(symbol);
+      const n = set.size;
+      if (n === 1 || n === this.symbols.size || n % 100 === 0) this.stage(`${n} of ${this.symbols.size} trade streams ${label}`);
+    };
+    return {
+      ...h,
+      receive: async (m, at, via) => {
+        mark(this.live, 'got their first message');
+        const r = await h.receive(m, at, via);
+        if (r !== 'closing') mark(this.resumed, 'resumed (refill done)');
+        return r;
+      },
+    };
   }
 }
 
