@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { GatewayEvents } from './events.ts';
 import { GapTracker } from './gaps.ts';
 import type { Outbox } from './outbox.ts';
@@ -77,6 +77,29 @@ describe('a takeover states only what was missed', () => {
     expect(b.records).toHaveLength(1);
     expect(b.records[0]).toMatchObject({ from_ts: 1_000_000, to_ts: 60_000_000 });
     expect(b.records[0]!.reason).toMatch(/taken over by this gateway process \(shard group g\).*20 trades not refilled/);
+  });
+
+  it('a takeover not recovered within quietMs (a refill queued or slow), or ending unrecovered, is stated as an open gap', () => {
+    vi.useFakeTimers();
+    try {
+      const a = tracker('trades');
+      openRestartGap(() => ({ tsUs: 1_000_000, id: '7', takeover }), a.ref, a.gap);
+      vi.advanceTimersByTime(4_999);
+      expect(a.records).toEqual([]);
+      vi.advanceTimersByTime(1);
+      expect(a.records.map((r) => [r.from_ts, r.to_ts])).toEqual([[1_000_000, null]]);
+      a.gap.close(60_000_000, 120);
+      expect(a.records.map((r) => [r.from_ts, r.to_ts])).toEqual([[1_000_000, null], [1_000_000, 60_000_000]]);
+      // The stream ends (closing, moved on) before the allowance: stated at once, and only once.
+      const b = tracker('trades');
+      openRestartGap(() => ({ tsUs: 2_000_000, takeover, unseen: true }), b.ref, b.gap);
+      b.gap.stateQuiet();
+      vi.advanceTimersByTime(10_000);
+      expect(b.records.map((r) => [r.from_ts, r.to_ts])).toEqual([[2_000_000, null]]);
+      expect(b.records[0]!.reason).toMatch(/no record of this stream in Kafka since/);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('tickers: a record only when resumed later than quietMs after the last one in Kafka', () => {
