@@ -595,13 +595,17 @@ export class ExchangeWorker {
 class StartProgress {
   private readonly live = new Set<string>();
   private readonly resumed = new Set<string>();
+  private readonly log: Logger;
+  private readonly what: string;
+  private readonly t0: number;
+  private readonly symbols: ReadonlySet<string>;
 
-  constructor(
-    private readonly log: Logger,
-    private readonly what: string,
-    private readonly t0: number,
-    private readonly symbols: ReadonlySet<string>,
-  ) {}
+  constructor(log: Logger, what: string, t0: number, symbols: ReadonlySet<string>) {
+    this.log = log;
+    this.what = what;
+    this.t0 = t0;
+    this.symbols = symbols;
+  }
 
   has(symbol: string): boolean {
     return this.symbols.has(symbol);
