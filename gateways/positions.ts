@@ -288,6 +288,9 @@ export function restartReason(ref: StreamRef, p: StreamPosition): string {
   }
 }
 
+/** A takeover's trades or candles not recovered within this many `handoverGapMs` are stated as a gap. */
+export const TAKEOVER_REFILL_ALLOWANCE = 3;
+
 /** Opens the stream's restart gap (from where the last process stopped), if there is a position. */
 export function openRestartGap(
   stoppedAt: ((ref: StreamRef) => StreamPosition | undefined) | undefined,
@@ -298,8 +301,10 @@ export function openRestartGap(
   if (!p) return p;
   // A takeover states only what was missed: trades and candles are refilled (a record if not all
   // came back), tickers and books only when they resume later than the handover allows.
-  const quietUs = p.takeover ? (ref.channel === 'trades' || ref.channel === 'ohlcv' ? Infinity : p.takeover.quietMs * 1000) : undefined;
-  // Still open after the handover allowance (a refill taking long, a stream not back yet): stated then.
-  gap.open(p.tsUs, restartReason(ref, p), quietUs !== undefined ? { quietUs, stateAfterMs: p.takeover!.quietMs } : {});
+  const refilled = ref.channel === 'trades' || ref.channel === 'ohlcv';
+  const quietUs = p.takeover ? (refilled ? Infinity : p.takeover.quietMs * 1000) : undefined;
+  // Still open after the handover allowance (a stream not back yet; for refilled channels three
+  // times it: a refill queued or slow) the gap is stated then, and closed as any other.
+  gap.open(p.tsUs, restartReason(ref, p), quietUs !== undefined ? { quietUs, stateAfterMs: p.takeover!.quietMs * (refilled ? TAKEOVER_REFILL_ALLOWANCE : 1) } : {});
   return p;
 }
