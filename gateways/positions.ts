@@ -254,7 +254,7 @@ export async function readPositions(settings: KafkaSettings, codec: AvroCodec, w
   const scanned = [...scans.values()].reduce((n, s) => n + (highOf.get(`${s.topic}:${s.partition}`)! - s.from), 0);
   const found = out.size - unseen;
   const msg = `positions of the last run: ${found} of ${wantedCount} streams found in Kafka (${scanned} records scanned in ${Date.now() - started} ms)${unseen > 0 ? `; ${unseen} with no record in the part read resume from its oldest record` : ''}`;
-  if (!complete) o.log.warn({ found, unseen, wanted: wantedCount, notFound }, `${msg}; the scan timed out, the rest start as new`);
+  if (!complete) o.log.warn({ found, unseen, wanted: wantedCount, notFound }, `${msg}; the scan timed out${wantedCount > out.size ? `, ${wantedCount - out.size} streams of partitions it read nothing of start as new` : ''}`);
   else o.log.info({ found, unseen, wanted: wantedCount, undecodable, notFound }, msg);
   return out;
 }
