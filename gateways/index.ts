@@ -20,7 +20,7 @@ import { logger, type Logger } from '../core/log.ts';
 import { guardCcxtSendAfterClose, type Exchange } from './ccxt.ts';
 import { GatewayEvents, type Problem } from './events.ts';
 import { attachTelemetry } from './telemetry.ts';
-import { readPositions, type Positions } from './positions.ts';
+import { readPositions, readPositionsOffThread, type Positions } from './positions.ts';
 import { kafkaTransport, Publisher, type Transport } from './publisher.ts';
 import { entryName, ExchangeWorker, literalSymbols, type WorkerStatus } from './worker.ts';
 import type { InstrumentSet } from './instruments.ts';
@@ -130,8 +130,8 @@ export function buildGateway(config: ConfigForGateway, deps: GatewayDeps = {}): 
   const closing = new AbortController();
   const doResume = deps.resume ?? !deps.transport;
   /** Where the streams of these instruments stopped, per entry (a shard group's takeovers say so). */
-  const readWanted = (wanted: Parameters<typeof readPositions>[2]) =>
-    readPositions({ ...config.kafka, brokers }, codec, wanted, { log, ...(shard instanceof GroupShard ? { unseenSince: TAKEOVER_UNSEEN_MS } : {}) }).then((p) => {
+  const readWanted = (wanted: Parameters<typeof readPositions>[2], offThread = false) =>
+    (offThread ? readPositionsOffThread : readPositions)({ ...config.kafka, brokers }, codec, wanted, { log, ...(shard instanceof GroupShard ? { unseenSince: TAKEOVER_UNSEEN_MS } : {}) }).then((p) => {
       if (shard instanceof GroupShard) p.takeover = { by: shard.label, quietMs: shard.handoverGapMs };
       return p;
     });
@@ -157,7 +157,8 @@ export function buildGateway(config: ConfigForGateway, deps: GatewayDeps = {}): 
     const positionsFor = (symbols: readonly string[]) =>
       !doResume
         ? Promise.resolve(undefined)
-        : retry(() => readWanted([{ exchange: name, symbols, channels: Object.keys(entry.channels) as Channel[], timeframes: entry.channels.ohlcv?.timeframes ?? [] }]), {
+        : // A shard group's takeovers scan in a worker thread (the process is busy serving the rest).
+          retry(() => readWanted([{ exchange: name, symbols, channels: Object.keys(entry.channels) as Channel[], timeframes: entry.channels.ohlcv?.timeframes ?? [] }], shard instanceof GroupShard), {
             ...RETRY.kafkaPositions,
             signal: closing.signal,
           });

@@ -17,6 +17,11 @@
  * came back; tickers and books cannot be refilled, and their gap record says so).
  */
 import { randomBytes } from 'node:crypto';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { TickflowError } from '../core/errors.ts';
 import type { AvroCodec } from '../core/avro.ts';
 import type { Channel } from './config.ts';
 import { createKafka, partitionOfKey, partitionOffsets, readRanges, recordKey, type KafkaSettings, type OffsetRange } from '../core/kafka.ts';
@@ -84,6 +89,14 @@ export class Positions {
 
   get size(): number {
     return this.map.size;
+  }
+
+  /** The positions found, by stream (a worker thread's answer, positions-worker.ts). */
+  entries(): Array<[StreamRef, StreamPosition]> {
+    return [...this.map].map(([k, p]) => {
+      const [exchange, symbol, channel, timeframe] = k.split('\u0000') as [string, string, Channel, string | undefined];
+      return [{ exchange, symbol, channel, ...(timeframe ? { timeframe } : {}) }, p];
+    });
   }
 
   /** Set when Kafka could not be read at start: when the gateway started (ms). */
@@ -189,7 +202,10 @@ export async function readPositions(settings: KafkaSettings, codec: AvroCodec, w
   const max = o.maxRecordsPerPartition ?? 200_000;
   const highOf = new Map([...scans].map(([id, s]) => [id, s.from]));
   /** The next window of every partition that still misses a wanted stream. */
+  let round = 0;
+  let delivered = 0;
   const rounds = (): OffsetRange[] => {
+    o.log.debug({ round: round++, ms: Date.now() - started, delivered }, 'positions scan: a round read');
     const ranges: OffsetRange[] = [];
     for (const [id, s] of scans) {
       const missing = [...s.wanted.values()].some((items) => [...items.keys()].some((k) => !s.found.has(k)));
@@ -205,6 +221,7 @@ export async function readPositions(settings: KafkaSettings, codec: AvroCodec, w
   let undecodable = 0;
   const onMessage = async (topic: string, partition: number, m: { key: Buffer | null; value: Buffer | null; offset: string; timestamp: string }) => {
     const s = scans.get(`${topic}:${partition}`);
+    delivered++;
     const at = Number(m.timestamp);
     if (s && Number.isFinite(at) && (s.oldestMs === undefined || at < s.oldestMs)) s.oldestMs = at;
     const items = m.key && m.value ? s?.wanted.get(m.key.toString()) : undefined;
@@ -307,4 +324,48 @@ export function openRestartGap(
   // times it: a refill queued or slow) the gap is stated then, and closed as any other.
   gap.open(p.tsUs, restartReason(ref, p), quietUs !== undefined ? { quietUs, stateAfterMs: p.takeover!.quietMs * (refilled ? TAKEOVER_REFILL_ALLOWANCE : 1) } : {});
   return p;
+}
+
+/** tsx's ESM API as a file URL (as sink/decode.ts loads its worker). */
+function tsxEsmApi(): string {
+  const require = createRequire(import.meta.url);
+  const pkgFile = require.resolve('tsx/package.json');
+  const pkg = require(pkgFile) as { exports: Record<string, { import: { default: string } }> };
+  return pathToFileURL(path.join(path.dirname(pkgFile), pkg.exports['./esm/api']!.import.default)).href;
+}
+
+/**
+ * readPositions in a worker thread of its own (positions-worker.ts): a shard takeover's scan does
+ * not wait on the event-loop turns of a process busy serving its other instruments. Falls back
+ * to the calling thread when a worker cannot be started.
+ */
+export async function readPositionsOffThread(
+  settings: KafkaSettings & { readonly schemaRegistryUrl?: string | undefined },
+  codec: AvroCodec,
+  wanted: readonly PositionsWanted[],
+  o: ReadPositionsOptions,
+): Promise<Positions> {
+  const { log, ...options } = o;
+  let w: Worker;
+  try {
+    const entry = new URL('./positions-worker.ts', import.meta.url).href;
+    w = new Worker(`import(${JSON.stringify(tsxEsmApi())}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); });`, {
+      eval: true,
+      workerData: { settings: { ...settings, brokers: [...settings.brokers] }, wanted, options },
+    });
+  } catch (e) {
+    log.warn({ err: e instanceof Error ? e.message : String(e) }, 'cannot start a worker thread for the positions scan; scanning in the main thread');
+    return readPositions(settings, codec, wanted, o);
+  }
+  const reply = await new Promise<{ entries?: Array<[StreamRef, StreamPosition]>; error?: string; code?: string }>((resolve) => {
+    w.once('message', resolve);
+    w.once('error', (e) => resolve({ error: e.message }));
+    w.once('exit', (code) => resolve({ error: `the positions worker exited (${code})` }));
+  });
+  void w.terminate();
+  if (reply.error !== undefined) throw new TickflowError('KAFKA_UNREACHABLE', `reading positions: ${reply.error}`, { retriable: true });
+  const out = new Positions();
+  out.asked = new Set(wanted.flatMap((x) => x.symbols.map((s) => `${x.exchange}\u0000${s}`)));
+  for (const [ref, p] of reply.entries ?? []) out.set(ref, p);
+  return out;
 }

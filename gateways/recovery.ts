@@ -36,15 +36,17 @@ export const REFILL_RETRY = {
 export type RefillRetry = (typeof REFILL_RETRY)[keyof typeof REFILL_RETRY];
 
 /**
- * REST recoveries (a trade refill attempt, a candle fill, a history backfill) running at once per
- * ccxt instance. A takeover or restart of hundreds of instruments queues them rather than firing
+ * REST recoveries running at once per ccxt instance: trade refill attempts, and apart (so the
+ * candles of hundreds of instruments starting do not hold back their trades) candle fills and
+ * history backfills. A takeover or restart of hundreds of instruments queues them rather than firing
  * hundreds of requests and handling their answers in one burst (which stalls the event loop:
  * the shard group's heartbeats, the live streams); ccxt's rate limiter, where enabled, still
  * paces the requests themselves. Each instrument's live stream runs meanwhile (its
  * subscription is up; what arrives waits in ccxt's cache or its mailbox), and a takeover's gap
  * not closed within the handover allowance is stated (gaps.ts).
  */
-export const REFILL_CONCURRENCY = 8;
+export const REFILL_CONCURRENCY = { trades: 8, candles: 4 } as const;
+type RefillPool = keyof typeof REFILL_CONCURRENCY;
 
 class Slots {
   private free: number;
@@ -85,12 +87,14 @@ class Slots {
   }
 }
 
-const slotsOf = new WeakMap<object, Slots>();
+const slotsOf = new WeakMap<object, Map<RefillPool, Slots>>();
 
-/** Runs `fn` in one of the exchange instance's recovery slots (REFILL_CONCURRENCY). */
-export async function inRefillSlot<T>(ctx: Pick<WorkerContext, 'ex' | 'signal'>, fn: () => Promise<T>): Promise<T> {
-  let slots = slotsOf.get(ctx.ex);
-  if (!slots) slotsOf.set(ctx.ex, (slots = new Slots(REFILL_CONCURRENCY)));
+/** Runs `fn` in one of the exchange instance's recovery slots of `pool` (REFILL_CONCURRENCY). */
+export async function inRefillSlot<T>(ctx: Pick<WorkerContext, 'ex' | 'signal'>, pool: RefillPool, fn: () => Promise<T>): Promise<T> {
+  let pools = slotsOf.get(ctx.ex);
+  if (!pools) slotsOf.set(ctx.ex, (pools = new Map()));
+  let slots = pools.get(pool);
+  if (!slots) pools.set(pool, (slots = new Slots(REFILL_CONCURRENCY[pool])));
   const release = await slots.acquire(ctx.signal);
   try {
     return await fn();
@@ -166,7 +170,7 @@ export async function refillTrades(ctx: WorkerContext, symbol: string, fallbackT
   };
   try {
     const pages = await retry(
-      () => inRefillSlot(ctx, async () => {
+      () => inRefillSlot(ctx, 'trades', async () => {
         let n = 0;
         const cursor = ledger.cursor(fallbackTsMs);
         let oldestNew: bigint | undefined;
@@ -234,7 +238,7 @@ export async function fillCandles(ctx: WorkerContext, symbol: string, timeframe:
   const tracker = ctx.tracker(symbol, timeframe);
   let count = 0;
   try {
-    await inRefillSlot(ctx, () =>
+    await inRefillSlot(ctx, 'candles', () =>
       fetchCandlePages({
         ex: ctx.ex,
         adapter: ctx.adapter,
@@ -273,7 +277,7 @@ export async function backfillHistory(ctx: WorkerContext, symbol: string, timefr
   let candles = 0;
   let lastClosed: number | undefined;
   try {
-    await inRefillSlot(ctx, () => fetchCandlePages({
+    await inRefillSlot(ctx, 'candles', () => fetchCandlePages({
       ex: ctx.ex,
       adapter: ctx.adapter,
       symbol,
