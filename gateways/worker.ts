@@ -575,6 +575,9 @@ export class ExchangeWorker {
   async close(): Promise<void> {
     if (this.status === 'stopped') return;
     this.abort.abort(new TickflowError('INTERNAL', 'gateway closing'));
+    // A takeover's gap not recovered yet is stated now, while the publisher still sends (the
+    // loops' own statement may come after it closed when they are slow to end).
+    for (const run of this.runs.values()) for (const h of run.handlers) h.gap.stateQuiet();
     if (this.timer) clearInterval(this.timer);
     if (this.recheckTimer) clearInterval(this.recheckTimer);
     for (const t of this.tasks) await t.destroy();
