@@ -17,15 +17,13 @@
  * came back; tickers and books cannot be refilled, and their gap record says so).
  */
 import { randomBytes } from 'node:crypto';
-import { createRequire } from 'node:module';
-import path from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { TickflowError } from '../core/errors.ts';
 import type { AvroCodec } from '../core/avro.ts';
 import type { Channel } from './config.ts';
 import { createKafka, partitionOfKey, partitionOffsets, readRanges, recordKey, type KafkaSettings, type OffsetRange } from '../core/kafka.ts';
 import type { Logger } from '../core/log.ts';
+import { startTsWorker } from './ts-worker.ts';
 import { KIND_OF_CHANNEL, assertNever } from '../schemas/catalog.ts';
 import { topicFor, type Candle, type RecordKind } from '../schemas/index.ts';
 import type { StreamRef } from './events.ts';
@@ -327,13 +325,6 @@ export function openRestartGap(
 }
 
 /** tsx's ESM API as a file URL (as sink/decode.ts loads its worker). */
-function tsxEsmApi(): string {
-  const require = createRequire(import.meta.url);
-  const pkgFile = require.resolve('tsx/package.json');
-  const pkg = require(pkgFile) as { exports: Record<string, { import: { default: string } }> };
-  return pathToFileURL(path.join(path.dirname(pkgFile), pkg.exports['./esm/api']!.import.default)).href;
-}
-
 /**
  * readPositions in a worker thread of its own (positions-worker.ts): a shard takeover's scan does
  * not wait on the event-loop turns of a process busy serving its other instruments. Falls back
@@ -348,11 +339,7 @@ export async function readPositionsOffThread(
   const { log, ...options } = o;
   let w: Worker;
   try {
-    const entry = new URL('./positions-worker.ts', import.meta.url).href;
-    w = new Worker(`import(${JSON.stringify(tsxEsmApi())}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); });`, {
-      eval: true,
-      workerData: { settings: { ...settings, brokers: [...settings.brokers] }, wanted, options },
-    });
+    w = startTsWorker(new URL('./positions-worker.ts', import.meta.url), { settings: { ...settings, brokers: [...settings.brokers] }, wanted, options });
   } catch (e) {
     log.warn({ err: e instanceof Error ? e.message : String(e) }, 'cannot start a worker thread for the positions scan; scanning in the main thread');
     return readPositions(settings, codec, wanted, o);

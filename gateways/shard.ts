@@ -19,12 +19,16 @@
  * later, so the loser's last records are in Kafka before the gainer reads where they end. A member
  * that cannot tell whether the group still counts it (no heartbeat accepted for the session
  * timeout: Kafka unreachable, a stalled process) stops serving everything until it rejoins, so a
- * slot the group gave away is not served twice for longer than that.
+ * slot the group gave away is not served twice for longer than that. The membership and that
+ * clock run in a worker thread (shard-worker.ts, runMembership): a busy gateway thread neither
+ * delays the heartbeats nor makes the clock misread them.
  */
 import { createKafka, ensureNamedTopics, joinGroupMembership, type GroupMembership, type KafkaSettings } from '../core/kafka.ts';
 import { TickflowError, messageOf } from '../core/errors.ts';
 import { TypedEvents } from '../core/events.ts';
 import type { Logger } from '../core/log.ts';
+import type { Worker } from 'node:worker_threads';
+import { startTsWorker } from './ts-worker.ts';
 import { SHARD_GROUP_DEFAULTS } from './config.ts';
 
 export { SHARD_GROUP_DEFAULTS };
@@ -180,6 +184,105 @@ export interface GroupShardOptions {
   readonly log: Logger;
 }
 
+/** What the membership (in its worker thread) tells the gateway's thread. */
+export type MembershipMessage =
+  | { readonly t: 'joined' }
+  | { readonly t: 'error'; readonly error: string }
+  | { readonly t: 'assigned'; readonly memberId: string; readonly partitions: readonly number[]; readonly partitionCount: number }
+  | { readonly t: 'rebalancing' }
+  | { readonly t: 'fenced' }
+  | { readonly t: 'left' }
+  | { readonly t: 'log'; readonly level: 'info' | 'warn'; readonly fields: Record<string, unknown>; readonly msg: string };
+
+/** What the membership needs (plain data: it crosses to a worker thread). */
+export interface MembershipJob {
+  readonly kafka: GroupShardOptions['kafka'];
+  readonly group: string;
+  readonly topic: string;
+  readonly sessionTimeoutMs: number;
+  readonly heartbeatIntervalMs: number;
+}
+
+/**
+ * The group membership and its fencing clock: the kafkajs consumer of the coordination topic, the
+ * sticky assignor, and the decision to stop serving (no heartbeat accepted for the session
+ * timeout). Run in a worker thread of its own (shard-worker.ts): kafkajs heartbeats only from its
+ * consumer's fetch loop, whose every step (the fetch's answer, the heartbeat's request and
+ * answer, the HEARTBEAT event that resets the clock) waits a turn of the event loop it runs on; a
+ * gateway thread busy taking over hundreds of instruments gives it too few turns, so heartbeats
+ * went unaccepted (or accepted, but not yet read when the clock looked) for the whole session
+ * timeout without any single long stall, and the process fenced itself. Here both the heartbeats
+ * and the clock run on a thread that does nothing else. A whole-process stall (SIGSTOP, a long
+ * GC pause) stops this thread too, so it still fences.
+ */
+export async function runMembership(job: MembershipJob, post: (m: MembershipMessage) => void): Promise<GroupMembership> {
+  const { group } = job;
+  const info = (fields: Record<string, unknown>, msg: string) => post({ t: 'log', level: 'info', fields, msg });
+  const warn = (fields: Record<string, unknown>, msg: string) => post({ t: 'log', level: 'warn', fields, msg });
+  /** The slots of the latest assignment, until fenced: sent with each join. */
+  let held = new Set<number>();
+  let lastOkAt = Date.now();
+  let joiningSince: number | undefined;
+  let closed = false;
+  const fence = () => {
+    held = new Set();
+    post({ t: 'fenced' });
+  };
+  const membership = await joinGroupMembership(createKafka(job.kafka), {
+    groupId: shardGroupId(group),
+    topic: job.topic,
+    sessionTimeoutMs: job.sessionTimeoutMs,
+    heartbeatIntervalMs: job.heartbeatIntervalMs,
+    rebalanceTimeoutMs: job.sessionTimeoutMs,
+    userData: () => encodeHeld(held),
+    assign: (members, partitions) => {
+      const out = stickyAssign(members.map((m) => ({ memberId: m.memberId, held: decodeHeld(m.userData) })), partitions);
+      info({ group, members: members.length, slots: partitions.length }, `shard group ${group}: assigning ${partitions.length} slots to ${members.length} gateway process(es)`);
+      return out;
+    },
+    onAssigned: (a) => {
+      if (closed) return;
+      lastOkAt = Date.now();
+      joiningSince = undefined;
+      held = new Set(a.partitions);
+      post({ t: 'assigned', memberId: a.memberId, partitions: a.partitions, partitionCount: a.partitionCount });
+    },
+    onRebalancing: () => {
+      lastOkAt = Date.now();
+      joiningSince ??= Date.now();
+      post({ t: 'rebalancing' });
+    },
+    onHeartbeat: () => {
+      lastOkAt = Date.now();
+    },
+    onCrash: (e, restarting) => {
+      warn({ group, err: messageOf(e), restarting }, `shard group ${group}: membership lost (${messageOf(e)}); serving nothing until it rejoins`);
+      fence();
+    },
+  });
+  const everyMs = Math.max(100, Math.floor(job.heartbeatIntervalMs / 2));
+  let lastTick = Date.now();
+  const timer = setInterval(() => {
+    const now = Date.now();
+    const lateMs = now - lastTick - everyMs;
+    lastTick = now;
+    // A late tick is this thread stalled (the whole process: a stop, a long GC pause).
+    if (lateMs >= 1_000) warn({ group, lateMs }, `shard group ${group}: the membership thread stalled for ${lateMs} ms (no heartbeat could be sent meanwhile)`);
+    if (closed || held.size === 0) return;
+    const unsure = joiningSince !== undefined ? now - joiningSince > 2 * job.sessionTimeoutMs : now - lastOkAt > job.sessionTimeoutMs;
+    if (!unsure) return;
+    warn({ group, sinceMs: now - lastOkAt }, `shard group ${group}: no heartbeat accepted for ${now - lastOkAt} ms (session timeout ${job.sessionTimeoutMs} ms); the group may have moved this process's slots, serving nothing until it rejoins`);
+    fence();
+  }, everyMs);
+  return {
+    async leave() {
+      closed = true;
+      clearInterval(timer);
+      await membership.leave();
+    },
+  };
+}
+
 /** Membership through a Kafka consumer group (see the module comment). */
 export class GroupShard implements Shard {
   private readonly opts: GroupShardOptions;
@@ -191,11 +294,10 @@ export class GroupShard implements Shard {
   private assigned = new Set<number>();
   /** Announced as served (assigned, past the handover wait). */
   private served = new Set<number>();
-  private membership: GroupMembership | undefined;
+  /** Leaves the group (and ends the membership's thread). */
+  private leave: (() => Promise<void>) | undefined;
   private handover: NodeJS.Timeout | undefined;
-  private fenceTimer: NodeJS.Timeout | undefined;
-  private lastOkAt = 0;
-  private joiningSince: number | undefined;
+  private stallTimer: NodeJS.Timeout | undefined;
   private memberId = '';
   private closed = false;
   private firstServed!: () => void;
@@ -225,49 +327,83 @@ export class GroupShard implements Shard {
 
   async start(timeoutMs = 60_000): Promise<void> {
     const { kafka: k, log, group } = this.opts;
-    const kafka = createKafka(k);
     const topic = shardTopic(k.topicPrefix);
-    await ensureNamedTopics(kafka, [topic], { partitions: this.o.slots, replicationFactor: k.replicationFactor, retentionMs: k.retentionMs });
-    this.membership = await joinGroupMembership(kafka, {
-      groupId: shardGroupId(group),
-      topic,
-      sessionTimeoutMs: this.o.sessionTimeoutMs,
-      heartbeatIntervalMs: this.o.heartbeatIntervalMs,
-      rebalanceTimeoutMs: this.o.sessionTimeoutMs,
-      userData: () => encodeHeld(this.assigned),
-      assign: (members, partitions) => {
-        const out = stickyAssign(members.map((m) => ({ memberId: m.memberId, held: decodeHeld(m.userData) })), partitions);
-        log.info({ group, members: members.length, slots: partitions.length }, `shard group ${group}: assigning ${partitions.length} slots to ${members.length} gateway process(es)`);
-        return out;
-      },
-      onAssigned: (a) => this.onAssigned(a.memberId, a.partitions, a.partitionCount),
-      onRebalancing: () => {
-        this.lastOkAt = Date.now();
-        this.joiningSince ??= Date.now();
-        log.info({ group }, `shard group ${group}: rebalancing (a gateway process joined or left); serving ${this.served.size} slots meanwhile`);
-      },
-      onHeartbeat: () => {
-        this.lastOkAt = Date.now();
-      },
-      onCrash: (e, restarting) => {
-        log.warn({ group, err: messageOf(e), restarting }, `shard group ${group}: membership lost (${messageOf(e)}); serving nothing until it rejoins`);
-        this.fence();
-      },
-    });
-    const everyMs = Math.max(100, Math.floor(this.o.heartbeatIntervalMs / 2));
+    await ensureNamedTopics(createKafka(k), [topic], { partitions: this.o.slots, replicationFactor: k.replicationFactor, retentionMs: k.retentionMs });
+    const job: MembershipJob = { kafka: { ...k, brokers: [...k.brokers] }, group, topic, sessionTimeoutMs: this.o.sessionTimeoutMs, heartbeatIntervalMs: this.o.heartbeatIntervalMs };
+    let worker: Worker | undefined;
+    try {
+      worker = startTsWorker(new URL('./shard-worker.ts', import.meta.url), job);
+    } catch (e) {
+      log.warn({ group, err: messageOf(e) }, `shard group ${group}: cannot start a worker thread for the group membership; running it in the main thread (heartbeats wait on its event loop)`);
+    }
+    if (worker) {
+      const w = worker;
+      const joined = new Promise<void>((resolve, reject) => {
+        w.on('message', (m: MembershipMessage) => {
+          if (m.t === 'joined') resolve();
+          else if (m.t === 'error') reject(new TickflowError('KAFKA_UNREACHABLE', `shard group ${group}: joining: ${m.error}`, { retriable: true }));
+          else this.onMessage(m);
+        });
+        w.once('error', (e) => reject(e));
+        w.once('exit', (code) => {
+          reject(new TickflowError('KAFKA_UNREACHABLE', `shard group ${group}: the membership thread exited (${code})`, { retriable: true }));
+          if (!this.closed) {
+            log.warn({ group, code }, `shard group ${group}: the membership thread exited (${code}); serving nothing`);
+            this.fence();
+          }
+        });
+      });
+      this.leave = async () => {
+        const left = new Promise<void>((r) => {
+          w.on('message', (m: MembershipMessage) => m.t === 'left' && r());
+          w.once('exit', () => r());
+        });
+        w.postMessage({ t: 'leave' });
+        await Promise.race([left, new Promise((r) => setTimeout(r, 10_000))]);
+        await w.terminate();
+      };
+      try {
+        await joined;
+      } catch (e) {
+        await w.terminate();
+        throw e;
+      }
+    } else {
+      const m = await runMembership(job, (x) => this.onMessage(x));
+      this.leave = () => m.leave();
+    }
+    // The fencing clock runs with the membership; here only a stalled gateway thread is told.
+    const everyMs = 1_000;
     let lastTick = Date.now();
-    this.fenceTimer = setInterval(() => {
-      // A late tick is a stalled event loop: heartbeats could not be sent or read meanwhile.
+    this.stallTimer = setInterval(() => {
       const now = Date.now();
       const lateMs = now - lastTick - everyMs;
       lastTick = now;
-      if (lateMs >= 1_000) log.warn({ group, lateMs }, `shard group ${group}: the event loop stalled for ${lateMs} ms (no heartbeat could be sent meanwhile)`);
-      this.checkFence();
+      if (lateMs >= 1_000) log.warn({ group, lateMs }, `shard group ${group}: the event loop stalled for ${lateMs} ms`);
     }, everyMs);
-    this.fenceTimer.unref();
+    this.stallTimer.unref();
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([this.first, new Promise((r) => (timer = setTimeout(r, timeoutMs)))]);
     clearTimeout(timer);
+  }
+
+  private onMessage(m: MembershipMessage): void {
+    const { log, group } = this.opts;
+    switch (m.t) {
+      case 'assigned':
+        return this.onAssigned(m.memberId, m.partitions, m.partitionCount);
+      case 'rebalancing':
+        log.info({ group }, `shard group ${group}: rebalancing (a gateway process joined or left); serving ${this.served.size} slots meanwhile`);
+        return;
+      case 'fenced':
+        return this.fence();
+      case 'log':
+        if (m.level === 'warn') log.warn(m.fields, m.msg);
+        else log.info(m.fields, m.msg);
+        return;
+      default:
+        return;
+    }
   }
 
   private onAssigned(memberId: string, partitions: readonly number[], partitionCount: number): void {
@@ -279,8 +415,6 @@ export class GroupShard implements Shard {
       this.slotCount = partitionCount;
     }
     this.memberId = memberId;
-    this.lastOkAt = Date.now();
-    this.joiningSince = undefined;
     this.assigned = new Set(partitions);
     const removed = [...this.served].filter((s) => !this.assigned.has(s)).sort((a, b) => a - b);
     for (const s of removed) this.served.delete(s);
@@ -298,16 +432,7 @@ export class GroupShard implements Shard {
     else this.handover = setTimeout(startPending, this.o.handoverMs);
   }
 
-  /** No accepted heartbeat for the session timeout: the group may have given the slots away. */
-  private checkFence(): void {
-    if (this.closed || this.assigned.size === 0) return;
-    const now = Date.now();
-    const unsure = this.joiningSince !== undefined ? now - this.joiningSince > 2 * this.o.sessionTimeoutMs : now - this.lastOkAt > this.o.sessionTimeoutMs;
-    if (!unsure) return;
-    this.opts.log.warn({ group: this.opts.group, sinceMs: now - this.lastOkAt }, `shard group ${this.opts.group}: no heartbeat accepted for ${now - this.lastOkAt} ms (session timeout ${this.o.sessionTimeoutMs} ms); the group may have moved this process's slots, serving nothing until it rejoins`);
-    this.fence();
-  }
-
+  /** The membership decided the group may no longer count this process (its own heartbeat clock), or it crashed. */
   private fence(): void {
     clearTimeout(this.handover);
     this.assigned = new Set();
@@ -320,13 +445,13 @@ export class GroupShard implements Shard {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.handover);
-    clearInterval(this.fenceTimer);
+    clearInterval(this.stallTimer);
     const removed = this.serving();
     this.served = new Set();
     this.assigned = new Set();
     if (removed.length > 0) this.events.emit('change', { added: [], removed: [...removed], why: 'closing' });
     this.firstServed();
-    await this.membership?.leave();
+    await this.leave?.();
   }
 }
 

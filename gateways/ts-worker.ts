@@ -1,0 +1,23 @@
+/**
+ * A worker thread running one of the gateway's .ts modules. The thread registers tsx's loader
+ * before importing the module, so it runs the same on Node 20 (no type stripping) as on Node 24.
+ */
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
+
+function tsxEsmApi(): string {
+  const require = createRequire(import.meta.url);
+  const pkgFile = require.resolve('tsx/package.json');
+  const pkg = require(pkgFile) as { exports: Record<string, { import: { default: string } }> };
+  return pathToFileURL(path.join(path.dirname(pkgFile), pkg.exports['./esm/api']!.import.default)).href;
+}
+
+/** Starts `entry` (a .ts module's URL) in a worker thread with `workerData`; throws when a thread cannot be started. */
+export function startTsWorker(entry: URL, workerData: unknown): Worker {
+  return new Worker(`import(${JSON.stringify(tsxEsmApi())}).then((m) => { m.register(); return import(${JSON.stringify(entry.href)}); });`, {
+    eval: true,
+    workerData,
+  });
+}
