@@ -246,6 +246,9 @@ export class ExchangeWorker {
     for (const s of literalSymbols(entry)) if (positions?.covers(this.name, s) ?? true) this.positionsOf.set(s, positions);
     await this.set.setResolved(initial);
     if (this.abort.signal.aborted) return;
+    // Those not started (moved away by a shard change while the positions were read) read theirs
+    // anew when they start: the startup's positions are stale by then and not a takeover's.
+    for (const [s, p] of [...this.positionsOf]) if (p === positions && !this.runs.has(s)) this.positionsOf.delete(s);
     // A filter set meanwhile (shard ownership) may have left some of them out.
     for (const s of [...this.symbols]) if (!this.runs.has(s)) this.symbols.splice(this.symbols.indexOf(s), 1);
     this.deps.onRunning?.();
