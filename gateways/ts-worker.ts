@@ -1,6 +1,7 @@
 /**
- * A worker thread running one of the gateway's .ts modules. The thread registers tsx's loader
- * before importing the module, so it runs the same on Node 20 (no type stripping) as on Node 24.
+ * A worker thread running one of the gateway's .ts modules: as it is on a Node that strips types
+ * itself (22.18+, as bin/tickflow.js), through tsx's loader (registered in the thread first) on an
+ * older one (20).
  */
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -16,6 +17,7 @@ function tsxEsmApi(): string {
 
 /** Starts `entry` (a .ts module's URL) in a worker thread with `workerData`; throws when a thread cannot be started. */
 export function startTsWorker(entry: URL, workerData: unknown): Worker {
+  if (process.features.typescript) return new Worker(entry, { workerData });
   return new Worker(`import(${JSON.stringify(tsxEsmApi())}).then((m) => { m.register(); return import(${JSON.stringify(entry.href)}); });`, {
     eval: true,
     workerData,
