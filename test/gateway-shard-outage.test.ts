@@ -11,7 +11,6 @@
  * - every trade the sim emitted, from the first in Kafka to the last, is in Kafka or inside a trade
  *   gap record's range.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -22,24 +21,14 @@ import { startKafka, stopKafkaAt, type KafkaBroker } from '../infra/kafka.ts';
 import { freePort } from '../infra/process.ts';
 import { buildSim, type Sim } from '../sim/index.ts';
 import { simOptions, sleep, uniquePrefix } from './harness/gateway.ts';
+import { killAll, missingTrades, servedAtOnce, serving, spawnShardGateway, tradesTwice, untilStarted, type ShardGateway } from './harness/shard-gateways.ts';
 import { readTopics, type Decoded } from './harness/topics.ts';
 
-const BIN = path.resolve(import.meta.dirname, '..', 'bin', 'tickflow.js');
 const SYMBOLS = ['BTC/USDT', 'ETH/USDT', 'SOL/USDT', 'XRP/USDT', 'ADA/USDT', 'DOGE/USDT', 'LTC/USDT', 'DOT/USDT', 'AVAX/USDT', 'LINK/USDT', 'TRX/USDT', 'BNB/USDT'];
 const RATE = 20;
 const SESSION_MS = 6_000;
 /** The broker is down this long: well past the session timeout. */
 const DOWN_MS = SESSION_MS * 3;
-
-interface Proc {
-  readonly name: string;
-  readonly child: ChildProcess;
-  output: string;
-  /** When it started serving which symbols (from its `shard ... serves` log lines). */
-  readonly serves: Array<{ t: number; symbols: string[] }>;
-  endedAt?: number;
-  readonly exited: Promise<unknown>;
-}
 
 describe('sharded gateway processes through a Kafka outage longer than the session timeout', () => {
   const prefix = uniquePrefix('gwshout');
@@ -48,50 +37,27 @@ describe('sharded gateway processes through a Kafka outage longer than the sessi
   let broker: KafkaBroker | undefined;
   let sim: Sim;
   let file: string;
-  const procs: Proc[] = [];
+  const procs: ShardGateway[] = [];
   let downAt = 0;
   let upAt = 0;
   let runningBeforeStop: boolean[] = [];
   let got: Decoded;
 
-  const start = async (name: string): Promise<Proc> => {
-    const child = spawn(process.execPath, [BIN, 'gateway', '--config', file, '--shard-group', prefix], {
-      env: { ...process.env, KAFKA_BROKERS: `127.0.0.1:${port}`, LOG_LEVEL: 'info', LOG_FORMAT: 'json' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const p: Proc = { name, child, output: '', serves: [], exited: new Promise((r) => child.on('exit', r)) };
-    let partial = '';
-    const onData = (d: Buffer) => {
-      p.output += d.toString();
-      const lines = (partial + d.toString()).split('\n');
-      partial = lines.pop()!;
-      for (const line of lines) {
-        if (!line.startsWith('{') || !line.includes('serves')) continue;
-        const rec = JSON.parse(line) as { time: string; msg: string; symbols?: string[] };
-        if (/^shard .*serves/.test(rec.msg)) p.serves.push({ t: Date.parse(rec.time), symbols: rec.symbols ?? [] });
-      }
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
-    void p.exited.then(() => (p.endedAt ??= Date.now()));
+  const start = async (name: string): Promise<ShardGateway> => {
+    const p = spawnShardGateway(name, { configFile: file, group: prefix, brokers: `127.0.0.1:${port}` });
     procs.push(p);
-    const deadline = Date.now() + 90_000;
-    while (!p.output.includes('Ctrl-C to stop')) {
-      if (child.exitCode !== null || Date.now() > deadline) throw new Error(`gateway ${name} did not start:\n${p.output.slice(-3000)}`);
-      await sleep(50);
-    }
+    await untilStarted(p);
     return p;
   };
-  const current = (p: Proc) => p.serves.at(-1)?.symbols ?? [];
   /** Every instrument served, by exactly one process. */
   const split = () => {
-    const all = procs.flatMap(current);
+    const all = procs.flatMap(serving);
     return all.length === SYMBOLS.length && new Set(all).size === SYMBOLS.length;
   };
   const waitSplit = async (what: string) => {
     const deadline = Date.now() + 90_000;
-    while (!split() || procs.some((p) => current(p).length === 0)) {
-      if (Date.now() > deadline) throw new Error(`${what}: ${procs.map((p) => `${p.name}: ${current(p).join(',')}\n${p.output.slice(-4000)}`).join('\n---\n')}`);
+    while (!split() || procs.some((p) => serving(p).length === 0)) {
+      if (Date.now() > deadline) throw new Error(`${what}: ${procs.map((p) => `${p.name}: ${serving(p).join(',')}\n${p.output.slice(-4000)}`).join('\n---\n')}`);
       await sleep(200);
     }
   };
@@ -131,7 +97,7 @@ describe('sharded gateway processes through a Kafka outage longer than the sessi
   }, 400_000);
 
   afterAll(async () => {
-    for (const p of procs) if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
+    killAll(procs);
     await sim?.close();
     await broker?.stop().catch(() => undefined);
     if (dataDir) {
@@ -145,43 +111,23 @@ describe('sharded gateway processes through a Kafka outage longer than the sessi
     console.log(`SHARD outage (broker down ${t(downAt)}..${t(upAt)}): ${procs.map((p) => `${p.name}: ${p.serves.map((s) => `${t(s.t)} [${s.symbols.length}]`).join(' ')}`).join(' | ')}`);
     expect(runningBeforeStop).toEqual([true, true]);
     expect(split()).toBe(true);
-    for (const p of procs) expect(current(p).length, `${p.name} serves nothing`).toBeGreaterThan(0);
+    for (const p of procs) expect(serving(p).length, `${p.name} serves nothing`).toBeGreaterThan(0);
   });
 
   it('no instrument served by both at once; no trade in Kafka twice', () => {
-    let worst = 0;
-    let where = '';
-    for (const symbol of SYMBOLS) {
-      const spans = procs.flatMap((p) =>
-        p.serves.flatMap((s, i) => (s.symbols.includes(symbol) ? [{ who: p.name, from: s.t, to: p.serves[i + 1]?.t ?? p.endedAt ?? Date.now() }] : [])),
-      );
-      for (const a of spans)
-        for (const b of spans) {
-          const o = Math.min(a.to, b.to) - Math.max(a.from, b.from);
-          if (a.who !== b.who && o > worst) [worst, where] = [o, `${symbol}: ${a.who} and ${b.who}`];
-        }
-    }
-    expect(worst, where).toBe(0);
-    const seen = new Map<string, number>();
-    for (const tr of got.trade) seen.set(`${tr.symbol}#${tr.id}`, (seen.get(`${tr.symbol}#${tr.id}`) ?? 0) + 1);
-    const doubled = [...seen].filter(([, c]) => c > 1).map(([k]) => k);
-    expect(doubled, 'trades in Kafka more than once').toEqual([]);
+    const { worstMs, where } = servedAtOnce(procs, SYMBOLS);
+    expect(worstMs, where).toBe(0);
+    expect(tradesTwice(got.trade), 'trades in Kafka more than once').toEqual([]);
   });
 
   it('every trade the sim emitted is in Kafka or inside a trade gap record', () => {
     const tradeGaps = got.gap.filter((g) => g.channel === 'trades');
     console.log(`SHARD outage: ${got.trade.length} trades, trade gaps: ${tradeGaps.map((g) => `${g.symbol} ${g.to_ts === null ? 'open' : `${((g.to_ts - g.from_ts) / 1e6).toFixed(1)}s`} ${g.reason}`).join('; ') || 'none'}`);
     for (const symbol of SYMBOLS) {
-      const ids = new Set(got.trade.filter((tr) => tr.symbol === symbol).map((tr) => Number(tr.id)));
-      expect(ids.size, `${symbol}: no trade in Kafka`).toBeGreaterThan(0);
-      const first = Math.min(...ids);
-      const last = Math.max(...ids);
       const gaps = tradeGaps.filter((g) => g.symbol === symbol);
       const stated = (tsUs: number) => gaps.some((g) => g.from_ts < tsUs && (g.to_ts === null || tsUs < g.to_ts));
-      const lost = sim.emitted
-        .trades(symbol, { fromId: first })
-        .filter((tr) => tr.id <= last && !ids.has(tr.id) && !stated(tr.timestamp * 1000))
-        .map((tr) => tr.id);
+      const { inKafka, missing: lost } = missingTrades(sim, got.trade, symbol, stated);
+      expect(inKafka, `${symbol}: no trade in Kafka`).toBeGreaterThan(0);
       expect(lost, `${symbol}: trades missing from Kafka and from every gap record`).toEqual([]);
     }
   });

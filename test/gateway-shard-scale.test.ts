@@ -13,8 +13,7 @@
  * and unstated); 400 at 2,000/s passed there. SCALE_INSTRUMENTS, SCALE_RATE and SCALE_LOG_DIR (the
  * processes' logs) override for exploring.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { appendFileSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { stringify } from 'yaml';
@@ -22,67 +21,39 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { buildSim, type Sim } from '../sim/index.ts';
 import { RECORD_KINDS } from '../schemas/index.ts';
 import { simOptions, sleep, uniquePrefix } from './harness/gateway.ts';
+import { killAll, servedAtOnce, serving, spawnShardGateway, tradesTwice, untilStarted, type ShardGateway } from './harness/shard-gateways.ts';
 import { deleteTopics, readTopics, type Decoded } from './harness/topics.ts';
 
-const BIN = path.resolve(import.meta.dirname, '..', 'bin', 'tickflow.js');
 const INSTRUMENTS = Number(process.env.SCALE_INSTRUMENTS ?? 700);
 const TOTAL_RATE = Number(process.env.SCALE_RATE ?? 3_500);
 const SESSION_MS = 10_000; // the default
-
-interface Proc {
-  readonly name: string;
-  readonly child: ChildProcess;
-  output: string;
-  readonly serves: Array<{ t: number; symbols: string[] }>;
-  endedAt?: number;
-  readonly exited: Promise<unknown>;
-}
 
 describe(`a takeover of ${INSTRUMENTS / 2}-odd instruments (2 sharded processes, one killed)`, () => {
   const brokers = inject('kafkaBrokers');
   const prefix = uniquePrefix('gwscale');
   let sim: Sim;
   let file: string;
-  const procs: Proc[] = [];
-  let killed: Proc;
-  let survivor: Proc;
+  const procs: ShardGateway[] = [];
+  let killed: ShardGateway;
+  let survivor: ShardGateway;
   let killedAt = 0;
   /** Trades emitted before this (ms) must be in Kafka or stated by the end. */
   let judgedUntil = 0;
   let got: Decoded;
 
-  const start = async (name: string): Promise<Proc> => {
-    const child = spawn(process.execPath, [BIN, 'gateway', '--config', file, '--shard-group', prefix], {
-      env: { ...process.env, KAFKA_BROKERS: brokers.join(','), LOG_LEVEL: 'info', LOG_FORMAT: 'json' },
-      stdio: ['ignore', 'pipe', 'pipe'],
+  const start = async (name: string): Promise<ShardGateway> => {
+    const p = spawnShardGateway(name, {
+      configFile: file,
+      group: prefix,
+      brokers: brokers.join(','),
+      outputChars: 200_000,
+      logDir: process.env.SCALE_LOG_DIR,
+      watch: { pattern: /takeover|heartbeat|stalled|membership/, each: (rec) => console.log(`SHARD scale ${name} +${((Date.parse(rec.time) - killedAt) / 1000).toFixed(1)}s: ${rec.msg}`) },
     });
-    const p: Proc = { name, child, output: '', serves: [], exited: new Promise((r) => child.on('exit', r)) };
-    let partial = '';
-    const onData = (d: Buffer) => {
-      const text = d.toString();
-      p.output = (p.output + text).slice(-200_000);
-      if (process.env.SCALE_LOG_DIR) appendFileSync(path.join(process.env.SCALE_LOG_DIR, `${name}.log`), text);
-      const lines = (partial + text).split('\n');
-      partial = lines.pop()!;
-      for (const line of lines) {
-        if (!line.startsWith('{') || !/serves|takeover|heartbeat|stalled|membership/.test(line)) continue;
-        const rec = JSON.parse(line) as { time: string; msg: string; symbols?: string[] };
-        if (/^shard .*serves/.test(rec.msg)) p.serves.push({ t: Date.parse(rec.time), symbols: rec.symbols ?? [] });
-        if (/takeover|heartbeat|stalled|membership/.test(rec.msg)) console.log(`SHARD scale ${name} +${((Date.parse(rec.time) - killedAt) / 1000).toFixed(1)}s: ${rec.msg}`);
-      }
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
-    void p.exited.then(() => (p.endedAt ??= Date.now()));
     procs.push(p);
-    const deadline = Date.now() + 90_000;
-    while (!p.output.includes('Ctrl-C to stop')) {
-      if (child.exitCode !== null || Date.now() > deadline) throw new Error(`gateway ${name} did not start:\n${p.output.slice(-3000)}`);
-      await sleep(50);
-    }
+    await untilStarted(p);
     return p;
   };
-  const current = (p: Proc) => p.serves.at(-1)?.symbols ?? [];
 
   beforeAll(async () => {
     sim = buildSim({ seed: 7, instruments: INSTRUMENTS, totalTradesPerSecond: TOTAL_RATE, rateSkew: 1, historyDays: 0, bookDepth: 20, dialects: ['binance'] });
@@ -108,12 +79,12 @@ describe(`a takeover of ${INSTRUMENTS / 2}-odd instruments (2 sharded processes,
     );
     await Promise.all(['a', 'b'].map((n) => start(n)));
     const deadline = Date.now() + 90_000;
-    while (new Set(procs.flatMap(current)).size !== INSTRUMENTS || procs.some((p) => current(p).length === 0)) {
-      if (Date.now() > deadline) throw new Error(`the processes did not split the instruments: ${procs.map((p) => `${p.name}: ${current(p).length}`).join('; ')}`);
+    while (new Set(procs.flatMap(serving)).size !== INSTRUMENTS || procs.some((p) => serving(p).length === 0)) {
+      if (Date.now() > deadline) throw new Error(`the processes did not split the instruments: ${procs.map((p) => `${p.name}: ${serving(p).length}`).join('; ')}`);
       await sleep(200);
     }
     await sleep(10_000);
-    killed = procs.reduce((a, b) => (current(b).length > current(a).length ? b : a));
+    killed = procs.reduce((a, b) => (serving(b).length > serving(a).length ? b : a));
     survivor = procs.find((p) => p !== killed)!;
     killed.child.kill('SIGKILL');
     killedAt = Date.now();
@@ -127,30 +98,24 @@ describe(`a takeover of ${INSTRUMENTS / 2}-odd instruments (2 sharded processes,
   }, 240_000);
 
   afterAll(async () => {
-    for (const p of procs) if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
+    killAll(procs);
     await sim?.close();
     await deleteTopics(brokers, prefix, RECORD_KINDS).catch(() => undefined);
   });
 
   it('no instrument is served by both processes at once', () => {
-    const spans = (p: Proc, symbol: string) => p.serves.flatMap((s, i) => (s.symbols.includes(symbol) ? [{ from: s.t, to: p.serves[i + 1]?.t ?? p.endedAt ?? Date.now() }] : []));
-    const both: string[] = [];
-    for (const symbol of new Set(procs.flatMap((p) => p.serves.flatMap((s) => s.symbols)))) {
-      for (const a of spans(procs[0]!, symbol)) for (const b of spans(procs[1]!, symbol)) if (Math.min(a.to, b.to) > Math.max(a.from, b.from)) both.push(symbol);
-    }
+    const both = servedAtOnce(procs, new Set(procs.flatMap((p) => p.serves.flatMap((s) => s.symbols)))).symbols;
     expect(both).toEqual([]);
-    const seen = new Map<string, number>();
-    for (const t of got.trade) seen.set(`${t.symbol}#${t.id}`, (seen.get(`${t.symbol}#${t.id}`) ?? 0) + 1);
-    expect([...seen].filter(([, n]) => n > 1).map(([k]) => k).slice(0, 10), 'trades in Kafka more than once').toEqual([]);
+    expect(tradesTwice(got.trade).slice(0, 10), 'trades in Kafka more than once').toEqual([]);
   });
 
   it("every instrument of the killed process has records again after the kill", () => {
-    const moved = current(killed);
+    const moved = serving(killed);
     expect(moved.length).toBeGreaterThan(INSTRUMENTS / 3);
     const back = new Set<string>();
     for (const kind of ['trade', 'ticker', 'book', 'candle'] as const) for (const r of got[kind]) if (r.received_at / 1000 > killedAt) back.add(r.symbol);
     const silent = moved.filter((s) => !back.has(s));
-    console.log(`SHARD scale: ${moved.length} instruments moved, ${moved.length - silent.length} with records after the kill; survivor serves ${current(survivor).length}`);
+    console.log(`SHARD scale: ${moved.length} instruments moved, ${moved.length - silent.length} with records after the kill; survivor serves ${serving(survivor).length}`);
     expect(silent.slice(0, 20), `${silent.length} of ${moved.length} moved instruments silent after the kill`).toEqual([]);
   });
 

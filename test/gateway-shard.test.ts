@@ -12,7 +12,6 @@
  *   process's instruments (down for the session timeout) each have one; a handover that is quick
  *   enough (the join's, usually) leaves none.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -21,64 +20,31 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { buildSim, type Sim } from '../sim/index.ts';
 import { RECORD_KINDS } from '../schemas/index.ts';
 import { simOptions, sleep, uniquePrefix } from './harness/gateway.ts';
+import { killAll, missingTrades, servedAtOnce, serving, spawnShardGateway, tradesTwice, untilStarted, type ShardGateway } from './harness/shard-gateways.ts';
 import { deleteTopics, readTopics, type Decoded } from './harness/topics.ts';
 
-const BIN = path.resolve(import.meta.dirname, '..', 'bin', 'tickflow.js');
 const SYMBOLS = ['BTC/USDT', 'ETH/USDT', 'SOL/USDT', 'XRP/USDT', 'ADA/USDT', 'DOGE/USDT', 'LTC/USDT', 'DOT/USDT', 'AVAX/USDT'];
 const RATE = 20;
 const SESSION_MS = 6_000;
 const HANDOVER_GAP_MS = 5_000;
-
-interface Proc {
-  readonly name: string;
-  readonly child: ChildProcess;
-  output: string;
-  /** When it started serving which symbols (from its `shard ... serves` log lines). */
-  readonly serves: Array<{ t: number; symbols: string[] }>;
-  endedAt?: number;
-  readonly exited: Promise<unknown>;
-}
 
 describe('gateways sharded through a consumer group (3 processes, one killed, one joining)', () => {
   const brokers = inject('kafkaBrokers');
   const prefix = uniquePrefix('gwshard');
   let sim: Sim;
   let file: string;
-  const procs: Proc[] = [];
+  const procs: ShardGateway[] = [];
   let killedAt = 0;
-  let killed: Proc;
+  let killed: ShardGateway;
   let joinedAt = 0;
   let got: Decoded;
 
-  const start = async (name: string): Promise<Proc> => {
-    const child = spawn(process.execPath, [BIN, 'gateway', '--config', file, '--shard-group', prefix], {
-      env: { ...process.env, KAFKA_BROKERS: brokers.join(','), LOG_LEVEL: 'info', LOG_FORMAT: 'json' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const p: Proc = { name, child, output: '', serves: [], exited: new Promise((r) => child.on('exit', r)) };
-    let partial = '';
-    const onData = (d: Buffer) => {
-      p.output += d.toString();
-      const lines = (partial + d.toString()).split('\n');
-      partial = lines.pop()!;
-      for (const line of lines) {
-        if (!line.startsWith('{') || !line.includes('serves') && !line.includes('stopped its streams')) continue;
-        const rec = JSON.parse(line) as { time: string; msg: string; symbols?: string[] };
-        if (/^shard .*(serves|stopped its streams)/.test(rec.msg)) p.serves.push({ t: Date.parse(rec.time), symbols: rec.symbols ?? [] });
-      }
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
-    void p.exited.then(() => (p.endedAt ??= Date.now()));
+  const start = async (name: string): Promise<ShardGateway> => {
+    const p = spawnShardGateway(name, { configFile: file, group: prefix, brokers: brokers.join(','), stops: true });
     procs.push(p);
-    const deadline = Date.now() + 90_000;
-    while (!p.output.includes('Ctrl-C to stop')) {
-      if (child.exitCode !== null || Date.now() > deadline) throw new Error(`gateway ${name} did not start:\n${p.output.slice(-3000)}`);
-      await sleep(50);
-    }
+    await untilStarted(p);
     return p;
   };
-  const current = (p: Proc) => p.serves.at(-1)?.symbols ?? [];
 
   beforeAll(async () => {
     sim = buildSim({ seed: 5, symbols: SYMBOLS, tradesPerSecond: RATE, historyDays: 0 });
@@ -96,12 +62,12 @@ describe('gateways sharded through a consumer group (3 processes, one killed, on
     await Promise.all(['a', 'b', 'c'].map((n) => start(n)));
     // Until the three split the instruments (the group answers each join with a rebalance).
     const deadline = Date.now() + 60_000;
-    while (new Set(procs.flatMap(current)).size !== SYMBOLS.length || procs.some((p) => current(p).length === 0)) {
-      if (Date.now() > deadline) throw new Error(`the processes did not split the instruments: ${procs.map((p) => `${p.name}: ${current(p).join(',')}`).join('; ')}`);
+    while (new Set(procs.flatMap(serving)).size !== SYMBOLS.length || procs.some((p) => serving(p).length === 0)) {
+      if (Date.now() > deadline) throw new Error(`the processes did not split the instruments: ${procs.map((p) => `${p.name}: ${serving(p).join(',')}`).join('; ')}`);
       await sleep(200);
     }
     await sleep(8_000);
-    killed = procs.reduce((a, b) => (current(b).length > current(a).length ? b : a));
+    killed = procs.reduce((a, b) => (serving(b).length > serving(a).length ? b : a));
     killed.child.kill('SIGKILL');
     killedAt = Date.now();
     killed.endedAt = killedAt;
@@ -116,44 +82,27 @@ describe('gateways sharded through a consumer group (3 processes, one killed, on
   }, 300_000);
 
   afterAll(async () => {
-    for (const p of procs) if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
+    killAll(procs);
     await sim?.close();
     await deleteTopics(brokers, prefix, RECORD_KINDS).catch(() => undefined);
   });
 
   it('each instrument is served by one process at a time', () => {
-    let worst = 0;
-    let where = '';
-    for (const symbol of SYMBOLS) {
-      const spans = procs.flatMap((p) =>
-        p.serves.flatMap((s, i) => (s.symbols.includes(symbol) ? [{ who: p.name, from: s.t, to: p.serves[i + 1]?.t ?? p.endedAt ?? Date.now() }] : [])),
-      );
-      for (const a of spans)
-        for (const b of spans) {
-          const o = Math.min(a.to, b.to) - Math.max(a.from, b.from);
-          if (a.who !== b.who && o > worst) [worst, where] = [o, `${symbol}: ${a.who} and ${b.who}`];
-        }
-    }
+    const { worstMs, where } = servedAtOnce(procs, SYMBOLS);
     console.log(`SHARD e2e serving: ${procs.map((p) => `${p.name}: ${p.serves.map((s) => `+${((s.t - killedAt) / 1000).toFixed(1)}s [${s.symbols.join(',')}]`).join(' ')}${p === killed ? ' KILLED at +0s' : ''}`).join(' | ')} (join at +${((joinedAt - killedAt) / 1000).toFixed(1)}s)`);
     // The join moved instruments to the newcomer, from processes still running.
     const d = procs.find((p) => p.name === 'd')!;
     expect(d.serves.some((s) => s.symbols.length > 0)).toBe(true);
-    expect(worst, where).toBe(0);
-    const seen = new Map<string, number>();
-    for (const t of got.trade) seen.set(`${t.symbol}#${t.id}`, (seen.get(`${t.symbol}#${t.id}`) ?? 0) + 1);
-    const doubled = [...seen.values()].reduce((n, c) => n + c - 1, 0);
-    expect(doubled, 'trades in Kafka more than once').toBe(0);
+    expect(worstMs, where).toBe(0);
+    expect(tradesTwice(got.trade), 'trades in Kafka more than once').toEqual([]);
   });
 
   it('every trade the sim emitted is in Kafka; nothing left to state in a trade gap', () => {
     const figures: string[] = [];
     const killedSymbols = killed.serves.at(-1)!.symbols;
     for (const symbol of SYMBOLS) {
-      const ids = new Set(got.trade.filter((t) => t.symbol === symbol).map((t) => Number(t.id)));
-      const first = Math.min(...ids);
-      const last = Math.max(...ids);
-      const lost = sim.emitted.trades(symbol, { fromId: first }).filter((t) => t.id <= last && !ids.has(t.id));
-      expect(lost.length, `${symbol}: trades missing from Kafka`).toBe(0);
+      const { missing } = missingTrades(sim, got.trade, symbol);
+      expect(missing.length, `${symbol}: trades missing from Kafka`).toBe(0);
       if (killedSymbols.includes(symbol)) {
         // Served again (first record produced by the new owner) this long after the kill.
         const back = got.trade.filter((t) => t.symbol === symbol && t.received_at / 1000 > killedAt).reduce((m, t) => Math.min(m, t.received_at / 1000), Infinity);
