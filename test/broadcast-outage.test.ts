@@ -16,13 +16,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { createPool, type Pool } from '../core/db.ts';
 import { createKafka, ensureTopics, type Kafka } from '../core/kafka.ts';
 import { startKafka, stopKafkaAt, type KafkaBroker } from '../infra/kafka.ts';
+import { freePort } from '../infra/process.ts';
 import { startPostgresServer, type PostgresServer } from '../infra/postgres-server.ts';
 import { migrate } from '../migrations/runner.ts';
 import { topicFor, type Trade } from '../schemas/index.ts';
@@ -104,14 +104,6 @@ function expectDelivered(hook: Receiver, trades: readonly Trade[]): void {
 /** The distinct log lines of a stretch of a process's output (time stamp cut), for the figures. */
 function distinctLines(chunks: readonly string[]): string[] {
   return [...new Set(chunks.join('').split('\n').filter((l) => l.trim()).map((l) => l.replace(/^\d\d:\d\d:\d\d\S*\s+/, '').slice(0, 240)))];
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
 }
 
 describe('(a) the Kafka broker stopped ~15 s under a running `tickflow broadcast`', () => {
