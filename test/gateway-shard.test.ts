@@ -40,7 +40,7 @@ describe('gateways sharded through a consumer group (3 processes, one killed, on
   let got: Decoded;
 
   const start = async (name: string): Promise<ShardGateway> => {
-    const p = spawnShardGateway(name, { configFile: file, group: prefix, brokers: brokers.join(','), stops: true });
+    const p = spawnShardGateway(name, { configFile: file, group: prefix, brokers: brokers.join(',') });
     procs.push(p);
     await untilStarted(p);
     return p;

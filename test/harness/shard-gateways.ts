@@ -34,8 +34,6 @@ export interface ShardGatewayOptions {
   group: string;
   /** KAFKA_BROKERS, comma-separated. */
   brokers: string;
-  /** `shard ... stopped its streams` lines count as `serves` lines (serving what they name, or nothing). */
-  stops?: boolean;
   /** Keep only the last this many characters of the output. */
   outputChars?: number;
   /** A folder where the output is appended to `<name>.log` as well. */
@@ -51,8 +49,8 @@ export function spawnShardGateway(name: string, o: ShardGatewayOptions): ShardGa
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const p: ShardGateway = { name, child, output: '', serves: [], exited: new Promise((r) => child.on('exit', r)) };
-  const servesLine = o.stops ? /^shard .*(serves|stopped its streams)/ : /^shard .*serves/;
-  const wanted = o.stops ? /serves|stopped its streams/ : /serves/;
+  const servesLine = /^shard .*serves/;
+  const wanted = /serves/;
   let partial = '';
   const onData = (d: Buffer) => {
     const text = d.toString();
