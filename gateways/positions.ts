@@ -23,7 +23,7 @@ import type { AvroCodec } from '../core/avro.ts';
 import type { Channel } from './config.ts';
 import { createKafka, partitionOfKey, partitionOffsets, readRanges, recordKey, type KafkaSettings, type OffsetRange } from '../core/kafka.ts';
 import type { Logger } from '../core/log.ts';
-import { startTsWorker } from './ts-worker.ts';
+import { startTsWorker } from '../core/ts-worker.ts';
 import { KIND_OF_CHANNEL, assertNever } from '../schemas/catalog.ts';
 import { topicFor, type Candle, type RecordKind } from '../schemas/index.ts';
 import type { StreamRef } from './events.ts';

@@ -28,7 +28,7 @@ import { TickflowError, messageOf } from '../core/errors.ts';
 import { TypedEvents } from '../core/events.ts';
 import type { Logger } from '../core/log.ts';
 import type { Worker } from 'node:worker_threads';
-import { startTsWorker } from './ts-worker.ts';
+import { startTsWorker } from '../core/ts-worker.ts';
 import { SHARD_GROUP_DEFAULTS } from './config.ts';
 
 export { SHARD_GROUP_DEFAULTS };

@@ -1,10 +1,8 @@
-import { createRequire } from 'node:module';
-import path from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { createCodec, type AvroCodec } from '../core/avro.ts';
 import { ERROR_CODES, TickflowError, messageOf, type ErrorCode } from '../core/errors.ts';
 import { logger } from '../core/log.ts';
+import { startTsWorker } from '../core/ts-worker.ts';
 import type { DeadLetterStage } from './events.ts';
 import { rowCodec, TABLES, TIME_COLUMN, type RowCodec, type TableName } from './tables.ts';
 
@@ -165,14 +163,6 @@ export async function decodeValues(codec: AvroCodec, target: DecodeTarget, packe
 
 // ---- the worker ----
 
-/** tsx's ESM API as a file URL, for a Node that does not strip types (import.meta.resolve is not there under every loader, vitest's included). */
-function tsxEsmApi(): string {
-  const require = createRequire(import.meta.url);
-  const pkgFile = require.resolve('tsx/package.json');
-  const pkg = require(pkgFile) as { exports: Record<string, { import: { default: string } }> };
-  return pathToFileURL(path.join(path.dirname(pkgFile), pkg.exports['./esm/api']!.import.default)).href;
-}
-
 export interface DecodeRequest {
   readonly id: number;
   readonly target: DecodeTarget;
@@ -262,13 +252,10 @@ export class Decoder {
   private spawn(): Worker | undefined {
     if (this.worker) return this.worker;
     try {
-      // The worker loads TypeScript like bin/tickflow.js does: as it is where Node strips types,
-      // else with tsx registered first.
-      const entry = new URL('./decode-worker.ts', import.meta.url);
-      const workerData = { kafka: { topicPrefix: this.kafka.topicPrefix, schemaRegistryUrl: this.kafka.schemaRegistryUrl }, idWaitMs: this.registryWaitMs };
-      const w = process.features.typescript
-        ? new Worker(entry, { workerData })
-        : new Worker(`import(${JSON.stringify(tsxEsmApi())}).then((m) => { m.register(); return import(${JSON.stringify(entry.href)}); });`, { eval: true, workerData });
+      const w = startTsWorker(new URL('./decode-worker.ts', import.meta.url), {
+        kafka: { topicPrefix: this.kafka.topicPrefix, schemaRegistryUrl: this.kafka.schemaRegistryUrl },
+        idWaitMs: this.registryWaitMs,
+      });
       w.unref();
       let answered = false;
       w.on('message', (m: DecodeReply) => {

@@ -1,5 +1,5 @@
 /**
- * A worker thread running one of the gateway's .ts modules: as it is on a Node that strips types
+ * A worker thread running one of tickflow's .ts modules: as it is on a Node that strips types
  * itself (22.18+, as bin/tickflow.js), through tsx's loader (registered in the thread first) on an
  * older one (20).
  */
@@ -8,6 +8,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 
+/** tsx's ESM API as a file URL (import.meta.resolve is not there under every loader, vitest's included). */
 function tsxEsmApi(): string {
   const require = createRequire(import.meta.url);
   const pkgFile = require.resolve('tsx/package.json');
